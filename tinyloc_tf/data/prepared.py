@@ -1,0 +1,169 @@
+"""The prepared-dataset contract every later stage reads.
+
+A prepared dataset is a folder with
+
+- ``train.npz``, ``val.npz``, ``test.npz``: arrays ``X`` float32 ``[N, T, F]`` in ``[0, 1]``
+  and ``y`` int32 ``[N, T]`` (one class per time step);
+- ``meta.json``: ``features`` (names, in column order), ``classes`` (names, index = label),
+  ``T``, ``scaling`` (``min``/``max`` used for min-max scaling, per feature), ``labels``
+  (label scheme), ``source`` and ``source_sha256``, plus loader-specific counts
+  (for example rows removed by the documented preprocessing).
+
+Files are written to a temporary folder and renamed into place last, so an interrupted
+``prepare`` never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyloc_tf.errors import DataError
+
+SPLITS = ("train", "val", "test")
+REQUIRED_META = ("features", "classes", "T", "scaling", "labels", "source", "source_sha256")
+
+
+@dataclass
+class Split:
+    """One split: ``X`` float32 ``[N, T, F]``, ``y`` int32 ``[N, T]``."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+@dataclass
+class PreparedDataset:
+    """A prepared dataset loaded from disk."""
+
+    path: Path
+    train: Split
+    val: Split
+    test: Split
+    meta: dict
+
+    @property
+    def steps(self) -> int:
+        return int(self.meta["T"])
+
+    @property
+    def num_features(self) -> int:
+        return len(self.meta["features"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.meta["classes"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def fingerprint(self) -> str:
+        """sha256 over the three split files, identifying exactly the data a model saw."""
+        digest = hashlib.sha256()
+        for name in SPLITS:
+            digest.update(sha256_file(self.path / f"{name}.npz").encode())
+        return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_split(name: str, split: Split, steps: int, features: int, classes: int) -> None:
+    X, y = split.X, split.y
+    if X.ndim != 3 or y.ndim != 2 or X.shape[:2] != y.shape:
+        raise DataError(f"{name}: X must be [N, T, F] and y [N, T]; got {X.shape} and {y.shape}")
+    if X.shape[1] != steps or X.shape[2] != features:
+        raise DataError(f"{name}: X has shape {X.shape}, expected [N, {steps}, {features}]")
+    if X.size and not np.isfinite(X).all():
+        raise DataError(f"{name}: X holds NaN or infinite values")
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise DataError(f"{name}: labels outside 0..{classes - 1} (min {y.min()}, max {y.max()})")
+
+
+def write_prepared(out: str | os.PathLike, splits: dict[str, Split], meta: dict) -> Path:
+    """Write the contract files atomically into ``out`` and return its path."""
+    out = Path(out)
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise DataError(f"meta.json would miss fields: {', '.join(missing)}")
+    steps, features, classes = int(meta["T"]), len(meta["features"]), len(meta["classes"])
+    for name in SPLITS:
+        if name not in splits:
+            raise DataError(f"split {name!r} missing")
+        _check_split(name, splits[name], steps, features, classes)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        for name in SPLITS:
+            split = splits[name]
+            np.savez_compressed(
+                staging / f"{name}.npz",
+                X=split.X.astype(np.float32, copy=False),
+                y=split.y.astype(np.int32, copy=False),
+            )
+        meta = dict(meta)
+        meta["counts"] = {name: int(len(splits[name])) for name in SPLITS}
+        with open(staging / "meta.json", "w") as handle:
+            json.dump(meta, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def load_prepared(path: str | os.PathLike) -> PreparedDataset:
+    """Load a prepared dataset folder, checking it against the contract."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise DataError(f"{meta_path}: not found (run `tinyloc data prepare ...` first)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{meta_path}: not valid JSON ({exc})") from exc
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise DataError(f"{meta_path}: missing fields {', '.join(missing)}")
+    splits = {}
+    for name in SPLITS:
+        file = path / f"{name}.npz"
+        if not file.is_file():
+            raise DataError(f"{file}: not found")
+        with np.load(file) as arrays:
+            if "X" not in arrays or "y" not in arrays:
+                raise DataError(f"{file}: needs arrays 'X' and 'y', has {sorted(arrays.files)}")
+            split = Split(arrays["X"].astype(np.float32), arrays["y"].astype(np.int32))
+        _check_split(str(file), split, int(meta["T"]), len(meta["features"]), len(meta["classes"]))
+        splits[name] = split
+    return PreparedDataset(path=path, meta=meta, **splits)
+
+
+def class_counts(split: Split, num_classes: int) -> np.ndarray:
+    """Labelled time steps per class."""
+    return np.bincount(split.y.reshape(-1), minlength=num_classes)
