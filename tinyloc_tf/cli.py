@@ -20,6 +20,7 @@ STAGES = (
     "tinyloc_tf.training.cli",
     "tinyloc_tf.compression.cli",
     "tinyloc_tf.deployment.cli",
+    "tinyloc_tf.deployment.aot_cli",
     "tinyloc_tf.reports.cli",
     "tinyloc_tf.pipeline",
 )

@@ -1,0 +1,379 @@
+"""UJIIndoorLoc loader: validation errors on small hand-built CSVs, preprocessing rules, and
+the counts of the real archive (skipped when it is absent)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tinyloc_tf.data import load_prepared
+from tinyloc_tf.data.prepared import sha256_file
+from tinyloc_tf.data.uji import (
+    COLUMNS,
+    NOT_HEARD_DBM,
+    TEST_CSV,
+    TRAIN_CSV,
+    UJI_CSV_SHA256,
+    UJI_ZIP_SHA256,
+    WAP_COLUMNS,
+    apportion,
+    prepare_uji,
+    read_uji,
+    verify_uji_archive,
+)
+from tinyloc_tf.errors import DataError
+
+# ----------------------------------------------------------------------------- small data
+
+# Two floors of one building, 8 reference points each on a 4 x 2 grid (10 m apart), 4 scans
+# per point. AP k is heard on floor k // 4 only; APs 8.. are never heard in training.
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    full = [{column: row.get(column, 100) for column in COLUMNS} for row in rows]
+    return pd.DataFrame(full, columns=list(COLUMNS))
+
+
+def _scan(building, floor, x, y, rssi: dict[int, int], user=1) -> dict:
+    row = {f"WAP{k + 1:03d}": value for k, value in rssi.items()}
+    row.update(LONGITUDE=-7600.0 + x, LATITUDE=4864800.0 + y, FLOOR=floor, BUILDINGID=building,
+               SPACEID=100 + floor, RELATIVEPOSITION=1, USERID=user, PHONEID=13, TIMESTAMP=1371713733)
+    return row
+
+
+def small_tables(rng_seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(rng_seed)
+    train, test = [], []
+    for floor in (0, 1):
+        for gx in range(4):
+            for gy in range(2):
+                for repeat in range(4):
+                    rssi = {4 * floor + ap: int(rng.integers(-95, -40)) for ap in range(4)}
+                    train.append(_scan(0, floor, 10.0 * gx, 10.0 * gy, rssi, user=repeat))
+        for gx in range(4):
+            rssi = {4 * floor + ap: int(rng.integers(-95, -40)) for ap in range(4)}
+            test.append(_scan(0, floor, 10.0 * gx + 1.0, 4.0, rssi))
+    test[0]["WAP001"] = -20  # stronger than anything in training: clipped to 1
+    test[1]["WAP010"] = -52  # an access point never heard in training
+    return _frame(train), _frame(test)
+
+
+def write_folder(folder: Path, train: pd.DataFrame, test: pd.DataFrame, nested: bool = False) -> Path:
+    target = folder / "UJIndoorLoc" if nested else folder
+    target.mkdir(parents=True, exist_ok=True)
+    train.to_csv(target / TRAIN_CSV, index=False)
+    test.to_csv(target / TEST_CSV, index=False)
+    return folder
+
+
+def write_zip(path: Path, train: pd.DataFrame, test: pd.DataFrame) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"UJIndoorLoc/{TRAIN_CSV}", train.to_csv(index=False))
+        archive.writestr(f"UJIndoorLoc/{TEST_CSV}", test.to_csv(index=False))
+    return path
+
+
+@pytest.fixture
+def small(tmp_path):
+    train, test = small_tables()
+    return write_folder(tmp_path / "raw", train, test)
+
+
+def _bad(tmp_path: Path, edit) -> Path:
+    """A folder whose trainingData.csv text went through ``edit(lines) -> lines``."""
+    train, test = small_tables()
+    folder = write_folder(tmp_path / "bad", train, test)
+    lines = (folder / TRAIN_CSV).read_text().splitlines()
+    (folder / TRAIN_CSV).write_text("\n".join(edit(lines)) + "\n")
+    return folder
+
+
+def _set_cell(lines: list[str], line: int, column: str, value: str) -> list[str]:
+    """Replace one cell; ``line`` is the 1-based CSV line."""
+    index = lines[0].split(",").index(column)
+    cells = lines[line - 1].split(",")
+    cells[index] = value
+    lines[line - 1] = ",".join(cells)
+    return lines
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_missing_source_names_path_and_fetch(tmp_path):
+    with pytest.raises(DataError, match=r"nowhere\.zip: not found.*tinyloc data fetch uji"):
+        read_uji(tmp_path / "nowhere.zip")
+
+
+def test_folder_without_csv_names_both_places(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no trainingData\.csv \(looked for .*UJIndoorLoc/trainingData\.csv"):
+        read_uji(tmp_path / "empty")
+
+
+def test_zip_without_csv_and_broken_zip(tmp_path):
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(DataError, match=r"other\.zip: no trainingData\.csv in the archive"):
+        read_uji(path)
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match=r"broken\.zip: not a zip archive"):
+        read_uji(broken)
+
+
+def test_missing_column(tmp_path):
+    train, test = small_tables()
+    folder = write_folder(tmp_path / "raw", train.drop(columns=["WAP007"]), test)
+    with pytest.raises(DataError, match=r"trainingData\.csv: missing column\(s\) WAP007"):
+        read_uji(folder)
+
+
+def test_extra_column(tmp_path):
+    train, test = small_tables()
+    test = pd.concat([test, pd.Series(1, index=test.index, name="EXTRA")], axis=1)
+    folder = write_folder(tmp_path / "raw", train, test)
+    with pytest.raises(DataError, match=r"validationData\.csv: unexpected column\(s\) EXTRA"):
+        read_uji(folder)
+
+
+def test_non_numeric_names_line_and_column(tmp_path):
+    folder = _bad(tmp_path, lambda lines: _set_cell(lines, 5, "WAP003", "strong"))
+    with pytest.raises(DataError, match=r"trainingData\.csv: line 5, column WAP003: non-numeric value 'strong'"):
+        read_uji(folder)
+
+
+def test_nan_names_line_and_column(tmp_path):
+    folder = _bad(tmp_path, lambda lines: _set_cell(lines, 9, "LATITUDE", ""))
+    with pytest.raises(DataError, match=r"line 9, column LATITUDE: missing or NaN value"):
+        read_uji(folder)
+
+
+def test_blank_line_keeps_line_numbers(tmp_path):
+    folder = _bad(tmp_path, lambda lines: lines[:3] + [""] + lines[3:])
+    with pytest.raises(DataError, match=r"line 4, column WAP001: missing or NaN value"):
+        read_uji(folder)
+
+
+@pytest.mark.parametrize("value", ["-105", "1", "99", "101"])
+def test_rssi_out_of_range(tmp_path, value):
+    folder = _bad(tmp_path, lambda lines: _set_cell(lines, 12, "WAP520", value))
+    with pytest.raises(DataError, match=rf"line 12, column WAP520: RSSI {value} outside -104\.\.0 dBm"):
+        read_uji(folder)
+
+
+def test_floor_must_be_integer(tmp_path):
+    folder = _bad(tmp_path, lambda lines: _set_cell(lines, 3, "FLOOR", "1.5"))
+    with pytest.raises(DataError, match=r"line 3, column FLOOR: 1\.5 is not a non-negative integer"):
+        read_uji(folder)
+
+
+def test_test_floor_unknown_in_training(tmp_path):
+    train, test = small_tables()
+    test.loc[2, "FLOOR"] = 3
+    folder = write_folder(tmp_path / "raw", train, test)
+    with pytest.raises(DataError, match=r"validationData\.csv: line 4: building 0 floor 3 never occurs"):
+        read_uji(folder)
+
+
+def test_bad_options(small, tmp_path):
+    with pytest.raises(DataError, match="unknown label scheme 'room'"):
+        prepare_uji(small, tmp_path / "out", labels="room")
+    with pytest.raises(DataError, match="val_fraction"):
+        prepare_uji(small, tmp_path / "out", val_fraction=1.0)
+    with pytest.raises(DataError, match="only 16 distinct training reference points"):
+        prepare_uji(small, tmp_path / "out", areas=17)
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+def test_apportion_is_proportional_exact_and_bounded():
+    shares = apportion(np.array([1.0, 1.0, 2.0, 0.1]), 10, caps=np.array([50, 50, 50, 50]))
+    assert shares.tolist() == [2, 2, 5, 1]  # floor 1 each at least; quotas 2.44 2.44 4.88 0.24
+    assert apportion(np.array([3.0, 1.0]), 8, caps=np.array([3, 10])).tolist() == [3, 5]
+    real = np.array([5558, 6349, 6394, 6395, 12245, 13684, 13427, 12091, 7011, 7156, 6410, 7184, 4800.0])
+    assert apportion(real, 59, caps=np.full(13, 100)).tolist() == [3, 3, 3, 3, 7, 7, 7, 7, 4, 4, 4, 4, 3]
+
+
+def test_prepare_small_area(small, tmp_path):
+    out = prepare_uji(small, tmp_path / "area", areas=4, seed=3)
+    data = load_prepared(out)
+    meta = data.meta
+    assert data.steps == 1 and data.num_features == 520
+    assert data.class_names == ["B0F0-A00", "B0F0-A01", "B0F1-A00", "B0F1-A01"]
+    assert meta["areas"]["per_floor"] == {"B0F0": 2, "B0F1": 2}
+    assert meta["counts"] == {"train": 48, "val": 16, "test": 8}
+    assert (len(data.train), len(data.val), len(data.test)) == (48, 16, 8)
+    for split in (data.train, data.val, data.test):
+        assert split.X.shape[1:] == (1, 520) and split.y.shape[1:] == (1,)
+        assert split.X.dtype == np.float32 and split.y.dtype == np.int32
+        assert split.X.min() >= 0.0 and split.X.max() <= 1.0
+    # Stratified: each of the 4 areas has 16 scans, 4 of which go to val.
+    assert np.bincount(data.val.y.ravel(), minlength=4).tolist() == [4, 4, 4, 4]
+    # The 4 x 2 grid splits west / east on each floor; test x = 1, 11 west, 21, 31 east.
+    assert data.test.y.ravel().tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_scaling_rules(small, tmp_path):
+    out = prepare_uji(small, tmp_path / "floor", labels="floor", areas=4)
+    data = load_prepared(out)
+    meta = data.meta
+    train_raw, test_raw = small_tables()
+    lo, hi = np.array(meta["scaling"]["min"]), np.array(meta["scaling"]["max"])
+    # Heard APs: min is the not-heard value (every AP is silent on the other floor), max the
+    # strongest training reading.
+    assert lo[0] == NOT_HEARD_DBM and hi[0] <= -40
+    # Never heard in train: the physical range, so it never divides by zero.
+    assert lo[9] == NOT_HEARD_DBM and hi[9] == 0
+    assert meta["scaling"]["not_heard"] == 100 and meta["scaling"]["not_heard_dbm"] == NOT_HEARD_DBM
+    assert meta["uji"]["aps_never_heard_in_train_split"] == 520 - 8
+    assert meta["uji"]["test_readings_on_aps_unseen_in_train_split"] == 1
+    assert data.test.X[1, 0, 9] == pytest.approx((-52 - NOT_HEARD_DBM) / 105)
+    # Not heard -> exactly 0; the too-strong test reading is clipped to 1 and counted.
+    assert np.all(data.train.X[:, 0, 8:] == 0)
+    assert data.test.X[0, 0, 0] == 1.0
+    assert meta["uji"]["cells_clipped"]["test"] >= 1
+    assert meta["uji"]["cells_clipped"]["train"] == 0
+    # Train and val rows are the documented formula applied with meta's min/max alone.
+    dbm = train_raw[list(WAP_COLUMNS)].to_numpy(float)
+    dbm = np.where(dbm == 100, NOT_HEARD_DBM, dbm)
+    expected = np.clip((dbm - lo) / (hi - lo), 0, 1).astype(np.float32)
+    got = np.concatenate([data.train.X[:, 0], data.val.X[:, 0]])
+
+    def rows_sorted(a):
+        return a[np.lexsort(a.T[::-1])]
+
+    np.testing.assert_allclose(rows_sorted(got), rows_sorted(expected), atol=1e-6)
+    assert data.class_names == ["B0F0", "B0F1"]
+
+
+def test_nothing_dropped_and_facts_counted(tmp_path):
+    train, test = small_tables()
+    train = pd.concat([train, train.iloc[[0, 1]]], ignore_index=True)  # two exact duplicates
+    silent = train.iloc[[2]].copy()
+    silent[list(WAP_COLUMNS)] = 100  # a scan that heard nothing
+    train = pd.concat([train, silent], ignore_index=True)
+    folder = write_folder(tmp_path / "raw", train, test)
+    meta = load_prepared(prepare_uji(folder, tmp_path / "out", labels="floor", areas=4)).meta
+    assert meta["counts"]["train"] + meta["counts"]["val"] == len(train) == 67
+    assert meta["uji"]["rows"] == {TRAIN_CSV: 67, TEST_CSV: 8}
+    assert meta["uji"]["rows_removed"] == 0
+    assert meta["uji"]["duplicated_rows"][TRAIN_CSV] == 2
+    assert meta["uji"]["rows_no_ap_heard"][TRAIN_CSV] == 1
+    assert meta["uji"]["aps_never_heard_in_trainingData"] == 512
+
+
+def test_zip_and_folder_layouts_agree(tmp_path):
+    train, test = small_tables()
+    outs = []
+    sources = [
+        write_zip(tmp_path / "uji.zip", train, test),
+        write_folder(tmp_path / "flat", train, test),
+        write_folder(tmp_path / "nested", train, test, nested=True),
+    ]
+    for index, source in enumerate(sources):
+        outs.append(load_prepared(prepare_uji(source, tmp_path / f"out{index}", areas=4)))
+    for other in outs[1:]:
+        for name in ("train", "val", "test"):
+            np.testing.assert_array_equal(outs[0].split(name).X, other.split(name).X)
+            np.testing.assert_array_equal(outs[0].split(name).y, other.split(name).y)
+        assert other.meta["source_files_sha256"] == outs[0].meta["source_files_sha256"]
+    assert outs[0].meta["source_sha256"] == sha256_file(sources[0])
+    assert outs[1].meta["source_sha256"] == outs[2].meta["source_sha256"] != outs[0].meta["source_sha256"]
+    assert outs[0].meta["source_is_official"] is False
+
+
+def test_deterministic_files_and_seed_changes_split(small, tmp_path):
+    first = prepare_uji(small, tmp_path / "a", areas=4, seed=1)
+    second = prepare_uji(small, tmp_path / "b", areas=4, seed=1)
+    for name in ("train.npz", "val.npz", "test.npz", "meta.json"):
+        assert sha256_file(first / name) == sha256_file(second / name), name
+    other = load_prepared(prepare_uji(small, tmp_path / "c", areas=4, seed=2))
+    assert not np.array_equal(load_prepared(first).val.X, other.val.X)
+    np.testing.assert_array_equal(load_prepared(first).test.y, other.test.y)  # X moves with train min/max
+
+
+def test_verify_archive_by_csv_digests(tmp_path):
+    train, test = small_tables()
+    path = write_zip(tmp_path / "uji.zip", train, test)
+    with pytest.raises(DataError, match=r"not the official UJIIndoorLoc data: trainingData\.csv sha256"):
+        verify_uji_archive(path)
+
+
+# ----------------------------------------------------------------------------- real archive
+
+
+@pytest.fixture(scope="module")
+def uji_area(uji_zip, tmp_path_factory):
+    return prepare_uji(uji_zip, tmp_path_factory.mktemp("uji") / "area")
+
+
+@pytest.fixture(scope="module")
+def uji_floor(uji_zip, tmp_path_factory):
+    return prepare_uji(uji_zip, tmp_path_factory.mktemp("uji") / "floor", labels="floor")
+
+
+def test_real_archive_is_official(uji_zip):
+    assert sha256_file(uji_zip) == UJI_ZIP_SHA256
+    verify_uji_archive(uji_zip)
+
+
+def test_real_area_counts(uji_area):
+    data = load_prepared(uji_area)
+    meta = data.meta
+    assert len(data.train) + len(data.val) == 19937
+    assert len(data.test) == 1111
+    assert len(data.val) == 4985  # ceil(0.25 * 19937)
+    assert data.num_features == 520 and data.steps == 1
+    assert data.num_classes == 59 and len(set(data.class_names)) == 59
+    assert sum(meta["areas"]["per_floor"].values()) == 59 and len(meta["areas"]["per_floor"]) == 13
+    assert data.class_names[0] == "B0F0-A00" and data.class_names[-1] == "B2F4-A02"
+    for split in (data.train, data.val, data.test):
+        assert split.X.dtype == np.float32 and 0.0 <= split.X.min() and split.X.max() <= 1.0
+    # Facts DATA.md states, reported rather than removed.
+    uji = meta["uji"]
+    assert uji["rows_removed"] == 0
+    assert uji["duplicated_rows"] == {TRAIN_CSV: 637, TEST_CSV: 0}
+    assert uji["rows_no_ap_heard"] == {TRAIN_CSV: 76, TEST_CSV: 0}
+    assert uji["aps_never_heard_in_trainingData"] == 55
+    assert uji["not_heard_fraction"][TRAIN_CSV] == pytest.approx(0.965, abs=0.001)
+    assert uji["cells_clipped"]["train"] == 0
+    assert meta["source_sha256"] == UJI_ZIP_SHA256
+    assert meta["source_files_sha256"] == UJI_CSV_SHA256 and meta["source_is_official"] is True
+    # Stratified: every area's val share is within one scan of 25 %.
+    train_counts = np.bincount(data.train.y.ravel(), minlength=59)
+    val_counts = np.bincount(data.val.y.ravel(), minlength=59)
+    assert np.all(np.abs(val_counts - 0.25 * (train_counts + val_counts)) <= 1)
+    assert train_counts.min() >= 30
+
+
+def test_real_floor_counts_and_shared_split(uji_area, uji_floor):
+    area, floor = load_prepared(uji_area), load_prepared(uji_floor)
+    assert floor.num_classes == 13
+    assert floor.class_names == [f"B0F{f}" for f in range(4)] + [f"B1F{f}" for f in range(4)] + [
+        f"B2F{f}" for f in range(5)]
+    # Per-floor test counts of validationData (building, floor).
+    assert np.bincount(floor.test.y.ravel(), minlength=13).tolist() == [
+        78, 208, 165, 85, 30, 143, 87, 47, 24, 111, 54, 40, 39]
+    # Both schemes use the same rows, and every area nests in its floor.
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(area.split(name).X, floor.split(name).X)
+        area_floor = [area.class_names[i].split("-")[0] for i in area.split(name).y.ravel()]
+        assert area_floor == [floor.class_names[i] for i in floor.split(name).y.ravel()]
+
+
+@pytest.mark.slow
+def test_real_prepare_is_deterministic(uji_zip, uji_area, tmp_path):
+    again = prepare_uji(uji_zip, tmp_path / "area")
+    for name in ("train.npz", "val.npz", "test.npz", "meta.json"):
+        assert sha256_file(again / name) == sha256_file(uji_area / name), name
+    assert json.loads((again / "meta.json").read_text())["areas"] == json.loads(
+        (uji_area / "meta.json").read_text())["areas"]
