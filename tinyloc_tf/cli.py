@@ -18,6 +18,7 @@ from tinyloc_tf.errors import TinylocError
 STAGES = (
     "tinyloc_tf.data.cli",
     "tinyloc_tf.training.cli",
+    "tinyloc_tf.training.sweep_cli",
     "tinyloc_tf.compression.cli",
     "tinyloc_tf.deployment.cli",
     "tinyloc_tf.deployment.aot_cli",

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Get TensorFlow Lite Micro (the pinned upstream commit) and build its static library for the
+# Cortex-M targets of tflm_app/. TFLM's code is never part of this repository: it lives in
+# TFLM_ROOT, outside it.
+#
+#   scripts/get_tflm.sh [--build m55|m4|all] [--no-build]
+#
+# Environment:
+#   TFLM_ROOT         where the TFLM tree is (or goes). Default: ~/.cache/tinyloc/tflm.
+#                     An existing tree is used as it is (its commit is only reported).
+#   TINYLOC_GIT_BASE  where <owner>/<name> git repositories are found. Default:
+#                     https://github.com. Offline, point it at a folder holding clones or bare
+#                     copies laid out as <owner>/<name> (tensorflow/tflite-micro,
+#                     google/flatbuffers, google/gemmlowp, google/ruy, mborgerding/kissfft,
+#                     google/pigweed, ARM-software/CMSIS_6, ARM-software/Cortex_DFP).
+#   JOBS              parallel compile jobs (default: number of cores).
+#   TFLM_PYTHON       the python3 TFLM's make runs (its example rules import numpy and PIL).
+#                     Default: this project's .venv when present, else python3.
+#
+# TFLM's own make downloads its third-party code as zip files from GitHub. This script puts
+# the same commits in the same places (tensorflow/lite/micro/tools/make/downloads/) from git,
+# applies TFLM's patches, and so also works from local copies when GitHub cannot be reached.
+# Each library build takes about 8 minutes on 2 cores.
+set -euo pipefail
+
+# The TFLM commit the firmware was built and measured with, and the third-party commits that
+# commit's download scripts pin (third_party_downloads.inc, flatbuffers_download.sh,
+# kissfft_download.sh, pigweed_download.sh, ext_libs/cmsis_download.sh).
+TFLM_COMMIT=90b983c2b3f1480642e040bbd2ddb37b998f3424
+DEPS=(
+  # folder under downloads/     owner/name                 commit or tag                               TFLM patch (relative to TFLM_ROOT)
+  "flatbuffers                  google/flatbuffers         v25.9.23                                    tensorflow/lite/micro/tools/make/flatbuffers.patch"
+  "gemmlowp                     google/gemmlowp            719139ce755a0f31cbf1c37f7f98adcc7fc9f425    -"
+  "ruy                          google/ruy                 d37128311b445e758136b8602d1bbd2a755e115d    -"
+  "kissfft                      mborgerding/kissfft        v130                                        third_party/kissfft/kissfft.patch"
+  "pigweed                      google/pigweed             47268dff45019863e20438ca3746c6c62df6ef09    tensorflow/lite/micro/tools/make/pigweed.patch"
+  "cmsis                        ARM-software/CMSIS_6       5782d6f8057906d360f4b95ec08a2354afe5c9b9    -"
+  "cmsis/Cortex_DFP             ARM-software/Cortex_DFP    c2c70a97a20fb355815e2ead3d4a40e35a4a3cdf    -"
+)
+
+BUILD=all
+while (($#)); do
+  case "$1" in
+    --build) BUILD=${2:?--build needs m55, m4 or all}; shift 2 ;;
+    --no-build) BUILD=none; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "get_tflm: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+TFLM_ROOT=${TFLM_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/tinyloc/tflm}
+GIT_BASE=${TINYLOC_GIT_BASE:-https://github.com}
+JOBS=${JOBS:-$(nproc)}
+DOWNLOADS=$TFLM_ROOT/tensorflow/lite/micro/tools/make/downloads
+
+# Export one commit of <owner>/<name> into DEST (no .git), without cloning the history.
+export_commit() {
+  local repo=$1 ref=$2 dest=$3 tmp
+  tmp=$(mktemp -d)
+  git -C "$tmp" init -q
+  if ! git -C "$tmp" fetch -q --depth 1 "$GIT_BASE/$repo" "$ref" 2>"$tmp.err"; then
+    # Local bare copies may refuse a shallow fetch of an unadvertised commit; fetch everything.
+    git -C "$tmp" fetch -q --tags "$GIT_BASE/$repo" '+refs/heads/*:refs/remotes/origin/*' 2>>"$tmp.err" || {
+      echo "get_tflm: cannot fetch $repo from $GIT_BASE (see TINYLOC_GIT_BASE):" >&2
+      cat "$tmp.err" >&2; rm -rf "$tmp" "$tmp.err"; exit 1; }
+  fi
+  local commit
+  commit=$(git -C "$tmp" rev-parse -q --verify "FETCH_HEAD^{commit}")
+  if [ "${#ref}" = 40 ] && ! git -C "$tmp" cat-file -e "$ref^{commit}" 2>/dev/null; then
+    echo "get_tflm: $repo has no commit $ref" >&2; rm -rf "$tmp" "$tmp.err"; exit 1
+  fi
+  [ "${#ref}" = 40 ] && commit=$ref
+  mkdir -p "$dest"
+  git -C "$tmp" archive "$commit" | tar -x -C "$dest"
+  rm -rf "$tmp" "$tmp.err"
+}
+
+# 1. TFLM itself.
+if [ -d "$TFLM_ROOT/tensorflow/lite/micro" ]; then
+  echo "get_tflm: using the TFLM tree in $TFLM_ROOT"
+else
+  echo "get_tflm: exporting tensorflow/tflite-micro@$TFLM_COMMIT into $TFLM_ROOT"
+  partial=$TFLM_ROOT.partial
+  rm -rf "$partial"
+  export_commit tensorflow/tflite-micro "$TFLM_COMMIT" "$partial"
+  echo "$TFLM_COMMIT" > "$partial/.tinyloc-tflm-commit"
+  mkdir -p "$(dirname "$TFLM_ROOT")"
+  mv "$partial" "$TFLM_ROOT"
+fi
+
+# 2. Third-party code where TFLM's make looks for it (it skips folders that exist).
+mkdir -p "$DOWNLOADS"
+for entry in "${DEPS[@]}"; do
+  read -r folder repo ref patch <<<"$entry"
+  dest=$DOWNLOADS/$folder
+  # A folder that exists is complete (put there by an earlier run via its .partial name, by
+  # TFLM's own download scripts, or by hand).
+  [ -d "$dest" ] && continue
+  echo "get_tflm: $repo@$ref -> downloads/$folder"
+  tmp=$dest.partial
+  rm -rf "$tmp"
+  export_commit "$repo" "$ref" "$tmp"
+  # TFLM's download scripts drop Bazel BUILD files and apply their patches; do the same.
+  find "$tmp" -type f \( -name BUILD -o -name BUILD.bazel \) -delete
+  if [ "$patch" != - ]; then
+    patch -s -p1 -l -d "$tmp" < "$TFLM_ROOT/$patch"
+  fi
+  mv "$tmp" "$dest"
+done
+
+# 3. The static library per target: reference kernels, GCC from PATH (arm-none-eabi-).
+build_lib() {
+  local arch=$1
+  command -v arm-none-eabi-gcc >/dev/null || {
+    echo "get_tflm: arm-none-eabi-gcc not found; apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib" >&2
+    exit 1; }
+  echo "get_tflm: building libtensorflow-microlite.a for $arch (several minutes)"
+  PATH="$PYBIN:$PATH" make -s -C "$TFLM_ROOT" -f tensorflow/lite/micro/tools/make/Makefile -j"$JOBS" \
+    TARGET=cortex_m_generic TARGET_ARCH="$arch" \
+    TARGET_TOOLCHAIN_ROOT="$(dirname "$(command -v arm-none-eabi-gcc)")/" microlite
+}
+# TFLM's make calls `python3` while parsing example makefiles; give it one with numpy and PIL.
+here=$(cd "$(dirname "$0")/.." && pwd)
+TFLM_PYTHON=${TFLM_PYTHON:-$( [ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || command -v python3)}
+PYBIN=$(mktemp -d)
+trap 'rm -rf "$PYBIN"' EXIT
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$TFLM_PYTHON" > "$PYBIN/python3"  # a link would lose the venv
+chmod +x "$PYBIN/python3"
+case "$BUILD" in
+  none) ;;
+  m55) build_lib cortex-m55 ;;
+  m4) build_lib cortex-m4+fp ;;
+  all) build_lib cortex-m55; build_lib cortex-m4+fp ;;
+  *) echo "get_tflm: --build takes m55, m4 or all, not '$BUILD'" >&2; exit 2 ;;
+esac
+echo "get_tflm: done. export TFLM_ROOT=$TFLM_ROOT"

@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""What the int8-friendly Mamba costs: validation macro-F1, exact vs int8-friendly maths.
+
+TFLM runs EXP and LOG in float only, so ``build_model("mamba", ..., int8_friendly=True)``
+replaces ``exp(dt*A)`` by ``relu(1 + dt*A/16)^16`` and ``softplus`` by
+``relu(x) + ln2 * sech(x)^2`` (``docs/mamba.md``). This script trains both forms with the
+same seed, data and schedule (CRF loss, early stopping on validation macro-F1 of the
+Viterbi path) and prints, per configuration and seed:
+
+- ``exact``: validation macro-F1 of the exact form (Keras, float);
+- ``int8-friendly``: the same for the int8-friendly form (Keras, float);
+- ``int8 TFLM``: the int8-friendly model converted to full int8 and run in host TFLM
+  (the tflite-micro wheel), Viterbi on the dequantized emissions (``--no-tflm`` skips it).
+
+The test split is never touched. Usage::
+
+    python scripts/measure_int8_friendly.py DATA_DIR [--configs H8L1 H16L1] [--seeds 0 1 2]
+        [--epochs 20] [--patience 5] [--lr 3e-3] [--batch-size 64] [--json OUT.json]
+
+It prints a Markdown table (paste into the README) and, with ``--json``, writes every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tinyloc_tf.errors import TinylocError  # noqa: E402
+
+FORMS = (("exact", False), ("int8-friendly", True))
+
+
+def parse_config(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"H(\d+)L(\d+)", text.strip(), flags=re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"configuration {text!r} is not of the form H8L1")
+    return int(match.group(1)), int(match.group(2))
+
+
+def train_one(data, hidden: int, layers: int, int8_friendly: bool, args) -> tuple:
+    """Train one model; returns (tagger, val macro-F1, best epoch, epochs run, seconds)."""
+    import keras
+
+    from tinyloc_tf.models import build_model
+    from tinyloc_tf.training.metrics import macro_f1
+    from tinyloc_tf.training.trainer import decode_paths, fit_with_validation, seed_everything
+
+    seed_everything(args.seed_now)
+    tagger = build_model(
+        "mamba", features=data.num_features, classes=data.num_classes, hidden=hidden,
+        layers=layers, steps=data.steps, int8_friendly=int8_friendly,
+    )
+    tagger.compile(optimizer=keras.optimizers.Adam(learning_rate=args.lr))
+    form = "int8-friendly" if int8_friendly else "exact"
+    _, best_epoch, epochs_run, seconds = fit_with_validation(
+        tagger, tagger, data.train.X, data.train.y, (data.val.X, data.val.y),
+        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
+        verbose=1, desc=f"H{hidden}L{layers} {form} seed {args.seed_now}",
+    )
+    f1 = macro_f1(data.val.y, decode_paths(tagger, data.val.X))
+    return tagger, f1, best_epoch, epochs_run, seconds
+
+
+def tflm_val_f1(tagger, data) -> tuple[float, dict]:
+    """Full-int8 conversion, host TFLM emissions, Viterbi with the tagger's CRF."""
+    from tinyloc_tf.compression.convert import convert_model, float_ops, op_counts
+    from tinyloc_tf.deployment.host import run_tflite
+    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.training.metrics import macro_f1
+    from tinyloc_tf.training.trainer import crf_params
+
+    buf = convert_model(tagger, quant="int8", representative=data.train.X)
+    left = float_ops(buf)
+    if left:
+        raise TinylocError(f"int8-friendly model kept float ops after int8 conversion: {left}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(buf)
+        emissions = run_tflite(path, data.val.X, runtime="tflm", progress=True)
+    paths = viterbi_decode(emissions, *crf_params(tagger))
+    return macro_f1(data.val.y, paths), {"flash_bytes": len(buf), "ops": op_counts(buf)}
+
+
+def markdown(rows: list[dict], data_name: str, tflm: bool) -> str:
+    head = "| data | model | seed | exact | int8-friendly | difference |"
+    rule = "|---|---|---|---|---|---|"
+    if tflm:
+        head += " int8-friendly, int8 in TFLM |"
+        rule += "---|"
+    lines = [head, rule]
+    for row in rows:
+        line = (
+            f"| {data_name} | Mamba {row['model']} | {row['seed']} | {100 * row['exact']['val_macro_f1']:.2f} "
+            f"| {100 * row['int8-friendly']['val_macro_f1']:.2f} | {100 * row['difference']:+.2f} |"
+        )
+        if tflm:
+            line += f" {100 * row['int8-friendly']['tflm_int8_val_macro_f1']:.2f} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", help="prepared dataset folder (train/val/test .npz + meta.json)")
+    parser.add_argument("--configs", nargs="+", type=parse_config, default=[(8, 1), (16, 1)],
+                        metavar="HxLy", help="Mamba sizes, e.g. H8L1 H16L1 (default)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--no-tflm", dest="tflm", action="store_false",
+                        help="skip the int8 conversion and the TFLM column")
+    parser.add_argument("--json", type=Path, help="write all numbers here")
+    args = parser.parse_args(argv)
+
+    from tinyloc_tf.data import load_prepared
+
+    try:
+        data = load_prepared(args.data)
+        rows = []
+        for hidden, layers in args.configs:
+            for seed in args.seeds:
+                args.seed_now = seed
+                row = {"model": f"H{hidden}L{layers}", "seed": seed}
+                for form, int8_friendly in FORMS:
+                    tagger, f1, best_epoch, epochs_run, seconds = train_one(data, hidden, layers, int8_friendly, args)
+                    row[form] = {"val_macro_f1": f1, "best_epoch": best_epoch, "epochs_run": epochs_run,
+                                 "fit_seconds": round(seconds, 1)}
+                    if args.tflm and int8_friendly:
+                        f1_tflm, info = tflm_val_f1(tagger, data)
+                        row[form].update(tflm_int8_val_macro_f1=f1_tflm, **info)
+                row["difference"] = row["int8-friendly"]["val_macro_f1"] - row["exact"]["val_macro_f1"]
+                rows.append(row)
+    except TinylocError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    meta = data.meta
+    data_name = str(meta.get("dataset", Path(args.data).name))
+    if "house" in meta:
+        data_name += f" house {meta['house']}"
+    data_name += f" ({meta['labels']})"
+    table = markdown(rows, data_name, args.tflm)
+    mean_diff = float(np.mean([row["difference"] for row in rows]))
+    print()
+    print(f"Validation macro-F1 (%), Viterbi path; {args.epochs} epochs max, patience {args.patience}, "
+          f"lr {args.lr}, batch {args.batch_size}; data {args.data} (fingerprint {data.fingerprint()[:12]})")
+    print(table)
+    print(f"\nmean difference (int8-friendly - exact): {100 * mean_diff:+.2f} points over {len(rows)} runs")
+    if args.json:
+        result = {
+            "data": str(Path(args.data).absolute()), "data_fingerprint": data.fingerprint(),
+            "settings": {k: getattr(args, k) for k in ("epochs", "patience", "lr", "batch_size", "seeds")},
+            "rows": rows, "mean_difference": mean_diff, "markdown": table,
+            "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        tmp = args.json.with_name(args.json.name + ".partial")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""`tinyloc export-c`: C++ sources from an int8 .tflite, checked without TensorFlow or TFLM's C++.
+
+The model here is built directly as a TFLite flatbuffer (one int8 FULLY_CONNECTED over every
+time step), so these tests need neither TensorFlow nor a converter run; the host TFLM of the
+tflite-micro wheel runs it for the expected emissions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyloc_tf.deployment import export_c as ec
+from tinyloc_tf.errors import TinylocError
+
+REPO = Path(__file__).resolve().parents[1]
+T, F, K = 4, 6, 3
+CLASSES = ["kitchen", 'hall "main"', "bedroom"]
+
+
+def fc_model_bytes(steps: int = T, features: int = F, classes: int = K, seed: int = 0, version: int = 3,
+                   metadata: bool = True) -> bytes:
+    """An int8 .tflite: x int8 [1, T, F] -> FULLY_CONNECTED (keep dims) -> int8 [1, T, K].
+
+    With ``metadata`` it carries tinyloc metadata (CRF, class names, scaling) like a model from
+    ``tinyloc convert``.
+    """
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+
+    rng = np.random.default_rng(seed)
+    in_scale, in_zp = 1.0 / 255.0, -128
+    w_scale = 0.02
+    out_scale, out_zp = 0.05, 5
+
+    def quant(scale, zp):
+        q = s.QuantizationParametersT()
+        q.scale, q.zeroPoint = [float(scale)], [int(zp)]
+        return q
+
+    def tensor(shape, ttype, buffer, q):
+        t = s.TensorT()
+        t.shape, t.type, t.buffer, t.quantization = list(shape), ttype, buffer, q
+        return t
+
+    def buffer(array=None):
+        b = s.BufferT()
+        if array is not None:
+            b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8).copy()
+        return b
+
+    weights = rng.integers(-127, 128, size=(classes, features), dtype=np.int8)
+    bias = rng.integers(-2000, 2000, size=(classes,)).astype(np.int32)
+    model = s.ModelT()
+    model.version = version
+    model.buffers = [buffer(), buffer(), buffer(weights), buffer(bias), buffer()]
+    sub = s.SubGraphT()
+    sub.tensors = [
+        tensor((1, steps, features), s.TensorType.INT8, 1, quant(in_scale, in_zp)),
+        tensor((classes, features), s.TensorType.INT8, 2, quant(w_scale, 0)),
+        tensor((classes,), s.TensorType.INT32, 3, quant(in_scale * w_scale, 0)),
+        tensor((1, steps, classes), s.TensorType.INT8, 4, quant(out_scale, out_zp)),
+    ]
+    sub.inputs, sub.outputs = [0], [3]
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
+    op.builtinOptionsType = s.BuiltinOptions.FullyConnectedOptions
+    op.builtinOptions = s.FullyConnectedOptionsT()
+    op.builtinOptions.keepNumDims = True
+    sub.operators = [op]
+    model.subgraphs = [sub]
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.FULLY_CONNECTED
+    code.version = 1
+    model.operatorCodes = [code]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    buf = bytes(builder.Output())
+    if not metadata:
+        return buf
+    from tinyloc_tf.compression.metadata import write_metadata
+
+    return write_metadata(buf, {
+        "classes": CLASSES[:classes] if classes <= len(CLASSES) else [f"c{i}" for i in range(classes)],
+        "features": [f"ap{i}" for i in range(features)],
+        "T": steps,
+        "scaling": {"min": [-110.0] * features, "max": [-30.0] * features},
+        "crf": crf_params(classes, seed),
+        "quant": "int8",
+    })
+
+
+def crf_params(classes: int = K, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed + 100)
+    return {
+        "transitions": rng.normal(size=(classes, classes)).round(3).tolist(),
+        "start": rng.normal(size=classes).round(3).tolist(),
+        "end": rng.normal(size=classes).round(3).tolist(),
+    }
+
+
+@pytest.fixture(scope="module")
+def fc_tflite(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "fc.tflite"
+    path.write_bytes(fc_model_bytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(fc_tflite, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    ec.export_c(fc_tflite, out, windows=5)
+    return out
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+@pytest.mark.parametrize(
+    "op, method",
+    [
+        ("FULLY_CONNECTED", "AddFullyConnected"),
+        ("CONV_2D", "AddConv2D"),
+        ("DEPTHWISE_CONV_2D", "AddDepthwiseConv2D"),
+        ("BATCH_MATMUL", "AddBatchMatMul"),
+        ("SPLIT_V", "AddSplitV"),
+        ("UNIDIRECTIONAL_SEQUENCE_LSTM", "AddUnidirectionalSequenceLSTM"),
+        ("L2_NORMALIZATION", "AddL2Normalization"),
+        ("RELU6", "AddRelu6"),
+        ("RSQRT", "AddRsqrt"),
+    ],
+)
+def test_resolver_method_names(op, method):
+    assert ec.resolver_method(op) == method
+
+
+def test_hexfloat_is_exact_float32():
+    values = np.random.default_rng(3).normal(scale=50, size=200).astype(np.float32)
+    for v in values:
+        text = ec._hexfloat(v)
+        assert text.endswith("f")
+        assert np.float32(float.fromhex(text[:-1])) == v
+    with pytest.raises(TinylocError, match="non-finite"):
+        ec._hexfloat(np.inf)
+
+
+def test_pick_windows_spreads_and_clips():
+    assert ec.pick_windows(100, 5).tolist() == [0, 25, 50, 74, 99]
+    assert ec.pick_windows(3, 10).tolist() == [0, 1, 2]
+    assert ec.pick_windows(0, 4).size == 0
+
+
+def test_inspect_reads_geometry_quantization_and_ops(fc_tflite):
+    info = ec.inspect_tflite(fc_tflite.read_bytes())
+    assert (info.steps, info.features, info.classes) == (T, F, K)
+    assert info.ops == ["FULLY_CONNECTED"]
+    assert info.input_zero_point == -128 and info.output_zero_point == 5
+    assert info.output_scale == pytest.approx(0.05)
+    assert info.schema_version == 3
+
+
+def test_inspect_rejects_float_and_non_tflite(tmp_path):
+    with pytest.raises(TinylocError, match="not a TFLite flatbuffer"):
+        ec.inspect_tflite(b"\x00" * 32, "junk")
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+
+    from tinyloc_tf.compression.metadata import pack_model, unpack_model
+
+    model = unpack_model(fc_model_bytes(metadata=False))
+    model.subgraphs[0].tensors[0].type = s.TensorType.FLOAT32
+    with pytest.raises(TinylocError, match=r"int8 input .* FLOAT32 \[1, 4, 6\]"):
+        ec.inspect_tflite(pack_model(model), "float.tflite")
+
+
+# --------------------------------------------------------------------------- the export
+
+
+def test_export_writes_every_file_with_host_expectations(exported, fc_tflite):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    for name in ec.SOURCE_FILES + ("test_windows.npz",):
+        assert (exported / name).is_file(), name
+    assert not list(exported.glob("*.partial*"))
+    assert manifest["windows"] == 5 and manifest["split"] == "random"
+    assert manifest["model"]["ops"] == ["FULLY_CONNECTED"]
+
+    arrays = ec.load_windows(exported)
+    assert arrays["inputs"].shape == (5, T, F) and arrays["inputs"].dtype == np.int8
+    # The expected emissions are TFLM's: recompute the FC in integer arithmetic as a check of
+    # the model and of the export's plumbing (TFLM rounding may differ by one LSB).
+    assert arrays["host_emissions"].shape == (5, T, K)
+    from tinyloc_tf.deployment.host import run_tflite
+    from tinyloc_tf.models.crf import viterbi_decode
+
+    info = ec.inspect_tflite(fc_tflite.read_bytes())
+    x = (arrays["inputs"].astype(np.float32) - info.input_zero_point) * np.float32(info.input_scale)
+    host = run_tflite(fc_tflite, x, runtime="tflm")
+    deq = (arrays["host_emissions"].astype(np.float32) - info.output_zero_point) * np.float32(info.output_scale)
+    np.testing.assert_array_equal(host, deq)
+    crf = crf_params()
+    np.testing.assert_array_equal(arrays["host_path"], viterbi_decode(deq, crf["transitions"], crf["start"], crf["end"]))
+    assert (arrays["labels"] == -1).all()
+
+    settings = (exported / "model_settings.cc").read_text()
+    assert '"hall \\"main\\""' in settings  # class names escaped
+    ops = (exported / "model_ops.h").read_text()
+    assert "kModelOpCount = 1;" in ops and "resolver.AddFullyConnected()" in ops
+    data = (exported / "model_data.cc").read_text()
+    assert f"g_tinyloc_model[{fc_tflite.stat().st_size}]" in data and "alignas(16)" in data
+
+
+def test_export_with_prepared_data_uses_real_windows_and_labels(fc_tflite, tmp_path):
+    rng = np.random.default_rng(7)
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 12), ("val", 6), ("test", 9)):
+        np.savez(data / f"{split}.npz", X=rng.uniform(0, 1, (n, T, F)).astype(np.float32),
+                 y=rng.integers(0, K, (n, T)).astype(np.int32))
+    meta = {"features": [f"ap{i}" for i in range(F)], "classes": CLASSES, "T": T,
+            "scaling": {"min": [-110.0] * F, "max": [-30.0] * F}, "labels": "room", "source": "test",
+            "source_sha256": "0" * 64, "counts": {}}
+    (data / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "gen"
+    manifest = ec.export_c(fc_tflite, out, data_dir=data, windows=4)
+    arrays = ec.load_windows(out)
+    with np.load(data / "test.npz") as test:
+        np.testing.assert_array_equal(arrays["labels"], test["y"][arrays["indices"]])
+    assert arrays["indices"].tolist() == [0, 3, 5, 8]
+    assert manifest["split"] == "test" and manifest["data_fingerprint"]
+
+
+def test_export_rejects_mismatched_data(fc_tflite, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "val", "test"):
+        np.savez(data / f"{split}.npz", X=np.zeros((2, T, F + 1), np.float32), y=np.zeros((2, T), np.int32))
+    meta = {"features": [f"ap{i}" for i in range(F + 1)], "classes": CLASSES, "T": T,
+            "scaling": {"min": [0.0] * (F + 1), "max": [1.0] * (F + 1)}, "labels": "room", "source": "t",
+            "source_sha256": "0" * 64, "counts": {}}
+    (data / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(TinylocError, match="F=7.*F=6"):
+        ec.export_c(fc_tflite, tmp_path / "gen", data_dir=data)
+
+
+def test_crf_side_file_for_models_without_metadata(tmp_path):
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(fc_model_bytes(metadata=False))
+    with pytest.raises(TinylocError, match="no 'tinyloc' metadata"):
+        ec.export_c(bare, tmp_path / "a", windows=1)
+    side = tmp_path / "crf.json"
+    side.write_text(json.dumps({**crf_params(), "classes": ["a", "b", "c"]}))
+    manifest = ec.export_c(bare, tmp_path / "b", windows=2, crf_file=side)
+    assert manifest["crf_source"] == str(side)
+    assert '"a", "b", "c"' in (tmp_path / "b" / "model_settings.cc").read_text()
+    side.write_text(json.dumps({"transitions": [[0.0]], "start": [0.0], "end": [0.0]}))
+    with pytest.raises(TinylocError, match="do not match the model's 3 classes"):
+        ec.export_c(bare, tmp_path / "c", windows=1, crf_file=side)
+
+
+# --------------------------------------------------------------------------- the C++ compiles
+
+HOST_CHECK = r"""
+#include <stdio.h>
+#include "model_data.h"
+#include "model_settings.h"
+#include "test_windows.h"
+int main() {
+  long sum_in = 0, sum_em = 0, sum_path = 0;
+  for (int w = 0; w < kTestWindows; ++w) {
+    for (int i = 0; i < kSteps * kFeatures; ++i) sum_in += kTestInput[w][i];
+    for (int i = 0; i < kSteps * kClasses; ++i) sum_em += kHostEmissions[w][i];
+    for (int t = 0; t < kSteps; ++t) sum_path += kHostPath[w][t] + kTrueLabel[w][t];
+  }
+  printf("%d %d %d %d %u %ld %ld %ld %.9g %.9g %s %.9g\n", kSteps, kFeatures, kClasses, kTestWindows,
+         g_tinyloc_model_len, sum_in, sum_em, sum_path, (double)kOutputScale, (double)kCrfTransitions[1],
+         kClassNames[1], (double)kFeatureMin[0]);
+  return ((unsigned long)g_tinyloc_model % 16) != 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="host g++ not installed")
+def test_generated_sources_compile_and_hold_the_exported_values(exported, tmp_path):
+    main = tmp_path / "check.cc"
+    main.write_text(HOST_CHECK)
+    exe = tmp_path / "check"
+    sources = [str(main)] + [str(exported / n) for n in ("model_data.cc", "model_settings.cc", "test_windows.cc")]
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", f"-I{exported}", *sources, "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    arrays = ec.load_windows(exported)
+    manifest = json.loads((exported / "manifest.json").read_text())
+    crf = crf_params()
+    assert out[:4] == [str(T), str(F), str(K), "5"]
+    assert int(out[4]) == manifest["model"]["model_bytes"]
+    assert int(out[5]) == int(arrays["inputs"].astype(np.int64).sum())
+    assert int(out[6]) == int(arrays["host_emissions"].astype(np.int64).sum())
+    assert int(out[7]) == int(arrays["host_path"].sum() + arrays["labels"].sum())
+    assert np.float32(out[8]) == np.float32(manifest["model"]["output_scale"])
+    assert np.float32(out[9]) == np.float32(crf["transitions"][0][1])
+    assert out[10:13] == ["hall", '"main"', "-110"]
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None, reason="arm-none-eabi-g++ not installed")
+def test_generated_sources_compile_for_cortex_m(exported, tmp_path):
+    for name in ("model_data.cc", "model_settings.cc", "test_windows.cc"):
+        subprocess.run(
+            ["arm-none-eabi-g++", "-std=c++17", "-mcpu=cortex-m4", "-mthumb", "-Wall", "-Werror", f"-I{exported}",
+             "-c", str(exported / name), "-o", str(tmp_path / (name + ".o"))],
+            check=True,
+        )
+
+
+def test_export_c_command(fc_tflite, tmp_path, capsys):
+    from tinyloc_tf.cli import main
+
+    assert main(["export-c", str(fc_tflite), "--out", str(tmp_path / "gen"), "--windows", "3"]) == 0
+    assert "ops FULLY_CONNECTED" in capsys.readouterr().out
+    assert (tmp_path / "gen" / "manifest.json").is_file()
+    assert main(["export-c", str(tmp_path / "nope.tflite"), "--out", str(tmp_path / "x")]) == 2
+    assert "nope.tflite: no such .tflite file" in capsys.readouterr().err

@@ -1,0 +1,345 @@
+"""The Cortex-M firmware (tflm_app/) and `tinyloc deploy`.
+
+Without a TFLM tree (CI) this still tests the C++ Viterbi against numpy and brute force, the
+link-time RAM budget, a QEMU boot of the harness on both boards with a runner that needs no
+model, and how firmware failures reach the host. Tests that run TFLM itself skip unless
+TFLM_ROOT points at a TensorFlow Lite Micro tree (scripts/get_tflm.sh makes one).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyloc_tf.deployment import firmware as fw
+from tinyloc_tf.deployment.export_c import HarnessData, ModelInfo, export_c, host_paths, write_sources
+from tinyloc_tf.errors import TinylocError
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "tflm_app"
+ECHO_RUNNER = APP / "tests" / "echo_runner.cc"
+
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="host g++ not installed")
+needs_arm = pytest.mark.skipif(
+    bool(fw.missing_tools()),
+    reason=f"Cortex-M toolchain / QEMU missing ({', '.join(fw.missing_tools())}); see scripts/setup.sh",
+)
+
+
+def _tflm_root():
+    try:
+        return fw.tflm_root(required=False)
+    except TinylocError:
+        return None
+
+
+needs_tflm = pytest.mark.skipif(
+    _tflm_root() is None or bool(fw.missing_tools()),
+    reason="TFLM_ROOT is not set to a TensorFlow Lite Micro tree (scripts/get_tflm.sh fetches and builds one); "
+    "TFLM firmware tests skipped",
+)
+
+
+# --------------------------------------------------------------------------- C++ Viterbi
+
+
+@pytest.fixture(scope="module")
+def viterbi_exe(tmp_path_factory) -> Path:
+    exe = tmp_path_factory.mktemp("viterbi") / "viterbi_host"
+    subprocess.run(
+        ["g++", "-std=c++17", "-O2", "-Wall", "-Werror", f"-I{APP / 'src'}", str(APP / "src" / "viterbi.cc"),
+         str(APP / "tests" / "viterbi_host.cc"), "-o", str(exe)],
+        check=True,
+    )
+    return exe
+
+
+def _hex(values) -> str:
+    return " ".join(float(v).hex() for v in np.asarray(values, dtype=np.float32).reshape(-1))
+
+
+def cpp_viterbi(exe, emissions, transitions, start, end, quant: tuple[float, int] | None = None) -> np.ndarray:
+    b, t, k = emissions.shape
+    head = f"{b} {t} {k}" + (f" {float(np.float32(quant[0])).hex()} {quant[1]}" if quant else "")
+    body = " ".join(str(int(v)) for v in emissions.reshape(-1)) if quant else _hex(emissions)
+    text = f"{head}\n{_hex(transitions)} {_hex(start)} {_hex(end)}\n{body}\n"
+    out = subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True).stdout
+    return np.array([[int(c) for c in line.split()] for line in out.splitlines()], dtype=np.int32).reshape(b, t)
+
+
+def brute_force(emissions, transitions, start, end) -> np.ndarray:
+    """Best path by scoring every one of the K^T paths (float64)."""
+    t, k = emissions.shape
+    best, best_path = -np.inf, None
+    for path in itertools.product(range(k), repeat=t):
+        score = start[path[0]] + end[path[-1]] + sum(emissions[i, c] for i, c in enumerate(path))
+        score += sum(transitions[a, b] for a, b in zip(path, path[1:]))
+        if score > best:
+            best, best_path = score, path
+    return np.array(best_path, dtype=np.int32)
+
+
+@needs_gxx
+def test_cpp_viterbi_matches_brute_force(viterbi_exe):
+    rng = np.random.default_rng(0)
+    for steps, k in [(1, 4), (2, 3), (4, 3), (5, 4), (3, 6)]:
+        em = rng.normal(size=(6, steps, k)).astype(np.float32)
+        tr, st, en = (rng.normal(size=s).astype(np.float32) for s in ((k, k), (k,), (k,)))
+        got = cpp_viterbi(viterbi_exe, em, tr, st, en)
+        for b in range(len(em)):
+            np.testing.assert_array_equal(got[b], brute_force(em[b], tr, st, en), err_msg=f"T={steps} K={k} b={b}")
+
+
+@needs_gxx
+def test_cpp_viterbi_matches_numpy_on_dequantized_int8(viterbi_exe):
+    """Coarse int8 emissions and rounded CRF weights make ties: the tie-break must match too."""
+    from tinyloc_tf.models.crf import viterbi_decode
+
+    rng = np.random.default_rng(1)
+    for steps, k, scale, zp in [(20, 5, 0.25, 3), (1, 59, 0.1, -20), (8, 13, 0.5, 0), (20, 3, 0.03125, -128)]:
+        q = rng.integers(-128, 128, size=(40, steps, k)).astype(np.int8)
+        tr = rng.integers(-4, 5, size=(k, k)).astype(np.float32) / 2
+        st, en = (rng.integers(-2, 3, size=k).astype(np.float32) for _ in range(2))
+        got = cpp_viterbi(viterbi_exe, q, tr, st, en, quant=(scale, zp))
+        deq = (q.astype(np.int32) - zp).astype(np.float32) * np.float32(scale)
+        np.testing.assert_array_equal(got, viterbi_decode(deq, tr, st, en), err_msg=f"T={steps} K={k}")
+
+
+# --------------------------------------------------------------------------- harness on QEMU
+
+
+def echo_sources(out: Path, steps=5, features=4, classes=3, windows=6, seed=1) -> dict:
+    """Generated sources for the echo runner: its emissions are the input, echoed (k % F)."""
+    rng = np.random.default_rng(seed)
+    info = ModelInfo(steps=steps, features=features, classes=classes, input_scale=1 / 255, input_zero_point=-128,
+                     output_scale=0.1, output_zero_point=3, ops=[], schema_version=3, model_bytes=0)
+    inputs = rng.integers(-128, 128, (windows, steps, features)).astype(np.int8)
+    emissions = np.stack([inputs[:, :, k % features] for k in range(classes)], axis=-1)
+    crf = {name: rng.normal(size=shape).astype(np.float32)
+           for name, shape in (("transitions", (classes, classes)), ("start", (classes,)), ("end", (classes,)))}
+    paths = host_paths(emissions, info, crf)
+    labels = rng.integers(0, classes, (windows, steps)).astype(np.int32)
+    data = HarnessData(**crf, class_names=[f"room{i}" for i in range(classes)],
+                       feature_min=np.zeros(features, np.float32), feature_max=np.ones(features, np.float32),
+                       inputs=inputs, host_emissions=emissions, host_path=paths, labels=labels)
+    write_sources(out, b"\0" * 16, info, data)
+    return {"paths": paths, "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def echo_gen(tmp_path_factory):
+    out = tmp_path_factory.mktemp("echo_gen")
+    return out, echo_sources(out)
+
+
+def build_echo(gen, target, build_dir, ram_kb=32, arena_bytes=1024, cppflags=""):
+    return fw.build(gen, target, ram_kb, arena_bytes, build_dir, runner="echo", runner_srcs=[ECHO_RUNNER],
+                    runner_cppflags=cppflags)
+
+
+@needs_arm
+@pytest.mark.parametrize("target", fw.TARGETS)
+def test_harness_boots_and_reports_on_qemu(target, echo_gen, tmp_path):
+    gen, expected = echo_gen
+    firmware = build_echo(gen, target, tmp_path / "build")
+    result = fw.run(firmware.elf, target, timeout=120)
+    assert result.status == 0, result.log
+    summary = fw.check_run(result)
+    assert summary["target"] == target and summary["backend"] == "echo"
+    assert summary["emission_values_equal"] == summary["emission_values"] == 6 * 5 * 3
+    paths = np.array([w["path"] for w in result.windows])
+    np.testing.assert_array_equal(paths, expected["paths"])
+    assert summary["path_steps_equal"] == 30
+    assert summary["correct_steps"] == int((expected["paths"] == expected["labels"]).sum())
+    assert 0 < summary["stack_used_bytes"] < summary["stack_bytes"] == fw.DEFAULT_STACK_BYTES
+    assert summary["heap_used_bytes"] <= summary["heap_bytes"]
+    assert summary["instructions_max"] > 0 and summary["sysclk_hz"] == fw.Target.load(target).sysclk_hz
+    sizes = firmware.sizes
+    assert sizes["ram_bytes"] <= 32 * 1024
+    assert sizes["ram_bytes"] >= 1024 + fw.DEFAULT_STACK_BYTES + fw.DEFAULT_HEAP_BYTES
+    assert sizes["test_data_bytes"] == 6 * (5 * 4 + 5 * 3) + 2 * 6 * 5 * 2
+    assert sizes["model_bytes"] == 0  # the echo runner links no model
+
+
+@needs_arm
+def test_link_fails_when_the_arena_exceeds_the_ram_budget(echo_gen, tmp_path):
+    gen, _ = echo_gen
+    fits = build_echo(gen, "m4", tmp_path / "fits", ram_kb=32, arena_bytes=1024)
+    big = 40 * 1024
+    with pytest.raises(fw.RamBudgetError) as err:
+        build_echo(gen, "m4", tmp_path / "big", ram_kb=32, arena_bytes=big)
+    needed = fits.sizes["ram_bytes"] + (big - 1024)
+    assert err.value.overflow == needed - 32 * 1024
+    message = str(err.value)
+    assert f"needs {needed} bytes of RAM" in message and "more than --ram-kb 32" in message
+    assert f"tensor arena {big} B" in message
+    assert f"smallest budget that links is --ram-kb {-(-needed // 1024)}" in message
+
+
+@needs_arm
+def test_firmware_failure_status_reaches_the_host(echo_gen, tmp_path):
+    gen, _ = echo_gen
+    firmware = build_echo(gen, "m55", tmp_path / "fail", cppflags="-DECHO_INIT_STATUS=13")
+    result = fw.run(firmware.elf, "m55", timeout=120)
+    assert result.status == 13
+    assert result.error == {"error": "input_shape_mismatch", "status": 13,
+                            "message": "echo runner built to fail with status 13"}
+    with pytest.raises(fw.FirmwareError, match="status 13 \\(input_shape_mismatch\\)") as err:
+        fw.check_run(result)
+    assert err.value.name == "input_shape_mismatch"
+
+
+def test_target_files_are_read():
+    m55, m4 = fw.Target.load("m55"), fw.Target.load("m4")
+    assert (m55.qemu_machine, m55.tflm_arch, m55.sysclk_hz) == ("mps3-an547", "cortex-m55", 32_000_000)
+    assert (m4.qemu_machine, m4.tflm_arch, m4.sysclk_hz) == ("mps2-an386", "cortex-m4+fp", 25_000_000)
+    with pytest.raises(TinylocError, match="unknown target 'm7'"):
+        fw.Target.load("m7")
+
+
+def test_emulator_command_defaults_to_qemu_with_icount(monkeypatch):
+    monkeypatch.delenv("TINYLOC_EMULATOR", raising=False)
+    monkeypatch.delenv("TINYLOC_FVP", raising=False)
+    command, name = fw.emulator_command("/x/firmware.elf", "m4")
+    assert name == "qemu" and command[:3] == ["qemu-system-arm", "-M", "mps2-an386"]
+    assert "shift=0,align=off,sleep=off" in command
+    monkeypatch.setenv("TINYLOC_FVP", "/opt/fvp/FVP_Corstone_SSE-300")
+    command, name = fw.emulator_command("/x/firmware.elf", "m55")
+    assert name == "fvp" and command[0] == "/opt/fvp/FVP_Corstone_SSE-300" and command[-2:] == ["-a", "/x/firmware.elf"]
+    monkeypatch.setenv("TINYLOC_EMULATOR", "renode-run --board {target} {elf}")
+    assert fw.emulator_command("/x/f.elf", "m4") == (["renode-run", "--board", "m4", "/x/f.elf"], "custom")
+
+
+def test_deploy_without_tflm_root_explains(monkeypatch, tmp_path, capsys):
+    from tinyloc_tf.cli import main
+
+    monkeypatch.delenv("TFLM_ROOT", raising=False)
+    with pytest.raises(TinylocError, match="TFLM_ROOT is not set"):
+        fw.tflm_root()
+    assert main(["deploy", str(tmp_path / "m.tflite"), "--target", "m4"]) == 2
+    assert "TFLM_ROOT is not set" in capsys.readouterr().err
+    monkeypatch.setenv("TFLM_ROOT", str(tmp_path))
+    with pytest.raises(TinylocError, match="is not a TensorFlow Lite Micro tree"):
+        fw.tflm_root()
+
+
+def test_aot_backend_absent_is_a_clear_error(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tinyloc_tf.deployment.aot", None)  # import fails
+    with pytest.raises(TinylocError, match="--backend aot needs tinyloc_tf.deployment.aot.compile_tflite"):
+        fw._aot_runner(tmp_path / "m.tflite", tmp_path / "aot")
+
+
+# --------------------------------------------------------------------------- with TFLM
+
+
+@pytest.fixture(scope="module")
+def fc_model(tmp_path_factory):
+    from test_export_c import fc_model_bytes
+
+    path = tmp_path_factory.mktemp("fc") / "fc.tflite"
+    path.write_bytes(fc_model_bytes())
+    return path
+
+
+@needs_tflm
+@pytest.mark.slow
+@pytest.mark.parametrize("target", fw.TARGETS)
+def test_deploy_tflm_is_bit_exact_with_host_tflm(target, fc_model, tmp_path):
+    report = fw.deploy(fc_model, target=target, ram_kb=32, windows=6, out_dir=tmp_path, progress=False)
+    assert report["emissions_bit_exact"] and report["emission_agreement"] == 1.0
+    assert report["path_agreement"] == 1.0
+    assert report["macro_f1"] is None  # random windows carry no labels
+    assert 0 < report["arena_bytes"] <= report["arena_reserved_bytes"] < report["ram_bytes"] <= 32 * 1024
+    assert report["model_bytes"] == fc_model.stat().st_size
+    assert report["flash_bytes"] == report["model_bytes"] + report["code_bytes"]
+    assert report["instructions_per_inference"] > 0 and report["instructions_exact"]
+
+
+@needs_tflm
+@pytest.mark.slow
+def test_deploy_too_small_ram_fails_to_link_with_the_size_needed(fc_model, tmp_path, capsys):
+    from tinyloc_tf.cli import main
+
+    code = main(["deploy", str(fc_model), "--target", "m4", "--ram-kb", "4", "--windows", "2",
+                 "--build-dir", str(tmp_path)])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "more than --ram-kb 4" in err and "smallest budget that links is --ram-kb" in err
+
+
+@needs_tflm
+@pytest.mark.slow
+def test_too_small_arena_fails_at_allocate_tensors(fc_model, tmp_path):
+    with pytest.raises(fw.FirmwareError) as err:
+        fw.deploy(fc_model, target="m55", ram_kb=32, windows=2, arena_bytes=64, out_dir=tmp_path, progress=False)
+    assert err.value.status == 10 and err.value.name == "arena_too_small"
+    assert "tensor arena of 64 bytes is too small: at least" in str(err.value)
+    assert err.value.needed > 64 and f"arena on this target is {err.value.needed} bytes" in str(err.value)
+
+
+def _tflm_build_and_run(gen, tmp_path, target="m4"):
+    firmware = fw.build(gen, target, 32, 8192, tmp_path / f"build-{target}", runner="tflm")
+    return fw.run(firmware.elf, target, timeout=120)
+
+
+@needs_tflm
+@pytest.mark.slow
+def test_unsupported_op_stops_with_its_name(fc_model, tmp_path):
+    gen = tmp_path / "gen"
+    export_c(fc_model, gen, windows=1)
+    ops = gen / "model_ops.h"
+    ops.write_text("\n".join(line for line in ops.read_text().splitlines() if "AddFullyConnected" not in line))
+    result = _tflm_build_and_run(gen, tmp_path)
+    assert result.status == 12 and result.error["error"] == "unsupported_op"
+    assert "FULLY_CONNECTED" in result.error["message"]
+
+
+@needs_tflm
+@pytest.mark.slow
+def test_schema_version_mismatch_stops(tmp_path):
+    from test_export_c import fc_model_bytes
+
+    model = tmp_path / "v2.tflite"
+    model.write_bytes(fc_model_bytes(version=2))
+    gen = tmp_path / "gen"
+    export_c(model, gen, windows=1)
+    result = _tflm_build_and_run(gen, tmp_path)
+    assert result.status == 11 and result.error["error"] == "schema_version_mismatch"
+    assert "schema version 2" in result.error["message"]
+
+
+@needs_tflm
+@pytest.mark.slow
+def test_input_shape_mismatch_stops(fc_model, tmp_path):
+    from test_export_c import fc_model_bytes
+
+    wide = tmp_path / "wide.tflite"
+    wide.write_bytes(fc_model_bytes(features=7))
+    gen = tmp_path / "gen"
+    export_c(wide, gen, windows=1)
+    export_c(fc_model, tmp_path / "other", windows=1)
+    shutil.copy(tmp_path / "other" / "model_data.cc", gen / "model_data.cc")  # a 6-feature model in a 7-feature harness
+    result = _tflm_build_and_run(gen, tmp_path)
+    assert result.status == 13 and result.error["error"] == "input_shape_mismatch"
+    assert "[1, 4, 6]" in result.error["message"] and "[1, 4, 7]" in result.error["message"]
+
+
+@needs_tflm
+def test_generated_op_registration_matches_tflm_api(fc_model):
+    """Every name resolver_method() can produce for our graphs' ops exists in TFLM's resolver."""
+    from tinyloc_tf.deployment.export_c import resolver_method
+
+    header = (_tflm_root() / "tensorflow/lite/micro/micro_mutable_op_resolver.h").read_text()
+    ops = ["ADD", "SUB", "MUL", "FULLY_CONNECTED", "BATCH_MATMUL", "DEPTHWISE_CONV_2D", "CONV_2D", "LOGISTIC",
+           "TANH", "SOFTMAX", "MEAN", "SUM", "RSQRT", "RESHAPE", "PACK", "UNPACK", "SPLIT", "SPLIT_V", "PAD",
+           "CONCATENATION", "STRIDED_SLICE", "TRANSPOSE", "RELU", "QUANTIZE", "DEQUANTIZE", "GATHER", "SQUARED_DIFFERENCE"]
+    missing = [op for op in ops if f"TfLiteStatus {resolver_method(op)}(" not in header]
+    assert not missing

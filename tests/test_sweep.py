@@ -1,0 +1,258 @@
+"""Sweeps: planning, teacher choice on validation, resumability, compression phase, Ray."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_training import write_toy_dataset  # noqa: E402  (pytest puts tests/ on sys.path)
+from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.training import sweep as sweep_module
+from tinyloc_tf.training.sweep import RunSpec
+
+TINY_GRID = {"mamba": [(4, 1), (2, 1)], "mdcsa": [(4, 1)]}
+FIT = dict(epochs=2, batch_size=16, lr=0.02, patience=2, seed=1)
+TIMING = {"fit_seconds", "seconds_per_epoch", "wall_time_s"}
+
+# --------------------------------------------------------------------------- planning (no TF)
+
+
+@pytest.mark.parametrize(
+    "family, features, classes, hidden, layers, expected",
+    [
+        ("mdcsa", 8, 4, 16, 1, 8_988),
+        ("mdcsa", 520, 59, 256, 3, 7_439_690),
+        ("mdcsa", 11, 11, 8, 1, 2_602),
+        ("mamba", 8, 4, 32, 4, 40_248),
+        ("mamba", 520, 59, 8, 1, 9_543),
+        ("mamba", 11, 9, 64, 4, 132_259),
+        ("mamba", 520, 59, 2, 1, 5_013),
+    ],
+)
+def test_param_formulas_match_models_md(family, features, classes, hidden, layers, expected):
+    assert sweep_module.PARAM_FORMULAS[family](features, classes, hidden, layers) == expected
+
+
+def test_plan_respects_grid_and_max_params():
+    specs = sweep_module.plan_baseline_runs(("mamba",), "paper", 520, 59, None)
+    assert len(specs) == 24 and all(spec.teacher is None for spec in specs)
+    small = sweep_module.plan_baseline_runs(("mdcsa", "mamba"), "small", 520, 59, 10_000)
+    assert [s.name for s in small] == ["mdcsa-H4L1", "mamba-H8L1", "mamba-H4L1"]
+    assert all(sweep_module.PARAM_FORMULAS[s.family](520, 59, s.hidden, s.layers) <= 10_000 for s in small)
+    with pytest.raises(TinylocError, match="unknown grid"):
+        sweep_module.plan_baseline_runs(("mamba",), "huge", 8, 4, None)
+    with pytest.raises(TinylocError, match="unknown --family"):
+        sweep_module.check_families("lstm")
+
+
+def test_parse_variants():
+    assert sweep_module.parse_variants("int8, dynamic,int8") == ("int8", "dynamic")
+    assert sweep_module.parse_variants("none") == () and sweep_module.parse_variants("") == ()
+    with pytest.raises(TinylocError, match="float32 model is the run itself"):
+        sweep_module.parse_variants("float32")
+    with pytest.raises(TinylocError, match="'int4'"):
+        sweep_module.parse_variants("int8,int4")
+
+
+def _metrics(family, params, val, test, distilled=False):
+    m = {"family": family, "params": params, "val_macro_f1": val, "test_macro_f1": test}
+    return {**m, "distill": {"teacher_run": "x"}} if distilled else m
+
+
+def test_teacher_is_picked_on_validation_never_test():
+    results = {
+        "mamba-H32L1": _metrics("mamba", 32_000, val=0.70, test=0.95),  # best on test
+        "mamba-H16L1": _metrics("mamba", 16_000, val=0.80, test=0.60),  # best on validation
+        "mamba-H8L1": _metrics("mamba", 9_000, val=0.80, test=0.50),    # tie on val: fewer params wins
+        "mamba-H4L1-kd": _metrics("mamba", 6_000, val=0.99, test=0.99, distilled=True),  # students never teach
+        "mdcsa-H16L1": _metrics("mdcsa", 21_000, val=0.90, test=0.10),
+    }
+    assert sweep_module.pick_teacher(results, "mamba") == "mamba-H8L1"
+    assert sweep_module.pick_teacher(results, "mdcsa") == "mdcsa-H16L1"
+    assert sweep_module.pick_teacher({}, "mamba") is None
+
+
+def test_students_are_smaller_configurations_of_the_teachers_family():
+    specs = [RunSpec("mamba", 32, 1), RunSpec("mamba", 16, 1), RunSpec("mamba", 8, 1), RunSpec("mdcsa", 4, 1)]
+    results = {
+        "mamba-H32L1": _metrics("mamba", 32_000, 0.7, 0.7), "mamba-H16L1": _metrics("mamba", 16_000, 0.8, 0.8),
+        "mamba-H8L1": _metrics("mamba", 9_000, 0.6, 0.6), "mdcsa-H4L1": _metrics("mdcsa", 1_000, 0.5, 0.5),
+    }
+    students = sweep_module.plan_students(specs, results, "mamba-H16L1")
+    assert [s.name for s in students] == ["mamba-H8L1-kd"]
+    assert students[0].teacher == "mamba-H16L1"
+
+
+def _boom(argument, settings):
+    if argument == "bad":
+        raise ValueError("exploded")
+    return {"ok": argument}
+
+
+def test_failed_tasks_are_named_and_finished_ones_kept():
+    with pytest.raises(TinylocError, match=r"1 of 2 tasks failed.*b: ValueError: exploded"):
+        sweep_module.run_tasks(_boom, [("a", "good"), ("b", "bad")], {}, jobs=1, desc="test")
+    assert sweep_module.run_tasks(_boom, [("a", "good")], {}, jobs=1, desc="test") == {"a": {"ok": "good"}}
+
+
+def test_bad_arguments_fail_before_training(tmp_path):
+    data = write_toy_dataset(tmp_path / "toy")
+    with pytest.raises(TinylocError, match="distill-method"):
+        sweep_module.sweep(data, tmp_path / "s", distill_method="magic")
+    with pytest.raises(TinylocError, match="at most 10 parameters"):
+        sweep_module.sweep(data, tmp_path / "s", max_params=10)
+    assert not (tmp_path / "s" / "runs").exists()
+
+
+# --------------------------------------------------------------------------- a real tiny sweep
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return write_toy_dataset(tmp_path_factory.mktemp("data") / "toy")
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(toy, tmp_path_factory):
+    """Mamba H4L1 and H2L1 trained, the better (on val) distilled into the smaller, both
+    converted to int8 and dynamic and scored, classical baselines - in-process (jobs=1)."""
+    out = tmp_path_factory.mktemp("sweeps") / "tiny"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sweep_module.GRIDS, "tiny", TINY_GRID)
+        result = sweep_module.sweep(toy, out, family="mamba", grid="tiny", variants=("int8", "dynamic"), **FIT)
+    return out, result
+
+
+@pytest.mark.slow
+def test_sweep_trains_picks_teacher_on_val_and_distils_smaller(tiny_sweep):
+    out, result = tiny_sweep
+    runs = result["runs"]
+    assert set(runs) == {"mamba-H4L1", "mamba-H2L1", "mamba-H2L1-kd"} or set(runs) == {"mamba-H4L1", "mamba-H2L1"}
+    baseline_runs = {name: m for name, m in runs.items() if not name.endswith("-kd")}
+    teacher = result["teachers"]["mamba"]
+    assert runs[teacher]["val_macro_f1"] == max(m["val_macro_f1"] for m in baseline_runs.values())
+    teachers = json.loads((out / "teachers.json").read_text())
+    assert teachers["mamba"]["run"] == teacher
+    for name, metrics in runs.items():
+        assert (out / "runs" / name / "model.keras").is_file()
+        if name.endswith("-kd"):
+            assert metrics["distill"]["teacher_run"] == str(out / "runs" / teacher)
+            assert metrics["params"] < runs[teacher]["params"]
+    # the teacher is whichever is better on val; H2 always has fewer parameters than H4
+    if teacher == "mamba-H4L1":
+        assert "mamba-H2L1-kd" in runs
+    settings = json.loads((out / "sweep.json").read_text())
+    assert settings["variants"] == ["int8", "dynamic"] and settings["epochs"] == FIT["epochs"]
+    assert (out / "baselines" / "baselines.json").is_file()
+
+
+@pytest.mark.slow
+def test_compression_phase_writes_scored_variants(tiny_sweep, toy):
+    from tinyloc_tf.data import load_prepared
+
+    out, result = tiny_sweep
+    data = load_prepared(toy)
+    assert set(result["variants"]) == set(result["runs"])
+    for name in result["runs"]:
+        folder = out / "runs" / name / "variants"
+        int8 = json.loads((folder / "int8.json").read_text())
+        dynamic = json.loads((folder / "dynamic.json").read_text())
+        assert (folder / "int8.tflite").is_file() and (folder / "dynamic.tflite").is_file()
+        assert int8["runtime"] == "tflm" and int8["deployable"] is True and int8["arena_bytes"] > 0
+        assert dynamic["runtime"] == "litert" and dynamic["deployable"] is False
+        assert dynamic["arena_bytes"] is None and "not deployable on TFLM" in dynamic["note"]
+        for record in (int8, dynamic):
+            assert record["file_bytes"] == (folder / f"{record['variant']}.tflite").stat().st_size
+            assert record["flash_bytes"] == record["model_bytes"] + 4 * (3 * 3 + 2 * 3)
+            assert record["model_bytes"] < record["file_bytes"]  # host metadata is not flashed
+            for split in ("val", "test"):
+                scores = record[split]
+                assert scores["steps"] == data.split(split).y.size
+                assert 0 <= scores["macro_f1"] <= 1 and 0 <= scores["agreement_with_keras"] <= 1
+                assert sum(map(sum, scores["confusion_matrix"])) == scores["steps"]
+        # dynamic range keeps float activations: its paths follow the Keras model closely
+        assert dynamic["test"]["agreement_with_keras"] > 0.9
+
+
+@pytest.mark.slow
+def test_device_model_bytes_runs_without_metadata(tiny_sweep):
+    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.deployment.host import arena_works
+
+    out, result = tiny_sweep
+    folder = out / "runs" / "mamba-H2L1" / "variants"
+    record = json.loads((folder / "int8.json").read_text())
+    device = sweep_module.device_model_bytes((folder / "int8.tflite").read_bytes())
+    assert len(device) == record["model_bytes"]
+    with pytest.raises(TinylocError, match="no 'tinyloc' metadata"):
+        read_metadata(device)
+    assert arena_works(device, record["arena_bytes"])
+
+
+@pytest.mark.slow
+def test_resume_trains_and_converts_nothing(tiny_sweep, toy, monkeypatch):
+    from tinyloc_tf.compression import convert as convert_module
+    from tinyloc_tf.training import distill, trainer
+
+    out, result = tiny_sweep
+    files = sorted(p for p in (out / "runs").rglob("*") if p.is_file())
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finished run or variant was redone")
+
+    for module, name in ((trainer, "train_run"), (distill, "distill_run"), (convert_module, "convert")):
+        monkeypatch.setattr(module, name, forbidden)
+    monkeypatch.setitem(sweep_module.GRIDS, "tiny", TINY_GRID)
+    again = sweep_module.sweep(toy, out, family="mamba", grid="tiny", variants=("int8", "dynamic"), **FIT)
+    assert again["runs"] == result["runs"] and again["teachers"] == result["teachers"]
+    assert again["variants"] == json.loads(json.dumps(result["variants"]))
+    assert sorted(p for p in (out / "runs").rglob("*") if p.is_file()) == files
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+
+    with pytest.raises(TinylocError, match=r"other settings \(epochs: 2 -> 3\)"):
+        sweep_module.sweep(toy, out, family="mamba", grid="tiny", **{**FIT, "epochs": 3})
+
+
+@pytest.mark.slow
+def test_sweep_and_report_cli_resume(tiny_sweep, toy, monkeypatch, capsys):
+    from tinyloc_tf.cli import main
+
+    out, result = tiny_sweep
+    monkeypatch.setitem(sweep_module.GRIDS, "tiny", TINY_GRID)
+    argv = ["sweep", "--data", str(toy), "--out", str(out), "--family", "mamba", "--grid", "tiny",
+            "--epochs", "2", "--batch-size", "16", "--lr", "0.02", "--patience", "2", "--seed", "1"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["teachers"] == result["teachers"] and set(printed["runs"]) == set(result["runs"])
+    assert main(["sweep", "--data", str(toy), "--out", str(out), "--quant", "float32"]) == 2
+    assert "float32 model is the run itself" in capsys.readouterr().err
+    assert main(["sweep", "--data", str(toy), "--out", str(out), "--grid", "huge"]) == 2
+    assert "unknown grid 'huge'" in capsys.readouterr().err
+
+    report_dir = out.parent / "report"
+    assert main(["report", str(out), "--out", str(report_dir)]) == 0
+    for name in ("results.csv", "report.md", "f1_vs_size.png", "timeline.png"):
+        assert (report_dir / name).is_file(), name
+    assert "![predicted vs true room" in (report_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_ray_local_gives_the_same_results_as_the_local_path(tiny_sweep, toy, tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'tinyloc-tf[ray]'")
+    import ray
+
+    out, result = tiny_sweep
+    monkeypatch.setitem(sweep_module.GRIDS, "tiny", TINY_GRID)
+    # Two configurations, no distillation, compression or baselines: the training tasks are the point.
+    via_ray = sweep_module.sweep(toy, tmp_path / "ray", family="mamba", grid="tiny", variants=(), distill=False,
+                                 baselines=False, jobs=2, ray_address="local", **FIT)
+    assert not ray.is_initialized()  # the sweep shut down the instance it started
+    assert set(via_ray["runs"]) == {"mamba-H4L1", "mamba-H2L1"}
+    for name, metrics in via_ray["runs"].items():
+        local = result["runs"][name]
+        assert {k: v for k, v in metrics.items() if k not in TIMING} == {
+            k: v for k, v in local.items() if k not in TIMING
+        }
+    assert via_ray["teachers"] == {"mamba": sweep_module.pick_teacher(result["runs"], "mamba")}

@@ -1,0 +1,10 @@
+# Cortex-M4F (Armv7E-M, single-precision FPU; the class of the paper's STM32L4) on QEMU's
+# mps2-an386. SSRAM1 at 0x0 holds the image, SSRAM2/3 at 0x20000000 is the RAM.
+CPU_FLAGS        := -mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard -mthumb
+TFLM_TARGET_ARCH := cortex-m4+fp
+QEMU_MACHINE     := mps2-an386
+SYSCLK_HZ        := 25000000
+FLASH_ORIGIN     := 0x00000000
+FLASH_BYTES      := 0x00400000
+RAM_ORIGIN       := 0x20000000
+RAM_MAX_BYTES    := 0x00400000

@@ -1,0 +1,155 @@
+"""``tinyloc convert`` and ``tinyloc evaluate``.
+
+    tinyloc convert RUN --quant float32|int8|dynamic|selective|qat [--data DIR] --out M.tflite
+    tinyloc evaluate M.tflite --data DIR [--split test] [--runtime tflm|litert] [--arena-kb N] [--run RUN]
+
+``convert`` reads a training run folder (``RUN/model.keras``, ``RUN/config.json``), takes
+the representative windows (and, for ``qat``, the fine-tuning data) from the prepared
+dataset (default: the run's own ``data_dir``), writes the ``.tflite`` atomically and prints a
+JSON summary (size, ops, float ops left, ops kept in float, TFLM deployability).
+``evaluate`` prints the JSON of :func:`tinyloc_tf.deployment.host.evaluate_tflite`; with an
+``--arena-kb`` below what the model needs it fails, naming the size needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from tinyloc_tf.errors import TinylocError
+
+from tinyloc_tf.compression.convert import QUANT_MODES
+
+
+def register(subparsers) -> None:
+    convert = subparsers.add_parser(
+        "convert", help="convert a trained run to .tflite (float32, int8, dynamic, selective, qat)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    convert.add_argument("run", type=Path, help="training run folder (with model.keras and config.json)")
+    convert.add_argument("--quant", required=True, choices=QUANT_MODES, help="conversion variant")
+    convert.add_argument("--data", type=Path, help="prepared dataset folder (default: the run's data_dir)")
+    convert.add_argument("--out", type=Path, required=True, help=".tflite file to write")
+    convert.add_argument("--representative-size", type=int, default=256,
+                         help="training windows used for int8 calibration (seeded subset; default 256)")
+    convert.add_argument("--seed", type=int, default=0, help="seed of the representative subset and QAT (default 0)")
+    convert.add_argument("--selective-threshold", type=float, default=0.7,
+                         help="selective: keep ops in float whose rmse/scale exceeds this (default 0.7)")
+    convert.add_argument("--qat-epochs", type=int, default=3, help="qat: fine-tuning epochs (default 3)")
+    convert.add_argument("--qat-lr", type=float, default=1e-4, help="qat: Adam learning rate (default 1e-4)")
+    convert.add_argument("--qat-batch-size", type=int, default=64, help="qat: batch size (default 64)")
+    convert.add_argument("--keep-names", action="store_true", help="do not strip tensor names (debugging)")
+    convert.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    convert.set_defaults(handler=_convert)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="score a .tflite in host TFLM (or LiteRT): macro-F1, accuracy, flash, arena",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("model", type=Path, help=".tflite made by tinyloc convert")
+    evaluate.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
+    evaluate.add_argument("--runtime", default="tflm", choices=("tflm", "litert"), help="interpreter (default tflm)")
+    evaluate.add_argument("--arena-kb", type=float, help="TFLM tensor arena to enforce, in KiB")
+    evaluate.add_argument("--run", type=Path, help="training run folder: report agreement with its Keras model")
+    evaluate.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(handler=_evaluate)
+
+
+# --------------------------------------------------------------------------- convert
+
+
+def load_run(run: Path):
+    """``(tagger, config)`` of a training run folder."""
+    model_path, config_path = run / "model.keras", run / "config.json"
+    if not model_path.is_file():
+        raise TinylocError(f"{model_path}: not found (is {run} a training run folder?)")
+    config = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise TinylocError(f"{config_path}: not valid JSON ({exc})") from exc
+    import keras
+
+    import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
+
+    try:
+        tagger = keras.models.load_model(model_path)
+    except (ValueError, TypeError, OSError) as exc:
+        raise TinylocError(f"{model_path}: cannot load the Keras model ({exc})") from exc
+    return tagger, config
+
+
+def _check_model_fits_data(tagger, dataset) -> None:
+    config = getattr(tagger, "build_config", {}) or {}
+    expected = {"features": dataset.num_features, "classes": dataset.num_classes, "steps": dataset.steps}
+    wrong = {k: (config.get(k), v) for k, v in expected.items() if config.get(k) not in (None, v)}
+    if wrong:
+        detail = ", ".join(f"{k}: model {m}, data {d}" for k, (m, d) in wrong.items())
+        raise TinylocError(f"the model does not fit {dataset.path} ({detail})")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed last."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _convert(args) -> int:
+    if args.out.exists() and not args.overwrite:
+        raise TinylocError(f"{args.out} already exists; choose another --out or pass --overwrite")
+    tagger, config = load_run(args.run)
+    data_dir = args.data or (Path(config["data_dir"]) if config.get("data_dir") else None)
+    if data_dir is None:
+        raise TinylocError(f"{args.run}/config.json names no data_dir; pass --data DIR")
+
+    from tinyloc_tf.compression.convert import convert, data_metadata
+    from tinyloc_tf.data import load_prepared
+    from tinyloc_tf.deployment.host import tflm_blocker
+
+    dataset = load_prepared(data_dir)
+    _check_model_fits_data(tagger, dataset)
+    metadata = data_metadata(dataset)
+    metadata["run"] = {"path": str(args.run), "data_fingerprint": config.get("data_fingerprint")}
+    result = convert(
+        tagger, args.quant, representative=dataset.train.X, metadata=metadata,
+        labels=dataset.train.y, validation=(dataset.val.X, dataset.val.y),
+        representative_size=args.representative_size, seed=args.seed,
+        selective_threshold=args.selective_threshold, strip=not args.keep_names,
+        qat_options={"epochs": args.qat_epochs, "lr": args.qat_lr, "batch_size": args.qat_batch_size},
+    )
+    write_atomic(args.out, result.tflite)
+    blocker = tflm_blocker(result.tflite)
+    summary = {"out": str(args.out), **result.report, "tflm_deployable": blocker is None, "note": blocker}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _evaluate(args) -> int:
+    from tinyloc_tf.deployment.host import evaluate_tflite
+
+    report = evaluate_tflite(
+        args.model, args.data, split=args.split, runtime=args.runtime,
+        arena_kb=args.arena_kb, run_dir=args.run, progress=not args.quiet and sys.stderr.isatty(),
+    )
+    text = json.dumps(report, indent=2)
+    if args.out is not None:
+        write_atomic(args.out, (text + "\n").encode())
+    print(text)
+    return 0

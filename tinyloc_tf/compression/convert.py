@@ -1,0 +1,486 @@
+"""Keras model -> ``.tflite`` in five variants, names stripped, metadata embedded.
+
+::
+
+    buf = convert_model(tagger, quant="int8", representative=data.train.X, metadata={...})
+    result = convert(tagger, quant="selective", representative=data.train.X)   # .tflite + .report
+
+What is converted is ``tagger.encoder`` (``[1, T, F] -> [1, T, K]`` CRF emissions) wrapped
+with a fixed batch of 1: a ``None`` batch adds SHAPE / REDUCE_PROD ops TFLM lacks. Viterbi
+stays outside the graph; the CRF weights travel in the metadata (``metadata.py``).
+
+Variants (``QUANT_MODES``), and what they stand for in the paper (``docs/compression.md``):
+
+- ``float32``: no quantization (the paper's baseline).
+- ``int8``: full-integer post-training quantization, per-channel weights, activations
+  calibrated on a seeded subset of real training windows, int8 input and output,
+  ``TFLITE_BUILTINS_INT8`` (the paper's "static" quantization).
+- ``dynamic``: dynamic-range quantization, int8 weights and float activations (the paper's
+  "dynamic"). Hybrid ops: LiteRT only, TFLM rejects them.
+- ``selective``: the LLM.int8() analogue: int8 everywhere except ops whose quantization error
+  is an outlier according to TFLite's quantization debugger (``rmse / scale`` of the op's
+  output above a threshold, 0.7 by default as in TensorFlow's debugger guide; pure rounding
+  noise gives 1/sqrt(12) = 0.29), plus ops TFLM only runs in float (EXP, LOG). Those are
+  kept in float with the debugger's ``denylisted_nodes`` / ``denylisted_ops``.
+- ``qat``: quantization-aware fine-tuning (``qat.py``) then ``int8``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinyloc_tf.errors import TinylocError
+
+QUANT_MODES = ("float32", "int8", "dynamic", "selective", "qat")
+
+#: Ops TFLM has float kernels for but no int8 kernel ("exp.cc: INT8 != FLOAT32").
+TFLM_FLOAT_ONLY_OPS = ("EXP", "LOG")
+#: Converter-inserted boundaries of a float island; not float compute themselves.
+BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+DEFAULT_REPRESENTATIVE_SIZE = 256
+DEFAULT_SELECTIVE_THRESHOLD = 0.7
+
+
+@dataclass
+class Conversion:
+    """A converted model: the ``.tflite`` bytes and what happened on the way."""
+
+    tflite: bytes
+    report: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def representative_subset(X, size: int = DEFAULT_REPRESENTATIVE_SIZE, seed: int = 0) -> np.ndarray:
+    """A seeded random subset of real windows ``X [N, T, F]`` for calibration, in index order."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3 or len(X) == 0:
+        raise TinylocError(f"representative windows must be a non-empty [N, T, F] array, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise TinylocError("representative windows contain NaN or infinite values")
+    if size >= len(X):
+        return X
+    rows = np.sort(np.random.default_rng(seed).choice(len(X), size=int(size), replace=False))
+    return X[rows]
+
+
+def _window_shape(model, representative) -> tuple[int, int]:
+    """``(T, F)`` of one input window, from the tagger's build config, the model or the data."""
+    config = getattr(model, "build_config", None)
+    if isinstance(config, dict) and "steps" in config and "features" in config:
+        return int(config["steps"]), int(config["features"])
+    shape = getattr(model, "input_shape", None) if hasattr(model, "inputs") else None
+    if shape is not None and len(shape) == 3 and None not in shape[1:]:
+        return int(shape[1]), int(shape[2])
+    if representative is not None:
+        X = np.asarray(representative)
+        if X.ndim == 3:
+            return int(X.shape[1]), int(X.shape[2])
+    raise TinylocError("cannot tell the window shape [T, F]: pass representative windows [N, T, F]")
+
+
+def deployable_graph(model, representative=None):
+    """A Keras model ``[1, T, F] -> [1, T, K]`` ready for the converter.
+
+    ``model`` is a ``SequenceTagger`` (its ``encoder`` is converted) or any Keras model /
+    layer mapping ``[B, T, F]`` windows to ``[B, T, K]``.
+    """
+    import keras
+
+    steps, features = _window_shape(model, representative)
+    body = getattr(model, "encoder", model)
+    inputs = keras.Input((steps, features), batch_size=1, name="windows")
+    outputs = body(inputs, training=False)
+    return keras.Model(inputs, outputs, name="tinyloc_graph")
+
+
+# --------------------------------------------------------------------------- converter
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Send the converter's prints (Python and C level, fds 1 and 2) to a scratch file."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.redirect_stdout(io.StringIO()):
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _converter(graph, quant: str, windows: np.ndarray | None):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(graph)
+    if quant == "float32":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quant == "dynamic":
+        return converter
+    converter.representative_dataset = lambda: ([windows[i : i + 1]] for i in range(len(windows)))
+    if quant == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter
+
+
+def _layer_names(graph) -> set[str]:
+    return {layer.name for layer in graph._flatten_layers(include_self=False, recursive=True)}
+
+
+def layer_path(scope: str, known: set[str]) -> str:
+    """``"tinyloc_graph_1/encoder_1/block_0_1/mixer_1/Exp"`` -> ``"encoder/block_0/mixer"``.
+
+    TF name scopes carry Keras layer names, with ``_1``-style suffixes added per call.
+    """
+    parts = []
+    for part in scope.split("/")[:-1]:  # the last component is the op itself
+        if part in known:
+            parts.append(part)
+        else:
+            base = re.sub(r"_\d+$", "", part)
+            if base in known:
+                parts.append(base)
+    return "/".join(parts) or scope
+
+
+def _conversion_error(exc: Exception, quant: str, known: set[str]) -> TinylocError:
+    """A one-paragraph error naming the op(s) and layer(s) that stopped the converter."""
+    text = str(exc)
+    blocked = []
+    for line in text.splitlines():
+        if "error:" not in line:
+            continue
+        ops = re.findall(r"'(?:tf|tfl)\.(\w+)' op", line)
+        scopes = re.findall(r'"([^"]+?)@__inference', line)
+        if ops:
+            layer = layer_path(scopes[0], known) if scopes else "?"
+            detail = line.split("):", 1)[-1].strip() if "):" in line else line.strip()
+            blocked.append(f"op {ops[0]} in layer {layer} ({detail})")
+    if not blocked:
+        custom = re.findall(r"Custom ops: ([\w, ]+)", text)
+        if custom:
+            blocked.append(f"ops without a TFLite builtin: {custom[0]}")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    summary = "; ".join(dict.fromkeys(blocked)) or first[:500]
+    return TinylocError(f"{quant} conversion failed: {summary}")
+
+
+def _run_converter(convert_fn, quant: str, graph):
+    try:
+        with _quiet():
+            return convert_fn()
+    except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
+        raise _conversion_error(exc, quant, _layer_names(graph)) from exc
+
+
+# --------------------------------------------------------------------------- flatbuffer inspection
+
+
+def _builtin_names() -> dict[int, str]:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _tensor_type_names() -> dict[int, str]:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+def op_table(model) -> list[dict]:
+    """Every operator of the main subgraph: ``{"op", "inputs", "outputs"}`` (tensor type names)."""
+    from tinyloc_tf.compression.metadata import model_bytes, unpack_model
+
+    model_object = unpack_model(model_bytes(model))
+    names, types = _builtin_names(), _tensor_type_names()
+    graph = model_object.subgraphs[0]
+    table = []
+    for op in graph.operators or []:
+        code = model_object.operatorCodes[op.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        name = names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            name = f"CUSTOM:{code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode}"
+        table.append({
+            "op": name,
+            "inputs": [types[graph.tensors[i].type] for i in (op.inputs if op.inputs is not None else []) if i >= 0],
+            "outputs": [types[graph.tensors[i].type] for i in (op.outputs if op.outputs is not None else []) if i >= 0],
+        })
+    return table
+
+
+def op_counts(model) -> dict[str, int]:
+    """``{op name: count}`` of the main subgraph."""
+    return dict(sorted(Counter(row["op"] for row in op_table(model)).items()))
+
+
+def float_ops(model) -> dict[str, int]:
+    """Compute ops that read or write float32 tensors (QUANTIZE / DEQUANTIZE excluded).
+
+    Empty for a fully integer model. A hybrid (dynamic-range) op counts: it computes in float.
+    """
+    counts = Counter(
+        row["op"]
+        for row in op_table(model)
+        if row["op"] not in BOUNDARY_OPS and "FLOAT32" in row["inputs"] + row["outputs"]
+    )
+    return dict(sorted(counts.items()))
+
+
+def int8_weight_tensors(model) -> int:
+    """Number of constant int8 tensors (quantized weights) in the main subgraph."""
+    from tinyloc_tf.compression.metadata import model_bytes, unpack_model
+
+    model_object = unpack_model(model_bytes(model))
+    types = _tensor_type_names()
+    count = 0
+    for tensor in model_object.subgraphs[0].tensors or []:
+        buffer = model_object.buffers[tensor.buffer] if tensor.buffer < len(model_object.buffers) else None
+        has_data = buffer is not None and buffer.data is not None and len(buffer.data) > 0
+        if has_data and types[tensor.type] == "INT8":
+            count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def finalize(buf: bytes, metadata: dict | None, strip: bool = True) -> bytes:
+    """Strip tensor / subgraph / signature names and embed ``metadata`` as the "tinyloc" entry.
+
+    Names are most of a tiny model's bytes and no runtime needs them (inputs and outputs
+    are used by index); TFLite's own ``flatbuffer_utils.strip_strings`` removes them.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from tinyloc_tf.compression.metadata import pack_model, set_payload, unpack_model
+
+    model_object = unpack_model(buf)
+    if strip:
+        flatbuffer_utils.strip_strings(model_object)
+    if metadata is not None:
+        set_payload(model_object, metadata)
+    return pack_model(model_object)
+
+
+def model_metadata(model) -> dict:
+    """What a ``SequenceTagger`` itself contributes to the metadata (architecture, CRF, params)."""
+    meta = {}
+    config = getattr(model, "build_config", None)
+    if isinstance(config, dict):
+        meta.update(
+            family=config.get("family"),
+            hidden=config.get("hidden"),
+            layers=config.get("layers"),
+            T=config.get("steps"),
+            num_features=config.get("features"),
+            num_classes=config.get("classes"),
+            int8_friendly=config.get("int8_friendly"),
+        )
+    crf = getattr(model, "crf", None)
+    if crf is not None and hasattr(crf, "transitions"):
+        meta["crf"] = {name: np.asarray(getattr(crf, name), dtype=np.float32) for name in ("transitions", "start", "end")}
+    if hasattr(model, "count_params"):
+        meta["params"] = int(model.count_params())
+    return meta
+
+
+def _numeric_array(value):
+    """Lists of numbers become float32 arrays (stored compactly); anything else stays."""
+    if isinstance(value, (list, tuple)) and value and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return np.asarray(value, dtype=np.float32)
+    return value
+
+
+def data_metadata(dataset) -> dict:
+    """What a ``PreparedDataset`` contributes: feature and class names, T, scaling, provenance."""
+    meta = dataset.meta
+    return {
+        "features": list(meta["features"]),
+        "classes": list(meta["classes"]),
+        "T": int(meta["T"]),
+        "scaling": {key: _numeric_array(value) for key, value in meta["scaling"].items()},
+        "labels": meta.get("labels"),
+        "source": meta.get("source"),
+        "source_sha256": meta.get("source_sha256"),
+        "data_sha256": dataset.fingerprint(),
+    }
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def _selective(graph, windows: np.ndarray, threshold: float) -> tuple[bytes, list[dict]]:
+    """int8 with the debugger's outlier ops (and TFLM float-only ops) kept in float."""
+    import pandas as pd
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    known = _layer_names(graph)
+
+    def dataset():
+        return ([windows[i : i + 1]] for i in range(len(windows)))
+
+    def debug():
+        converter = _converter(graph, "selective", windows)
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset)
+        debugger.run()
+        dump = io.StringIO()
+        debugger.layer_statistics_dump(dump)
+        return debugger, dump.getvalue()
+
+    debugger, dump = _run_converter(debug, "selective", graph)
+    stats = pd.read_csv(io.StringIO(dump))
+    # Rounding noise alone gives rmse/scale = 1/sqrt(12) = 0.29; far above that is an outlier.
+    stats["rmse_over_scale"] = np.sqrt(stats["mean_squared_error"]) / stats["scale"].where(stats["scale"] > 0)
+    outliers = stats[stats["rmse_over_scale"] > threshold]
+    present = set(op_counts_from_stats(stats))
+    denylisted_ops = [op for op in TFLM_FLOAT_ONLY_OPS if op in present]
+    kept = [
+        {
+            "op": row.op_name,
+            "layer": layer_path(str(row.tensor_name).split(";")[0], known),
+            "rmse_over_scale": round(float(row.rmse_over_scale), 4),
+            "reason": "quantization error outlier",
+        }
+        for row in outliers.itertuples()
+        if row.op_name not in denylisted_ops
+    ]
+    kept += [{"op": op, "layer": "*", "rmse_over_scale": None, "reason": "no int8 kernel in TFLM"} for op in denylisted_ops]
+
+    def quantize():
+        return tflite_convert.mlir_quantize(
+            debugger.calibrated_model,
+            disable_per_channel=False,
+            fully_quantize=True,
+            input_data_type=tf.int8,
+            output_data_type=tf.int8,
+            denylisted_ops=denylisted_ops or None,
+            denylisted_nodes=list(outliers["tensor_name"]) or None,
+        )
+
+    return _run_converter(quantize, "selective", graph), kept
+
+
+def op_counts_from_stats(stats) -> dict[str, int]:
+    return dict(Counter(stats["op_name"]))
+
+
+def convert(
+    model,
+    quant: str = "int8",
+    representative=None,
+    metadata: dict | None = None,
+    *,
+    labels=None,
+    validation=None,
+    representative_size: int = DEFAULT_REPRESENTATIVE_SIZE,
+    seed: int = 0,
+    selective_threshold: float = DEFAULT_SELECTIVE_THRESHOLD,
+    qat_options: dict | None = None,
+    strip: bool = True,
+) -> Conversion:
+    """Convert ``model`` to a ``.tflite`` in variant ``quant`` (see the module docstring).
+
+    Args:
+        model: ``SequenceTagger`` (its encoder is converted) or a Keras model/layer over
+            ``[B, T, F]`` windows.
+        quant: one of ``QUANT_MODES``.
+        representative: real training windows ``[N, T, F]`` (int8, selective, qat); a seeded
+            subset of ``representative_size`` windows calibrates the activations.
+        metadata: extra fields for the embedded metadata (e.g. :func:`data_metadata`).
+        labels: training labels ``[N, T]`` for ``qat`` (paired with ``representative``).
+        validation: ``(X_val, y_val)`` for ``qat``'s choice of epoch.
+        qat_options: keyword arguments for :func:`tinyloc_tf.compression.qat.fine_tune`.
+
+    Returns:
+        :class:`Conversion` with the bytes (names stripped, metadata embedded) and a report:
+        ``ops``, ``float_ops``, ``kept_float`` (selective), ``qat`` (history), sizes.
+    """
+    if quant not in QUANT_MODES:
+        raise TinylocError(f"unknown quantization {quant!r}; choose one of {', '.join(QUANT_MODES)}")
+    windows = None
+    if quant in ("int8", "selective", "qat"):
+        if representative is None:
+            raise TinylocError(f"{quant} conversion needs representative training windows [N, T, F]")
+        windows = representative_subset(representative, representative_size, seed)
+    report: dict = {"quant": quant}
+    if windows is not None:
+        report["representative"] = {"windows": int(len(windows)), "seed": int(seed)}
+
+    if quant == "qat":
+        from tinyloc_tf.compression.qat import fine_tune
+
+        if labels is None:
+            raise TinylocError("qat conversion needs the training labels [N, T] for its fine-tuning")
+        model, history = fine_tune(model, representative, labels, validation=validation, seed=seed,
+                                   **(qat_options or {}))
+        report["qat"] = history
+
+    graph = deployable_graph(model, windows if windows is not None else representative)
+    steps, features = graph.input_shape[1], graph.input_shape[2]
+    if windows is not None and tuple(windows.shape[1:]) != (steps, features):
+        raise TinylocError(
+            f"representative windows are [N, {windows.shape[1]}, {windows.shape[2]}], the model takes [N, {steps}, {features}]"
+        )
+
+    if quant == "selective":
+        raw, kept = _selective(graph, windows, selective_threshold)
+        report["kept_float"] = kept
+        report["selective_threshold"] = float(selective_threshold)
+    else:
+        converter = _converter(graph, "int8" if quant == "qat" else quant, windows)
+        raw = _run_converter(converter.convert, quant, graph)
+
+    report["bytes_with_names"] = len(raw)
+    payload = {**model_metadata(model), **(metadata or {}), "quant": quant}
+    for key in ("kept_float", "selective_threshold", "representative"):
+        if key in report:
+            payload[key] = report[key]
+    if "qat" in report:
+        payload["qat"] = {k: v for k, v in report["qat"].items() if k != "history"}
+    buf = finalize(raw, payload, strip=strip)
+    from tinyloc_tf.compression.metadata import metadata_bytes
+
+    report.update(
+        bytes=len(buf),
+        metadata_bytes=metadata_bytes(buf),
+        ops=op_counts(buf),
+        float_ops=float_ops(buf),
+        int8_weight_tensors=int8_weight_tensors(buf),
+    )
+    if quant == "dynamic" and report["int8_weight_tensors"] == 0:
+        report["note"] = ("no weight tensor reached the converter's 1024-element minimum for "
+                          "dynamic-range quantization: the model is float32")
+    return Conversion(buf, report)
+
+
+def convert_model(model, quant: str = "int8", representative=None, metadata: dict | None = None, **options) -> bytes:
+    """:func:`convert`, returning only the ``.tflite`` bytes."""
+    return convert(model, quant, representative, metadata, **options).tflite

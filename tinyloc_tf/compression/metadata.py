@@ -1,0 +1,243 @@
+"""Metadata carried inside a ``.tflite``: everything needed to use a model without its run folder.
+
+A TFLite flatbuffer has a ``metadata`` table of named buffers (TFLite's own converter puts
+``min_runtime_version`` and ``CONVERSION_METADATA`` there). We add two entries:
+
+- ``"tinyloc"``: zlib-compressed UTF-8 JSON::
+
+    {
+      "format": "tinyloc-tflite/1",
+      "features": ["WAP001", ...],          # input feature order, F names
+      "classes": ["kitchen", ...],          # class index -> name, K names
+      "T": 20,                              # window length
+      "scaling": {"min": <array>, "max": <array>},   # min-max scaling per feature (raw RSSI -> [0, 1])
+      "crf": {"transitions": <array>, "start": <array>, "end": <array>},   # for Viterbi
+      "quant": "int8",                      # float32 | int8 | dynamic | selective | qat
+      "family": "mamba", "hidden": 8, "layers": 1, "int8_friendly": true, "params": 1432,
+      "data_sha256": "...", "source_sha256": "...", ...,
+      "arrays": {"crf.transitions": {"offset": 0, "shape": [K, K]}, ...}
+    }
+
+- ``"tinyloc.arrays"``: the numpy arrays of the payload (CRF weights, scaling), zlib-compressed
+  little-endian float32, at the (uncompressed) byte offsets ``arrays`` gives.
+  :func:`read_metadata` puts them back (as lists) where they were.
+
+Compact because the file is what goes to flash: for UJIIndoorLoc (520 features, 59 classes)
+JSON text would take about 50 KB, raw float32 plus JSON 25 KB, compressed 15 KB (most of it
+the 59 x 59 CRF transitions, which the device needs for Viterbi anyway).
+
+TFLM and LiteRT ignore metadata entries they do not know, so the model runs unchanged. The
+flatbuffer is edited with the TFLite schema's generated Python object API (shipped in the
+tflite-micro wheel, so reading needs no TensorFlow) and then re-aligned with TFLM's own
+``tflite_flatbuffer_align`` (the Python object API does not honour the schema's 16-byte
+``force_align`` on buffer data, which Cortex-M kernels rely on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from tinyloc_tf.errors import TinylocError
+
+METADATA_NAME = "tinyloc"
+ARRAYS_NAME = "tinyloc.arrays"
+FORMAT = "tinyloc-tflite/1"
+TFLITE_FILE_IDENTIFIER = b"TFL3"
+
+
+def _schema():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
+
+    return schema_py_generated
+
+
+def model_bytes(model: bytes | bytearray | memoryview | str | os.PathLike) -> bytes:
+    """The flatbuffer of ``model`` (bytes, or the path of a ``.tflite`` file)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        buf = bytes(model)
+        where = "the given model bytes"
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise TinylocError(f"{path}: no such .tflite file")
+        buf = path.read_bytes()
+        where = str(path)
+    if len(buf) < 8 or buf[4:8] != TFLITE_FILE_IDENTIFIER:
+        raise TinylocError(f"{where}: not a TFLite flatbuffer (file identifier {buf[4:8]!r}, expected b'TFL3')")
+    return buf
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
+
+
+def encode_payload(payload: dict) -> tuple[bytes, bytes]:
+    """``payload`` -> ``(compressed JSON, compressed float32 array blob)``.
+
+    Every numpy array in ``payload`` (at any depth of nested dicts) goes to the blob as
+    little-endian float32 and is listed under ``"arrays"`` by its dotted path; the rest is
+    compact JSON (numpy scalars become numbers).
+    """
+    if not isinstance(payload, dict):
+        raise TinylocError(f"metadata must be a dict, got {type(payload).__name__}")
+    blob = bytearray()
+    index = {}
+
+    def lift(node, prefix):
+        out = {}
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+                index[path] = {"offset": len(blob), "shape": list(value.shape)}
+                blob.extend(np.ascontiguousarray(value, dtype="<f4").tobytes())
+            elif isinstance(value, dict):
+                out[key] = lift(value, f"{path}.")
+            else:
+                out[key] = value
+        return out
+
+    document = {"format": FORMAT, **lift(payload, "")}
+    if index:
+        document["arrays"] = index
+    try:
+        text = json.dumps(document, default=_json_default, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TinylocError(f"metadata cannot be stored as JSON: {exc}") from exc
+    return zlib.compress(text.encode("utf-8"), 9), zlib.compress(bytes(blob), 9)
+
+
+def decode_payload(text: bytes, blob: bytes, where: str = "model") -> dict:
+    """Inverse of :func:`encode_payload`: arrays come back as (nested) lists of floats."""
+    try:
+        document = json.loads(zlib.decompress(text).decode("utf-8"))
+        blob = zlib.decompress(blob) if blob else b""
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TinylocError(f"{where}: {METADATA_NAME!r} metadata is not valid JSON ({exc})") from exc
+    if document.get("format") != FORMAT:
+        raise TinylocError(f"{where}: unknown metadata format {document.get('format')!r}, expected {FORMAT!r}")
+    for path, spec in (document.pop("arrays", None) or {}).items():
+        shape = tuple(int(s) for s in spec["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        start = int(spec["offset"])
+        if start + 4 * count > len(blob):
+            raise TinylocError(f"{where}: metadata array {path!r} lies outside the {ARRAYS_NAME!r} buffer")
+        values = np.frombuffer(blob, dtype="<f4", count=count, offset=start).reshape(shape)
+        *parents, leaf = path.split(".")
+        node = document
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = values.astype(np.float64).tolist()
+    return document
+
+
+def unpack_model(buf: bytes):
+    """The flatbuffer as the schema's mutable object tree (``ModelT``)."""
+    schema = _schema()
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
+
+
+def pack_model(model_object) -> bytes:
+    """Serialise a ``ModelT`` and re-align its buffers to 16 bytes (TFLM's own aligner)."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model_object.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
+    return align(bytes(builder.Output()))
+
+
+def align(buf: bytes) -> bytes:
+    """Repack ``buf`` through the flatbuffers C++ API, which honours ``force_align: 16``."""
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+
+    with tempfile.TemporaryDirectory(prefix="tinyloc-align-") as tmp:
+        src, dst = Path(tmp) / "in.tflite", Path(tmp) / "out.tflite"
+        src.write_bytes(buf)
+        tflite_flatbuffer_align_wrapper.align_tflite_model(str(src), str(dst))
+        if not dst.is_file():
+            raise TinylocError("tflite_flatbuffer_align produced no output")
+        return dst.read_bytes()
+
+
+def set_metadata_entry(model_object, name: str, data: bytes) -> None:
+    """Add (or replace) the metadata entry ``name`` of a ``ModelT`` with ``data``."""
+    schema = _schema()
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(data, dtype=np.uint8).copy()
+    for entry in model_object.metadata or []:
+        if _decode_name(entry.name) == name:
+            model_object.buffers[entry.buffer] = buffer
+            return
+    model_object.buffers = list(model_object.buffers or [])
+    model_object.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model_object.buffers) - 1
+    model_object.metadata = list(model_object.metadata or [])
+    model_object.metadata.append(entry)
+
+
+def _decode_name(name) -> str:
+    return name.decode("utf-8") if isinstance(name, (bytes, bytearray)) else str(name)
+
+
+def write_metadata(buf: bytes, payload: dict) -> bytes:
+    """Return ``buf`` with ``payload`` stored as the ``"tinyloc"`` metadata entry (replacing any)."""
+    buf = model_bytes(buf)
+    model_object = unpack_model(buf)
+    set_payload(model_object, payload)
+    return pack_model(model_object)
+
+
+def set_payload(model_object, payload: dict) -> None:
+    """Store ``payload`` in a ``ModelT`` as the "tinyloc" / "tinyloc.arrays" entries."""
+    text, blob = encode_payload(payload)
+    set_metadata_entry(model_object, METADATA_NAME, text)
+    set_metadata_entry(model_object, ARRAYS_NAME, blob)
+
+
+def metadata_entries(model) -> dict[str, bytes]:
+    """Every metadata entry of a ``.tflite`` (bytes or path) as ``{name: raw bytes}``."""
+    buf = model_bytes(model)
+    root = _schema().Model.GetRootAs(buf, 0)
+    entries = {}
+    for i in range(root.MetadataLength()):
+        entry = root.Metadata(i)
+        index = entry.Buffer()
+        if index >= root.BuffersLength():
+            raise TinylocError(f"metadata entry {_decode_name(entry.Name())!r} points at missing buffer {index}")
+        data = root.Buffers(index).DataAsNumpy()
+        entries[_decode_name(entry.Name())] = b"" if isinstance(data, int) else data.tobytes()
+    return entries
+
+
+def read_metadata(model) -> dict:
+    """The ``"tinyloc"`` metadata dict of a ``.tflite`` (bytes or path).
+
+    Raises ``TinylocError`` when the model carries none (it was not made by ``tinyloc convert``).
+    """
+    where = "model" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
+    entries = metadata_entries(model)
+    if METADATA_NAME not in entries:
+        raise TinylocError(
+            f"{where}: no {METADATA_NAME!r} metadata (found: {', '.join(sorted(entries)) or 'none'}); "
+            "convert the model with `tinyloc convert` to embed it"
+        )
+    return decode_payload(entries[METADATA_NAME], entries.get(ARRAYS_NAME, b""), where)
+
+
+def metadata_bytes(model) -> int:
+    """Bytes the tinyloc metadata entries occupy (payloads only, not flatbuffer bookkeeping)."""
+    entries = metadata_entries(model)
+    return sum(len(entries.get(name, b"")) for name in (METADATA_NAME, ARRAYS_NAME))

@@ -1,0 +1,141 @@
+"""Build AOT-compiled models with the host C compiler and run them via ctypes.
+
+Used by the tests (bit-exactness against the tflite-micro wheel) and for host
+evaluation of the AOT backend. Several compiled models (with distinct symbol
+prefixes) can go into one shared library, and the kernels can be compiled
+once into objects that every library links.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from tinyloc_tf.deployment.aot import KERNEL_DIR, CompileReport, kernel_files
+from tinyloc_tf.errors import TinylocError
+
+# -ffp-contract=off keeps float islands free of fused multiply-adds, as TFLM's
+# reference kernels compile on x86.
+DEFAULT_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-Wall", "-Wextra", "-ffp-contract=off")
+
+
+def host_compiler() -> str:
+    cc = os.environ.get("CC", "gcc")
+    if shutil.which(cc) is None:
+        raise TinylocError(
+            f"C compiler {cc!r} not found; install one (Debian/Ubuntu: apt-get install gcc) "
+            "or set CC"
+        )
+    return cc
+
+
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TinylocError(f"C build failed: {' '.join(cmd)}\n{proc.stderr.strip()}")
+
+
+def compile_kernel_objects(build_dir: str | Path, cflags=DEFAULT_CFLAGS) -> list[Path]:
+    """Compile the shipped kernels once into ``build_dir``; returns the objects."""
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    cc = host_compiler()
+    objects = []
+    for src in kernel_files():
+        if src.suffix != ".c":
+            continue
+        obj = build_dir / (src.stem + ".o")
+        _run([cc, *cflags, "-I", str(KERNEL_DIR), "-c", str(src), "-o", str(obj)])
+        objects.append(obj)
+    return objects
+
+
+def build_shared_library(
+    model_sources: list[str | Path],
+    out_path: str | Path,
+    *,
+    kernel_objects: list[Path] | None = None,
+    include_dirs: list[str | Path] = (),
+    cflags=DEFAULT_CFLAGS,
+) -> Path:
+    """Compile generated model sources (and the kernels, unless their objects
+    are given) into one shared library."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    cc = host_compiler()
+    incs = []
+    for d in [*include_dirs, KERNEL_DIR]:
+        incs += ["-I", str(d)]
+    extra = [str(o) for o in kernel_objects] if kernel_objects is not None else [
+        str(s) for s in kernel_files() if s.suffix == ".c"
+    ]
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    _run([cc, *cflags, "-shared", *incs, *[str(s) for s in model_sources], *extra, "-lm",
+          "-o", str(tmp)])
+    tmp.replace(out_path)
+    return out_path
+
+
+class HostModel:
+    """One compiled model inside a loaded shared library."""
+
+    def __init__(self, library: ctypes.CDLL, prefix: str, input_size: int, output_size: int):
+        self._init = getattr(library, f"{prefix}runner_init")
+        self._invoke = getattr(library, f"{prefix}runner_invoke")
+        self._arena = getattr(library, f"{prefix}runner_arena_used")
+        self._init.restype = ctypes.c_int
+        self._invoke.restype = ctypes.c_int
+        self._invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self._arena.restype = ctypes.c_size_t
+        self.input_size = int(input_size)
+        self.output_size = int(output_size)
+        status = self._init()
+        if status != 0:
+            raise TinylocError(f"{prefix}runner_init failed with status {status}")
+
+    @property
+    def arena_used(self) -> int:
+        return int(self._arena())
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """One window of int8 input values -> int8 output values (flat)."""
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.int8).reshape(-1))
+        if x.size != self.input_size:
+            raise TinylocError(f"input has {x.size} values, the model takes {self.input_size}")
+        out = np.zeros(self.output_size, dtype=np.int8)
+        status = self._invoke(x.ctypes.data, out.ctypes.data)
+        if status != 0:
+            raise TinylocError(f"runner_invoke failed with status {status}")
+        return out
+
+    def run(self, X: np.ndarray) -> np.ndarray:
+        """Every window of ``X`` int8 ``[N, ...]`` -> int8 ``[N, output_size]``."""
+        X = np.asarray(X, dtype=np.int8).reshape(len(X), -1)
+        return np.stack([self.invoke(x) for x in X]) if len(X) else np.zeros(
+            (0, self.output_size), dtype=np.int8)
+
+
+def load_model(library_path: str | Path, report: CompileReport) -> HostModel:
+    lib = ctypes.CDLL(str(Path(library_path).resolve()))
+    return HostModel(
+        lib,
+        report.symbol_prefix,
+        int(np.prod(report.input_shape)),
+        int(np.prod(report.output_shape)),
+    )
+
+
+def build_and_load(report: CompileReport, build_dir: str | Path | None = None) -> HostModel:
+    """Build one compiled model folder into a shared library and load it."""
+    build_dir = Path(build_dir) if build_dir else Path(report.out_dir) / "host-build"
+    lib = build_shared_library(
+        [report.source],
+        build_dir / f"lib{report.symbol_prefix}tinyloc_model.so",
+        include_dirs=report.include_dirs,
+    )
+    return load_model(lib, report)

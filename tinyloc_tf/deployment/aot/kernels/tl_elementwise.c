@@ -1,0 +1,243 @@
+/*
+ * tl_elementwise.c - int8 element-wise arithmetic and activations.
+ *
+ * Semantics follow TFLM's reference kernels (add.cc, sub.cc, mul.cc,
+ * squared_difference.cc, maximum_minimum.cc, quantize.cc, activations.cc,
+ * logistic.cc, tanh.cc, elu.cc, elementwise.cc (RSQRT), softmax.cc).
+ */
+#include "tl_internal.h"
+
+/* ---- broadcast driver ---- */
+
+/* Runs `body` over every output element; i1/i2 are the input offsets and o
+ * the dense output offset. Written as a macro so each kernel keeps its
+ * arithmetic inline in the innermost loop. */
+#define TL_BROADCAST_LOOP(b, body)                                            \
+  do {                                                                        \
+    const int32_t tl_nd_ = (b)->ndim;                                         \
+    const int32_t tl_inner_ = (b)->shape[tl_nd_ - 1];                         \
+    const int32_t tl_s1_ = (b)->strides1[tl_nd_ - 1];                         \
+    const int32_t tl_s2_ = (b)->strides2[tl_nd_ - 1];                         \
+    const int32_t* tl_strides_[2] = {(b)->strides1, (b)->strides2};           \
+    int32_t tl_pos_[TL_MAX_DIMS] = {0};                                       \
+    int32_t tl_off_[2] = {0, 0};                                              \
+    int32_t o = 0;                                                            \
+    do {                                                                      \
+      int32_t i1 = tl_off_[0];                                                \
+      int32_t i2 = tl_off_[1];                                                \
+      for (int32_t tl_j_ = 0; tl_j_ < tl_inner_; ++tl_j_) {                   \
+        body;                                                                 \
+        i1 += tl_s1_;                                                         \
+        i2 += tl_s2_;                                                         \
+        ++o;                                                                  \
+      }                                                                       \
+    } while (tl_odometer_next(tl_nd_, (b)->shape, tl_pos_, 2, tl_strides_,   \
+                              tl_off_));                                      \
+  } while (0)
+
+/* ---- ADD / SUB / SQUARED_DIFFERENCE ---- */
+
+/* Both inputs brought to a common scale with 20 bits of headroom (TFLM's
+ * general int8 path); sign selects add (+1) or subtract (-1). */
+static inline int32_t tl_rescaled_pair(const tl_add_params* p, int8_t x, int8_t y,
+                                       int32_t* scaled2) {
+  const int32_t shifted1 = tl_wrapping_shl(p->input1_offset + x, p->left_shift);
+  const int32_t shifted2 = tl_wrapping_shl(p->input2_offset + y, p->left_shift);
+  *scaled2 = tl_mbqm_smaller_than_one(shifted2, p->input2_multiplier, p->input2_shift);
+  return tl_mbqm_smaller_than_one(shifted1, p->input1_multiplier, p->input1_shift);
+}
+
+void tl_add_s8(const tl_add_params* p, const tl_broadcast* b, const int8_t* in1,
+               const int8_t* in2, int8_t* out) {
+  TL_BROADCAST_LOOP(b, {
+    int32_t s2;
+    const int32_t s1 = tl_rescaled_pair(p, in1[i1], in2[i2], &s2);
+    const int32_t raw = tl_mbqm_smaller_than_one(s1 + s2, p->output_multiplier,
+                                                 p->output_shift) +
+                        p->output_offset;
+    out[o] = (int8_t)tl_clamp_i32(raw, p->act_min, p->act_max);
+  });
+}
+
+void tl_sub_s8(const tl_add_params* p, const tl_broadcast* b, const int8_t* in1,
+               const int8_t* in2, int8_t* out) {
+  TL_BROADCAST_LOOP(b, {
+    int32_t s2;
+    const int32_t s1 = tl_rescaled_pair(p, in1[i1], in2[i2], &s2);
+    const int32_t raw = tl_mbqm_smaller_than_one(s1 - s2, p->output_multiplier,
+                                                 p->output_shift) +
+                        p->output_offset;
+    out[o] = (int8_t)tl_clamp_i32(raw, p->act_min, p->act_max);
+  });
+}
+
+void tl_squared_difference_s8(const tl_add_params* p, const tl_broadcast* b,
+                              const int8_t* in1, const int8_t* in2, int8_t* out) {
+  TL_BROADCAST_LOOP(b, {
+    int32_t s2;
+    const int32_t s1 = tl_rescaled_pair(p, in1[i1], in2[i2], &s2);
+    const int32_t diff = s1 - s2;
+    /* The output multiplier may exceed one here, hence the general form. */
+    const int32_t raw = tl_mbqm(tl_wrapping_mul(diff, diff), p->output_multiplier,
+                                p->output_shift) +
+                        p->output_offset;
+    out[o] = (int8_t)tl_clamp_i32(raw, p->act_min, p->act_max);
+  });
+}
+
+/* ---- MUL ---- */
+
+void tl_mul_s8(const tl_mul_params* p, const tl_broadcast* b, const int8_t* in1,
+               const int8_t* in2, int8_t* out) {
+  TL_BROADCAST_LOOP(b, {
+    const int32_t v1 = p->input1_offset + in1[i1];
+    const int32_t v2 = p->input2_offset + in2[i2];
+    const int32_t raw =
+        p->output_offset + tl_mbqm(v1 * v2, p->output_multiplier, p->output_shift);
+    out[o] = (int8_t)tl_clamp_i32(raw, p->act_min, p->act_max);
+  });
+}
+
+/* ---- MAXIMUM / MINIMUM: compare raw values (inputs share quantization) ---- */
+
+void tl_maximum_s8(const tl_broadcast* b, const int8_t* in1, const int8_t* in2,
+                   int8_t* out) {
+  TL_BROADCAST_LOOP(b, { out[o] = in1[i1] > in2[i2] ? in1[i1] : in2[i2]; });
+}
+
+void tl_minimum_s8(const tl_broadcast* b, const int8_t* in1, const int8_t* in2,
+                   int8_t* out) {
+  TL_BROADCAST_LOOP(b, { out[o] = in1[i1] < in2[i2] ? in1[i1] : in2[i2]; });
+}
+
+/* ---- requantization (QUANTIZE int8 -> int8, RELU) ---- */
+
+void tl_requantize_s8(const tl_requant_params* p, int32_t size, const int8_t* in,
+                      int8_t* out) {
+  for (int32_t i = 0; i < size; ++i) {
+    const int32_t v = tl_mbqm(in[i] - p->input_zero_point, p->multiplier, p->shift) +
+                      p->output_zero_point;
+    out[i] = (int8_t)tl_clamp_i32(v, p->act_min, p->act_max);
+  }
+}
+
+void tl_clamp_s8(int8_t lo, int8_t hi, int32_t size, const int8_t* in, int8_t* out) {
+  for (int32_t i = 0; i < size; ++i) {
+    const int8_t v = in[i];
+    out[i] = v > hi ? hi : (v < lo ? lo : v);
+  }
+}
+
+/* ---- LOGISTIC / TANH: gemmlowp fixed point on a Q4 input ---- */
+
+void tl_logistic_s8(const tl_sigmoid_params* p, int32_t size, const int8_t* in,
+                    int8_t* out) {
+  for (int32_t i = 0; i < size; ++i) {
+    const int32_t input = (int32_t)in[i] - p->input_zero_point;
+    if (input <= -p->input_range_radius) {
+      out[i] = INT8_MIN;
+    } else if (input >= p->input_range_radius) {
+      out[i] = INT8_MAX;
+    } else {
+      const int32_t input_q4 =
+          tl_mbqm(input, p->input_multiplier, p->input_left_shift);
+      const int32_t output_q0 = tl_logistic_fixed(input_q4, 4);
+      /* Q0 -> 1/256 steps, output zero point -128. */
+      const int32_t output_q23 = tl_rounding_divide_by_pot(output_q0, 23) - 128;
+      out[i] = (int8_t)tl_clamp_i32(output_q23, INT8_MIN, INT8_MAX);
+    }
+  }
+}
+
+void tl_tanh_s8(const tl_sigmoid_params* p, int32_t size, const int8_t* in,
+                int8_t* out) {
+  for (int32_t i = 0; i < size; ++i) {
+    const int32_t input = (int32_t)in[i] - p->input_zero_point;
+    if (input <= -p->input_range_radius) {
+      out[i] = INT8_MIN;
+    } else if (input >= p->input_range_radius) {
+      out[i] = INT8_MAX;
+    } else {
+      const int32_t input_q4 =
+          tl_mbqm(input, p->input_multiplier, p->input_left_shift);
+      const int32_t output_q0 = tl_tanh_fixed(input_q4, 4);
+      /* Q0 -> 1/128 steps, output zero point 0. */
+      const int32_t output_q24 = tl_rounding_divide_by_pot(output_q0, 24);
+      out[i] = (int8_t)tl_clamp_i32(output_q24, INT8_MIN, INT8_MAX);
+    }
+  }
+}
+
+/* ---- table lookup (ELU int8; table indexed by the input's bit pattern) ---- */
+
+void tl_lut_s8(const int8_t* table, int32_t size, const int8_t* in, int8_t* out) {
+  for (int32_t i = 0; i < size; ++i) out[i] = table[(uint8_t)in[i]];
+}
+
+/* ---- RSQRT ---- */
+
+int tl_rsqrt_s8(const tl_rsqrt_params* p, int32_t size, const int8_t* in, int8_t* out) {
+  const int32_t kShift = 20; /* keeps the intermediate an integer */
+  for (int32_t i = 0; i < size; ++i) {
+    const int32_t value = (int32_t)in[i] - p->input_offset;
+    if (value < 0) return TL_ERROR_RSQRT_NEGATIVE; /* TFLM fails Eval here */
+    if (value == 0) {
+      out[i] = INT8_MAX; /* any value near 0 maps to the largest output */
+      continue;
+    }
+    int32_t inv_sqrt_multiplier;
+    int inv_sqrt_shift;
+    tl_get_inv_sqrt_multiplier_exp(value, -1, &inv_sqrt_multiplier, &inv_sqrt_shift);
+    const int32_t data = tl_mbqm(1, inv_sqrt_multiplier, inv_sqrt_shift + kShift);
+    const int32_t output =
+        tl_mbqm(data, p->multiplier, p->shift - kShift) + p->output_offset;
+    out[i] = (int8_t)tl_clamp_i32(output, INT8_MIN, INT8_MAX);
+  }
+  return TL_OK;
+}
+
+/* ---- SOFTMAX int8 -> int8 (output scale 1/256, zero point -128) ---- */
+
+/* exp(beta * scale * diff) in Q0, diff = x - max in [-255, 0]. */
+static inline int32_t tl_softmax_exp(const tl_softmax_params* p, int32_t input_diff) {
+  if (p->exp_table) return p->exp_table[-input_diff];
+  const int32_t scaled_diff =
+      tl_mbqm_greater_than_one(input_diff, p->input_multiplier, p->input_left_shift);
+  return tl_exp_on_negative_values(scaled_diff, 5); /* input as Q5 */
+}
+
+void tl_softmax_s8(const tl_softmax_params* p, const int8_t* in, int8_t* out) {
+  const int kAccumulationIntegerBits = 12;
+  const int32_t depth = p->depth;
+  for (int32_t i = 0; i < p->outer_size; ++i) {
+    const int8_t* row = in + i * depth;
+    int8_t* out_row = out + i * depth;
+    int8_t max_in_row = INT8_MIN;
+    for (int32_t c = 0; c < depth; ++c) {
+      if (row[c] > max_in_row) max_in_row = row[c];
+    }
+    int32_t sum_of_exps = 0; /* Q12 */
+    for (int32_t c = 0; c < depth; ++c) {
+      const int32_t input_diff = (int32_t)row[c] - max_in_row;
+      if (input_diff >= p->diff_min) {
+        sum_of_exps += tl_rounding_divide_by_pot(tl_softmax_exp(p, input_diff),
+                                                 kAccumulationIntegerBits);
+      }
+    }
+    int num_bits_over_unit;
+    const int32_t shifted_scale =
+        tl_get_reciprocal(sum_of_exps, kAccumulationIntegerBits, &num_bits_over_unit);
+    const int exponent = num_bits_over_unit + 31 - 8;
+    for (int32_t c = 0; c < depth; ++c) {
+      const int32_t input_diff = (int32_t)row[c] - max_in_row;
+      if (input_diff >= p->diff_min) {
+        const int32_t exp_in_0 = tl_softmax_exp(p, input_diff);
+        const int32_t unsat_output =
+            tl_rounding_divide_by_pot(tl_srdhm(shifted_scale, exp_in_0), exponent);
+        out_row[c] = (int8_t)tl_clamp_i32(unsat_output - 128, INT8_MIN, INT8_MAX);
+      } else {
+        out_row[c] = INT8_MIN;
+      }
+    }
+  }
+}

@@ -1,0 +1,84 @@
+"""``tinyloc compile``: ahead-of-time compile an int8 .tflite to C (no interpreter)."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compile",
+        help="compile an int8 .tflite to C: const weights, a static memory plan, straight-line kernel calls",
+        description="Emit C for the model (tinyloc_model.c/.h plus the tl_* int8 kernels) implementing "
+        "the firmware's runner interface (runner_init / runner_invoke / runner_arena_used), bit-exact "
+        "with TensorFlow Lite Micro's reference kernels. Prints the memory plan: arena peak vs the sum "
+        "of all activation tensors.",
+    )
+    p.add_argument("tflite", help="full-integer int8 .tflite (tinyloc convert --quant int8)")
+    p.add_argument("--out", required=True, help="output folder for the C sources")
+    p.add_argument("--prefix", default="", help="prefix for the runner symbols and file names (default none)")
+    p.add_argument("--no-inplace", action="store_true",
+                   help="never let an element-wise op overwrite its dying input (larger arena)")
+    p.add_argument("--alignment", type=int, default=16, help="byte alignment of arena buffers (default 16)")
+    p.add_argument("--check", type=int, default=0, metavar="N",
+                   help="also build the C with the host compiler and compare N random windows with the "
+                   "tflite-micro wheel (exit 1 on any difference)")
+    p.add_argument("--json", action="store_true", help="print the compile report as JSON")
+    p.set_defaults(handler=_compile)
+
+
+def _compile(args) -> int:
+    from tinyloc_tf.deployment.aot import compile_tflite
+    from tinyloc_tf.errors import TinylocError
+
+    if args.alignment < 1 or args.alignment & (args.alignment - 1):
+        raise TinylocError(f"--alignment must be a power of two, got {args.alignment}")
+    report = compile_tflite(args.tflite, args.out, symbol_prefix=args.prefix,
+                            inplace=not args.no_inplace, alignment=args.alignment)
+    check = None
+    if args.check > 0:
+        check = _check_against_tflm(args.tflite, report, args.check)
+    if args.json:
+        out = report.to_dict()
+        if check is not None:
+            out["check"] = check
+        print(json.dumps(out, indent=2))
+    else:
+        ops = ", ".join(f"{k} x{v}" for k, v in report.op_counts.items())
+        print(f"wrote {report.out_dir}: {report.operators} operators -> {report.kernel_calls} kernel calls ({ops})")
+        print(
+            f"memory plan: arena {report.arena_bytes} B (no in-place: {report.arena_bytes_without_inplace} B, "
+            f"no reuse: {report.arena_bytes_without_reuse} B); all activation tensors together "
+            f"{report.activation_bytes_total} B; {report.views} views, {report.inplace_writes} in-place writes"
+        )
+        print(f"constants {report.constant_bytes} B; sources: {' '.join(report.sources)}")
+        if check is not None:
+            print(f"check: {check['equal']} of {check['values']} output values equal to TFLM "
+                  f"on {check['windows']} random windows")
+    if check is not None and check["equal"] != check["values"]:
+        return 1
+    return 0
+
+
+def _check_against_tflm(tflite_path: str, report, windows: int) -> dict:
+    """Build the generated C on the host and compare it with the tflite-micro wheel."""
+    from pathlib import Path
+
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    from tinyloc_tf.deployment.aot.host import build_and_load
+
+    model = build_and_load(report)
+    interpreter = runtime.Interpreter.from_bytes(Path(tflite_path).read_bytes(), arena_size=4 << 20)
+    rng = np.random.default_rng(0)
+    equal = values = 0
+    for _ in range(windows):
+        x = rng.integers(-128, 128, size=report.input_shape, dtype=np.int8)
+        interpreter.set_input(x, 0)
+        interpreter.invoke()
+        want = np.asarray(interpreter.get_output(0)).reshape(-1)
+        got = model.invoke(x)
+        equal += int((want == got).sum())
+        values += int(want.size)
+    return {"windows": windows, "values": values, "equal": equal}

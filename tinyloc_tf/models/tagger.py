@@ -1,0 +1,138 @@
+"""The sequence tagger (encoder + CRF) every model family shares, and ``build_model``.
+
+::
+
+    model = build_model("mdcsa", features=8, classes=4, hidden=16, layers=1, steps=20)
+    model.compile(optimizer="adam")          # the loss is the CRF NLL
+    model.fit(X, y)                          # X float32 [N, T, F], y int32 [N, T]
+    model.decode(X)                          # Viterbi paths, int32 [N, T]
+
+``model.encoder`` is the part that becomes the ``.tflite`` (``[B, T, F] -> [B, T, K]``);
+``model.crf`` holds the transition scores that the host or the MCU uses to decode.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.models.crf import CRF, viterbi_decode
+
+FAMILIES = ("mamba", "mdcsa")
+
+
+@keras.saving.register_keras_serializable(package="tinyloc")
+class SequenceTagger(keras.Model):
+    """An encoder producing CRF emissions, and the CRF that scores and decodes them.
+
+    ``call(x)``: ``[B, T, F] -> [B, T, K]`` emissions. Without a compiled loss,
+    ``compute_loss`` is the CRF negative log-likelihood of ``y`` (int ``[B, T]``).
+    """
+
+    def __init__(self, encoder: keras.layers.Layer, crf: CRF, build_kwargs: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.crf = crf
+        self._build_kwargs = dict(build_kwargs or {})
+
+    @property
+    def build_config(self) -> dict:
+        """The ``build_model`` keyword arguments that rebuild this architecture."""
+        return dict(self._build_kwargs)
+
+    def build(self, input_shape):
+        # On load, Keras rebuilds the encoder and CRF from their own configs first.
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        if not self.crf.built:
+            self.crf.build(self.encoder.compute_output_shape(input_shape))
+
+    def call(self, x, training=None):
+        return self.crf(self.encoder(x, training=training))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self._compile_loss is not None or y is None:
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        loss = self.crf.nll(y_pred, y, sample_weight=sample_weight)
+        for extra in self.losses:
+            loss = loss + self._aggregate_additional_loss(extra)
+        return loss
+
+    def decode(self, x, batch_size: int = 256) -> np.ndarray:
+        """Viterbi paths for ``x`` float ``[N, T, F]`` -> int32 ``[N, T]`` (inference mode).
+
+        Emissions come from Keras' compiled predict loop; the path from
+        :func:`~tinyloc_tf.models.crf.viterbi_decode`, which gives exactly the paths of the
+        graph :meth:`CRF.viterbi` (tested) and is what decodes TFLM's emissions too.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3:
+            raise TinylocError(f"decode expects windows [N, T, F], got shape {x.shape}")
+        if len(x) == 0:
+            return np.zeros((0, x.shape[1]), dtype=np.int32)
+        emissions = self.predict(x, batch_size=max(1, int(batch_size)), verbose=0)
+        return viterbi_decode(emissions, *self.crf.get_weights())
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "crf": keras.saving.serialize_keras_object(self.crf),
+            "build_kwargs": self._build_kwargs,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"), custom_objects=custom_objects)
+        crf = keras.saving.deserialize_keras_object(config.pop("crf"), custom_objects=custom_objects)
+        return cls(encoder=encoder, crf=crf, **config)
+
+
+def _encoder_class(family: str):
+    if family == "mdcsa":
+        from tinyloc_tf.models.mdcsa import MDCSAEncoder
+
+        return MDCSAEncoder
+    if family == "mamba":
+        from tinyloc_tf.models.mamba import MambaEncoder
+
+        return MambaEncoder
+    raise TinylocError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+
+
+def build_model(
+    family: str,
+    *,
+    features: int,
+    classes: int,
+    hidden: int,
+    layers: int,
+    steps: int,
+    int8_friendly: bool = False,
+    **family_options,
+) -> SequenceTagger:
+    """Build and initialise a :class:`SequenceTagger` of the given family.
+
+    ``features`` F, ``classes`` K, ``hidden`` H, ``layers`` L, ``steps`` T (window length);
+    ``int8_friendly`` selects formulations TFLM can run fully in int8 where the exact maths
+    cannot (Mamba). ``family_options`` go to the encoder (MDCSA: ``dropout``,
+    ``head_dropout``). The model is built for inputs ``[None, T, F]``.
+    """
+    family = str(family).lower()
+    encoder_class = _encoder_class(family)
+    sizes = {"features": features, "classes": classes, "hidden": hidden, "layers": layers, "steps": steps}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise TinylocError(f"build_model({family!r}): {name} must be a positive integer, got {value!r}")
+    sizes = {name: int(value) for name, value in sizes.items()}
+    try:
+        encoder = encoder_class(**sizes, int8_friendly=bool(int8_friendly), name="encoder", **family_options)
+    except (TypeError, ValueError) as exc:  # unknown or ill-typed family options
+        raise TinylocError(f"build_model({family!r}): bad option: {exc}") from exc
+    build_kwargs = {"family": family, **sizes, "int8_friendly": bool(int8_friendly), **family_options}
+    model = SequenceTagger(encoder, CRF(sizes["classes"], name="crf"), build_kwargs, name=f"{family}_tagger")
+    model.build((None, sizes["steps"], sizes["features"]))
+    return model

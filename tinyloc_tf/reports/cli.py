@@ -1,0 +1,32 @@
+"""``tinyloc report``: tables and plots of a finished (or partly finished) sweep.
+
+    tinyloc report SWEEP [--out DIR]
+
+Writes ``results.csv``, ``report.md``, ``f1_vs_size.png``, ``confusion_<budget>kb.png``
+and (windowed data) ``timeline.png`` into the sweep folder or ``--out``. See docs/sweeps.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="results.csv, report.md (best per 32/64 KiB budget, paper tables) and plots of a sweep",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("sweep", type=Path, help="sweep folder made by `tinyloc sweep`")
+    parser.add_argument("--out", type=Path, help="folder for the report (default: the sweep folder)")
+    parser.add_argument("--timeline-windows", type=int, default=60,
+                        help="test windows stitched into the timeline plot (default 60)")
+    parser.set_defaults(handler=_report)
+
+
+def _report(args) -> int:
+    from tinyloc_tf.reports.report import write_report
+
+    report = write_report(args.sweep, args.out, timeline_windows=args.timeline_windows)
+    print(report)
+    return 0

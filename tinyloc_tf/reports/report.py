@@ -1,0 +1,449 @@
+"""``tinyloc report SWEEP``: the results table, the paper-style tables and the plots.
+
+Reads what a sweep left (``runs/*/metrics.json``, ``runs/*/variants/*.json`` from the
+compression phase, ``baselines/baselines.json``) and writes into the sweep folder (or
+``--out``):
+
+- ``results.csv``: one row per model and deployment variant, baselines included;
+- ``report.md``: the best model per RAM/flash budget beside the classical baselines and the
+  paper's numbers, every scored model, then the paper-style table (Baseline | Static int8 |
+  Dynamic | Distillation | Distill + int8) per budget;
+- ``f1_vs_size.png``, ``confusion_<budget>kb.png`` and, for windowed data, ``timeline.png``.
+
+Selection rule: "best under a budget" is the candidate with the highest *validation*
+macro-F1 among those whose flash and arena both fit; its test scores are only read off.
+Candidates are the variants that run in TFLM (``deployable`` in their JSON: int8,
+selective, qat); a float32 Keras model or a dynamic-range model never is one.
+
+Sizes: ``flash_bytes`` of a converted variant is the flatbuffer without host metadata plus
+the CRF as float32 (what a device stores, see ``training.sweep.compress_run``); of a float32
+model 4 bytes per parameter (the paper's "size"); of a classical baseline its 8-bit
+footprint. ``arena_bytes`` is the smallest tensor arena host TFLM runs the model in.
+Budgets are KiB (1024 bytes), the unit of MCU RAM and flash sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
+
+BUDGETS_KB = (64, 32)
+# Paper table columns: (column title, run kind, variant). Selective and QAT columns are
+# added when the sweep made those variants.
+PAPER_COLUMNS = (
+    ("Baseline", "train", "float32"),
+    ("Static int8", "train", "int8"),
+    ("Dynamic", "train", "dynamic"),
+    ("Distillation", "distill", "float32"),
+    ("Distill + int8", "distill", "int8"),
+)
+EXTRA_COLUMNS = (
+    ("Selective", "train", "selective"),
+    ("QAT", "train", "qat"),
+    ("Distill + QAT", "distill", "qat"),
+)
+COLUMNS = (
+    "run", "config", "family", "hidden", "layers", "kind", "params", "variant", "runtime", "deployable",
+    "val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy", "flash_bytes", "arena_bytes",
+    "file_bytes", "agreement_with_keras", "note",
+)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise TinylocError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _need(record: dict, keys, path: Path) -> None:
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise TinylocError(f"{path}: missing field(s) {', '.join(missing)}")
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def collect_rows(sweep_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per (run, variant): the float32 Keras model itself and every converted file,
+    plus one row per classical baseline. Columns: :data:`COLUMNS`."""
+    sweep_dir = Path(sweep_dir)
+    rows = []
+    for run_dir in sorted((sweep_dir / "runs").glob("*")):
+        metrics_path = run_dir / "metrics.json"
+        if not metrics_path.is_file():
+            continue  # unfinished runs never get a folder; anything else here is not a run
+        metrics = _read_json(metrics_path)
+        _need(metrics, ("family", "hidden", "layers", "params", "val_macro_f1", "val_accuracy",
+                        "test_macro_f1", "test_accuracy"), metrics_path)
+        base = {
+            "run": run_dir.name, "config": f"{metrics['family']}-H{metrics['hidden']}L{metrics['layers']}",
+            "family": metrics["family"], "hidden": metrics["hidden"], "layers": metrics["layers"],
+            "kind": "distill" if "distill" in metrics else "train", "params": metrics["params"],
+        }
+        rows.append({
+            **base, "variant": "float32", "runtime": "keras", "deployable": False,
+            "val_macro_f1": metrics["val_macro_f1"], "val_accuracy": metrics["val_accuracy"],
+            "test_macro_f1": metrics["test_macro_f1"], "test_accuracy": metrics["test_accuracy"],
+            # The paper's "size": float32 weights, as its state-dict file.
+            "flash_bytes": 4 * metrics["params"], "arena_bytes": np.nan, "file_bytes": np.nan,
+            "agreement_with_keras": 1.0, "note": "Keras float32 model (not converted)",
+        })
+        for variant_path in sorted((run_dir / "variants").glob("*.json")):
+            variant = _read_json(variant_path)
+            _need(variant, ("runtime", "deployable", "flash_bytes", "val", "test"), variant_path)
+            for split in ("val", "test"):
+                _need(variant[split], ("macro_f1", "accuracy"), variant_path)
+            arena = variant.get("arena_bytes")
+            rows.append({
+                **base, "variant": variant_path.stem, "runtime": variant["runtime"],
+                "deployable": bool(variant["deployable"]),
+                "val_macro_f1": variant["val"]["macro_f1"], "val_accuracy": variant["val"]["accuracy"],
+                "test_macro_f1": variant["test"]["macro_f1"], "test_accuracy": variant["test"]["accuracy"],
+                "flash_bytes": variant["flash_bytes"], "arena_bytes": np.nan if arena is None else arena,
+                "file_bytes": variant.get("file_bytes", np.nan),
+                "agreement_with_keras": variant["test"].get("agreement_with_keras", np.nan),
+                "note": variant.get("note") or "",
+            })
+    baselines_path = sweep_dir / "baselines" / "baselines.json"
+    if baselines_path.is_file():
+        results = _read_json(baselines_path)
+        if not isinstance(results, list):
+            raise TinylocError(f"{baselines_path}: expected a list of baseline results")
+        for result in results:
+            _need(result, ("name", "val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy",
+                           "footprint_bytes"), baselines_path)
+            rows.append({
+                "run": result["name"], "config": result["name"], "family": "baseline", "kind": "baseline",
+                "hidden": np.nan, "layers": np.nan, "params": np.nan, "variant": "sklearn",
+                "runtime": "scikit-learn", "deployable": False,
+                "val_macro_f1": result["val_macro_f1"], "val_accuracy": result["val_accuracy"],
+                "test_macro_f1": result["test_macro_f1"], "test_accuracy": result["test_accuracy"],
+                "flash_bytes": result["footprint_bytes"], "arena_bytes": np.nan, "file_bytes": np.nan,
+                "agreement_with_keras": np.nan,
+                "note": f"8-bit footprint; params {json.dumps(result.get('params'), sort_keys=True)}",
+            })
+    if not rows:
+        raise TinylocError(f"{sweep_dir}: no finished runs (runs/*/metrics.json) to report")
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def fits(frame: pd.DataFrame, budget_kb: int) -> pd.Series:
+    """Flash and arena both within the budget (KiB). A missing arena (not measured: float,
+    dynamic range, baselines) never fits."""
+    limit = budget_kb * 1024
+    return (frame["flash_bytes"] <= limit) & (frame["arena_bytes"] <= limit)
+
+
+def best_under(frame: pd.DataFrame, budget_kb: int) -> pd.Series | None:
+    """The deployable row fitting ``budget_kb`` with the best validation macro-F1 (ties: smaller flash)."""
+    candidates = frame[frame["deployable"].astype(bool) & fits(frame, budget_kb)]
+    if candidates.empty:
+        return None
+    ordered = candidates.sort_values(["val_macro_f1", "flash_bytes", "run", "variant"],
+                                     ascending=[False, True, True, True], kind="stable")
+    return ordered.iloc[0]
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _pct(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{100 * value:.2f}"
+
+
+def _kb(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value / 1024:.1f}"
+
+
+def paper_columns(frame: pd.DataFrame) -> tuple:
+    present = {(kind, variant) for kind, variant in zip(frame["kind"], frame["variant"])}
+    return PAPER_COLUMNS + tuple(c for c in EXTRA_COLUMNS if (c[1], c[2]) in present)
+
+
+def paper_table(frame: pd.DataFrame, budget_kb: int) -> str:
+    """Rows: configurations with at least one cell within the budget; each cell
+    ``test F1 / acc / flash KiB / arena KiB``. A deployable cell fits when flash and arena
+    do; a float or dynamic-range cell (no TFLM arena) when its size does - marked as such."""
+    models = frame[frame["kind"] != "baseline"]
+    columns = paper_columns(frame)
+    lines = ["| model | params | " + " | ".join(title for title, _, _ in columns) + " |",
+             "|" + "---|" * (len(columns) + 2)]
+    limit = budget_kb * 1024
+    for config, group in models.groupby("config", sort=False):
+        cells, any_fit = [], False
+        for _, kind, variant in columns:
+            match = group[(group["kind"] == kind) & (group["variant"] == variant)]
+            if match.empty:
+                cells.append("n/a")
+                continue
+            row = match.iloc[0]
+            if row["deployable"]:
+                fit = bool(fits(match, budget_kb).iloc[0])
+                note = ""
+            else:
+                fit = bool(row["flash_bytes"] <= limit)
+                note = " (host only)" if variant == "dynamic" else " (float)"
+            any_fit |= fit
+            cell = (f"{_pct(row['test_macro_f1'])} / {_pct(row['test_accuracy'])} / "
+                    f"{_kb(row['flash_bytes'])} / {_kb(row['arena_bytes'])}{note}")
+            cells.append(cell if fit else f"~~{cell}~~")
+        if any_fit:
+            lines.append(f"| {config} | {int(group['params'].iloc[0]):,} | " + " | ".join(cells) + " |")
+    if len(lines) == 2:
+        lines.append(f"| no model has a variant within {budget_kb} KiB |" + " |" * (len(columns) + 1))
+    return "\n".join(lines)
+
+
+def all_models_table(frame: pd.DataFrame) -> str:
+    models = frame[frame["kind"] != "baseline"].sort_values(["family", "params", "kind", "variant"])
+    lines = ["| run | variant | runtime | params | val F1 | test F1 | test acc | flash KiB | arena KiB | "
+             "agreement with Keras (test) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for _, row in models.iterrows():
+        lines.append(
+            f"| {row['run']} | {row['variant']} | {row['runtime']} | {int(row['params']):,} | "
+            f"{_pct(row['val_macro_f1'])} | {_pct(row['test_macro_f1'])} | {_pct(row['test_accuracy'])} | "
+            f"{_kb(row['flash_bytes'])} | {_kb(row['arena_bytes'])} | {_pct(row['agreement_with_keras'])} |"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_f1_vs_size(frame: pd.DataFrame, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    styles = {"float32": "o", "int8": "s", "dynamic": "^", "selective": "D", "qat": "P", "sklearn": "x"}
+    for (family, kind, variant), group in frame.groupby(["family", "kind", "variant"]):
+        label = f"{family} {variant}" + (" KD" if kind == "distill" else "") if family != "baseline" else "baselines"
+        ax.scatter(group["flash_bytes"] / 1024, 100 * group["test_macro_f1"], marker=styles.get(variant, "o"),
+                   label=label, alpha=0.8, facecolors="none" if kind == "distill" else None)
+    low = ax.get_ylim()[0]
+    for budget in BUDGETS_KB:
+        ax.axvline(budget, color="grey", linestyle="--", linewidth=1)
+        ax.text(budget, low, f" {budget} KiB", rotation=90, va="bottom", color="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel("flash, KiB (converted: flatbuffer + CRF; float32: 4 B/param; baselines: 8-bit footprint)",
+                  fontsize=8)
+    ax.set_ylabel("test macro-F1 (%)")
+    ax.set_title("Macro-F1 against size (budget lines: flash; the arena must fit too)", fontsize=10)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, path: Path) -> None:
+    plt = _pyplot()
+    size = max(4.0, 0.18 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(classes))
+    fontsize = 8 if len(classes) <= 15 else 4
+    ax.set_xticks(ticks, classes, rotation=90, fontsize=fontsize)
+    ax.set_yticks(ticks, classes, fontsize=fontsize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_timeline(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], title: str, path: Path,
+                  step_seconds: float = 0.2) -> None:
+    plt = _pyplot()
+    seconds = np.arange(len(y_true)) * step_seconds
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.step(seconds, y_true, where="post", label="true room", linewidth=2)
+    ax.step(seconds, y_pred, where="post", label="predicted", linewidth=1)
+    ax.set_yticks(np.arange(len(classes)), classes, fontsize=7)
+    ax.set_xlabel(f"time (s, {1 / step_seconds:g} Hz steps)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def stitch_windows(X: np.ndarray, y: np.ndarray, hop: int, windows: int) -> tuple[np.ndarray, np.ndarray]:
+    """A continuous stretch from overlapping windows: the first ``windows`` windows and the
+    first ``hop`` steps of each label row (consecutive windows of a session start ``hop``
+    steps apart, so those steps tile the time axis)."""
+    count = min(windows, len(X))
+    return X[:count], y[:count, :hop].reshape(-1)
+
+
+def _row_source(sweep_dir: Path, row: pd.Series) -> Path:
+    run = sweep_dir / "runs" / row["run"]
+    return run / "metrics.json" if row["variant"] == "float32" else run / "variants" / f"{row['variant']}.json"
+
+
+def _variant_confusion(sweep_dir: Path, row: pd.Series) -> np.ndarray | None:
+    matrix = _read_json(_row_source(sweep_dir, row))["test"].get("confusion_matrix")
+    return None if matrix is None else np.asarray(matrix)
+
+
+def _timeline_paths(sweep_dir: Path, row: pd.Series, X: np.ndarray) -> np.ndarray:
+    """Viterbi paths of the chosen model on ``X``: its .tflite in TFLM when it has one."""
+    from tinyloc_tf.models.crf import viterbi_decode
+
+    tflite = sweep_dir / "runs" / row["run"] / "variants" / f"{row['variant']}.tflite"
+    if tflite.is_file():
+        from tinyloc_tf.compression.metadata import read_metadata
+        from tinyloc_tf.deployment.host import run_tflite
+
+        crf = read_metadata(tflite)["crf"]
+        params = [np.asarray(crf[key], dtype=np.float32) for key in ("transitions", "start", "end")]
+        return viterbi_decode(run_tflite(tflite, X, runtime=row["runtime"]), *params)
+    import keras
+
+    import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
+
+    return keras.models.load_model(sweep_dir / "runs" / row["run"] / "model.keras").decode(X)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _paper_cells(ref: dict | None) -> str:
+    if not ref:
+        return "- | - | not reported for this data"
+    accuracy = "-" if ref["accuracy"] is None else f"{ref['accuracy']:.2f}"
+    return f"{ref['macro_f1']:.2f} | {accuracy} | {ref['model']} ({ref['size_kb']} KB)"
+
+
+def write_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                 timeline_windows: int = 60) -> Path:
+    """Write results.csv, report.md and the PNG plots into ``out`` (default: the sweep
+    folder); return the path of report.md. Everything is written to a temporary folder
+    first and moved into place at the end."""
+    from tinyloc_tf.data import load_prepared
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise TinylocError(f"{sweep_dir}: not a folder")
+    out = Path(out) if out is not None else sweep_dir
+    settings = _read_json(sweep_dir / "sweep.json") if (sweep_dir / "sweep.json").is_file() else {}
+    frame = collect_rows(sweep_dir)
+    data = load_prepared(settings["data"]) if settings.get("data") else None
+    meta = data.meta if data is not None else {}
+    paper = PAPER_HEADLINE.get(paper_key(meta)) if meta else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report.partial-", dir=out))
+    try:
+        files = _write_into(staging, sweep_dir, frame, settings, data, meta, paper, timeline_windows)
+        for name in files:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / "report.md"
+
+
+def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, paper, timeline_windows) -> list[str]:
+    files = ["results.csv"]
+    frame.to_csv(folder / "results.csv", index=False)
+    title = f"{meta.get('dataset', 'data')}" + (f" ({meta['labels']} labels)" if meta.get("labels") else "")
+    lines = [f"# Sweep results: {title}", ""]
+    if settings:
+        lines += [
+            f"Data: prepared `{Path(settings['data']).name}` (fingerprint {settings.get('data_sha256', '?')[:12]}); "
+            f"grid `{settings.get('grid')}`, families `{settings.get('family')}`, at most {settings.get('epochs')} "
+            f"epochs (patience {settings.get('patience')}, batch {settings.get('batch_size')}, lr {settings.get('lr')}), "
+            f"seed {settings.get('seed')}, int8-friendly models: {settings.get('int8_friendly')}, "
+            f"distillation `{settings.get('distill_method')}` (alpha {settings.get('alpha')}).", ""]
+    lines += [
+        "Selection: the best model under a budget has the highest **validation** macro-F1 among the "
+        "variants that run in TFLM (int8, selective, QAT) whose flash and arena both fit; its test "
+        "scores are read off afterwards. Flash = flatbuffer without host metadata + CRF as float32; "
+        "arena = smallest tensor arena host TFLM runs it in. Budgets in KiB. The paper's sizes are "
+        "PyTorch state-dict files / 1000 (float weights), not measured flash or RAM.", "",
+        "## Best model per budget", "",
+        "| budget | model | variant | val macro-F1 | test macro-F1 | test acc | flash KiB | arena KiB "
+        "| paper macro-F1 | paper acc | paper model (size) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    best = {}
+    for budget in BUDGETS_KB:
+        row = best_under(frame, budget)
+        best[budget] = row
+        ref = _paper_cells((paper or {}).get(budget))
+        if row is None:
+            lines.append(f"| {budget} KiB | none fits | | | | | | | {ref} |")
+            continue
+        lines.append(f"| {budget} KiB | {row['run']} | {row['variant']} | {_pct(row['val_macro_f1'])} | "
+                     f"{_pct(row['test_macro_f1'])} | {_pct(row['test_accuracy'])} | {_kb(row['flash_bytes'])} | "
+                     f"{_kb(row['arena_bytes'])} | {ref} |")
+    baselines = frame[frame["kind"] == "baseline"]
+    if not baselines.empty:
+        ref = best.get(64)
+        lines += ["", "## Classical baselines (same splits and metrics)", "",
+                  "Footprint: bytes a device would store with 8-bit values (see `training/baselines.py`); "
+                  "selected on validation like the neural models.", "",
+                  "| model | val macro-F1 | test macro-F1 | test acc | footprint KiB | vs best under 64 KiB |",
+                  "|---|---|---|---|---|---|"]
+        for _, row in baselines.iterrows():
+            ratio = "-" if ref is None else (f"{row['flash_bytes'] / ref['flash_bytes']:.1f}x the flash, "
+                                             f"{100 * (row['test_macro_f1'] - ref['test_macro_f1']):+.2f} F1 points")
+            lines.append(f"| {row['run']} | {_pct(row['val_macro_f1'])} | {_pct(row['test_macro_f1'])} | "
+                         f"{_pct(row['test_accuracy'])} | {_kb(row['flash_bytes'])} | {ratio} |")
+    lines += ["", "## Every model and variant", "", all_models_table(frame)]
+    for budget in BUDGETS_KB:
+        lines += ["", f"## Paper-style table, under {budget} KiB", "",
+                  "Cells: test macro-F1 / accuracy (%) / flash KiB / arena KiB. Struck-through cells do not "
+                  "fit the budget. Float32 and dynamic-range models do not run in TFLM: they are sized by "
+                  "their weights only (float32: 4 bytes per parameter).", "", paper_table(frame, budget)]
+
+    plot_f1_vs_size(frame, folder / "f1_vs_size.png")
+    files.append("f1_vs_size.png")
+    lines += ["", "## Plots", "", "![macro-F1 against size](f1_vs_size.png)", ""]
+    classes = list(meta.get("classes", []))
+    for budget, row in best.items():
+        if row is None or not classes:
+            continue
+        matrix = _variant_confusion(sweep_dir, row)
+        if matrix is not None:
+            name = f"confusion_{budget}kb.png"
+            plot_confusion(matrix, classes, f"{row['run']} {row['variant']} (best under {budget} KiB), test",
+                           folder / name)
+            files.append(name)
+            lines += [f"![confusion matrix, best under {budget} KiB]({name})", ""]
+    timeline_row = best.get(64) if best.get(64) is not None else best.get(32)
+    if data is not None and data.steps > 1 and timeline_row is not None:
+        hop = int(meta.get("preprocessing", {}).get("hop_steps", data.steps // 2))
+        step_ms = float(meta.get("preprocessing", {}).get("step_ms", 200))
+        X, y_true = stitch_windows(data.test.X, data.test.y, hop, timeline_windows)
+        y_pred = _timeline_paths(sweep_dir, timeline_row, X)[:, :hop].reshape(-1)
+        plot_timeline(y_true, y_pred, classes,
+                      f"{timeline_row['run']} {timeline_row['variant']} ({timeline_row['runtime']}) on the first "
+                      f"{len(y_true) * step_ms / 1000:.0f} s of the test split", folder / "timeline.png",
+                      step_seconds=step_ms / 1000)
+        files.append("timeline.png")
+        lines += ["![predicted vs true room on a free-living stretch](timeline.png)", ""]
+    elif data is not None and data.steps == 1:
+        lines += ["No timeline: this dataset has one scan per sample and no time axis.", ""]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    files.append("report.md")
+    return files

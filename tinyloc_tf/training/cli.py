@@ -1,0 +1,149 @@
+"""``tinyloc train``, ``tinyloc distill``, ``tinyloc baselines``.
+
+    tinyloc train --data DIR --model mamba|mdcsa --hidden H --layers L --out RUN
+                  [--epochs N --batch-size B --lr LR --patience P --seed S --int8-friendly]
+    tinyloc distill --teacher RUN --data DIR --student-model mamba|mdcsa --hidden H
+                    --layers L --out RUN2 [--alpha 0.1 --method viterbi|marginals|features]
+    tinyloc baselines --data DIR --out DIR [--models knn,random_forest,logistic_regression]
+
+Each prints the run's headline metrics as JSON on stdout; the full results are in the
+output folder (see docs/training.md). TensorFlow is imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.training.trainer import DEFAULTS, FAMILIES
+
+HEADLINE = (
+    "family", "hidden", "layers", "params", "val_macro_f1", "val_accuracy", "test_macro_f1",
+    "test_accuracy", "epochs_run", "best_epoch", "seconds_per_epoch", "wall_time_s",
+)
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=DEFAULTS["epochs"],
+                       help=f"most epochs to run (default {DEFAULTS['epochs']})")
+    group.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+                       help=f"windows per batch (default {DEFAULTS['batch_size']})")
+    group.add_argument("--lr", type=float, default=DEFAULTS["lr"], help=f"Adam learning rate (default {DEFAULTS['lr']})")
+    group.add_argument("--patience", type=int, default=DEFAULTS["patience"],
+                       help="epochs without a better validation macro-F1 before stopping "
+                            f"(default {DEFAULTS['patience']})")
+    group.add_argument("--seed", type=int, default=DEFAULTS["seed"], help=f"random seed (default {DEFAULTS['seed']})")
+    group.add_argument("--int8-friendly", action="store_true",
+                       help="build the int8-friendly form of the model (Mamba: no EXP/LOG ops)")
+    group.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train", help="train a model on a prepared dataset (CRF NLL, early stopping on val macro-F1)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    train.add_argument("--model", required=True, help=f"model family: {' | '.join(FAMILIES)}")
+    train.add_argument("--hidden", type=int, required=True, help="hidden size H")
+    train.add_argument("--layers", type=int, required=True, help="layers L (MDCSA: 1 or 3)")
+    train.add_argument("--out", type=Path, required=True, help="run folder to write")
+    _add_fit_options(train)
+    train.set_defaults(handler=_train)
+
+    distill = subparsers.add_parser(
+        "distill", help="train a student from a teacher run (knowledge distillation)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    distill.add_argument("--teacher", type=Path, required=True, help="teacher run folder (with model.keras)")
+    distill.add_argument("--data", type=Path, required=True, help="prepared dataset folder (the teacher's)")
+    distill.add_argument("--student-model", required=True, help=f"student family: {' | '.join(FAMILIES)}")
+    distill.add_argument("--hidden", type=int, required=True, help="student hidden size H")
+    distill.add_argument("--layers", type=int, required=True, help="student layers L")
+    distill.add_argument("--out", type=Path, required=True, help="run folder to write")
+    distill.add_argument("--alpha", type=float, default=0.1,
+                         help="weight of the CRF loss; 1 - alpha weighs the teacher term (default 0.1)")
+    distill.add_argument("--method", default="viterbi",
+                         help="viterbi (paper: one-hot teacher path) | marginals (teacher CRF posteriors) | "
+                              "features (viterbi + hidden-state matching); default viterbi")
+    distill.add_argument("--feature-weight", type=float, default=1.0,
+                         help="weight of the hidden-state term for --method features (default 1)")
+    _add_fit_options(distill)
+    distill.set_defaults(handler=_distill)
+
+    baselines = subparsers.add_parser(
+        "baselines", help="k-NN, random forest and logistic regression on the same splits",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    baselines.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    baselines.add_argument("--out", type=Path, required=True, help="folder for baselines.json and baselines.csv")
+    baselines.add_argument("--models", default="knn,random_forest,logistic_regression",
+                           help="comma-separated subset (default: all three)")
+    baselines.add_argument("--seed", type=int, default=0, help="random forest / solver seed (default 0)")
+    baselines.add_argument("--jobs", type=int, default=1, help="parallel jobs for k-NN and the forest (default 1)")
+    baselines.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    baselines.add_argument("--quiet", action="store_true", help="no progress bar")
+    baselines.set_defaults(handler=_baselines)
+
+
+def _fit_kwargs(args) -> dict:
+    return {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "patience": args.patience, "seed": args.seed, "int8_friendly": args.int8_friendly,
+        "overwrite": args.overwrite, "verbose": 0 if args.quiet else 1,
+    }
+
+
+def _print_headline(metrics: dict, out: Path) -> None:
+    summary = {key: metrics[key] for key in HEADLINE if key in metrics}
+    if "distill" in metrics:
+        summary["method"] = metrics["distill"]["method"]
+    summary["out"] = str(out)
+    print(json.dumps(summary, indent=2))
+
+
+def _train(args) -> int:
+    from tinyloc_tf.training.trainer import check_family, train_run
+
+    check_family(args.model)  # before TensorFlow loads: a typo fails in milliseconds
+    metrics = train_run(args.data, args.model, args.hidden, args.layers, args.out, **_fit_kwargs(args))
+    _print_headline(metrics, args.out)
+    return 0
+
+
+def _distill(args) -> int:
+    from tinyloc_tf.training.distill import METHODS, distill_run
+    from tinyloc_tf.training.trainer import check_family
+
+    check_family(args.student_model)
+    if args.method not in METHODS:
+        raise TinylocError(f"unknown --method {args.method!r}; expected one of {', '.join(METHODS)}")
+    metrics = distill_run(
+        args.teacher, args.data, args.student_model, args.hidden, args.layers, args.out,
+        alpha=args.alpha, method=args.method, feature_weight=args.feature_weight, **_fit_kwargs(args),
+    )
+    _print_headline(metrics, args.out)
+    return 0
+
+
+def _baselines(args) -> int:
+    from tinyloc_tf.training.baselines import run_baselines
+
+    models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+    results = run_baselines(
+        args.data, args.out, models=models, seed=args.seed, n_jobs=args.jobs,
+        overwrite=args.overwrite, verbose=0 if args.quiet else 1,
+    )
+    table = [
+        {key: result[key] for key in ("name", "params", "val_macro_f1", "test_macro_f1", "test_accuracy",
+                                      "footprint_bytes", "footprint_bytes_float32")}
+        for result in results
+    ]
+    print(json.dumps(table, indent=2))
+    print(f"wrote {args.out / 'baselines.json'} and {args.out / 'baselines.csv'}", file=sys.stderr)
+    return 0
