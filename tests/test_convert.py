@@ -209,10 +209,6 @@ def test_qat_fine_tunes_onto_the_int8_grid(mamba, toy):
         np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)  # on TFLite's int8 grid
     assert not np.array_equal(np.asarray(mamba.encoder.embed.kernel), np.asarray(tuned.encoder.embed.kernel))
 
-    result = conv.convert(mamba, "qat", representative=toy.train.X, labels=toy.train.y,
-                          validation=(toy.val.X, toy.val.y), qat_options={"epochs": 1, "progress": False})
-    assert result.report["float_ops"] == {} and read_metadata(result.tflite)["qat"]["epochs"] == 1
-
 
 # --------------------------------------------------------------------------- stripping, metadata
 
@@ -267,7 +263,7 @@ def test_conversion_failure_names_op_and_layer():
             return tf.math.igamma(x * x + 1.0, x * x + 2.0)
 
     model = stand_in(extra=Unsupported(name="weird_layer"))
-    with pytest.raises(TinylocError, match=r"op Igamma in layer weird_layer"):
+    with pytest.raises(TinylocError, match=r"op Igamma in layer (\w+/)*weird_layer"):
         conv.convert_model(model, "float32", representative=room_windows(2)[0])
 
 
@@ -322,6 +318,12 @@ def test_convert_and_evaluate_commands(run_folder, toy, tmp_path, capsys):
     assert main(["evaluate", str(out), "--data", str(toy.path), "--arena-kb", str(too_small), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"needs {report['arena_bytes']} bytes" in err
+
+    qat = tmp_path / "q.tflite"
+    assert main(["convert", str(run_folder), "--quant", "qat", "--qat-epochs", "1", "--out", str(qat)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["float_ops"] == {} and summary["qat"]["epochs"] == 1 and len(summary["qat"]["history"]) == 1
+    assert read_metadata(qat)["qat"]["best_epoch"] in (0, 1)
 
     dyn = tmp_path / "d.tflite"
     assert main(["convert", str(run_folder), "--quant", "dynamic", "--data", str(toy.path), "--out", str(dyn)]) == 0

@@ -39,7 +39,7 @@ def _variant(sweep, run, variant, val, test, flash_kib, arena_kib, deployable=Tr
     _write(sweep / "runs" / run / "variants" / f"{variant}.json", {
         "variant": variant, "run": run, "runtime": "tflm" if deployable else "litert", "deployable": deployable,
         "note": None if deployable else "not deployable on TFLM: hybrid ops",
-        "flash_bytes": int(flash_kib * KIB), "file_bytes": int(flash_kib * KIB) + 5000,
+        "flash_bytes": int(flash_kib * KIB), "metadata_bytes": 900,
         "arena_bytes": None if arena_kib is None else int(arena_kib * KIB),
         "val": _scores(val), "test": _scores(test),
     })

@@ -40,7 +40,11 @@ tflite::MicroInterpreter* g_interpreter = nullptr;
 // error can say how big the arena must at least be.
 size_t g_arena_missing = 0;
 
+// Quiet while searching for the smallest arena, where failed allocations are expected.
+bool g_quiet = false;
+
 void LogCallback(const char* text) {
+  if (g_quiet) return;
   output_log(text);
   const char* missing = strstr(text, "missing: ");
   if (missing != nullptr) {
@@ -89,6 +93,27 @@ int CheckTensor(const char* which, const TfLiteTensor* tensor, int width, float 
   return kRunnerOk;
 }
 
+#ifdef TINYLOC_ARENA_SEARCH
+// Probe builds only (tinyloc deploy's first run): the smallest arena AllocateTensors accepts,
+// found by bisection in the one static arena. arena_used_bytes() is a lower bound, not the
+// answer: TFLM's memory planner needs scratch space during allocation that it gives back.
+size_t SmallestArena(const tflite::Model* model, size_t used) {
+  g_quiet = true;
+  size_t fails = used - 1, works = ARENA_BYTES;  // below `used` TFLM cannot even place its allocator
+  while (works - fails > 1) {
+    const size_t mid = fails + (works - fails) / 2;
+    auto* trial = new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, g_arena, mid);
+    if (trial->AllocateTensors() == kTfLiteOk) {
+      works = mid;
+    } else {
+      fails = mid;
+    }
+  }
+  g_quiet = false;
+  return works;
+}
+#endif
+
 }  // namespace
 
 extern "C" int runner_init(void) {
@@ -117,6 +142,18 @@ extern "C" int runner_init(void) {
     }
     return output_error(kRunnerInitFailed, "AllocateTensors failed (see the TFLM log on stderr)");
   }
+#ifdef TINYLOC_ARENA_SEARCH
+  const size_t used = g_interpreter->arena_used_bytes();
+  JsonLine()
+      .Str("event", "arena_search")
+      .Int("arena_used_bytes", static_cast<int64_t>(used))
+      .Int("arena_min_bytes", static_cast<int64_t>(SmallestArena(model, used)))
+      .End();
+  g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, g_arena, ARENA_BYTES);
+  if (g_interpreter->AllocateTensors() != kTfLiteOk) {
+    return output_error(kRunnerInitFailed, "AllocateTensors failed again after the arena search");
+  }
+#endif
   if (g_interpreter->inputs_size() != 1 || g_interpreter->outputs_size() != 1) {
     return output_error(kRunnerShapeMismatch, "model has %u inputs and %u outputs, the harness expects 1 and 1",
                         static_cast<unsigned>(g_interpreter->inputs_size()),

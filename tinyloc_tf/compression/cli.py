@@ -122,6 +122,10 @@ def _convert(args) -> int:
 
     dataset = load_prepared(data_dir)
     _check_model_fits_data(tagger, dataset)
+    trained_on = config.get("data_fingerprint")
+    if trained_on and trained_on != dataset.fingerprint():
+        print(f"tinyloc convert: warning: {data_dir} is not the data {args.run} was trained on "
+              "(fingerprints differ); calibrating and labelling with it anyway", file=sys.stderr)
     metadata = data_metadata(dataset)
     metadata["run"] = {"path": str(args.run), "data_fingerprint": config.get("data_fingerprint")}
     result = convert(

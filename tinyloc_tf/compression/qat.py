@@ -154,7 +154,8 @@ def fine_tune(
     windows_spec = tf.TensorSpec((None, steps_, features_), tf.float32)
     scalar = tf.TensorSpec((), tf.float32)
 
-    @tf.function(input_signature=[windows_spec, tf.TensorSpec((None, steps_), tf.int32), scalar, scalar])
+    @tf.function(input_signature=[windows_spec, tf.TensorSpec((None, steps_), tf.int32), scalar, scalar],
+                 autograph=False)
     def train_step(x, labels, lo, hi):
         shadows = swap_in_quantized()
         with tf.GradientTape() as tape:
@@ -164,7 +165,7 @@ def fine_tune(
         optimizer.apply_gradients(zip(grads, variables))
         return loss
 
-    @tf.function(input_signature=[windows_spec])
+    @tf.function(input_signature=[windows_spec], autograph=False)
     def grid_emissions(x):
         """Float emissions of the model with its kernels on the int8 grid (inference mode)."""
         shadows = swap_in_quantized()

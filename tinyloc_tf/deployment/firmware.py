@@ -12,10 +12,12 @@ that does not fit fails to link (:class:`RamBudgetError`), and the firmware itse
 with a distinct exit status when its arena is too small, the schema version differs, an op
 is not registered or the tensors have unexpected shapes (:class:`FirmwareError`).
 
-Arena size: TFLM reports the bytes it used only after a successful ``AllocateTensors``.
-``deploy`` therefore first runs a *probe* build (the board's full RAM, a generous arena)
-to read ``arena_used_bytes`` on the target itself (32-bit pointers: less than the host
-wheel's figure), then builds the budgeted firmware with exactly that arena.
+Arena size: TFLM reports the bytes it keeps in use only after a successful
+``AllocateTensors``, and that figure is a little short of what allocation needs (the memory
+planner's scratch). ``deploy`` therefore first runs a *probe* build (the board's full RAM, a
+generous arena) that bisects for the smallest arena ``AllocateTensors`` accepts, on the
+target itself (32-bit pointers: less than the host wheel needs), then builds the budgeted
+firmware with exactly that arena.
 
 Emulator: QEMU (``qemu-system-arm``, boards in ``tflm_app/targets/*/target.mk``). An Arm
 FVP is used for the M55 when ``TINYLOC_FVP`` names its binary (Corstone-300); any other
@@ -186,7 +188,7 @@ class Build:
 
 def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir, runner: str,
                runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
-               heap_bytes: int = DEFAULT_HEAP_BYTES) -> list[str]:
+               heap_bytes: int = DEFAULT_HEAP_BYTES, defines=()) -> list[str]:
     args = [
         "make", "-s", "-C", str(APP_DIR), f"-j{min(os.cpu_count() or 1, 4)}",
         f"GEN_DIR={Path(gen_dir).resolve()}", f"TARGET={target.name}", f"RAM_KB={int(ram_kb)}",
@@ -199,13 +201,18 @@ def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir
         args.append("RUNNER_SRCS=" + " ".join(str(Path(s).resolve()) for s in runner_srcs))
     if runner_cppflags:
         args.append(f"RUNNER_CPPFLAGS={runner_cppflags}")
+    if defines:
+        args.append("EXTRA_CPPFLAGS=" + " ".join(f"-D{d}" for d in defines))
     return args
 
 
 def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner: str = "tflm",
           runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
-          heap_bytes: int = DEFAULT_HEAP_BYTES, timeout: float = 1800.0) -> Build:
-    """Compile and link the firmware; :class:`RamBudgetError` when it does not fit ``ram_kb``."""
+          heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), timeout: float = 1800.0) -> Build:
+    """Compile and link the firmware; :class:`RamBudgetError` when it does not fit ``ram_kb``.
+
+    ``defines`` are extra preprocessor names (``TINYLOC_ARENA_SEARCH`` for a probe build).
+    """
     require_tools()
     spec = Target.load(target)
     if ram_kb * 1024 > spec.ram_max_bytes:
@@ -215,7 +222,7 @@ def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner
         if not tflm_library(root, spec).is_file():
             print(f"building TFLM's library for {spec.tflm_arch} in {root} (several minutes, once)", flush=True)
     args = _make_args(gen_dir, spec, ram_kb, arena_bytes, build_dir, runner, runner_srcs, runner_cppflags,
-                      stack_bytes, heap_bytes)
+                      stack_bytes, heap_bytes, defines)
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -453,11 +460,16 @@ def deploy(
         else:
             probe_ram_kb = spec.ram_max_bytes // 1024
             probe = build(gen, target, probe_ram_kb, PROBE_ARENA_BYTES, work / "probe", "tflm",
-                          stack_bytes=stack_bytes, heap_bytes=heap_bytes)
-            probe_arena = int(check_run(run(probe.elf, target))["arena_used_bytes"])
+                          stack_bytes=stack_bytes, heap_bytes=heap_bytes, defines=["TINYLOC_ARENA_SEARCH"])
+            probe_run = run(probe.elf, target)
+            check_run(probe_run)
+            search = next((r for r in probe_run.records if r.get("event") == "arena_search"), None)
+            if search is None:
+                raise FirmwareError("the probe firmware did not report its arena search")
+            probe_arena = int(search["arena_min_bytes"])
         step(steps[1])
 
-        arena = int(arena_bytes) if arena_bytes is not None else _round_up(probe_arena or 16, 16)
+        arena = int(arena_bytes) if arena_bytes is not None else int(probe_arena or 16)
         firmware = build(gen, target, ram_kb, arena, work / "build", runner, runner_srcs, runner_cppflags,
                          stack_bytes=stack_bytes, heap_bytes=heap_bytes)
         step("build")
@@ -509,6 +521,3 @@ def deploy(
             )
         return report
 
-
-def _round_up(n: int, multiple: int) -> int:
-    return int(math.ceil(n / multiple) * multiple)

@@ -116,15 +116,17 @@ def selective_scan(x, dt, A, B, C, D, int8_friendly: bool = False):
     ``[b, T, D, N]`` copy of it occupies the arena.
     """
     steps = x.shape[1]
+    # Written in the order the ops should run: the converter keeps it, and TFLM's arena
+    # planner then never holds all T outer products dtx_t * B_t at once.
+    if steps > 1:
+        dA_t = ops.unstack(decay(dt, A, int8_friendly)[:, 1:], num=steps - 1, axis=1)  # (T-1) x [b, D, N]
     dtx_t = ops.unstack(ops.expand_dims(dt * x, -1), num=steps, axis=1)  # T x [b, D, 1]
     B_t = ops.unstack(ops.expand_dims(B, 2), num=steps, axis=1)  # T x [b, 1, N]
     h = dtx_t[0] * B_t[0]  # [b, D, N]
     states = [h]
-    if steps > 1:
-        dA_t = ops.unstack(decay(dt[:, 1:], A, int8_friendly), num=steps - 1, axis=1)  # (T-1) x [b, D, N]
-        for t in range(1, steps):
-            h = dA_t[t - 1] * h + dtx_t[t] * B_t[t]
-            states.append(h)
+    for t in range(1, steps):
+        h = dA_t[t - 1] * h + dtx_t[t] * B_t[t]
+        states.append(h)
     h = ops.stack(states, axis=1)  # [b, T, D, N]
     y = ops.squeeze(ops.matmul(h, ops.expand_dims(C, -1)), -1)  # [b, T, D]: sum_n h C
     return y + x * D

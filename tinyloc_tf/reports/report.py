@@ -15,10 +15,10 @@ macro-F1 among those whose flash and arena both fit; its test scores are only re
 Candidates are the variants that run in TFLM (``deployable`` in their JSON: int8,
 selective, qat); a float32 Keras model or a dynamic-range model never is one.
 
-Sizes: ``flash_bytes`` of a converted variant is the flatbuffer without host metadata plus
-the CRF as float32 (what a device stores, see ``training.sweep.compress_run``); of a float32
-model 4 bytes per parameter (the paper's "size"); of a classical baseline its 8-bit
-footprint. ``arena_bytes`` is the smallest tensor arena host TFLM runs the model in.
+Sizes: ``flash_bytes`` of a converted variant is its ``.tflite`` file, which the firmware
+embeds whole (its metadata carries the CRF weights Viterbi needs; see
+``training.sweep.compress_run``); of a float32 model 4 bytes per parameter (the paper's
+"size"); of a classical baseline its 8-bit footprint. ``arena_bytes`` is the smallest tensor arena host TFLM runs the model in.
 Budgets are KiB (1024 bytes), the unit of MCU RAM and flash sizes.
 """
 
@@ -54,7 +54,7 @@ EXTRA_COLUMNS = (
 COLUMNS = (
     "run", "config", "family", "hidden", "layers", "kind", "params", "variant", "runtime", "deployable",
     "val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy", "flash_bytes", "arena_bytes",
-    "file_bytes", "agreement_with_keras", "note",
+    "metadata_bytes", "agreement_with_keras", "note",
 )
 
 
@@ -96,7 +96,7 @@ def collect_rows(sweep_dir: str | os.PathLike) -> pd.DataFrame:
             "val_macro_f1": metrics["val_macro_f1"], "val_accuracy": metrics["val_accuracy"],
             "test_macro_f1": metrics["test_macro_f1"], "test_accuracy": metrics["test_accuracy"],
             # The paper's "size": float32 weights, as its state-dict file.
-            "flash_bytes": 4 * metrics["params"], "arena_bytes": np.nan, "file_bytes": np.nan,
+            "flash_bytes": 4 * metrics["params"], "arena_bytes": np.nan, "metadata_bytes": np.nan,
             "agreement_with_keras": 1.0, "note": "Keras float32 model (not converted)",
         })
         for variant_path in sorted((run_dir / "variants").glob("*.json")):
@@ -111,7 +111,7 @@ def collect_rows(sweep_dir: str | os.PathLike) -> pd.DataFrame:
                 "val_macro_f1": variant["val"]["macro_f1"], "val_accuracy": variant["val"]["accuracy"],
                 "test_macro_f1": variant["test"]["macro_f1"], "test_accuracy": variant["test"]["accuracy"],
                 "flash_bytes": variant["flash_bytes"], "arena_bytes": np.nan if arena is None else arena,
-                "file_bytes": variant.get("file_bytes", np.nan),
+                "metadata_bytes": variant.get("metadata_bytes", np.nan),
                 "agreement_with_keras": variant["test"].get("agreement_with_keras", np.nan),
                 "note": variant.get("note") or "",
             })
@@ -129,7 +129,7 @@ def collect_rows(sweep_dir: str | os.PathLike) -> pd.DataFrame:
                 "runtime": "scikit-learn", "deployable": False,
                 "val_macro_f1": result["val_macro_f1"], "val_accuracy": result["val_accuracy"],
                 "test_macro_f1": result["test_macro_f1"], "test_accuracy": result["test_accuracy"],
-                "flash_bytes": result["footprint_bytes"], "arena_bytes": np.nan, "file_bytes": np.nan,
+                "flash_bytes": result["footprint_bytes"], "arena_bytes": np.nan, "metadata_bytes": np.nan,
                 "agreement_with_keras": np.nan,
                 "note": f"8-bit footprint; params {json.dumps(result.get('params'), sort_keys=True)}",
             })
@@ -243,7 +243,7 @@ def plot_f1_vs_size(frame: pd.DataFrame, path: Path) -> None:
         ax.axvline(budget, color="grey", linestyle="--", linewidth=1)
         ax.text(budget, low, f" {budget} KiB", rotation=90, va="bottom", color="grey")
     ax.set_xscale("log")
-    ax.set_xlabel("flash, KiB (converted: flatbuffer + CRF; float32: 4 B/param; baselines: 8-bit footprint)",
+    ax.set_xlabel("flash, KiB (converted: .tflite file; float32: 4 B/param; baselines: 8-bit footprint)",
                   fontsize=8)
     ax.set_ylabel("test macro-F1 (%)")
     ax.set_title("Macro-F1 against size (budget lines: flash; the arena must fit too)", fontsize=10)
@@ -377,8 +377,8 @@ def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, pape
     lines += [
         "Selection: the best model under a budget has the highest **validation** macro-F1 among the "
         "variants that run in TFLM (int8, selective, QAT) whose flash and arena both fit; its test "
-        "scores are read off afterwards. Flash = flatbuffer without host metadata + CRF as float32; "
-        "arena = smallest tensor arena host TFLM runs it in. Budgets in KiB. The paper's sizes are "
+        "scores are read off afterwards. Flash = the .tflite file (with its metadata: CRF weights, "
+        "scaling, names); arena = smallest tensor arena host TFLM runs it in. Budgets in KiB. The paper's sizes are "
         "PyTorch state-dict files / 1000 (float weights), not measured flash or RAM.", "",
         "## Best model per budget", "",
         "| budget | model | variant | val macro-F1 | test macro-F1 | test acc | flash KiB | arena KiB "

@@ -212,35 +212,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def device_model_bytes(buf: bytes) -> bytes:
-    """The flatbuffer a microcontroller stores: ``buf`` without the ``tinyloc`` metadata entry.
-
-    That entry is JSON for host tools (feature and class names, scaling, CRF as text); for
-    UJIIndoorLoc it is ~90 KB, far more than the model. The device keeps the CRF as binary
-    float32 arrays instead (counted separately, see :func:`crf_bytes`). The entry's buffer
-    is emptied rather than removed, so the other buffers keep their indices.
-    """
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    from tinyloc_tf.compression.metadata import METADATA_NAME, pack_model, unpack_model
-
-    model = unpack_model(buf)
-    kept = []
-    for entry in model.metadata or []:
-        name = entry.name.decode("utf-8") if isinstance(entry.name, (bytes, bytearray)) else str(entry.name)
-        if name == METADATA_NAME:
-            model.buffers[entry.buffer] = schema.BufferT()
-        else:
-            kept.append(entry)
-    model.metadata = kept
-    return pack_model(model)
-
-
-def crf_bytes(classes: int) -> int:
-    """float32 transitions ``[K, K]``, start ``[K]`` and end ``[K]``: what Viterbi needs on the device."""
-    return 4 * (classes * classes + 2 * classes)
-
-
 def _json_bytes(payload: dict) -> bytes:
     def default(value):
         import numpy as np
@@ -286,12 +257,12 @@ def compress_run(run_dir: str | os.PathLike, data, variants, *, seed: int = 0, q
     Writes ``RUN/variants/<variant>.tflite`` and then ``RUN/variants/<variant>.json``::
 
         {"variant", "run", "runtime": "tflm" | "litert", "deployable": bool, "note",
-         "flash_bytes", "model_bytes", "crf_bytes", "file_bytes", "arena_bytes" (None off TFLM),
+         "flash_bytes", "metadata_bytes", "arena_bytes" (None off TFLM),
          "val": {macro_f1, accuracy, per_class_f1, confusion_matrix, steps, agreement_with_keras},
          "test": {...}, "conversion": {ops, float_ops, kept_float, qat, ...}}
 
-    ``flash_bytes`` = ``model_bytes`` (the flatbuffer without host metadata,
-    :func:`device_model_bytes`) + ``crf_bytes``; ``file_bytes`` is the ``.tflite`` on disk.
+    ``flash_bytes`` is the ``.tflite`` file: what the firmware embeds, including the
+    metadata (``metadata_bytes`` of it) that carries the CRF weights Viterbi needs.
     Deployable variants are scored in host TFLM with the smallest working arena
     (``find_arena_bytes``, in child processes); the others (dynamic range: hybrid ops) with
     LiteRT and ``deployable: false``. Variants whose JSON exists are read back, not redone.
@@ -320,6 +291,7 @@ def compress_run(run_dir: str | os.PathLike, data, variants, *, seed: int = 0, q
 
 def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, seed, qat_options) -> dict:
     from tinyloc_tf.compression.convert import convert, data_metadata
+    from tinyloc_tf.compression.metadata import metadata_bytes
     from tinyloc_tf.deployment.host import find_arena_bytes, tflm_blocker
 
     metadata = data_metadata(data)
@@ -331,17 +303,14 @@ def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, s
     buf = result.tflite
     blocker = tflm_blocker(buf)
     runtime = "tflm" if blocker is None else "litert"
-    device = device_model_bytes(buf)
     record = {
         "variant": variant,
         "run": run_dir.name,
         "runtime": runtime,
         "deployable": blocker is None,
         "note": blocker,
-        "flash_bytes": len(device) + crf_bytes(data.num_classes),
-        "model_bytes": len(device),
-        "crf_bytes": crf_bytes(data.num_classes),
-        "file_bytes": len(buf),
+        "flash_bytes": len(buf),
+        "metadata_bytes": metadata_bytes(buf),
         "arena_bytes": find_arena_bytes(buf) if blocker is None else None,
         **score_variant(buf, data, runtime, keras_paths),
         "conversion": {key: value for key, value in result.report.items() if key != "bytes"},

@@ -81,7 +81,7 @@ class CompileReport:
     output_zero_point: int
     arena_bytes: int  # static plan peak (input/output buffers are the caller's)
     arena_bytes_without_inplace: int  # same plan with in-place writes disabled
-    arena_bytes_without_reuse: int  # the same buffers, none reusing dead memory
+    arena_bytes_without_reuse: int  # one buffer per arena tensor, nothing shared
     activation_bytes_total: int  # every non-constant tensor, I/O included, one buffer each
     constant_bytes: int  # weights, biases, tables in the generated C
     views: int  # tensors that are re-labelled bytes of another (no copy)
@@ -143,9 +143,10 @@ def compile_tflite(
 
     lowering = lower_graph(graph, tables=tables)
     plan = plan_memory(graph, lowering, inplace=inplace, alignment=alignment)
-    no_inplace = plan_memory(graph, lowering, inplace=False, alignment=alignment).arena_bytes
-    # No reuse: every planned buffer kept for the whole run.
-    no_reuse = sum(b.size for b in plan.buffers)
+    plain = plan_memory(graph, lowering, inplace=False, alignment=alignment)
+    no_inplace = plain.arena_bytes
+    # No reuse at all: each arena tensor in its own (aligned) buffer.
+    no_reuse = sum(-(-b.size // alignment) * alignment for b in plain.buffers)
     activation_total = sum(
         t.nbytes for t in graph.tensors if not t.is_constant
         and (any(t.index in op.outputs for op in graph.operators) or t.index in graph.inputs)

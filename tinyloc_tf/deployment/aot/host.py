@@ -130,12 +130,15 @@ def load_model(library_path: str | Path, report: CompileReport) -> HostModel:
     )
 
 
-def build_and_load(report: CompileReport, build_dir: str | Path | None = None) -> HostModel:
-    """Build one compiled model folder into a shared library and load it."""
+def build_and_load(report: CompileReport, build_dir: str | Path | None = None,
+                   kernel_objects: list[Path] | None = None) -> HostModel:
+    """Build one compiled model folder into a shared library and load it
+    (with ready kernel objects from :func:`compile_kernel_objects`, if given)."""
     build_dir = Path(build_dir) if build_dir else Path(report.out_dir) / "host-build"
     lib = build_shared_library(
         [report.source],
         build_dir / f"lib{report.symbol_prefix}tinyloc_model.so",
         include_dirs=report.include_dirs,
+        kernel_objects=kernel_objects,
     )
     return load_model(lib, report)

@@ -646,6 +646,24 @@ def _per_channel_multipliers(L: Lowering, x: int, w: int, out: int, channels: in
     return mults, shifts
 
 
+def _fold_input_offset(L: Lowering, w: int, bias: int, input_offset: int, reduce_axes) -> str | None:
+    """Bias with ``input_offset * sum(weights)`` folded in, as an int32 array name.
+
+    sum_d w*(x + o) = sum_d w*x + o*sum_d w holds exactly in the kernels'
+    wrapping int32 arithmetic, so with constant weights the inner loop can
+    drop the offset. Returns None when the weights are not constant."""
+    tw = L.t(w)
+    if tw.data is None or input_offset == 0:
+        return None
+    if bias >= 0 and L.t(bias).data is None:
+        return None
+    sums = np.asarray(tw.data, dtype=np.int64).sum(axis=reduce_axes)
+    base = np.asarray(L.t(bias).data, dtype=np.int64) if bias >= 0 else np.zeros_like(sums)
+    folded = base + int(input_offset) * sums
+    folded = ((folded + (1 << 31)) % (1 << 32)) - (1 << 31)  # int32 wrap, as the kernel's adds
+    return L.int32_array(folded.reshape(-1))
+
+
 def lower_fully_connected(L: Lowering, op: Operator):
     x, w = op.inputs[:2]
     bias = op.inputs[2] if len(op.inputs) > 2 else -1
@@ -677,11 +695,17 @@ def lower_fully_connected(L: Lowering, op: Operator):
         mults, shifts = [m], [sh]
         filter_offset = -tw.zero_point
     lo, hi = quant.activation_range_int8(_activation(op), to.scale, to.zero_point)
+    input_offset = -tx.zero_point
+    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
+    if filter_offset == 0:
+        folded = _fold_input_offset(L, w, bias, input_offset, reduce_axes=1)
+        if folded is not None:
+            b, input_offset = folded, 0
     p = L.struct("tl_fc_params", {
         "batches": batches,
         "output_depth": output_depth,
         "accum_depth": accum_depth,
-        "input_offset": -tx.zero_point,
+        "input_offset": input_offset,
         "filter_offset": filter_offset,
         "output_offset": to.zero_point,
         "per_channel": 1 if per_channel else 0,
@@ -690,7 +714,6 @@ def lower_fully_connected(L: Lowering, op: Operator):
         "act_min": lo,
         "act_max": hi,
     })
-    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
     L.emit(f"tl_fully_connected_s8(&{p}, {{T{x}}}, {{T{w}}}, {b}, {{T{out}}});",
            [x, w, bias], [out])
 
@@ -747,8 +770,14 @@ def lower_conv_2d(L: Lowering, op: Operator):
         "output_height": oh, "output_width": ow, "output_depth": oc,
     }
     fields.update(_conv_geometry(L, op, ih, iw, fh, fw, oh, ow))
+    input_offset = -tx.zero_point
+    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
+    if int(op.options.padding) == 1:  # VALID: no tap is ever skipped, folding is exact
+        folded = _fold_input_offset(L, w, bias, input_offset, reduce_axes=(1, 2, 3))
+        if folded is not None:
+            b, input_offset = folded, 0
     fields.update({
-        "input_offset": -tx.zero_point,
+        "input_offset": input_offset,
         "output_offset": to.zero_point,
         "output_multiplier": L.int32_array(mults),
         "output_shift": L.int32_array(shifts),
@@ -756,7 +785,6 @@ def lower_conv_2d(L: Lowering, op: Operator):
         "act_max": hi,
     })
     p = L.struct("tl_conv_params", fields)
-    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
     L.emit(f"tl_conv2d_s8(&{p}, {{T{x}}}, {{T{w}}}, {b}, {{T{out}}});", [x, w, bias], [out])
 
 
@@ -783,8 +811,14 @@ def lower_depthwise_conv_2d(L: Lowering, op: Operator):
         "output_height": oh, "output_width": ow, "output_depth": oc,
     }
     fields.update(_conv_geometry(L, op, ih, iw, fh, fw, oh, ow))
+    input_offset = -tx.zero_point
+    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
+    if int(op.options.padding) == 1:  # VALID: no tap is ever skipped, folding is exact
+        folded = _fold_input_offset(L, w, bias, input_offset, reduce_axes=(0, 1, 2))
+        if folded is not None:
+            b, input_offset = folded, 0
     fields.update({
-        "input_offset": -tx.zero_point,
+        "input_offset": input_offset,
         "output_offset": to.zero_point,
         "output_multiplier": L.int32_array(mults),
         "output_shift": L.int32_array(shifts),
@@ -792,7 +826,6 @@ def lower_depthwise_conv_2d(L: Lowering, op: Operator):
         "act_max": hi,
     })
     p = L.struct("tl_dwconv_params", fields)
-    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
     L.emit(f"tl_depthwise_conv2d_s8(&{p}, {{T{x}}}, {{T{w}}}, {b}, {{T{out}}});",
            [x, w, bias], [out])
 

@@ -37,51 +37,68 @@
 
 /* ---- ADD / SUB / SQUARED_DIFFERENCE ---- */
 
-/* Both inputs brought to a common scale with 20 bits of headroom (TFLM's
- * general int8 path); sign selects add (+1) or subtract (-1). */
-static inline int32_t tl_rescaled_pair(const tl_add_params* p, int8_t x, int8_t y,
-                                       int32_t* scaled2) {
-  const int32_t shifted1 = tl_wrapping_shl(p->input1_offset + x, p->left_shift);
-  const int32_t shifted2 = tl_wrapping_shl(p->input2_offset + y, p->left_shift);
-  *scaled2 = tl_mbqm_smaller_than_one(shifted2, p->input2_multiplier, p->input2_shift);
-  return tl_mbqm_smaller_than_one(shifted1, p->input1_multiplier, p->input1_shift);
+/* Parameters copied into locals: every int8 store may alias the params
+ * struct, so reading p-> inside the loop would reload it per element. */
+typedef struct {
+  int32_t off1, off2, mult1, mult2, left;
+  int shift1, shift2;
+} tl_rescale;
+
+static inline tl_rescale tl_rescale_of(const tl_add_params* p) {
+  tl_rescale r;
+  r.off1 = p->input1_offset;
+  r.off2 = p->input2_offset;
+  r.mult1 = p->input1_multiplier;
+  r.mult2 = p->input2_multiplier;
+  r.left = p->left_shift;
+  r.shift1 = (int)p->input1_shift;
+  r.shift2 = (int)p->input2_shift;
+  return r;
 }
+
+/* Both inputs brought to a common scale with `left` bits of headroom (TFLM's
+ * general int8 path: 20 bits for ADD / SUB, 7 for SQUARED_DIFFERENCE). */
+#define TL_RESCALE(r, x, v) \
+  tl_mbqm_smaller_than_one(tl_wrapping_shl((r).off##v + (x), (r).left), (r).mult##v, (r).shift##v)
 
 void tl_add_s8(const tl_add_params* p, const tl_broadcast* b, const int8_t* in1,
                const int8_t* in2, int8_t* out) {
+  const tl_rescale r = tl_rescale_of(p);
+  const int32_t mult = p->output_multiplier, out_off = p->output_offset;
+  const int shift = (int)p->output_shift;
+  const int32_t lo = p->act_min, hi = p->act_max;
   TL_BROADCAST_LOOP(b, {
-    int32_t s2;
-    const int32_t s1 = tl_rescaled_pair(p, in1[i1], in2[i2], &s2);
-    const int32_t raw = tl_mbqm_smaller_than_one(s1 + s2, p->output_multiplier,
-                                                 p->output_shift) +
-                        p->output_offset;
-    out[o] = (int8_t)tl_clamp_i32(raw, p->act_min, p->act_max);
+    const int32_t sum = TL_RESCALE(r, in1[i1], 1) + TL_RESCALE(r, in2[i2], 2);
+    const int32_t raw = tl_mbqm_smaller_than_one(sum, mult, shift) + out_off;
+    out[o] = (int8_t)tl_clamp_i32(raw, lo, hi);
   });
 }
 
 void tl_sub_s8(const tl_add_params* p, const tl_broadcast* b, const int8_t* in1,
                const int8_t* in2, int8_t* out) {
+  const tl_rescale r = tl_rescale_of(p);
+  const int32_t mult = p->output_multiplier, out_off = p->output_offset;
+  const int shift = (int)p->output_shift;
+  const int32_t lo = p->act_min, hi = p->act_max;
   TL_BROADCAST_LOOP(b, {
-    int32_t s2;
-    const int32_t s1 = tl_rescaled_pair(p, in1[i1], in2[i2], &s2);
-    const int32_t raw = tl_mbqm_smaller_than_one(s1 - s2, p->output_multiplier,
-                                                 p->output_shift) +
-                        p->output_offset;
-    out[o] = (int8_t)tl_clamp_i32(raw, p->act_min, p->act_max);
+    const int32_t diff = TL_RESCALE(r, in1[i1], 1) - TL_RESCALE(r, in2[i2], 2);
+    const int32_t raw = tl_mbqm_smaller_than_one(diff, mult, shift) + out_off;
+    out[o] = (int8_t)tl_clamp_i32(raw, lo, hi);
   });
 }
 
 void tl_squared_difference_s8(const tl_add_params* p, const tl_broadcast* b,
                               const int8_t* in1, const int8_t* in2, int8_t* out) {
+  const tl_rescale r = tl_rescale_of(p);
+  const int32_t mult = p->output_multiplier, out_off = p->output_offset;
+  /* The output multiplier may exceed one here, hence the general form. */
+  const int left = p->output_shift > 0 ? (int)p->output_shift : 0;
+  const int right = p->output_shift > 0 ? 0 : (int)-p->output_shift;
+  const int32_t lo = p->act_min, hi = p->act_max;
   TL_BROADCAST_LOOP(b, {
-    int32_t s2;
-    const int32_t s1 = tl_rescaled_pair(p, in1[i1], in2[i2], &s2);
-    const int32_t diff = s1 - s2;
-    /* The output multiplier may exceed one here, hence the general form. */
-    const int32_t raw = tl_mbqm(tl_wrapping_mul(diff, diff), p->output_multiplier,
-                                p->output_shift) +
-                        p->output_offset;
-    out[o] = (int8_t)tl_clamp_i32(raw, p->act_min, p->act_max);
+    const int32_t diff = TL_RESCALE(r, in1[i1], 1) - TL_RESCALE(r, in2[i2], 2);
+    const int32_t raw = tl_mbqm_split(tl_wrapping_mul(diff, diff), mult, left, right) + out_off;
+    out[o] = (int8_t)tl_clamp_i32(raw, lo, hi);
   });
 }
 
@@ -89,12 +106,16 @@ void tl_squared_difference_s8(const tl_add_params* p, const tl_broadcast* b,
 
 void tl_mul_s8(const tl_mul_params* p, const tl_broadcast* b, const int8_t* in1,
                const int8_t* in2, int8_t* out) {
+  const int32_t off1 = p->input1_offset, off2 = p->input2_offset;
+  const int32_t mult = p->output_multiplier, out_off = p->output_offset;
+  const int left = p->output_shift > 0 ? (int)p->output_shift : 0;
+  const int right = p->output_shift > 0 ? 0 : (int)-p->output_shift;
+  const int32_t lo = p->act_min, hi = p->act_max;
   TL_BROADCAST_LOOP(b, {
-    const int32_t v1 = p->input1_offset + in1[i1];
-    const int32_t v2 = p->input2_offset + in2[i2];
-    const int32_t raw =
-        p->output_offset + tl_mbqm(v1 * v2, p->output_multiplier, p->output_shift);
-    out[o] = (int8_t)tl_clamp_i32(raw, p->act_min, p->act_max);
+    const int32_t v1 = off1 + in1[i1];
+    const int32_t v2 = off2 + in2[i2];
+    const int32_t raw = out_off + tl_mbqm_split(v1 * v2, mult, left, right);
+    out[o] = (int8_t)tl_clamp_i32(raw, lo, hi);
   });
 }
 
@@ -114,8 +135,10 @@ void tl_minimum_s8(const tl_broadcast* b, const int8_t* in1, const int8_t* in2,
 
 void tl_requantize_s8(const tl_requant_params* p, int32_t size, const int8_t* in,
                       int8_t* out) {
+  const int left = p->shift > 0 ? (int)p->shift : 0;
+  const int right = p->shift > 0 ? 0 : (int)-p->shift;
   for (int32_t i = 0; i < size; ++i) {
-    const int32_t v = tl_mbqm(in[i] - p->input_zero_point, p->multiplier, p->shift) +
+    const int32_t v = tl_mbqm_split(in[i] - p->input_zero_point, p->multiplier, left, right) +
                       p->output_zero_point;
     out[i] = (int8_t)tl_clamp_i32(v, p->act_min, p->act_max);
   }

@@ -20,28 +20,36 @@
 extern "C" {
 #endif
 
+/* The small helpers below sit in every kernel's innermost loop; size-optimised
+ * builds (-Os) would otherwise turn each into a call. */
+#if defined(__GNUC__)
+#define TL_HOT static inline __attribute__((always_inline))
+#else
+#define TL_HOT static inline
+#endif
+
 #define TL_INT32_MAX ((int32_t)0x7fffffff)
 #define TL_INT32_MIN ((int32_t)(-0x7fffffff - 1))
 
-static inline int32_t tl_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
-static inline int32_t tl_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
-static inline int32_t tl_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
+TL_HOT int32_t tl_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
+TL_HOT int32_t tl_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+TL_HOT int32_t tl_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
 /* a * 2^shift with two's-complement wrap-around (TFLite writes x * (1 << s)
  * on int32 and relies on the hardware wrapping; doing it on uint32 keeps the
  * same bits without undefined behaviour). */
-static inline int32_t tl_wrapping_shl(int32_t x, int shift) {
+TL_HOT int32_t tl_wrapping_shl(int32_t x, int shift) {
   return (int32_t)((uint32_t)x << shift);
 }
 
-static inline int32_t tl_wrapping_mul(int32_t a, int32_t b) {
+TL_HOT int32_t tl_wrapping_mul(int32_t a, int32_t b) {
   return (int32_t)((uint32_t)a * (uint32_t)b);
 }
 
 /* VQRDMULH: round(a * b / 2^31), saturating the single overflow case. */
-static inline int32_t tl_srdhm(int32_t a, int32_t b) {
+TL_HOT int32_t tl_srdhm(int32_t a, int32_t b) {
   if (a == b && a == TL_INT32_MIN) return TL_INT32_MAX;
   const int64_t ab = (int64_t)a * (int64_t)b;
   const int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
@@ -49,7 +57,7 @@ static inline int32_t tl_srdhm(int32_t a, int32_t b) {
 }
 
 /* Rounding arithmetic right shift, ties away from zero (0 <= exponent <= 31). */
-static inline int32_t tl_rounding_divide_by_pot(int32_t x, int exponent) {
+TL_HOT int32_t tl_rounding_divide_by_pot(int32_t x, int exponent) {
   const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -57,7 +65,7 @@ static inline int32_t tl_rounding_divide_by_pot(int32_t x, int exponent) {
 }
 
 /* x * 2^exponent, saturating for exponent > 0 and rounding for exponent < 0. */
-static inline int32_t tl_saturating_rounding_mul_by_pot(int32_t x, int exponent) {
+TL_HOT int32_t tl_saturating_rounding_mul_by_pot(int32_t x, int exponent) {
   if (exponent > 0) {
     const int32_t threshold = (int32_t)((1u << (31 - exponent)) - 1u);
     if (x > threshold) return TL_INT32_MAX;
@@ -70,21 +78,29 @@ static inline int32_t tl_saturating_rounding_mul_by_pot(int32_t x, int exponent)
 
 /* TFLite MultiplyByQuantizedMultiplier (double rounding): x * m * 2^shift
  * where m is a Q31 multiplier in [2^30, 2^31). */
-static inline int32_t tl_mbqm(int32_t x, int32_t multiplier, int shift) {
+TL_HOT int32_t tl_mbqm(int32_t x, int32_t multiplier, int shift) {
   const int left_shift = shift > 0 ? shift : 0;
   const int right_shift = shift > 0 ? 0 : -shift;
   return tl_rounding_divide_by_pot(
       tl_srdhm(tl_wrapping_shl(x, left_shift), multiplier), right_shift);
 }
 
+/* tl_mbqm with the shift already split into its left and right parts, for
+ * loops that apply one multiplier to many values. */
+TL_HOT int32_t tl_mbqm_split(int32_t x, int32_t multiplier, int left_shift,
+                             int right_shift) {
+  return tl_rounding_divide_by_pot(tl_srdhm(tl_wrapping_shl(x, left_shift), multiplier),
+                                   right_shift);
+}
+
 /* MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0). */
-static inline int32_t tl_mbqm_smaller_than_one(int32_t x, int32_t multiplier,
+TL_HOT int32_t tl_mbqm_smaller_than_one(int32_t x, int32_t multiplier,
                                                int shift) {
   return tl_rounding_divide_by_pot(tl_srdhm(x, multiplier), -shift);
 }
 
 /* MultiplyByQuantizedMultiplierGreaterThanOne (shift >= 0). */
-static inline int32_t tl_mbqm_greater_than_one(int32_t x, int32_t multiplier,
+TL_HOT int32_t tl_mbqm_greater_than_one(int32_t x, int32_t multiplier,
                                                int shift) {
   return tl_srdhm(tl_wrapping_shl(x, shift), multiplier);
 }
