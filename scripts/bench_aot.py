@@ -98,6 +98,10 @@ def qemu_side_by_side(path: Path, args) -> list[dict]:
     for target in args.targets:
         for backend in ("tflm", "aot"):
             reason = firmware.deploy_skip_reason(backend)
+            if not reason and backend == "tflm":
+                lib = firmware.tflm_library(firmware.tflm_root(), firmware.Target.load(target))
+                if not lib.is_file():  # deploy would spend minutes building it
+                    reason = f"TFLM library for {target} not built ({lib}); run scripts/get_tflm.sh --build {target}"
             if reason:
                 rows.append({"target": target, "backend": backend, "skipped": reason})
                 continue

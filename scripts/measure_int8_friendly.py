@@ -9,13 +9,17 @@ Viterbi path) and prints, per configuration and seed:
 
 - ``exact``: validation macro-F1 of the exact form (Keras, float);
 - ``int8-friendly``: the same for the int8-friendly form (Keras, float);
-- ``int8 TFLM``: the int8-friendly model converted to full int8 and run in host TFLM
-  (the tflite-micro wheel), Viterbi on the dequantized emissions (``--no-tflm`` skips it).
+- ``int8-friendly, int8 TFLM``: the int8-friendly model converted to full int8 and run in
+  host TFLM (the tflite-micro wheel), Viterbi on the dequantized emissions;
+- ``exact, int8 + float EXP/LOG TFLM``: the exact model converted to int8 except EXP and LOG,
+  which stay float islands (the deployable alternative to the int8-friendly form; more
+  arena, float kernels on the MCU). ``--no-tflm`` skips both TFLM columns.
 
+``--family mdcsa`` runs the same comparison for MDCSA's int8-friendly option.
 The test split is never touched. Usage::
 
-    python scripts/measure_int8_friendly.py DATA_DIR [--configs H8L1 H16L1] [--seeds 0 1 2]
-        [--epochs 20] [--patience 5] [--lr 3e-3] [--batch-size 64] [--json OUT.json]
+    python scripts/measure_int8_friendly.py DATA_DIR [--family mamba] [--configs H8L1 H16L1] [--seeds 0 1 2]
+        [--epochs 20] [--patience 5] [--lr 5e-3] [--batch-size 32] [--json OUT.json]
 
 It prints a Markdown table (paste into the README) and, with ``--json``, writes every number.
 """
@@ -40,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tinyloc_tf.errors import TinylocError  # noqa: E402
 
 FORMS = (("exact", False), ("int8-friendly", True))
+FAMILY_NAMES = {"mamba": "Mamba", "mdcsa": "MDCSA"}
 
 
 def parse_config(text: str) -> tuple[int, int]:
@@ -59,7 +64,7 @@ def train_one(data, hidden: int, layers: int, int8_friendly: bool, args) -> tupl
 
     seed_everything(args.seed_now)
     tagger = build_model(
-        "mamba", features=data.num_features, classes=data.num_classes, hidden=hidden,
+        args.family, features=data.num_features, classes=data.num_classes, hidden=hidden,
         layers=layers, steps=data.steps, int8_friendly=int8_friendly,
     )
     tagger.compile(optimizer=keras.optimizers.Adam(learning_rate=args.lr))
@@ -67,46 +72,55 @@ def train_one(data, hidden: int, layers: int, int8_friendly: bool, args) -> tupl
     _, best_epoch, epochs_run, seconds = fit_with_validation(
         tagger, tagger, data.train.X, data.train.y, (data.val.X, data.val.y),
         epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
-        verbose=1, desc=f"H{hidden}L{layers} {form} seed {args.seed_now}",
+        verbose=1, desc=f"{args.family} H{hidden}L{layers} {form} seed {args.seed_now}",
     )
     f1 = macro_f1(data.val.y, decode_paths(tagger, data.val.X))
     return tagger, f1, best_epoch, epochs_run, seconds
 
 
-def tflm_val_f1(tagger, data) -> tuple[float, dict]:
-    """Full-int8 conversion, host TFLM emissions, Viterbi with the tagger's CRF."""
+def tflm_val_f1(tagger, data, int8_friendly: bool) -> tuple[float, dict]:
+    """int8 conversion, host TFLM emissions, Viterbi with the tagger's CRF.
+
+    int8-friendly: full int8, no float op allowed. Exact: int8 with EXP and LOG kept in float
+    (``selective`` with an infinite outlier threshold keeps exactly the ops TFLM only runs in float).
+    """
     from tinyloc_tf.compression.convert import convert_model, float_ops, op_counts
     from tinyloc_tf.deployment.host import run_tflite
     from tinyloc_tf.models.crf import viterbi_decode
     from tinyloc_tf.training.metrics import macro_f1
     from tinyloc_tf.training.trainer import crf_params
 
-    buf = convert_model(tagger, quant="int8", representative=data.train.X)
+    if int8_friendly:
+        buf = convert_model(tagger, quant="int8", representative=data.train.X)
+    else:
+        buf = convert_model(tagger, quant="selective", representative=data.train.X,
+                            selective_threshold=float("inf"))
     left = float_ops(buf)
-    if left:
+    if int8_friendly and left:
         raise TinylocError(f"int8-friendly model kept float ops after int8 conversion: {left}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(buf)
         emissions = run_tflite(path, data.val.X, runtime="tflm", progress=True)
     paths = viterbi_decode(emissions, *crf_params(tagger))
-    return macro_f1(data.val.y, paths), {"flash_bytes": len(buf), "ops": op_counts(buf)}
+    return macro_f1(data.val.y, paths), {"flash_bytes": len(buf), "float_ops": left, "ops": op_counts(buf)}
 
 
-def markdown(rows: list[dict], data_name: str, tflm: bool) -> str:
+def markdown(rows: list[dict], data_name: str, family: str, tflm: bool) -> str:
     head = "| data | model | seed | exact | int8-friendly | difference |"
     rule = "|---|---|---|---|---|---|"
     if tflm:
-        head += " int8-friendly, int8 in TFLM |"
-        rule += "---|"
+        head += " int8-friendly, int8 in TFLM | exact, int8 + float EXP/LOG in TFLM |"
+        rule += "---|---|"
     lines = [head, rule]
     for row in rows:
         line = (
-            f"| {data_name} | Mamba {row['model']} | {row['seed']} | {100 * row['exact']['val_macro_f1']:.2f} "
+            f"| {data_name} | {FAMILY_NAMES[family]} {row['model']} | {row['seed']} | {100 * row['exact']['val_macro_f1']:.2f} "
             f"| {100 * row['int8-friendly']['val_macro_f1']:.2f} | {100 * row['difference']:+.2f} |"
         )
         if tflm:
-            line += f" {100 * row['int8-friendly']['tflm_int8_val_macro_f1']:.2f} |"
+            line += (f" {100 * row['int8-friendly']['tflm_val_macro_f1']:.2f}"
+                     f" | {100 * row['exact']['tflm_val_macro_f1']:.2f} |")
         lines.append(line)
     return "\n".join(lines)
 
@@ -114,13 +128,14 @@ def markdown(rows: list[dict], data_name: str, tflm: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="prepared dataset folder (train/val/test .npz + meta.json)")
+    parser.add_argument("--family", choices=sorted(FAMILY_NAMES), default="mamba")
     parser.add_argument("--configs", nargs="+", type=parse_config, default=[(8, 1), (16, 1)],
-                        metavar="HxLy", help="Mamba sizes, e.g. H8L1 H16L1 (default)")
+                        metavar="HxLy", help="model sizes, e.g. H8L1 H16L1 (default)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-tflm", dest="tflm", action="store_false",
                         help="skip the int8 conversion and the TFLM column")
     parser.add_argument("--json", type=Path, help="write all numbers here")
@@ -139,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                     tagger, f1, best_epoch, epochs_run, seconds = train_one(data, hidden, layers, int8_friendly, args)
                     row[form] = {"val_macro_f1": f1, "best_epoch": best_epoch, "epochs_run": epochs_run,
                                  "fit_seconds": round(seconds, 1)}
-                    if args.tflm and int8_friendly:
-                        f1_tflm, info = tflm_val_f1(tagger, data)
-                        row[form].update(tflm_int8_val_macro_f1=f1_tflm, **info)
+                    if args.tflm:
+                        f1_tflm, info = tflm_val_f1(tagger, data, int8_friendly)
+                        row[form].update(tflm_val_macro_f1=f1_tflm, **info)
                 row["difference"] = row["int8-friendly"]["val_macro_f1"] - row["exact"]["val_macro_f1"]
                 rows.append(row)
     except TinylocError as exc:
@@ -153,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if "house" in meta:
         data_name += f" house {meta['house']}"
     data_name += f" ({meta['labels']})"
-    table = markdown(rows, data_name, args.tflm)
+    table = markdown(rows, data_name, args.family, args.tflm)
     mean_diff = float(np.mean([row["difference"] for row in rows]))
     print()
     print(f"Validation macro-F1 (%), Viterbi path; {args.epochs} epochs max, patience {args.patience}, "
@@ -163,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         result = {
             "data": str(Path(args.data).absolute()), "data_fingerprint": data.fingerprint(),
-            "settings": {k: getattr(args, k) for k in ("epochs", "patience", "lr", "batch_size", "seeds")},
+            "settings": {k: getattr(args, k) for k in ("family", "epochs", "patience", "lr", "batch_size", "seeds")},
             "rows": rows, "mean_difference": mean_diff, "markdown": table,
             "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         }

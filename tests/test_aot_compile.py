@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from tinyloc_tf.deployment.aot import SUPPORTED_OPS, UnsupportedOperator, compile_tflite
-from tinyloc_tf.deployment.aot.host import build_and_load, host_compiler
+from tinyloc_tf.deployment.aot.host import build_and_load, compile_kernel_objects, host_compiler
 from tinyloc_tf.deployment.aot.planner import Buffer, greedy_plan
 from tinyloc_tf.errors import TinylocError
 
-from test_aot_kernels import OpModel, kernel_objects, options, run_wheel  # noqa: F401 (fixture)
+from test_aot_kernels import OpModel, options, run_wheel
 
 S = pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
 
@@ -28,6 +28,13 @@ def _needs_cc():
         host_compiler()
     except TinylocError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def kernel_objects(tmp_path_factory):
+    """The kernels compiled once for this module's host builds."""
+    _needs_cc()
+    return compile_kernel_objects(tmp_path_factory.mktemp("aot-kernel-objects"))
 
 
 # ---------------------------------------------------------------------------
@@ -183,6 +190,12 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     m.op("RELU", [x], [y])
     with pytest.raises(TinylocError, match="must be quantized int8"):
         compile_tflite(m.build([x], [y]), tmp_path)
+    m = OpModel()
+    x = m.tensor([-1, 4], scale=np.float32(0.1), zero_point=0)
+    y = m.tensor([-1, 4], scale=np.float32(0.1), zero_point=0)
+    m.op("RELU", [x], [y])
+    with pytest.raises(TinylocError, match="dynamic dimension"):
+        compile_tflite(m.build([x], [y]), tmp_path)
 
 
 def test_cli_compile_and_check(tmp_path, capsys):
@@ -194,9 +207,13 @@ def test_cli_compile_and_check(tmp_path, capsys):
     assert main(["compile", str(model), "--out", str(tmp_path / "c"), "--check", "3"]) == 0
     out = capsys.readouterr().out
     assert "memory plan: arena" in out and "check: 180 of 180 output values equal to TFLM" in out
-    assert main(["compile", str(model), "--out", str(tmp_path / "j"), "--json"]) == 0
+    assert main(["compile", str(model), "--out", str(tmp_path / "j"), "--json", "--no-tables",
+                 "--no-inplace"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["arena_bytes"] > 0 and report["sources"]
+    assert report["tables"] is False and report["inplace_writes"] == 0
+    assert main(["compile", str(model), "--out", str(tmp_path / "k"), "--alignment", "3"]) == 2
+    assert "power of two" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------
@@ -231,6 +248,9 @@ def test_whole_model_bit_exact_with_tflm(family, small_models, tmp_path, kernel_
     buf = small_models[family].read_bytes()
     report = compile_tflite(buf, tmp_path / family)
     assert report.arena_bytes < report.activation_bytes_total
+    # Strict build of the real model: no unused constants (folded biases), no warnings.
+    subprocess.run([host_compiler(), "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", report.out_dir,
+                    "-c", report.source, "-o", str(tmp_path / "m.o")], check=True, capture_output=True)
     model = build_and_load(report, kernel_objects=kernel_objects)
     interpreter = runtime.Interpreter.from_bytes(buf, arena_size=1 << 20)
     rng = np.random.default_rng(4)

@@ -281,11 +281,20 @@ def test_too_small_arena_fails_at_allocate_tensors(fc_model, tmp_path):
     with pytest.raises(fw.FirmwareError) as err:
         fw.deploy(fc_model, target="m55", ram_kb=32, windows=2, arena_bytes=64, out_dir=tmp_path, progress=False)
     assert err.value.status == 10 and err.value.name == "arena_too_small"
-    assert "tensor arena of 64 bytes is too small: at least" in str(err.value)
-    assert err.value.needed > 64 and f"arena on this target is {err.value.needed} bytes" in str(err.value)
+    assert "tensor arena of 64 bytes is too small: TFLM's allocators alone need" in str(err.value)
+    needed = err.value.needed
+    assert needed > 64 and f"arena on this target is {needed} bytes" in str(err.value)
+
+    # Just below the measured size: AllocateTensors itself fails, and says by how much.
+    short = fw.build(tmp_path / "export", "m55", 32, needed - 4, tmp_path / "short", runner="tflm")
+    result = fw.run(short.elf, "m55", timeout=120)
+    assert result.status == 10
+    assert f"tensor arena of {needed - 4} bytes is too small: at least" in result.error["message"]
+    exact = fw.build(tmp_path / "export", "m55", 32, needed, tmp_path / "exact", runner="tflm")
+    assert fw.check_run(fw.run(exact.elf, "m55", timeout=120))["windows"] == 2
 
 
-def _tflm_build_and_run(gen, tmp_path, target="m4"):
+def _tflm_build_and_run(gen, tmp_path, target="m55"):
     firmware = fw.build(gen, target, 32, 8192, tmp_path / f"build-{target}", runner="tflm")
     return fw.run(firmware.elf, target, timeout=120)
 

@@ -3,7 +3,6 @@ causality, save/load, and full-int8 conversion that runs in host TFLM."""
 
 from __future__ import annotations
 
-import math
 
 import keras
 import numpy as np
@@ -286,7 +285,7 @@ T, F, K = 20, 8, 4
 # Every op TFLM runs in int8 that this graph may use. No EXP, LOG, QUANTIZE, DEQUANTIZE.
 TFLM_INT8_OPS = {
     "FULLY_CONNECTED", "MUL", "ADD", "SUB", "MEAN", "RSQRT", "SPLIT", "SPLIT_V", "PAD", "RESHAPE",
-    "DEPTHWISE_CONV_2D", "LOGISTIC", "UNPACK", "PACK", "SUM",
+    "DEPTHWISE_CONV_2D", "LOGISTIC", "UNPACK", "PACK", "STRIDED_SLICE", "BATCH_MATMUL",
 }
 # Host TFLM vs Keras float emissions of the trained int8-friendly model, as fractions of the
 # Keras emission range: int8 output has 256 levels, and the scan chains about 40 requantized

@@ -13,7 +13,11 @@
 #include "model_runner.h"
 #include "model_settings.h"  // generated: kSteps, kFeatures, kClasses, quantization
 #include "output.h"
+#include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
+#include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
+#include "tensorflow/lite/micro/micro_arena_constants.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -35,6 +39,11 @@ alignas(Resolver) uint8_t g_resolver_storage[sizeof(Resolver)];
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 Resolver* g_resolver = nullptr;
 tflite::MicroInterpreter* g_interpreter = nullptr;
+
+// TFLM places its own allocator and memory planner at the end of the arena without checking
+// that they fit (a smaller arena dereferences a null pointer), so check that first.
+constexpr size_t kAllocatorBytes = sizeof(tflite::SingleArenaBufferAllocator) + sizeof(tflite::GreedyMemoryPlanner) +
+                                   sizeof(tflite::MicroAllocator) + 3 * tflite::MicroArenaBufferAlignment();
 
 // TFLM reports an arena shortfall only in its log ("... missing: N"); keep the largest N so the
 // error can say how big the arena must at least be.
@@ -131,6 +140,11 @@ extern "C" int runner_init(void) {
   int status = CheckOps(model);
   if (status != kRunnerOk) return status;
 
+  if (ARENA_BYTES < kAllocatorBytes) {
+    return output_error(kRunnerArenaTooSmall,
+                        "tensor arena of %u bytes is too small: TFLM's allocators alone need %u bytes",
+                        static_cast<unsigned>(ARENA_BYTES), static_cast<unsigned>(kAllocatorBytes));
+  }
   g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, g_arena, ARENA_BYTES);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     if (g_arena_missing > 0) {

@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     p.add_argument("--prefix", default="", help="prefix for the runner symbols and file names (default none)")
     p.add_argument("--no-inplace", action="store_true",
                    help="never let an element-wise op overwrite its dying input (larger arena)")
+    p.add_argument("--no-tables", action="store_true",
+                   help="compute int8 LOGISTIC / TANH / SOFTMAX in fixed point at run time instead of "
+                   "compile-time lookup tables (less flash, more instructions)")
     p.add_argument("--alignment", type=int, default=16, help="byte alignment of arena buffers (default 16)")
     p.add_argument("--check", type=int, default=0, metavar="N",
                    help="also build the C with the host compiler and compare N random windows with the "
@@ -34,7 +37,8 @@ def _compile(args) -> int:
     if args.alignment < 1 or args.alignment & (args.alignment - 1):
         raise TinylocError(f"--alignment must be a power of two, got {args.alignment}")
     report = compile_tflite(args.tflite, args.out, symbol_prefix=args.prefix,
-                            inplace=not args.no_inplace, alignment=args.alignment)
+                            inplace=not args.no_inplace, tables=not args.no_tables,
+                            alignment=args.alignment)
     check = None
     if args.check > 0:
         check = _check_against_tflm(args.tflite, report, args.check)

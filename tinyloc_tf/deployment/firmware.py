@@ -333,7 +333,7 @@ def emulator_command(elf, target: str) -> tuple[list[str], str]:
             "-kernel", str(elf)], "qemu"
 
 
-def run(elf, target: str, timeout: float = 600.0) -> Run:
+def run(elf, target: str, timeout: float = 300.0) -> Run:
     """Run a firmware image to its end; returns its status and parsed report."""
     command, _ = emulator_command(elf, target)
     try:

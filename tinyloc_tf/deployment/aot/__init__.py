@@ -141,6 +141,12 @@ def compile_tflite(
                 "(convert with int8 input and output)"
             )
 
+    dynamic = [t for t in graph.tensors if any(d < 0 for d in t.shape)]
+    if dynamic:
+        raise TinylocError(
+            f"{name}: {dynamic[0].describe()} has a dynamic dimension; convert with a fixed "
+            "batch of 1 so every shape is known at compile time"
+        )
     lowering = lower_graph(graph, tables=tables)
     plan = plan_memory(graph, lowering, inplace=inplace, alignment=alignment)
     plain = plan_memory(graph, lowering, inplace=False, alignment=alignment)

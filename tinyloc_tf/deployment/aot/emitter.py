@@ -115,9 +115,14 @@ def emit_sources(
     ]
     header.write_text("\n".join(h))
 
-    # Constants used by some kernel call (weights, biases, tables in tensors).
+    # Constants some kernel call really points at (a bias folded into a new
+    # array at compile time, or a shape tensor, is not emitted).
+    referenced = {int(m.group(1)) for st in lowering.steps for line in st.body
+                  for m in _PLACEHOLDER.finditer(line) if m.group(1)}
+    if plan.final_copy is not None:
+        referenced.add(plan.final_copy)
     used_consts = sorted({
-        loc.const for loc in plan.locations.values() if loc.kind == "const"
+        plan.locations[t].const for t in referenced if plan.locations[t].kind == "const"
     })
     const_bytes = 0
     weights = []
