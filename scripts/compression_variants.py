@@ -5,7 +5,8 @@
 
 For each run folder (``tinyloc train`` output) and variant: ``tinyloc convert`` (the same
 function), then ``tinyloc evaluate`` on ``--split`` with agreement against the run's Keras
-model. Variants TFLM cannot run (dynamic range with hybrid ops, int8 EXP/LOG) are scored
+model. The extra variant ``finetune-int8`` is QAT's control: the same fine-tune without
+fake quantization, then int8 (QAT's gain over it is what quantization-awareness buys). Variants TFLM cannot run (dynamic range with hybrid ops, int8 EXP/LOG) are scored
 with LiteRT and marked. Writes ``OUT/<run>.<variant>.tflite``, ``OUT/results.json`` and
 prints a Markdown table (macro-F1 / accuracy in %, flash and arena in bytes).
 """
@@ -48,9 +49,18 @@ def main(argv=None) -> int:
         for variant in args.variants:
             started = time.perf_counter()
             metadata = {**data_metadata(data), "run": {"path": str(run)}}
-            result = convert(tagger, variant, representative=data.train.X, metadata=metadata,
+            source, quant, control = tagger, variant, None
+            if variant == "finetune-int8":
+                from tinyloc_tf.compression.qat import fine_tune
+
+                source, control = fine_tune(tagger, data.train.X, data.train.y, validation=(data.val.X, data.val.y),
+                                            epochs=args.qat_epochs, seed=args.seed, progress=False, fake_quant=False)
+                quant = "int8"
+            result = convert(source, quant, representative=data.train.X, metadata=metadata,
                              labels=data.train.y, validation=(data.val.X, data.val.y), seed=args.seed,
                              qat_options={"epochs": args.qat_epochs, "progress": False})
+            if control is not None:
+                result.report["qat"] = control
             path = args.out / f"{run.name}.{variant}.tflite"
             write_atomic(path, result.tflite)
             convert_s = time.perf_counter() - started

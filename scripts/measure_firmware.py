@@ -2,7 +2,7 @@
 """Deploy .tflite models on the emulated Cortex-M targets and tabulate what the firmware measured.
 
     TFLM_ROOT=... .venv/bin/python scripts/measure_firmware.py models/*.tflite --data DIR \
-        --targets m55 m4 --ram-kb 64 --out docs/results/firmware.json
+        --targets m55 m4 --ram-kb 64 [--stack-bytes 4096] --out docs/results/firmware.json
 
 For every model x target (x backend) it runs `tinyloc deploy` (tinyloc_tf.deployment.firmware)
 and prints a Markdown table: agreement with host TFLM, macro-F1 on the exported windows, arena,
@@ -38,7 +38,7 @@ def _kb(n) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | target | backend | RAM budget | bit-exact | path agree | macro-F1 | arena KB | "
+    head = ("| model | target | backend | RAM budget | bit-exact | path agree | macro-F1 / acc. | arena KB | "
             "flash KB (model + code) | RAM KB (ELF) | stack used B | instr./inference |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -46,7 +46,7 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['model']} | {r['target']} | {r['backend']} | {r['ram_kb']} KB | {r['error']} |"
                          + " |" * 7)
             continue
-        f1 = "-" if r["macro_f1"] is None else f"{r['macro_f1']:.3f}"
+        f1 = "-" if r["macro_f1"] is None else f"{r['macro_f1']:.3f} / {r['accuracy']:.3f}"
         lines.append(
             f"| {Path(r['model']).name} | {r['target']} | {r['backend']} | {r['ram_kb']} KB | "
             f"{'yes' if r['emissions_bit_exact'] else 'NO'} | {r['path_agreement']:.3f} | {f1} | "
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--targets", nargs="+", default=["m55", "m4"])
     p.add_argument("--backends", nargs="+", default=["tflm"])
     p.add_argument("--ram-kb", type=int, default=64)
+    p.add_argument("--stack-bytes", type=int, default=4096, help="stack reserved in the RAM budget")
     p.add_argument("--out", type=Path, help="write the reports as JSON here")
     args = p.parse_args(argv)
 
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
                 print(f"deploying {model} on {target} ({backend}, {args.ram_kb} KB)", file=sys.stderr, flush=True)
                 try:
                     rows.append(deploy(model, target=target, ram_kb=args.ram_kb, backend=backend,
-                                       data_dir=_data_for(model, args.data), windows=args.windows))
+                                       data_dir=_data_for(model, args.data), windows=args.windows,
+                                       stack_bytes=args.stack_bytes))
                 except (RamBudgetError, FirmwareError, TinylocError) as exc:
                     rows.append({"model": str(model), "target": target, "backend": backend, "ram_kb": args.ram_kb,
                                  "error": str(exc)})

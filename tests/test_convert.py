@@ -239,6 +239,15 @@ def test_metadata_round_trips_and_carries_what_deployment_needs(mamba, mamba_int
     np.testing.assert_array_equal(run_tflite(rewritten, toy.test.X), run_tflite(mamba_int8.tflite, toy.test.X))
 
 
+def test_single_step_models_store_no_transitions():
+    """With T = 1 no path takes a transition, so the metadata keeps zeros (a few bytes)."""
+    keras.utils.set_random_seed(0)
+    tagger = build_model("mamba", features=FEATURES, classes=CLASSES, hidden=4, layers=1, steps=1, int8_friendly=True)
+    meta = read_metadata(conv.convert_model(tagger, "float32"))
+    assert meta["T"] == 1 and np.all(np.asarray(meta["crf"]["transitions"]) == 0)
+    np.testing.assert_array_equal(np.float32(meta["crf"]["start"]), np.asarray(tagger.crf.start))
+
+
 def test_metadata_errors_name_the_problem(tmp_path):
     import tensorflow as tf
 

@@ -257,7 +257,7 @@ def test_deploy_tflm_is_bit_exact_with_host_tflm(target, fc_model, tmp_path):
     assert report["emissions_bit_exact"] and report["emission_agreement"] == 1.0
     assert report["path_agreement"] == 1.0
     assert report["macro_f1"] is None  # random windows carry no labels
-    assert 0 < report["arena_bytes"] <= report["arena_reserved_bytes"] < report["ram_bytes"] <= 32 * 1024
+    assert 0 < report["arena_in_use_bytes"] <= report["arena_bytes"] < report["ram_bytes"] <= 32 * 1024
     assert report["model_bytes"] == fc_model.stat().st_size
     assert report["flash_bytes"] == report["model_bytes"] + report["code_bytes"]
     assert report["instructions_per_inference"] > 0 and report["instructions_exact"]

@@ -498,8 +498,10 @@ def deploy(
             "emission_max_abs_diff": summary["emission_max_abs_diff"],
             "path_agreement": float(np.mean(paths == expected["host_path"])) if paths.size else None,
             **_scores(expected["labels"], paths),
-            "arena_bytes": int(summary["arena_used_bytes"]),
-            "arena_reserved_bytes": arena if backend == "tflm" else None,
+            # The arena the model needs: for TFLM the smallest that AllocateTensors accepts (what
+            # the build reserved), for the AOT backend its static memory plan.
+            "arena_bytes": arena if backend == "tflm" else int(summary["arena_used_bytes"]),
+            "arena_in_use_bytes": int(summary["arena_used_bytes"]),  # after init (TFLM: arena_used_bytes())
             **firmware.sizes,
             "stack_used_bytes": summary["stack_used_bytes"],
             "heap_used_bytes": summary["heap_used_bytes"],

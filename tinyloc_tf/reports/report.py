@@ -233,11 +233,16 @@ def _pyplot():
 def plot_f1_vs_size(frame: pd.DataFrame, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    styles = {"float32": "o", "int8": "s", "dynamic": "^", "selective": "D", "qat": "P", "sklearn": "x"}
+    # colour = variant, marker = family, hollow = distilled student
+    colours = {"float32": "tab:grey", "int8": "tab:blue", "dynamic": "tab:orange", "selective": "tab:green",
+               "qat": "tab:red", "sklearn": "black"}
+    markers = {"mamba": "o", "mdcsa": "s", "baseline": "x"}
     for (family, kind, variant), group in frame.groupby(["family", "kind", "variant"]):
-        label = f"{family} {variant}" + (" KD" if kind == "distill" else "") if family != "baseline" else "baselines"
-        ax.scatter(group["flash_bytes"] / 1024, 100 * group["test_macro_f1"], marker=styles.get(variant, "o"),
-                   label=label, alpha=0.8, facecolors="none" if kind == "distill" else None)
+        colour = colours.get(variant, "tab:purple")
+        label = "baselines" if family == "baseline" else f"{family} {variant}" + (" KD" if kind == "distill" else "")
+        filled = kind != "distill" or family == "baseline"
+        ax.scatter(group["flash_bytes"] / 1024, 100 * group["test_macro_f1"], marker=markers.get(family, "^"),
+                   label=label, alpha=0.8, edgecolors=colour, facecolors=colour if filled else "none")
     low = ax.get_ylim()[0]
     for budget in BUDGETS_KB:
         ax.axvline(budget, color="grey", linestyle="--", linewidth=1)
