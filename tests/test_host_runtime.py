@@ -78,8 +78,10 @@ def test_arena_search_finds_the_smallest_working_arena(int8_model):
     _, buf = int8_model
     needed = host.find_arena_bytes(buf)
     assert host.arena_works(buf, needed) and not host.arena_works(buf, needed - 1)
+    # TFLM's own "Arena allocation total" is an estimate: it leaves out planning scratch
+    # (needed can be a third more) and sometimes counts a few alignment bytes too many.
     printed = host.printed_arena_bytes(buf)
-    assert printed is not None and printed <= needed  # TFLM's own print under-counts scratch
+    assert printed is not None and 0.5 * needed <= printed <= needed + 64
 
 
 def test_too_small_arena_is_a_clear_error_not_a_crash(int8_model):

@@ -257,3 +257,13 @@ def test_ray_local_gives_the_same_results_as_the_local_path(tiny_sweep, toy, tmp
             k: v for k, v in local.items() if k not in TIMING
         }
     assert via_ray["teachers"] == {"mamba": sweep_module.pick_teacher(result["runs"], "mamba")}
+
+
+def test_ray_auto_without_a_cluster_is_a_clear_error(monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'tinyloc-tf[ray]'")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if ray.is_initialized():
+        pytest.skip("a Ray session is already open in this process")
+    with pytest.raises(TinylocError, match=r"cannot connect to the Ray cluster at 'auto' \(start one with"):
+        with sweep_module.ray_session("auto"):
+            pass

@@ -366,8 +366,7 @@ def _selective(graph, windows: np.ndarray, threshold: float) -> tuple[bytes, lis
     # Rounding noise alone gives rmse/scale = 1/sqrt(12) = 0.29; far above that is an outlier.
     stats["rmse_over_scale"] = np.sqrt(stats["mean_squared_error"]) / stats["scale"].where(stats["scale"] > 0)
     outliers = stats[stats["rmse_over_scale"] > threshold]
-    present = set(op_counts_from_stats(stats))
-    denylisted_ops = [op for op in TFLM_FLOAT_ONLY_OPS if op in present]
+    denylisted_ops = [op for op in TFLM_FLOAT_ONLY_OPS if op in set(stats["op_name"])]
     kept = [
         {
             "op": row.op_name,
@@ -392,10 +391,6 @@ def _selective(graph, windows: np.ndarray, threshold: float) -> tuple[bytes, lis
         )
 
     return _run_converter(quantize, "selective", graph), kept
-
-
-def op_counts_from_stats(stats) -> dict[str, int]:
-    return dict(Counter(stats["op_name"]))
 
 
 def convert(

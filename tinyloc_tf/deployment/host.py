@@ -21,7 +21,6 @@ new child from there. Host pointers are 64-bit, so a Cortex-M needs a little les
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
@@ -551,10 +550,6 @@ def _keras_paths(run_dir, X) -> tuple[np.ndarray, np.ndarray]:
     crf = tagger.crf
     params = [np.asarray(w, dtype=np.float32) for w in (crf.transitions, crf.start, crf.end)]
     return viterbi_decode(emissions, *params), emissions
-
-
-def report_json(report: dict) -> str:
-    return json.dumps(report, indent=2, sort_keys=False)
 
 
 if __name__ == "__main__":

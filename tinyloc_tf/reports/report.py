@@ -236,7 +236,7 @@ def plot_f1_vs_size(frame: pd.DataFrame, path: Path) -> None:
     # colour = variant, marker = family, hollow = distilled student
     colours = {"float32": "tab:grey", "int8": "tab:blue", "dynamic": "tab:orange", "selective": "tab:green",
                "qat": "tab:red", "sklearn": "black"}
-    markers = {"mamba": "o", "mdcsa": "s", "baseline": "x"}
+    markers = {"mamba": "o", "mdcsa": "s", "baseline": "X"}
     for (family, kind, variant), group in frame.groupby(["family", "kind", "variant"]):
         colour = colours.get(variant, "tab:purple")
         label = "baselines" if family == "baseline" else f"{family} {variant}" + (" KD" if kind == "distill" else "")

@@ -402,10 +402,14 @@ def ray_session(address: str | None, num_cpus: int | None = None):
     started = not ray.is_initialized()
     if started:
         options = dict(include_dashboard=False, log_to_driver=False)
-        if address == "local":
-            ray.init(num_cpus=num_cpus, **options)
-        else:
-            ray.init(address=address, **options)
+        try:
+            if address == "local":
+                ray.init(num_cpus=num_cpus, **options)
+            else:
+                ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            hint = " (start one with `ray start --head`, or use --ray local)" if address == "auto" else ""
+            raise TinylocError(f"cannot connect to the Ray cluster at {address!r}{hint}: {exc}") from exc
     try:
         yield
     finally:
