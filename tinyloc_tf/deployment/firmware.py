@@ -63,6 +63,8 @@ EXIT_STATUS = {
 DEFAULT_STACK_BYTES = 4096
 DEFAULT_HEAP_BYTES = 512  # newlib-nano's std FILE structs (436 B) on the first write
 PROBE_ARENA_BYTES = 256 * 1024
+#: Headroom above the measured stack use before a smaller stack reserve is suggested.
+STACK_MARGIN_BYTES = 256
 #: Symbols of the exported test data: in flash, but not part of a deployed application.
 TEST_DATA_SYMBOLS = ("kTestInput", "kHostEmissions", "kHostPath", "kTrueLabel")
 MODEL_SYMBOL = "g_tinyloc_model"
@@ -370,6 +372,22 @@ def check_run(result: Run, arena_needed: int | None = None) -> dict:
 # --------------------------------------------------------------------------- deploy
 
 
+def _probe_arena(gen: Path, spec: Target, build_dir: Path, stack_bytes: int, heap_bytes: int) -> tuple[int, int]:
+    """Smallest TFLM arena on ``spec`` (bisected on the target) and the stack the run used."""
+    probe = build(gen, spec.name, spec.ram_max_bytes // 1024, PROBE_ARENA_BYTES, build_dir, "tflm",
+                  stack_bytes=stack_bytes, heap_bytes=heap_bytes, defines=["TINYLOC_ARENA_SEARCH"])
+    result = run(probe.elf, spec.name)
+    summary = check_run(result)
+    search = next((r for r in result.records if r.get("event") == "arena_search"), None)
+    if search is None:
+        raise FirmwareError("the probe firmware did not report its arena search")
+    return int(search["arena_min_bytes"]), int(summary["stack_used_bytes"])
+
+
+def _round8(n: int) -> int:
+    return int(n) // 8 * 8
+
+
 def _aot_runner(tflite_path: Path, out_dir: Path) -> tuple[list[Path], str]:
     """Sources and include flags of the AOT-compiled model (``tinyloc compile``)."""
     try:
@@ -450,34 +468,36 @@ def deploy(
         work = Path(out_dir) if out_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         gen = work / "export"
-        manifest = export_c(tflite_path, gen, data_dir=data_dir, windows=windows, crf_file=crf_file)
-        step("export")
+        try:
+            manifest = export_c(tflite_path, gen, data_dir=data_dir, windows=windows, crf_file=crf_file)
+            step("export")
 
-        runner, runner_srcs, runner_cppflags = backend, (), ""
-        probe_arena = None
-        if backend == "aot":
-            runner_srcs, runner_cppflags = _aot_runner(Path(tflite_path), work / "aot")
-        else:
-            probe_ram_kb = spec.ram_max_bytes // 1024
-            probe = build(gen, target, probe_ram_kb, PROBE_ARENA_BYTES, work / "probe", "tflm",
-                          stack_bytes=stack_bytes, heap_bytes=heap_bytes, defines=["TINYLOC_ARENA_SEARCH"])
-            probe_run = run(probe.elf, target)
-            check_run(probe_run)
-            search = next((r for r in probe_run.records if r.get("event") == "arena_search"), None)
-            if search is None:
-                raise FirmwareError("the probe firmware did not report its arena search")
-            probe_arena = int(search["arena_min_bytes"])
-        step(steps[1])
+            runner, runner_srcs, runner_cppflags = backend, (), ""
+            probe_arena = probe_stack = None
+            if backend == "aot":
+                runner_srcs, runner_cppflags = _aot_runner(Path(tflite_path), work / "aot")
+            else:
+                probe_arena, probe_stack = _probe_arena(gen, spec, work / "probe", stack_bytes, heap_bytes)
+            step(steps[1])
 
-        arena = int(arena_bytes) if arena_bytes is not None else int(probe_arena or 16)
-        firmware = build(gen, target, ram_kb, arena, work / "build", runner, runner_srcs, runner_cppflags,
-                         stack_bytes=stack_bytes, heap_bytes=heap_bytes)
-        step("build")
-        result = run(firmware.elf, target)
-        summary = check_run(result, arena_needed=probe_arena)
-        step("run")
-        if bar is not None:
-            bar.close()
+            arena = int(arena_bytes) if arena_bytes is not None else int(probe_arena or 16)
+            try:
+                firmware = build(gen, target, ram_kb, arena, work / "build", runner, runner_srcs, runner_cppflags,
+                                 stack_bytes=stack_bytes, heap_bytes=heap_bytes)
+            except RamBudgetError as exc:
+                smaller = _round8(stack_bytes - exc.overflow)
+                if probe_stack is not None and smaller >= probe_stack + STACK_MARGIN_BYTES:
+                    # The probe measured the stack: a smaller reserve may be all it takes.
+                    exc.args = (f"{exc.args[0]}; or keep --ram-kb {ram_kb}: the probe run used {probe_stack} B "
+                                f"of stack, so --stack-bytes {smaller} would fit",)
+                raise
+            step("build")
+            result = run(firmware.elf, target)
+            summary = check_run(result, arena_needed=probe_arena)
+            step("run")
+        finally:
+            if bar is not None:
+                bar.close()
 
         expected = load_windows(gen)
         paths = np.array([w["path"] for w in sorted(result.windows, key=lambda w: w["window"])], dtype=np.int32)
