@@ -14,8 +14,9 @@ For each int8 .tflite:
     TFLM_ROOT; it is skipped, not failed, without one) and tabulates flash (code + model),
     RAM (.data + .bss + heap + stack reserves) and instructions per inference side by side.
 
-Without model paths it builds two small untrained demo models (MDCSA H8L1 and int8-friendly
-Mamba H8L1, F=8, K=4, T=20, calibrated on random windows) so the script runs anywhere.
+Without model paths it builds four untrained demo models with the real architectures (MDCSA
+H8L1 and int8-friendly Mamba H8L1 at F=8, K=4, T=20; Mamba H4L1 and MDCSA H8L1 at the
+UJIIndoorLoc size F=520, K=59, T=1), calibrated on random windows, so it runs anywhere.
 """
 
 from __future__ import annotations
@@ -30,15 +31,27 @@ from pathlib import Path
 import numpy as np
 
 
+DEMO_MODELS = (
+    # name, family, hidden, features, classes, steps, int8_friendly
+    ("demo_mdcsa_h8l1_house", "mdcsa", 8, 8, 4, 20, False),
+    ("demo_mamba_h8l1_house", "mamba", 8, 8, 4, 20, True),
+    ("demo_mamba_h4l1_uji", "mamba", 4, 520, 59, 1, True),
+    ("demo_mdcsa_h8l1_uji", "mdcsa", 8, 520, 59, 1, False),
+)
+
+
 def demo_models(folder: Path) -> list[Path]:
+    """Untrained models with the real architectures: house-sized (F=8, K=4, T=20) and
+    UJIIndoorLoc-sized (F=520, K=59, T=1), calibrated on random windows."""
     from tinyloc_tf.compression.convert import convert_model, model_metadata
     from tinyloc_tf.models import build_model
 
     rng = np.random.default_rng(0)
-    X = rng.random((64, 20, 8)).astype(np.float32)
     paths = []
-    for name, family, kwargs in (("demo_mdcsa_h8l1", "mdcsa", {}), ("demo_mamba_h8l1", "mamba", {"int8_friendly": True})):
-        model = build_model(family, features=8, classes=4, hidden=8, layers=1, steps=20, **kwargs)
+    for name, family, hidden, features, classes, steps, friendly in DEMO_MODELS:
+        model = build_model(family, features=features, classes=classes, hidden=hidden, layers=1,
+                            steps=steps, int8_friendly=friendly)
+        X = rng.random((64, steps, features)).astype(np.float32)
         path = folder / f"{name}.tflite"
         path.write_bytes(convert_model(model, quant="int8", representative=X, metadata=model_metadata(model)))
         paths.append(path)

@@ -9,7 +9,6 @@ TFLM_ROOT points at a TensorFlow Lite Micro tree (scripts/get_tflm.sh makes one)
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import subprocess
 from pathlib import Path

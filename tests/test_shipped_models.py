@@ -1,0 +1,174 @@
+"""The shipped models (``models/<dataset>/<budget>kb.tflite``) reproduce their cards.
+
+Fast checks read the card and the file (sizes, sha256, embedded metadata, exact arena).
+The slow checks rebuild the prepared data from the card's recipe (UJIIndoorLoc from the
+``uji_zip`` fixture, the synthetic house from its seed), check its sha256, and run
+``tinyloc evaluate`` on the shipped file, expecting the card's numbers exactly.
+Cards are written by ``scripts/ship_models.py`` (see docs/shipped_models.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyloc_tf.cli import main as tinyloc
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+CARDS = sorted(MODELS.glob("*/*kb.json"))
+SHIPPED = (("ujiindoorloc", 64), ("ujiindoorloc", 32), ("synth-house-a", 64), ("synth-house-a", 32))
+TFLM_VARIANTS = ("int8", "selective", "qat")
+
+
+def _card(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _ids(paths):
+    return [f"{p.parent.name}/{p.stem}" for p in paths]
+
+
+def test_every_dataset_ships_both_budgets():
+    for name, budget in SHIPPED:
+        card = MODELS / name / f"{budget}kb.json"
+        assert card.is_file(), f"{card} missing: run scripts/ship_models.py (docs/shipped_models.md)"
+        assert card.with_suffix(".tflite").is_file(), f"{card.with_suffix('.tflite')} missing"
+        assert _card(card)["budget_kb"] == budget and _card(card)["dataset"] == name
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=_ids(CARDS))
+def test_card_describes_its_file(card_path):
+    from tinyloc_tf.compression.metadata import read_metadata
+
+    card = _card(card_path)
+    buf = (card_path.parent / card["file"]).read_bytes()
+    assert card["file"] == card_path.with_suffix(".tflite").name
+    assert hashlib.sha256(buf).hexdigest() == card["tflite_sha256"]
+    limit = card["budget_kb"] * 1024
+    assert len(buf) == card["flash_bytes"] <= limit
+    assert 0 < card["arena_bytes"] <= limit
+    model = card["model"]
+    assert model["variant"] in TFLM_VARIANTS
+    # the headline numbers are the evaluate output's, not copied from elsewhere
+    for split in ("test", "val"):
+        report = card["evaluate"][split]
+        assert report["split"] == split and report["runtime"] == "tflm" and report["tflm_deployable"]
+        for key in ("macro_f1", "accuracy", "steps", "windows"):
+            assert card["metrics"][split][key] == report[key]
+        for key in ("flash_bytes", "arena_bytes", "metadata_bytes", "params"):
+            assert card[key] == report[key]
+    # selection was on validation, and the file is the model the card names
+    assert card["selection"]["val_macro_f1"] == card["metrics"]["val"]["macro_f1"]
+    meta = read_metadata(buf)
+    assert (meta["quant"], meta["family"], meta["hidden"], meta["layers"], meta["params"]) == (
+        model["variant"], model["family"], model["hidden"], model["layers"], model["params"])
+    assert meta["data_sha256"] == card["data"]["prepared_sha256"]
+    assert list(meta["classes"]) == card["data"]["classes"]
+    assert int(meta["T"]) == card["data"]["T"] and len(meta["features"]) == card["data"]["features"]
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=_ids(CARDS))
+def test_arena_is_exact(card_path):
+    """The model runs in exactly the card's arena and not in one byte less (host TFLM)."""
+    from tinyloc_tf.deployment.host import arena_works
+
+    card = _card(card_path)
+    tflite = card_path.parent / card["file"]
+    assert arena_works(tflite, card["arena_bytes"])
+    assert not arena_works(tflite, card["arena_bytes"] - 1)
+
+
+def _tiny_prepared(buf: bytes, out: Path) -> Path:
+    """A prepared folder that fits the model (features, classes, T, scaling from its metadata)."""
+    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.data import Split, write_prepared
+
+    meta = read_metadata(buf)
+    steps, features = int(meta["T"]), len(meta["features"])
+    rng = np.random.default_rng(0)
+    split = Split(X=rng.random((3, steps, features), dtype=np.float32), y=np.zeros((3, steps), dtype=np.int32))
+    return write_prepared(out, {"train": split, "val": split, "test": split}, {
+        "features": list(meta["features"]), "classes": list(meta["classes"]), "T": steps,
+        "scaling": meta["scaling"], "labels": meta.get("labels", "room"), "source": "test", "source_sha256": "-",
+    })
+
+
+@pytest.mark.skipif(not CARDS, reason="no shipped models under models/")
+def test_too_small_arena_is_a_clear_error(tmp_path, capsys):
+    """`tinyloc evaluate --arena-kb` below the need exits non-zero naming the size; the probe
+    runs in child processes, so this process survives."""
+    card_path = min(CARDS, key=lambda p: _card(p)["flash_bytes"])
+    card = _card(card_path)
+    tflite = card_path.parent / card["file"]
+    data = _tiny_prepared(tflite.read_bytes(), tmp_path / "data")
+    too_small_kb = (card["arena_bytes"] - 1) // 1024
+    code = tinyloc(["evaluate", str(tflite), "--data", str(data), "--arena-kb", str(too_small_kb), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "too small" in err and f"TFLM needs {card['arena_bytes']} bytes" in err
+    assert f"--arena-kb {-(-card['arena_bytes'] // 1024)}" in err
+
+
+# --------------------------------------------------------------------------- full reproduction
+
+_PREPARED: dict[str, Path] = {}
+
+
+def _rebuild(recipe: dict, request, tmp_path_factory) -> Path:
+    """The prepared folder of ``recipe``, built once per recipe in this test session."""
+    key = json.dumps(recipe, sort_keys=True)
+    if key in _PREPARED:
+        return _PREPARED[key]
+    root = tmp_path_factory.mktemp("prepared")
+    if recipe["kind"] == "uji":
+        from tinyloc_tf.data.uji import prepare_uji
+
+        archive = request.getfixturevalue("uji_zip")
+        assert hashlib.sha256(archive.read_bytes()).hexdigest() == recipe["source_sha256"], (
+            f"{archive} is not the archive the card was made from")
+        options = {"areas": recipe["areas"]} if "areas" in recipe else {}
+        out = prepare_uji(archive, root / "data", labels=recipe["labels"], seed=recipe["seed"],
+                          val_fraction=recipe["val_fraction"], **options)
+    elif recipe["kind"] == "synthetic-inhome":
+        from tinyloc_tf.data.inhome import prepare_inhome
+        from tinyloc_tf.data.synth import synthesize_house
+
+        synth = dict(recipe["synth"])
+        raw = synthesize_house(root / "raw", **synth)
+        prepare = dict(recipe["prepare"])
+        out = prepare_inhome(raw, prepare.pop("house"), root / "data", **prepare)
+    else:
+        pytest.skip(f"recipe kind {recipe['kind']!r} needs raw data the tests do not have")
+    _PREPARED[key] = out
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card_path", CARDS, ids=_ids(CARDS))
+def test_card_reproduces(card_path, request, tmp_path_factory, tmp_path, monkeypatch):
+    from tinyloc_tf.data import load_prepared
+
+    card = _card(card_path)
+    data_dir = _rebuild(card["data"]["recipe"], request, tmp_path_factory)
+    dataset = load_prepared(data_dir)
+    assert dataset.fingerprint() == card["data"]["prepared_sha256"]
+    assert dataset.meta["source_sha256"] == card["data"]["source_sha256"]
+
+    monkeypatch.chdir(REPO)  # the card records the model as `models/<dataset>/<budget>kb.tflite`
+    shipped = card["evaluate"]["test"]["model"]
+    arena_kb = card["arena_bytes"] / 1024  # exact: a power-of-two division
+    for split in ("test", "val"):
+        out = tmp_path / f"{split}.json"
+        code = tinyloc(["evaluate", shipped, "--data", str(data_dir), "--split", split, "--runtime", "tflm",
+                        "--arena-kb", repr(arena_kb), "--out", str(out), "--quiet"])
+        assert code == 0
+        got = json.loads(out.read_text())
+        assert got.pop("arena_kb_given") == arena_kb
+        expected = dict(card["evaluate"][split])
+        expected.pop("arena_kb_given")
+        assert got == expected
