@@ -348,6 +348,6 @@ def test_generated_op_registration_matches_tflm_api(fc_model):
     header = (_tflm_root() / "tensorflow/lite/micro/micro_mutable_op_resolver.h").read_text()
     ops = ["ADD", "SUB", "MUL", "FULLY_CONNECTED", "BATCH_MATMUL", "DEPTHWISE_CONV_2D", "CONV_2D", "LOGISTIC",
            "TANH", "SOFTMAX", "MEAN", "SUM", "RSQRT", "RESHAPE", "PACK", "UNPACK", "SPLIT", "SPLIT_V", "PAD",
-           "CONCATENATION", "STRIDED_SLICE", "TRANSPOSE", "RELU", "QUANTIZE", "DEQUANTIZE", "GATHER", "SQUARED_DIFFERENCE"]
+           "CONCATENATION", "STRIDED_SLICE", "TRANSPOSE", "MINIMUM", "RELU", "QUANTIZE", "DEQUANTIZE", "GATHER", "SQUARED_DIFFERENCE"]
     missing = [op for op in ops if f"TfLiteStatus {resolver_method(op)}(" not in header]
     assert not missing

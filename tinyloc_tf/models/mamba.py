@@ -89,7 +89,10 @@ def decay(dt, A, int8_friendly: bool = False):
     dt = ops.expand_dims(dt, -1)
     if not int8_friendly:
         return ops.exp(dt * A)
-    return ops.elu(dt * A) + 1.0
+    v = ops.relu(1.0 + dt * (A / EXP_POWER))
+    for _ in range(EXP_SQUARINGS):
+        v = v * v
+    return v
 
 
 def selective_scan(x, dt, A, B, C, D, int8_friendly: bool = False):
