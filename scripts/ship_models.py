@@ -3,11 +3,11 @@
 
     .venv/bin/python scripts/ship_models.py SWEEP --name ujiindoorloc --out models/
     .venv/bin/python scripts/ship_models.py /work/runs/pipeline/sweep --name synth-house-a --out models/ \\
-        --made-by "tinyloc pipeline --work /work/runs/pipeline"
+        --made-by "tinyloc pipeline --work /work/runs/pipeline --seed 0 --grid small --epochs 25 --patience 5 --jobs 1"
 
-For each budget (64 and 32 KiB) the model is chosen exactly as ``tinyloc report`` chooses
-it (:func:`tinyloc_tf.reports.report.best_under`: the TFLM-deployable variant - int8,
-selective, QAT - whose flash *and* arena fit, with the best validation macro-F1). The chosen
+For each budget (64 and 32 KiB) the model is chosen as ``tinyloc report`` chooses it, by
+:func:`tinyloc_tf.reports.report.best_under` over the int8-family variants (int8, selective,
+QAT): of those TFLM runs whose flash *and* arena fit, the best validation macro-F1. The chosen
 ``.tflite`` is copied to ``OUT/NAME/<budget>kb.tflite`` and re-evaluated on val and test with
 :func:`tinyloc_tf.deployment.host.evaluate_tflite`, the function behind ``tinyloc evaluate``,
 so the card ``OUT/NAME/<budget>kb.json`` holds exactly what ``tinyloc evaluate`` prints
@@ -22,6 +22,7 @@ failed run leaves the previous models untouched and never a half-written set.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -179,10 +180,9 @@ def check_against_sweep(row, variant: dict, reports: dict, where: Path) -> None:
                            f"({'; '.join(problems)}); rerun the sweep's compression phase before shipping")
 
 
-def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, settings: dict, dataset, shipped: Path,
-              buf: bytes, commands: dict, recipe: dict, candidates: int, progress: bool) -> dict:
-    import hashlib
-
+def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipped: Path,
+              buf: bytes, commands: dict, recipe: dict, candidates: int) -> dict:
+    """Re-evaluate ``buf`` (the chosen variant's bytes) on test and val and build its card."""
     from tinyloc_tf.deployment.host import evaluate_tflite
     from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
 
@@ -194,7 +194,7 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, settings: dict
 
     reports = {}
     for split in ("test", "val"):
-        report = evaluate_tflite(buf, dataset, split=split, runtime="tflm", progress=progress)
+        report = evaluate_tflite(buf, dataset, split=split, runtime="tflm")
         report["model"] = str(shipped)  # what `tinyloc evaluate <shipped path>` prints
         reports[split] = report
     check_against_sweep(row, variant, reports, variant_path)
@@ -236,8 +236,8 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, settings: dict
         "tflite_sha256": hashlib.sha256(buf).hexdigest(),
         "model": model,
         "selection": {
-            "rule": "tinyloc_tf.reports.report.best_under: among TFLM-deployable variants (int8, selective, qat) "
-                    "whose flash and arena both fit the budget, the highest validation macro-F1 "
+            "rule": "tinyloc_tf.reports.report.best_under over the int8, selective and qat variants: among "
+                    "those TFLM runs whose flash and arena both fit the budget, the highest validation macro-F1 "
                     "(ties: smaller flash); test scores are read off afterwards",
             "budget_bytes": budget_kb * 1024,
             "candidates_fitting": candidates,
@@ -293,7 +293,7 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
     """Select, copy, re-evaluate and card the best model per budget; return the written paths."""
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.errors import TinylocError
-    from tinyloc_tf.reports.report import best_under, collect_rows, fits
+    from tinyloc_tf.reports.report import INT8_VARIANTS, best_under, collect_rows, fits
 
     if not NAME_PATTERN.match(name):
         raise TinylocError(f"--name {name!r}: use lower-case letters, digits and dashes (e.g. synth-house-a)")
@@ -311,15 +311,16 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
         "sweep": made_by or [sweep_command(settings)],
         "report": [_cmd("tinyloc", "report", sweep_dir)],
         "ship": [ship_command],
-        "evaluate": [],
     }
 
+    # best_under only considers int8-family variants (int8, selective, qat) that run in TFLM.
     picks = []
     for budget in budgets:
         row = best_under(frame, budget)
         if row is None:
-            raise TinylocError(f"{sweep_dir}: no TFLM-deployable variant fits {budget} KiB of flash and arena")
-        candidates = int((frame["deployable"].astype(bool) & fits(frame, budget)).sum())
+            raise TinylocError(f"{sweep_dir}: no {'/'.join(INT8_VARIANTS)} variant fits {budget} KiB of flash and arena")
+        int8_family = frame[frame["variant"].isin(INT8_VARIANTS)]
+        candidates = int((int8_family["deployable"].astype(bool) & fits(int8_family, budget)).sum())
         picks.append((budget, row, candidates))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -338,9 +339,8 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
             card_commands = dict(commands, evaluate=[
                 _cmd("tinyloc", "evaluate", shipped, "--data", settings["data"], "--split", split, "--runtime", "tflm")
                 for split in ("test", "val")])
-            card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, settings=settings,
-                             dataset=dataset, shipped=shipped, buf=buf, commands=card_commands, recipe=recipe,
-                             candidates=candidates, progress=False)
+            card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, dataset=dataset,
+                             shipped=shipped, buf=buf, commands=card_commands, recipe=recipe, candidates=candidates)
             (staging / shipped.name).write_bytes(buf)
             (staging / f"{budget}kb.json").write_text(json.dumps(card, indent=2) + "\n")
         final = out / name

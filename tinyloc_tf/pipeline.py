@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     parser.add_argument("--grid", default="small", help="sweep grid: small (default) or paper (hours)")
     parser.add_argument("--epochs", type=int, default=25, help="most epochs per run (default 25)")
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience (default 5)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1; each uses all cores)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="runs in parallel worker processes (default 2: small models use one core well)")
     parser.add_argument("--target", choices=("m55", "m4"), default="m55", help="Cortex-M target (default m55)")
     parser.add_argument("--ram-kb", type=int, default=32, help="RAM and flash budget of the deployed model in KiB (default 32)")
     parser.add_argument("--backend", choices=("auto", "tflm", "aot"), default="auto",
@@ -64,14 +65,14 @@ def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
         backend = "tflm" if deploy_skip_reason("tflm") is None else "aot"
     reason = deploy_skip_reason(backend)
     if reason:
-        summary["deploy"] = {"skipped": reason, "model": best["run"]}
+        summary["deploy"] = {"skipped": reason, "run": best["run"]}
         print(f"deploy skipped: {reason}")
         return
     tflite = args.work / "sweep" / "runs" / best["run"] / "variants" / f"{best['variant']}.tflite"
     print(f"deploying {best['run']} ({best['variant']}) on {args.target}, {budget_kb} KiB RAM, backend {backend}")
     result = deploy(str(tflite), target=args.target, ram_kb=budget_kb, backend=backend,
                     data_dir=str(args.work / "data"), windows=16)
-    summary["deploy"] = {"model": best["run"], "variant": best["variant"], "backend": backend, **result}
+    summary["deploy"] = {**result, "run": best["run"], "variant": best["variant"], "backend": backend}
     print(json.dumps(summary["deploy"], indent=2, default=str))
 
 

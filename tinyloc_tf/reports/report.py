@@ -37,6 +37,8 @@ from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
 
 BUDGETS_KB = (64, 32)
+# Variants that are int8 models: the only candidates for "best under a budget".
+INT8_VARIANTS = ("int8", "selective", "qat")
 # Paper table columns: (column title, run kind, variant). Selective and QAT columns are
 # added when the sweep made those variants.
 PAPER_COLUMNS = (
@@ -146,8 +148,11 @@ def fits(frame: pd.DataFrame, budget_kb: int) -> pd.Series:
 
 
 def best_under(frame: pd.DataFrame, budget_kb: int) -> pd.Series | None:
-    """The deployable row fitting ``budget_kb`` with the best validation macro-F1 (ties: smaller flash)."""
-    candidates = frame[frame["deployable"].astype(bool) & fits(frame, budget_kb)]
+    """The int8 row (int8, selective, QAT) that runs in TFLM and fits ``budget_kb``, with the best
+    validation macro-F1 (ties: smaller flash). A "dynamic" file of a tiny model can come out all
+    float and still run in TFLM; it is not an int8 model, so it is never a candidate."""
+    int8_family = frame["variant"].isin(INT8_VARIANTS)
+    candidates = frame[int8_family & frame["deployable"].astype(bool) & fits(frame, budget_kb)]
     if candidates.empty:
         return None
     ordered = candidates.sort_values(["val_macro_f1", "flash_bytes", "run", "variant"],
