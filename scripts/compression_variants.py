@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from tinyloc_tf.compression.cli import load_run, write_atomic
+    from tinyloc_tf.atomic import write_atomic
+    from tinyloc_tf.compression.cli import load_run
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.deployment.host import evaluate_tflite

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from tinyloc_tf.atomic import write_atomic
 from tinyloc_tf.errors import TinylocError
 
 from tinyloc_tf.compression.convert import QUANT_MODES
@@ -93,19 +92,6 @@ def _check_model_fits_data(tagger, dataset) -> None:
     if wrong:
         detail = ", ".join(f"{k}: model {m}, data {d}" for k, (m, d) in wrong.items())
         raise TinylocError(f"the model does not fit {dataset.path} ({detail})")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed last."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _convert(args) -> int:

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
+from tinyloc_tf.atomic import staged_folder
 from tinyloc_tf.errors import DataError, TinylocError
 
 CHUNK = 1 << 16
@@ -104,22 +105,14 @@ def extract_zip(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     ``zipfile`` already refuses member names that would escape the folder (absolute paths,
     ``..``); unpacking goes to a hidden sibling first and is renamed when complete.
     """
-    import shutil
-    import tempfile
     import zipfile
 
     archive, dest = Path(archive), Path(dest)
     if dest.exists():
         raise TinylocError(f"{dest}: already exists; remove it to unpack {archive.name} again")
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
-        with zipfile.ZipFile(archive) as handle:
+        with staged_folder(dest, overwrite=False) as staging, zipfile.ZipFile(archive) as handle:
             handle.extractall(staging)
-        staging.rename(dest)
     except zipfile.BadZipFile as exc:
-        shutil.rmtree(staging, ignore_errors=True)
         raise DataError(f"{archive}: not a zip archive ({exc})") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return dest

@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.atomic import staged_folder
 from tinyloc_tf.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -113,9 +112,7 @@ def write_prepared(out: str | os.PathLike, splits: dict[str, Split], meta: dict)
             raise DataError(f"split {name!r} missing")
         _check_split(name, splits[name], steps, features, classes)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         for name in SPLITS:
             split = splits[name]
             np.savez_compressed(
@@ -128,12 +125,6 @@ def write_prepared(out: str | os.PathLike, splits: dict[str, Split], meta: dict)
         with open(staging / "meta.json", "w") as handle:
             json.dump(meta, handle, indent=2, sort_keys=True)
             handle.write("\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

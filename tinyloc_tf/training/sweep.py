@@ -30,10 +30,10 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tinyloc_tf.atomic import write_atomic
 from tinyloc_tf.errors import TinylocError
 
 # The paper's grids (MODELS.md) and a small grid that runs in minutes on a laptop.
@@ -199,19 +199,6 @@ def execute(spec: dict, settings: dict) -> dict:
     )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary name in the same folder, renamed last."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _json_bytes(payload: dict) -> bytes:
     def default(value):
         import numpy as np
@@ -317,8 +304,8 @@ def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, s
         "data_sha256": data.fingerprint(),
     }
     folder = run_dir / "variants"
-    _write_atomic(folder / f"{variant}.tflite", buf)
-    _write_atomic(folder / f"{variant}.json", _json_bytes(record))
+    write_atomic(folder / f"{variant}.tflite", buf)
+    write_atomic(folder / f"{variant}.json", _json_bytes(record))
     return record
 
 
@@ -508,14 +495,14 @@ def sweep(
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / "sweep.json"
     _check_resume(settings_path, settings)
-    _write_atomic(settings_path, _json_bytes(settings))
+    write_atomic(settings_path, _json_bytes(settings))
 
     with ray_session(ray_address, num_cpus=jobs):
         run = dict(settings=settings, jobs=jobs, ray_address=ray_address)
         results = run_specs(specs, desc="train", **run)
 
         teachers = {name: pick_teacher(results, name) for name in families}
-        _write_atomic(out / "teachers.json", _json_bytes(
+        write_atomic(out / "teachers.json", _json_bytes(
             {name: {"run": teacher, "val_macro_f1": results[teacher]["val_macro_f1"],
                     "params": results[teacher]["params"]}
              for name, teacher in teachers.items() if teacher}))
