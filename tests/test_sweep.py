@@ -31,7 +31,7 @@ TIMING = {"fit_seconds", "seconds_per_epoch", "wall_time_s"}
     ],
 )
 def test_param_formulas_match_models_md(family, features, classes, hidden, layers, expected):
-    assert sweep_module.PARAM_FORMULAS[family](features, classes, hidden, layers) == expected
+    assert sweep_module.param_count(family, features, classes, hidden, layers) == expected
 
 
 def test_plan_respects_grid_and_max_params():
@@ -39,7 +39,7 @@ def test_plan_respects_grid_and_max_params():
     assert len(specs) == 24 and all(spec.teacher is None for spec in specs)
     small = sweep_module.plan_baseline_runs(("mdcsa", "mamba"), "small", 520, 59, 10_000)
     assert [s.name for s in small] == ["mdcsa-H4L1", "mamba-H8L1", "mamba-H4L1"]
-    assert all(sweep_module.PARAM_FORMULAS[s.family](520, 59, s.hidden, s.layers) <= 10_000 for s in small)
+    assert all(sweep_module.param_count(s.family, 520, 59, s.hidden, s.layers) <= 10_000 for s in small)
     with pytest.raises(TinylocError, match="unknown grid"):
         sweep_module.plan_baseline_runs(("mamba",), "huge", 8, 4, None)
     with pytest.raises(TinylocError, match="unknown --family"):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -76,32 +75,20 @@ class RunSpec:
 # --------------------------------------------------------------------------- planning
 
 
-def mdcsa_params(features: int, classes: int, hidden: int, layers: int) -> int:
-    """Trainable parameters of MDCSA (MODELS.md's "used params" formula)."""
-    H, K = hidden, classes
-    kernels = (1, 4, 7) if layers == 3 else (1,)
-    branches = sum(
-        2 * H + 2 * (H * H * k + H) + (4 * H * H + 4 * H) + (16 * H * H + 4 * H) + (8 * H * H + 2 * H) + 2 * H
-        for k in kernels
-    )
-    return features * H + H + 2 * H + branches + (3 * H * H + H) + (H * K + K) + (K * K + 2 * K)
+def param_count(family: str, features: int, classes: int, hidden: int, layers: int) -> int:
+    """Trainable parameters of a configuration, from MODELS.md's formulas in the model modules
+    (imported here: they bring Keras, which ``tinyloc --help`` should not load)."""
+    from tinyloc_tf.models.mamba import mamba_param_count
+    from tinyloc_tf.models.mdcsa import mdcsa_param_count
 
-
-def mamba_params(features: int, classes: int, hidden: int, layers: int) -> int:
-    """Trainable parameters of the Mamba model (MODELS.md's formula)."""
-    H, K = hidden, classes
-    D, r = 2 * hidden, math.ceil(hidden / 16)
-    block = H + 2 * D * H + (4 * D + D) + D * (r + 32) + (r * D + D) + 16 * D + D + D * H
-    return features * H + H + layers * block + H * K + K * K + 2 * K
-
-
-PARAM_FORMULAS = {"mdcsa": mdcsa_params, "mamba": mamba_params}
+    formula = {"mdcsa": mdcsa_param_count, "mamba": mamba_param_count}[family]
+    return formula(features, classes, hidden, layers)
 
 
 def check_families(family: str) -> tuple[str, ...]:
     families = FAMILIES if family == "both" else (family,)
     for name in families:
-        if name not in PARAM_FORMULAS:
+        if name not in FAMILIES:
             raise TinylocError(f"unknown --family {name!r}; expected mamba, mdcsa or both")
     return families
 
@@ -125,7 +112,7 @@ def plan_baseline_runs(families, grid: str, features: int, classes: int, max_par
     specs = []
     for family in families:
         for hidden, layers in GRIDS[grid][family]:
-            if max_params is None or PARAM_FORMULAS[family](features, classes, hidden, layers) <= max_params:
+            if max_params is None or param_count(family, features, classes, hidden, layers) <= max_params:
                 specs.append(RunSpec(family, hidden, layers))
     return specs
 
