@@ -36,13 +36,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.atomic import staged_folder
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.metrics import accuracy, macro_f1, score_paths
 
@@ -233,9 +232,7 @@ def run_baselines(
             )
             results.append({**result, **dataset, "seed": seed})
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         with open(staging / "baselines.json", "w") as handle:
             json.dump(results, handle, indent=2)
             handle.write("\n")
@@ -247,10 +244,4 @@ def run_baselines(
                     key: json.dumps(result[key], sort_keys=True) if key == "params" else result[key]
                     for key in SUMMARY_FIELDS
                 })
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return results

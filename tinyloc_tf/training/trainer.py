@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.atomic import staged_folder
 from tinyloc_tf.errors import TinylocError
 
 FAMILIES = ("mamba", "mdcsa")
@@ -245,23 +244,13 @@ def score_splits(tagger, data, batch_size: int = 256) -> dict:
 
 def write_run(out: Path, tagger, history, config: dict, metrics: dict, overwrite: bool = False) -> Path:
     """Write the run folder atomically: everything goes to a hidden sibling, renamed last."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_folder(out, overwrite=overwrite) as staging:
         tagger.save(staging / "model.keras")
         history.to_csv(staging / "history.csv", index=False)
         for name, payload in (("config.json", config), ("metrics.json", metrics)):
             with open(staging / name, "w") as handle:
                 json.dump(payload, handle, indent=2)
                 handle.write("\n")
-        if out.exists():
-            if not overwrite:
-                raise TinylocError(f"{out} appeared while training; not replacing it (pass --overwrite)")
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
