@@ -78,7 +78,18 @@ def train_one(data, hidden: int, layers: int, int8_friendly: bool, args) -> tupl
     return tagger, f1, best_epoch, epochs_run, seconds
 
 
-def tflm_val_f1(tagger, data, int8_friendly: bool) -> tuple[float, dict]:
+def calibration_windows(tagger, X: np.ndarray, trim_percent: float) -> np.ndarray:
+    """Training windows for int8 calibration, minus the ``trim_percent`` % whose emissions
+    reach the largest magnitude (a few extreme windows otherwise set every activation range)."""
+    if trim_percent <= 0:
+        return X
+    from tinyloc_tf.training.trainer import predict_emissions
+
+    magnitude = np.abs(predict_emissions(tagger, X)).max(axis=(1, 2))
+    return X[magnitude <= np.percentile(magnitude, 100.0 - trim_percent)]
+
+
+def tflm_val_f1(tagger, data, int8_friendly: bool, trim_percent: float = 0.0) -> tuple[float, dict]:
     """int8 conversion, host TFLM emissions, Viterbi with the tagger's CRF.
 
     int8-friendly: full int8, no float op allowed. Exact: int8 with EXP and LOG kept in float
@@ -90,10 +101,11 @@ def tflm_val_f1(tagger, data, int8_friendly: bool) -> tuple[float, dict]:
     from tinyloc_tf.training.metrics import macro_f1
     from tinyloc_tf.training.trainer import crf_params
 
+    windows = calibration_windows(tagger, data.train.X, trim_percent)
     if int8_friendly:
-        buf = convert_model(tagger, quant="int8", representative=data.train.X)
+        buf = convert_model(tagger, quant="int8", representative=windows)
     else:
-        buf = convert_model(tagger, quant="selective", representative=data.train.X,
+        buf = convert_model(tagger, quant="selective", representative=windows,
                             selective_threshold=float("inf"))
     left = float_ops(buf)
     if int8_friendly and left:
@@ -138,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-tflm", dest="tflm", action="store_false",
                         help="skip the int8 conversion and the TFLM column")
+    parser.add_argument("--trim-calibration", type=float, default=0.0, metavar="PCT",
+                        help="leave the PCT %% of training windows with the largest emissions out "
+                             "of the int8 calibration set (default 0: all training windows)")
     parser.add_argument("--json", type=Path, help="write all numbers here")
     args = parser.parse_args(argv)
 
@@ -155,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                     row[form] = {"val_macro_f1": f1, "best_epoch": best_epoch, "epochs_run": epochs_run,
                                  "fit_seconds": round(seconds, 1)}
                     if args.tflm:
-                        f1_tflm, info = tflm_val_f1(tagger, data, int8_friendly)
+                        f1_tflm, info = tflm_val_f1(tagger, data, int8_friendly, args.trim_calibration)
                         row[form].update(tflm_val_macro_f1=f1_tflm, **info)
                 row["difference"] = row["int8-friendly"]["val_macro_f1"] - row["exact"]["val_macro_f1"]
                 rows.append(row)
@@ -172,13 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     mean_diff = float(np.mean([row["difference"] for row in rows]))
     print()
     print(f"Validation macro-F1 (%), Viterbi path; {args.epochs} epochs max, patience {args.patience}, "
-          f"lr {args.lr}, batch {args.batch_size}; data {args.data} (fingerprint {data.fingerprint()[:12]})")
+          f"lr {args.lr}, batch {args.batch_size}; data {args.data} (fingerprint {data.fingerprint()[:12]})"
+          + (f"; int8 calibration without the top {args.trim_calibration:g} % windows" if args.trim_calibration else ""))
     print(table)
     print(f"\nmean difference (int8-friendly - exact): {100 * mean_diff:+.2f} points over {len(rows)} runs")
     if args.json:
         result = {
             "data": str(Path(args.data).absolute()), "data_fingerprint": data.fingerprint(),
-            "settings": {k: getattr(args, k) for k in ("family", "epochs", "patience", "lr", "batch_size", "seeds")},
+            "settings": {k: getattr(args, k) for k in ("family", "epochs", "patience", "lr", "batch_size", "seeds",
+                                                         "trim_calibration")},
             "rows": rows, "mean_difference": mean_diff, "markdown": table,
             "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         }

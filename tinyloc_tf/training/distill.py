@@ -325,21 +325,13 @@ def distill_run(
         "feature_weight": feature_weight if method == "features" else None,
     }
     metrics["distill"] = distill_settings
-    config = {
-        "kind": "distill",
-        "build_config": dict(student.build_config),
-        "data_dir": str(Path(data_dir).absolute()),
-        "data_fingerprint": metrics["data_sha256"],
-        "source_sha256": metrics["source_sha256"],
-        "training": {
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
-            "seed": seed, "int8_friendly": bool(int8_friendly), "optimizer": "adam",
-            "loss": "alpha*crf_nll + (1-alpha)*cce(teacher, softmax(emissions))"
-            + (" + feature_weight*mse(projection(student hidden), teacher hidden)" if method == "features" else ""),
-            "selection": "val_macro_f1 (Viterbi path)",
-        },
-        "distill": distill_settings,
-        "versions": trainer.software_versions(),
-    }
+    config = trainer.run_config(
+        "distill", student, data_dir, metrics,
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+        int8_friendly=bool(int8_friendly),
+        loss="alpha*crf_nll + (1-alpha)*cce(teacher, softmax(emissions))"
+        + (" + feature_weight*mse(projection(student hidden), teacher hidden)" if method == "features" else ""),
+    )
+    config["distill"] = distill_settings
     trainer.write_run(out, student, history, config, metrics, overwrite=overwrite)
     return metrics

@@ -280,6 +280,20 @@ def run_metrics(tagger, data, scores: dict, *, best_epoch, epochs_run, fit_secon
     }
 
 
+def run_config(kind: str, tagger, data_dir, metrics: dict, **training) -> dict:
+    """The ``config.json`` body shared by train and distill runs: what rebuilds the model,
+    which data it saw, and the training settings (``training``: epochs, lr, loss, ...)."""
+    return {
+        "kind": kind,
+        "build_config": dict(tagger.build_config),
+        "data_dir": str(Path(data_dir).absolute()),
+        "data_fingerprint": metrics["data_sha256"],
+        "source_sha256": metrics["source_sha256"],
+        "training": {**training, "optimizer": "adam", "selection": "val_macro_f1 (Viterbi path)"},
+        "versions": software_versions(),
+    }
+
+
 def load_data(data_dir):
     from tinyloc_tf.data import load_prepared
 
@@ -337,18 +351,10 @@ def train_run(
         model, data, scores, best_epoch=best_epoch, epochs_run=epochs_run,
         fit_seconds=fit_seconds, started=started, seed=seed,
     )
-    config = {
-        "kind": "train",
-        "build_config": dict(model.build_config),
-        "data_dir": str(Path(data_dir).absolute()),
-        "data_fingerprint": metrics["data_sha256"],
-        "source_sha256": metrics["source_sha256"],
-        "training": {
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
-            "seed": seed, "int8_friendly": bool(int8_friendly), "optimizer": "adam",
-            "loss": "crf_nll", "selection": "val_macro_f1 (Viterbi path)",
-        },
-        "versions": software_versions(),
-    }
+    config = run_config(
+        "train", model, data_dir, metrics,
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+        int8_friendly=bool(int8_friendly), loss="crf_nll",
+    )
     write_run(out, model, history, config, metrics, overwrite=overwrite)
     return metrics
