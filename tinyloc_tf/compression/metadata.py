@@ -51,7 +51,8 @@ FORMAT = "tinyloc-tflite/1"
 TFLITE_FILE_IDENTIFIER = b"TFL3"
 
 
-def _schema():
+def tflite_schema():
+    """The TFLite flatbuffer schema bindings (the tflite-micro wheel ships them)."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
 
     return schema_py_generated
@@ -144,7 +145,7 @@ def decode_payload(text: bytes, blob: bytes, where: str = "model") -> dict:
 
 def unpack_model(buf: bytes):
     """The flatbuffer as the schema's mutable object tree (``ModelT``)."""
-    schema = _schema()
+    schema = tflite_schema()
     return schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
 
 
@@ -172,7 +173,7 @@ def align(buf: bytes) -> bytes:
 
 def set_metadata_entry(model_object, name: str, data: bytes) -> None:
     """Add (or replace) the metadata entry ``name`` of a ``ModelT`` with ``data``."""
-    schema = _schema()
+    schema = tflite_schema()
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(data, dtype=np.uint8).copy()
     for entry in model_object.metadata or []:
@@ -210,7 +211,7 @@ def set_payload(model_object, payload: dict) -> None:
 def metadata_entries(model) -> dict[str, bytes]:
     """Every metadata entry of a ``.tflite`` (bytes or path) as ``{name: raw bytes}``."""
     buf = model_bytes(model)
-    root = _schema().Model.GetRootAs(buf, 0)
+    root = tflite_schema().Model.GetRootAs(buf, 0)
     entries = {}
     for i in range(root.MetadataLength()):
         entry = root.Metadata(i)

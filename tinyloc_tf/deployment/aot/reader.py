@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tinyloc_tf.compression.metadata import tflite_schema
 from tinyloc_tf.errors import TinylocError
 
 # TensorType enum value -> (name, numpy dtype)
@@ -28,12 +29,6 @@ _DTYPES = {
     9: ("int8", np.int8),
     10: ("float64", np.float64),
 }
-
-
-def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
-
-    return schema_py_generated
 
 
 @dataclass
@@ -118,7 +113,7 @@ def _numpy_dtype(name: str):
 
 
 def builtin_op_names() -> dict[int, str]:
-    schema = _schema()
+    schema = tflite_schema()
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
@@ -152,7 +147,7 @@ def read_tflite(source: bytes | bytearray | str | Path) -> Graph:
     if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
         raise TinylocError(f"{where} is not a .tflite flatbuffer (missing TFL3 identifier)")
 
-    schema = _schema()
+    schema = tflite_schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
     except Exception as exc:  # flatbuffers raises assorted errors on corrupt input
