@@ -1,8 +1,7 @@
 #!/usr/bin/env python
-"""Measure the AOT compiler: memory plan, bit-exactness, and TFLM vs AOT on the Cortex-M targets.
+"""Measure the AOT compiler on the host: memory plan and bit-exactness against TFLM.
 
-    .venv/bin/python scripts/bench_aot.py models/*.tflite --qemu --targets m55 m4 \
-        --ram-kb 64 --out docs/results/aot.json
+    .venv/bin/python scripts/bench_aot.py models/*/*.tflite --out aot.json
 
 For each int8 .tflite:
   * compiles it (tinyloc_tf.deployment.aot.compile_tflite) and reports the static memory plan:
@@ -10,9 +9,9 @@ For each int8 .tflite:
     tensors, and the smallest arena host TFLM accepts (tflite-micro wheel, 64-bit host);
   * builds the C with the host compiler and compares every output value with the wheel on
     --windows random int8 windows;
-  * with --qemu, deploys both backends through the shared firmware harness (tflm needs
-    TFLM_ROOT; it is skipped, not failed, without one) and tabulates flash (code + model),
-    RAM (.data + .bss + heap + stack reserves) and instructions per inference side by side.
+
+TFLM and AOT side by side on the emulated Cortex-M targets (flash, RAM, instructions) is
+``scripts/measure_firmware.py --backends tflm aot``.
 
 Without model paths it builds four untrained demo models with the real architectures (MDCSA
 H8L1 and int8-friendly Mamba H8L1 at F=8, K=4, T=20; Mamba H4L1 and MDCSA H8L1 at the
@@ -98,37 +97,7 @@ def measure(path: Path, args, work: Path) -> dict:
     }
     row["tflm_host_arena_bytes"] = find_arena_bytes(path.read_bytes())
     row["host_check"] = host_check(path, report, args.windows)
-    if args.qemu:
-        row["devices"] = qemu_side_by_side(path, args)
     return row
-
-
-def qemu_side_by_side(path: Path, args) -> list[dict]:
-    from tinyloc_tf.deployment import firmware
-    from tinyloc_tf.errors import TinylocError
-
-    rows = []
-    for target in args.targets:
-        for backend in ("tflm", "aot"):
-            reason = firmware.deploy_skip_reason(backend)
-            if not reason and backend == "tflm":
-                lib = firmware.tflm_library(firmware.tflm_root(), firmware.Target.load(target))
-                if not lib.is_file():  # deploy would spend minutes building it
-                    reason = f"TFLM library for {target} not built ({lib}); run scripts/get_tflm.sh --build {target}"
-            if reason:
-                rows.append({"target": target, "backend": backend, "skipped": reason})
-                continue
-            print(f"  deploy {path.name} on {target} ({backend})", file=sys.stderr, flush=True)
-            try:
-                r = firmware.deploy(path, target=target, ram_kb=args.ram_kb, backend=backend,
-                                    windows=args.device_windows, progress=False)
-            except TinylocError as exc:
-                rows.append({"target": target, "backend": backend, "error": str(exc)})
-                continue
-            keep = ("emissions_bit_exact", "arena_bytes", "flash_bytes", "model_bytes", "code_bytes",
-                    "ram_bytes", "stack_used_bytes", "instructions_per_inference")
-            rows.append({"target": target, "backend": backend, **{k: r.get(k) for k in keep}})
-    return rows
 
 
 def _kb(n) -> str:
@@ -152,46 +121,10 @@ def plan_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def device_table(rows: list[dict]) -> str:
-    lines = [
-        "| model | target | flash KB TFLM / AOT | RAM KB TFLM / AOT | arena KB TFLM / AOT | "
-        "instructions / inference TFLM / AOT | bit-exact TFLM / AOT |",
-        "|---|---|---|---|---|---|---|",
-    ]
-
-    def cell(d, key, fmt):
-        if d is None:
-            return "-"
-        if "skipped" in d or "error" in d:
-            return "n/a"
-        return fmt(d.get(key))
-
-    for r in rows:
-        by = {}
-        for d in r.get("devices", []):
-            by.setdefault(d["target"], {})[d["backend"]] = d
-        for target, pair in by.items():
-            t, a = pair.get("tflm"), pair.get("aot")
-            instr = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
-            exact = lambda v: "yes" if v else "NO"  # noqa: E731
-            lines.append(
-                f"| {Path(r['model']).name} | {target} | {cell(t, 'flash_bytes', _kb)} / {cell(a, 'flash_bytes', _kb)} | "
-                f"{cell(t, 'ram_bytes', _kb)} / {cell(a, 'ram_bytes', _kb)} | "
-                f"{cell(t, 'arena_bytes', _kb)} / {cell(a, 'arena_bytes', _kb)} | "
-                f"{cell(t, 'instructions_per_inference', instr)} / {cell(a, 'instructions_per_inference', instr)} | "
-                f"{cell(t, 'emissions_bit_exact', exact)} / {cell(a, 'emissions_bit_exact', exact)} |"
-            )
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", type=Path, help="int8 .tflite files (default: two demo models)")
     p.add_argument("--windows", type=int, default=16, help="random windows for the host check (default 16)")
-    p.add_argument("--qemu", action="store_true", help="also deploy TFLM and AOT on the emulated boards")
-    p.add_argument("--targets", nargs="+", default=["m55", "m4"])
-    p.add_argument("--ram-kb", type=int, default=64)
-    p.add_argument("--device-windows", type=int, default=4)
     p.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -204,9 +137,6 @@ def main(argv=None) -> int:
             print(f"measuring {path}", file=sys.stderr, flush=True)
             rows.append(measure(path, args, tmp))
     print(plan_table(rows))
-    if args.qemu:
-        print()
-        print(device_table(rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
