@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,37 @@ def test_cross_compiles_for_cortex_m(tmp_path):
         subprocess.run([cc, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
                         "-Os", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path),
                         "-c", src, "-o", str(tmp_path / "x.o")], check=True, capture_output=True)
+
+
+# ---------------------------------------------------------------------------
+# the shipped models (models/*/*.tflite)
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "models").glob("*/*.tflite"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_model_bit_exact_on_host_and_qemu(path, tmp_path, kernel_objects):
+    from tflite_micro.python.tflite_micro import runtime
+
+    from tinyloc_tf.deployment import firmware
+
+    buf = path.read_bytes()
+    report = compile_tflite(buf, tmp_path / "aot")
+    model = build_and_load(report, kernel_objects=kernel_objects)
+    interpreter = runtime.Interpreter.from_bytes(buf, arena_size=1 << 20)
+    shape = tuple(interpreter.get_input_details(0)["shape"])
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        x = rng.integers(-128, 128, size=shape, dtype=np.int8)
+        interpreter.set_input(x, 0)
+        interpreter.invoke()
+        np.testing.assert_array_equal(model.invoke(x), np.asarray(interpreter.get_output(0)).reshape(-1))
+
+    reason = firmware.deploy_skip_reason("aot")
+    if reason:
+        pytest.skip(f"host build bit-exact; QEMU part skipped: {reason}")
+    budget = int(path.stem.removesuffix("kb"))  # 32kb.tflite must deploy within 32 KiB of RAM
+    device = firmware.deploy(path, target="m4", ram_kb=budget, backend="aot", windows=4,
+                             out_dir=tmp_path / "fw", progress=False)
+    assert device["emissions_bit_exact"] and device["emission_agreement"] == 1.0
