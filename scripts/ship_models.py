@@ -2,8 +2,8 @@
 """Ship the best TFLM model of a sweep per RAM/flash budget, each with a model card.
 
     .venv/bin/python scripts/ship_models.py SWEEP --name ujiindoorloc --out models/
-    .venv/bin/python scripts/ship_models.py /work/runs/pipeline/sweep --name synth-house-a --out models/ \\
-        --made-by "tinyloc pipeline --work /work/runs/pipeline --seed 0 --grid small --epochs 25 --patience 5 --jobs 1"
+    .venv/bin/python scripts/ship_models.py runs/pipeline/sweep --name synth-house-a --out models/ \\
+        --made-by "tinyloc pipeline --work runs/pipeline --seed 0 --grid small --epochs 25 --patience 5 --jobs 1"
 
 For each budget (64 and 32 KiB) the model is chosen as ``tinyloc report`` chooses it, by
 :func:`tinyloc_tf.reports.report.best_under` over the int8-family variants (int8, selective,
