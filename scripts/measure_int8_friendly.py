@@ -78,17 +78,6 @@ def train_one(data, hidden: int, layers: int, int8_friendly: bool, args) -> tupl
     return tagger, f1, best_epoch, epochs_run, seconds
 
 
-def calibration_windows(tagger, X: np.ndarray, trim_percent: float) -> np.ndarray:
-    """Training windows for int8 calibration, minus the ``trim_percent`` % whose emissions
-    reach the largest magnitude (a few extreme windows otherwise set every activation range)."""
-    if trim_percent <= 0:
-        return X
-    from tinyloc_tf.training.trainer import predict_emissions
-
-    magnitude = np.abs(predict_emissions(tagger, X)).max(axis=(1, 2))
-    return X[magnitude <= np.percentile(magnitude, 100.0 - trim_percent)]
-
-
 def tflm_val_f1(tagger, data, int8_friendly: bool, trim_percent: float = 0.0) -> tuple[float, dict]:
     """int8 conversion, host TFLM emissions, Viterbi with the tagger's CRF.
 
@@ -101,12 +90,11 @@ def tflm_val_f1(tagger, data, int8_friendly: bool, trim_percent: float = 0.0) ->
     from tinyloc_tf.training.metrics import macro_f1
     from tinyloc_tf.training.trainer import crf_params
 
-    windows = calibration_windows(tagger, data.train.X, trim_percent)
     if int8_friendly:
-        buf = convert_model(tagger, quant="int8", representative=windows)
+        buf = convert_model(tagger, quant="int8", representative=data.train.X, calibration_trim=trim_percent)
     else:
-        buf = convert_model(tagger, quant="selective", representative=windows,
-                            selective_threshold=float("inf"))
+        buf = convert_model(tagger, quant="selective", representative=data.train.X,
+                            selective_threshold=float("inf"), calibration_trim=trim_percent)
     left = float_ops(buf)
     if int8_friendly and left:
         raise TinylocError(f"int8-friendly model kept float ops after int8 conversion: {left}")

@@ -92,6 +92,24 @@ def test_representative_subset_is_seeded_real_windows():
         conv.representative_subset(np.full((3, 2, 2), np.nan))
 
 
+def test_calibration_trim_drops_the_windows_with_the_most_extreme_emissions(mamba, toy):
+    # A model whose emission magnitude is the window's largest input: the trim must drop
+    # exactly the windows holding the largest values, and nothing when the trim is 0.
+    inputs = keras.Input((2, 3))
+    peak = keras.Model(inputs, ops.max(inputs, axis=-1, keepdims=True))
+    X = np.random.default_rng(1).random((40, 2, 3)).astype(np.float32)
+    X[[3, 17], 0, 0] = 50.0  # two outliers
+    kept = conv.trim_calibration(peak, X, 5.0)
+    assert len(kept) == 38 and kept.max() < 1.0
+    assert len(conv.trim_calibration(peak, X, 0.0)) == 40
+    with pytest.raises(TinylocError, match="percentage"):
+        conv.trim_calibration(peak, X, 100.0)
+    # Through convert: the report says how many windows calibrated and what was trimmed.
+    result = conv.convert(mamba, "int8", representative=toy.train.X, calibration_trim=10.0)
+    assert result.report["representative"]["trimmed_percent"] == 10.0
+    assert result.report["representative"]["windows"] <= int(0.9 * len(toy.train.X)) + 1
+
+
 def test_bad_requests_are_refused(mamba):
     with pytest.raises(TinylocError, match="unknown quantization"):
         conv.convert(mamba, "int4")

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     convert.add_argument("--representative-size", type=int, default=256,
                          help="training windows used for int8 calibration (seeded subset; default 256)")
     convert.add_argument("--seed", type=int, default=0, help="seed of the representative subset and QAT (default 0)")
+    convert.add_argument("--calibration-trim", type=float, default=0.0, metavar="PCT",
+                         help="leave out of int8 calibration the PCT %% of training windows with the most "
+                              "extreme emissions (default 0; see docs/compression.md)")
     convert.add_argument("--selective-threshold", type=float, default=0.7,
                          help="selective: keep ops in float whose rmse/scale exceeds this (default 0.7)")
     convert.add_argument("--qat-epochs", type=int, default=3, help="qat: fine-tuning epochs (default 3)")
@@ -118,7 +121,8 @@ def _convert(args) -> int:
         tagger, args.quant, representative=dataset.train.X, metadata=metadata,
         labels=dataset.train.y, validation=(dataset.val.X, dataset.val.y),
         representative_size=args.representative_size, seed=args.seed,
-        selective_threshold=args.selective_threshold, strip=not args.keep_names,
+        selective_threshold=args.selective_threshold, calibration_trim=args.calibration_trim,
+        strip=not args.keep_names,
         qat_options={"epochs": args.qat_epochs, "lr": args.qat_lr, "batch_size": args.qat_batch_size},
     )
     write_atomic(args.out, result.tflite)
