@@ -747,87 +747,76 @@ def _conv_geometry(L: Lowering, op: Operator, in_h, in_w, f_h, f_w, out_h, out_w
     }
 
 
-def lower_conv_2d(L: Lowering, op: Operator):
+def _conv_operands(L: Lowering, op: Operator, name: str):
+    """``(x, w, bias, out)`` of an int8 CONV_2D / DEPTHWISE_CONV_2D (bias -1 when absent)
+    and their tensors, after the checks both share."""
     x, w = op.inputs[:2]
     bias = op.inputs[2] if len(op.inputs) > 2 else -1
     out = op.outputs[0]
     if _is_float(L, x):
-        raise L.fail("float CONV_2D is not supported; convert it to int8")
+        raise L.fail(f"float {name} is not supported; convert it to int8")
     _require_int8(L, x, w, out)
     tx, tw, to = L.t(x), L.t(w), L.t(out)
     if len(tx.shape) != 4 or len(tw.shape) != 4 or len(to.shape) != 4:
-        raise L.fail("CONV_2D needs 4-D input, filter and output")
+        raise L.fail(f"{name} needs 4-D input, filter and output")
+    return (x, w, bias, out), (tx, tw, to)
+
+
+def _emit_convolution(L: Lowering, op: Operator, operands, fields: dict, channels: int,
+                      reduce_axes: tuple, struct: str, kernel: str) -> None:
+    """The requantization, input-offset folding and kernel call both convolutions share."""
+    x, w, bias, out = operands
+    tx, to = L.t(x), L.t(out)
+    mults, shifts = _per_channel_multipliers(L, x, w, out, channels)
+    lo, hi = quant.activation_range_int8(_activation(op), to.scale, to.zero_point)
+    input_offset = -tx.zero_point
+    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
+    if int(op.options.padding) == 1:  # VALID: no tap is ever skipped, folding is exact
+        folded = _fold_input_offset(L, w, bias, input_offset, reduce_axes=reduce_axes)
+        if folded is not None:
+            b, input_offset = folded, 0
+    fields.update({
+        "input_offset": input_offset,
+        "output_offset": to.zero_point,
+        "output_multiplier": L.int32_array(mults),
+        "output_shift": L.int32_array(shifts),
+        "act_min": lo,
+        "act_max": hi,
+    })
+    p = L.struct(struct, fields)
+    L.emit(f"{kernel}(&{p}, {{T{x}}}, {{T{w}}}, {b}, {{T{out}}});", [x, w, bias], [out])
+
+
+def lower_conv_2d(L: Lowering, op: Operator):
+    operands, (tx, tw, to) = _conv_operands(L, op, "CONV_2D")
     n, ih, iw, ic = tx.shape
     oc, fh, fw, fic = tw.shape
     _, oh, ow, occ = to.shape
     if occ != oc or ic % fic != 0:
         raise L.fail(f"inconsistent shapes {tx.shape} * {tw.shape} -> {to.shape}")
-    mults, shifts = _per_channel_multipliers(L, x, w, out, oc)
-    lo, hi = quant.activation_range_int8(_activation(op), to.scale, to.zero_point)
     fields = {
         "batches": n, "input_height": ih, "input_width": iw, "input_depth": ic,
         "filter_height": fh, "filter_width": fw, "filter_input_depth": fic,
         "output_height": oh, "output_width": ow, "output_depth": oc,
     }
     fields.update(_conv_geometry(L, op, ih, iw, fh, fw, oh, ow))
-    input_offset = -tx.zero_point
-    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
-    if int(op.options.padding) == 1:  # VALID: no tap is ever skipped, folding is exact
-        folded = _fold_input_offset(L, w, bias, input_offset, reduce_axes=(1, 2, 3))
-        if folded is not None:
-            b, input_offset = folded, 0
-    fields.update({
-        "input_offset": input_offset,
-        "output_offset": to.zero_point,
-        "output_multiplier": L.int32_array(mults),
-        "output_shift": L.int32_array(shifts),
-        "act_min": lo,
-        "act_max": hi,
-    })
-    p = L.struct("tl_conv_params", fields)
-    L.emit(f"tl_conv2d_s8(&{p}, {{T{x}}}, {{T{w}}}, {b}, {{T{out}}});", [x, w, bias], [out])
+    _emit_convolution(L, op, operands, fields, oc, (1, 2, 3), "tl_conv_params", "tl_conv2d_s8")
 
 
 def lower_depthwise_conv_2d(L: Lowering, op: Operator):
-    x, w = op.inputs[:2]
-    bias = op.inputs[2] if len(op.inputs) > 2 else -1
-    out = op.outputs[0]
-    if _is_float(L, x):
-        raise L.fail("float DEPTHWISE_CONV_2D is not supported; convert it to int8")
-    _require_int8(L, x, w, out)
-    tx, tw, to = L.t(x), L.t(w), L.t(out)
-    if len(tx.shape) != 4 or len(tw.shape) != 4 or len(to.shape) != 4:
-        raise L.fail("DEPTHWISE_CONV_2D needs 4-D input, filter and output")
+    operands, (tx, tw, to) = _conv_operands(L, op, "DEPTHWISE_CONV_2D")
     n, ih, iw, ic = tx.shape
     _, fh, fw, oc = tw.shape
     _, oh, ow, occ = to.shape
     if occ != oc or oc % ic != 0:
         raise L.fail(f"inconsistent shapes {tx.shape} * {tw.shape} -> {to.shape}")
-    mults, shifts = _per_channel_multipliers(L, x, w, out, oc)
-    lo, hi = quant.activation_range_int8(_activation(op), to.scale, to.zero_point)
     fields = {
         "batches": n, "input_height": ih, "input_width": iw, "input_depth": ic,
         "filter_height": fh, "filter_width": fw, "depth_multiplier": oc // ic,
         "output_height": oh, "output_width": ow, "output_depth": oc,
     }
     fields.update(_conv_geometry(L, op, ih, iw, fh, fw, oh, ow))
-    input_offset = -tx.zero_point
-    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
-    if int(op.options.padding) == 1:  # VALID: no tap is ever skipped, folding is exact
-        folded = _fold_input_offset(L, w, bias, input_offset, reduce_axes=(0, 1, 2))
-        if folded is not None:
-            b, input_offset = folded, 0
-    fields.update({
-        "input_offset": input_offset,
-        "output_offset": to.zero_point,
-        "output_multiplier": L.int32_array(mults),
-        "output_shift": L.int32_array(shifts),
-        "act_min": lo,
-        "act_max": hi,
-    })
-    p = L.struct("tl_dwconv_params", fields)
-    L.emit(f"tl_depthwise_conv2d_s8(&{p}, {{T{x}}}, {{T{w}}}, {b}, {{T{out}}});",
-           [x, w, bias], [out])
+    _emit_convolution(L, op, operands, fields, oc, (0, 1, 2), "tl_dwconv_params", "tl_depthwise_conv2d_s8")
 
 
 def lower_batch_matmul(L: Lowering, op: Operator):
