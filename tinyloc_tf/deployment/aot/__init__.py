@@ -121,13 +121,14 @@ def compile_tflite(
             raise TinylocError(f"model file not found: {path}")
         data = path.read_bytes()
         name = path.name
+        where = str(path)
     else:
         data = bytes(model)
-        name = "model bytes"
+        name = where = "model bytes"
     if symbol_prefix and not symbol_prefix.replace("_", "a").isalnum():
         raise TinylocError(f"symbol prefix {symbol_prefix!r} must be a C identifier prefix")
 
-    graph = read_tflite(data)
+    graph = read_tflite(data, where=where)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise TinylocError(
             f"{name}: the runner interface takes one input and one output tensor; the model has "

@@ -129,7 +129,7 @@ def _buffer_bytes(model_bytes: bytes, buffer) -> bytes:
     return np.asarray(data, dtype=np.uint8).tobytes()
 
 
-def read_tflite(source: bytes | bytearray | str | Path) -> Graph:
+def read_tflite(source: bytes | bytearray | str | Path, where: str | None = None) -> Graph:
     """Parse a .tflite model (bytes or path) into a :class:`Graph`.
 
     Only the first subgraph is read; models with control flow (several
@@ -143,7 +143,7 @@ def read_tflite(source: bytes | bytearray | str | Path) -> Graph:
         where = str(path)
     else:
         model_bytes = bytes(source)
-        where = "model bytes"
+        where = where or "model bytes"  # the caller may know the file the bytes came from
     if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
         raise TinylocError(f"{where} is not a .tflite flatbuffer (missing TFL3 identifier)")
 
