@@ -1,54 +1,218 @@
-"""Outputs that appear whole or not at all.
+"""Outputs that appear whole or not at all, and never at the cost of the user's files.
 
 Every file or folder the project writes goes through a hidden temporary name beside its
-destination and is renamed into place last, so an interrupted command never leaves a partial
-output that looks complete (and a resumable sweep never mistakes one for a finished run).
+destination (``.NAME.partial-PID-XXXX``) and is renamed into place last, so an interrupted
+command never leaves a partial output that looks complete (and a resumable sweep never
+mistakes one for a finished run). The PID in the name lets the next run remove what a
+killed run left behind, and only that.
+
+:func:`check_output` is the one check every writing command makes before its long work:
+an existing non-empty output is refused without ``--overwrite``, an output that is (or
+holds) one of the command's inputs is always refused, and an output that cannot be
+created (read-only folder, a path below a regular file) fails in milliseconds.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError
 
+PARTIAL_MARK = ".partial-"
+_PARTIAL_PID = re.compile(r"\.partial-(\d+)-")
+
+
+def _partial_prefix(path: Path) -> str:
+    return f".{path.name}{PARTIAL_MARK}{os.getpid()}-"
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_partials(out: str | os.PathLike) -> list[Path]:
+    """Remove the staging leftovers of ``out`` whose writing process is gone; returns them.
+
+    Leftovers without a PID in their name (or whose process still runs) are only reported.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    removed = []
+    for leftover in sorted(out.parent.glob(f".{glob_escape(out.name)}{PARTIAL_MARK}*")):
+        match = _PARTIAL_PID.search(leftover.name[len(out.name) + 1:])
+        if match is None:
+            print(f"tinyloc: note: {leftover} looks like the leftover of an interrupted run; "
+                  "remove it if no other tinyloc command is writing there", file=sys.stderr)
+            continue
+        if _pid_alive(int(match.group(1))):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        print(f"tinyloc: removed {leftover}, left by an interrupted run", file=sys.stderr)
+        removed.append(leftover)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _holds(outer: Path, inner: Path) -> bool:
+    return outer == inner or outer in inner.parents
+
+
+def check_output(
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    option: str = "--out",
+) -> Path:
+    """Check before any long work that ``out`` may be written; returns it as a ``Path``.
+
+    Raises :class:`TinylocError` when ``out`` is (or is a folder holding) one of ``inputs``,
+    when it exists and is not an empty folder and ``overwrite`` is false, or when it cannot
+    be created. Also removes staging leftovers of ``out`` from killed runs.
+    """
+    out = Path(out)
+    target = out.resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        source_path = Path(source).resolve()
+        if _holds(target, source_path):
+            raise TinylocError(
+                f"{option} {out} would replace the input {source}; choose an {option} outside it"
+            )
+    if out.is_symlink() or out.exists():
+        if out.is_dir() and not out.is_symlink():
+            if any(out.iterdir()) and not overwrite:
+                raise TinylocError(f"{out} already exists and is not empty; choose another {option} "
+                                   "or pass --overwrite")
+        elif not overwrite:
+            raise TinylocError(f"{out} already exists; choose another {option} or pass --overwrite")
+    _check_creatable(out, option)
+    clean_stale_partials(out)
+    return out
+
+
+def _check_creatable(out: Path, option: str) -> None:
+    """``out``'s nearest existing ancestor must be a folder we can create files in."""
+    ancestor = out.absolute().parent
+    while not ancestor.exists():
+        if ancestor.is_symlink():  # a dangling link: following it fails below
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise TinylocError(f"{option} {out}: {ancestor} is a file, not a folder")
+    try:
+        probe = tempfile.TemporaryFile(dir=ancestor)
+    except OSError as exc:
+        raise TinylocError(f"{option} {out}: cannot write in {ancestor} ({exc.strerror})") from exc
+    probe.close()
+
+
+def _os_error(path: Path, exc: OSError) -> TinylocError:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    return TinylocError(f"cannot write {path}: {reason}")
+
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed last."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed last.
+
+    The file gets the usual permissions for new files (``0666`` less the umask), not the
+    private ``0600`` of a temporary file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(path), dir=path.parent)
+    except OSError as exc:
+        raise _os_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _os_error(path, exc) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 @contextmanager
-def staged_folder(out: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+def staged_folder(
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Iterator[Path]:
     """Yield an empty hidden sibling of ``out`` to fill; on success it replaces ``out``.
 
-    On an exception the staging folder is removed and ``out`` is left as it was. With
-    ``overwrite=False`` an ``out`` that exists by the time the work is done is an error.
+    On an exception the staging folder is removed and ``out`` is left as it was. An ``out``
+    that is not an empty folder by the time the work is done is replaced only with
+    ``overwrite=True``, and never when it is (or holds) one of ``inputs``.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; the finished folder is not
+    inputs = tuple(inputs)
+    check_output(out, overwrite=overwrite, inputs=inputs)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=_partial_prefix(out), dir=out.parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the finished folder is not
+    except OSError as exc:
+        raise _os_error(out, exc) from exc
     try:
         yield staging
-        if out.exists():
-            if not overwrite:
-                raise TinylocError(f"{out} appeared meanwhile; not replacing it (pass --overwrite)")
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if str(exc.filename or "").startswith(str(staging)):
+            raise _os_error(out, exc) from exc
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        # Checked again: the work may have taken hours, and something may have appeared.
+        check_output(out, overwrite=overwrite, inputs=inputs)
+        if out.is_symlink() or out.is_file():
+            out.unlink()
+        elif out.exists():
             shutil.rmtree(out)
         staging.rename(out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _os_error(out, exc) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

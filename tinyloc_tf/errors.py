@@ -1,4 +1,14 @@
-"""Errors the command line reports as a one-line message instead of a traceback."""
+"""Errors the command line reports as a one-line message instead of a traceback.
+
+Exit statuses (docs/errors.md): 0 success, 1 a check the command ran failed (for example
+``compile --check`` found a difference), 2 bad input or usage (:class:`TinylocError`, or
+argparse), 3 ``deploy``: the firmware does not fit the RAM budget, 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+#: Longest echo of a user's value inside an error message, in characters.
+SHOWN_LIMIT = 80
 
 
 class TinylocError(Exception):
@@ -7,3 +17,20 @@ class TinylocError(Exception):
 
 class DataError(TinylocError):
     """Bad or missing input data. The message names the file, row, column or value."""
+
+
+def shown(value, limit: int = SHOWN_LIMIT) -> str:
+    """``repr(value)`` (``str`` for exceptions) cut to ``limit`` characters, for error messages.
+
+    A cell of a malformed file can be hundreds of megabytes; only its start is echoed.
+    Strings are cut before ``repr`` so a huge value is never copied whole.
+    """
+    if isinstance(value, BaseException):
+        text = str(value)
+        if len(text) > limit:
+            text = text[:limit] + f"... ({len(text)} characters)"
+        return text
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return repr(value[:limit]) + f"... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

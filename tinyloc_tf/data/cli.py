@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from tinyloc_tf.arguments import fraction, non_negative_int, positive_float, positive_int
+from tinyloc_tf.atomic import check_output
 
 DEFAULT_DEST = Path("data")
 INHOME_ARCHIVE_NAME = "inhome_figshare.zip"
@@ -37,33 +39,36 @@ def register(subparsers) -> None:
 
     uji = datasets.add_parser("uji", help="UJIIndoorLoc (UCI 310): T = 1, 520 access points")
     uji.add_argument("--source", type=Path, required=True, help="UJIndoorLoc.zip or a folder with the two CSVs")
-    uji.add_argument("--out", type=Path, required=True, help="output folder (replaced when complete)")
+    uji.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty; see --overwrite)")
+    uji.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the --source)")
     uji.add_argument("--labels", choices=("area", "floor"), default="area",
                      help="area: 59 coordinate areas per building-floor (default); floor: 13 building-floors")
-    uji.add_argument("--seed", type=int, default=0, help="seed of the stratified train/val split (default 0)")
-    uji.add_argument("--val-fraction", type=float, default=0.25, help="share of trainingData for val (default 0.25)")
-    uji.add_argument("--areas", type=int, default=59, help="number of areas for --labels area (default 59)")
+    uji.add_argument("--seed", type=non_negative_int, default=0, help="seed of the stratified train/val split (default 0)")
+    uji.add_argument("--val-fraction", type=fraction, default=0.25, help="share of trainingData for val (default 0.25)")
+    uji.add_argument("--areas", type=positive_int, default=59, help="number of areas for --labels area (default 59)")
     uji.set_defaults(handler=_prepare_uji)
 
     inhome = datasets.add_parser("inhome", help="in-home BLE RSSI (Byrne et al. 2018 layout): T = 20")
     inhome.add_argument("--source", type=Path, required=True, help="folder holding house_A .. house_D")
     inhome.add_argument("--house", required=True, help="house letter, e.g. A")
-    inhome.add_argument("--out", type=Path, required=True, help="output folder (replaced when complete)")
-    inhome.add_argument("--seed", type=int, default=0, help="seed of the train/val block split (default 0)")
-    inhome.add_argument("--val-fraction", type=float, default=0.25, help="share of fingerprint data for val")
-    inhome.add_argument("--block-seconds", type=float, default=None,
+    inhome.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty; see --overwrite)")
+    inhome.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the --source)")
+    inhome.add_argument("--seed", type=non_negative_int, default=0, help="seed of the train/val block split (default 0)")
+    inhome.add_argument("--val-fraction", type=fraction, default=0.25, help="share of fingerprint data for val")
+    inhome.add_argument("--block-seconds", type=positive_float, default=None,
                         help="length of the contiguous fingerprint blocks the split draws (default 60)")
     inhome.set_defaults(handler=_prepare_inhome)
 
     synth = verbs.add_parser("synth", help="write a synthetic house in the raw in-home layout")
     synth.add_argument("--out", type=Path, required=True, help="root folder; the house goes to OUT/house_<H>")
-    synth.add_argument("--seed", type=int, default=0, help="same seed, byte-identical files (default 0)")
+    synth.add_argument("--seed", type=non_negative_int, default=0, help="same seed, byte-identical files (default 0)")
     synth.add_argument("--house", default="A", help="house letter (default A)")
-    synth.add_argument("--floors", type=int, default=2, help="one or two floors (default 2)")
-    synth.add_argument("--fingerprint-sessions", type=int, help="scripted walks (default 3)")
-    synth.add_argument("--fingerprint-minutes", type=float, help="total minutes of scripted walks (default 30)")
-    synth.add_argument("--living-sessions", type=int, help="free-living sessions (default 2)")
-    synth.add_argument("--living-minutes", type=float, help="total free-living minutes (default 40)")
+    synth.add_argument("--floors", type=positive_int, default=2, help="one or two floors (default 2)")
+    synth.add_argument("--fingerprint-sessions", type=positive_int, help="scripted walks (default 3)")
+    synth.add_argument("--fingerprint-minutes", type=positive_float, help="total minutes of scripted walks (default 30)")
+    synth.add_argument("--living-sessions", type=positive_int, help="free-living sessions (default 2)")
+    synth.add_argument("--living-minutes", type=positive_float, help="total free-living minutes (default 40)")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing OUT/house_<H>")
     synth.set_defaults(handler=_synth)
 
     info = verbs.add_parser("info", help="counts per split and per class of a prepared folder")
@@ -112,8 +117,10 @@ def _fetch(args) -> int:
 def _prepare_uji(args) -> int:
     from tinyloc_tf.data.uji import prepare_uji
 
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.source,))
     out = prepare_uji(args.source, args.out, labels=args.labels, seed=args.seed,
-                      val_fraction=args.val_fraction, areas=args.areas, progress=_progress())
+                      val_fraction=args.val_fraction, areas=args.areas, progress=_progress(),
+                      overwrite=args.overwrite)
     _print_summary(out)
     return 0
 
@@ -122,8 +129,9 @@ def _prepare_inhome(args) -> int:
     from tinyloc_tf.data.inhome import prepare_inhome
 
     options = {} if args.block_seconds is None else {"block_seconds": args.block_seconds}
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.source,))
     out = prepare_inhome(args.source, args.house, args.out, seed=args.seed, val_fraction=args.val_fraction,
-                         progress=_progress(), **options)
+                         progress=_progress(), overwrite=args.overwrite, **options)
     _print_summary(out)
     return 0
 
@@ -133,7 +141,8 @@ def _synth(args) -> int:
 
     knobs = ("fingerprint_sessions", "fingerprint_minutes", "living_sessions", "living_minutes")
     options = {name: getattr(args, name) for name in knobs if getattr(args, name) is not None}
-    path = synthesize_house(args.out, seed=args.seed, house=args.house, floors=args.floors, **options)
+    path = synthesize_house(args.out, seed=args.seed, house=args.house, floors=args.floors,
+                            overwrite=args.overwrite, **options)
     print(f"{path}: synthetic house {args.house} (seed {args.seed})")
     print(f"next: tinyloc data prepare inhome --source {args.out} --house {args.house} --out DIR")
     return 0

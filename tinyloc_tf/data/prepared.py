@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyloc_tf.atomic import staged_folder
-from tinyloc_tf.errors import DataError
+from tinyloc_tf.errors import DataError, shown
 
 SPLITS = ("train", "val", "test")
 REQUIRED_META = ("features", "classes", "T", "scaling", "labels", "source", "source_sha256")
@@ -89,19 +89,34 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _check_split(name: str, split: Split, steps: int, features: int, classes: int) -> None:
+    """The contract of one split: shapes, X finite in [0, 1], y integer labels in 0..K-1,
+    at least one window (every later stage trains, selects or scores on each split)."""
     X, y = split.X, split.y
     if X.ndim != 3 or y.ndim != 2 or X.shape[:2] != y.shape:
         raise DataError(f"{name}: X must be [N, T, F] and y [N, T]; got {X.shape} and {y.shape}")
     if X.shape[1] != steps or X.shape[2] != features:
         raise DataError(f"{name}: X has shape {X.shape}, expected [N, {steps}, {features}]")
-    if X.size and not np.isfinite(X).all():
+    if len(X) == 0:
+        raise DataError(f"{name}: the split is empty (no windows)")
+    if X.dtype.kind != "f":
+        raise DataError(f"{name}: X must be floating point, got {X.dtype}")
+    if not np.isfinite(X).all():
         raise DataError(f"{name}: X holds NaN or infinite values")
-    if y.size and (y.min() < 0 or y.max() >= classes):
+    low, high = float(X.min()), float(X.max())
+    if low < 0.0 or high > 1.0:
+        raise DataError(f"{name}: X must be min-max scaled into [0, 1], found values in [{low:g}, {high:g}]")
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{name}: y must hold integer class indices, got {y.dtype}")
+    if y.min() < 0 or y.max() >= classes:
         raise DataError(f"{name}: labels outside 0..{classes - 1} (min {y.min()}, max {y.max()})")
 
 
-def write_prepared(out: str | os.PathLike, splits: dict[str, Split], meta: dict) -> Path:
-    """Write the contract files atomically into ``out`` and return its path."""
+def write_prepared(out: str | os.PathLike, splits: dict[str, Split], meta: dict, *, overwrite: bool = False) -> Path:
+    """Write the contract files atomically into ``out`` and return its path.
+
+    An existing non-empty ``out`` is replaced only with ``overwrite``, and never when it
+    holds ``meta["source"]`` (the raw data it was prepared from).
+    """
     out = Path(out)
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
@@ -112,7 +127,7 @@ def write_prepared(out: str | os.PathLike, splits: dict[str, Split], meta: dict)
             raise DataError(f"split {name!r} missing")
         _check_split(name, splits[name], steps, features, classes)
 
-    with staged_folder(out) as staging:
+    with staged_folder(out, overwrite=overwrite, inputs=(meta["source"],)) as staging:
         for name in SPLITS:
             split = splits[name]
             np.savez_compressed(
@@ -136,23 +151,50 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
         raise DataError(f"{meta_path}: not found (run `tinyloc data prepare ...` first)")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{meta_path}: not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{meta_path}: not valid JSON ({shown(exc, 120)})") from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise DataError(f"{meta_path}: missing fields {', '.join(missing)}")
+    for key in ("features", "classes"):
+        if not isinstance(meta[key], list) or not meta[key]:
+            raise DataError(f"{meta_path}: {key!r} must be a non-empty list of names")
+    try:
+        steps = int(meta["T"])
+    except (TypeError, ValueError):
+        steps = 0
+    if steps < 1:
+        raise DataError(f"{meta_path}: 'T' must be a positive integer, got {shown(meta['T'])}")
     splits = {}
     for name in SPLITS:
         file = path / f"{name}.npz"
         if not file.is_file():
             raise DataError(f"{file}: not found")
-        with np.load(file) as arrays:
+        split = _read_split(file)
+        _check_split(str(file), split, steps, len(meta["features"]), len(meta["classes"]))
+        # The contract's dtypes, converted only after the checks (a cast would hide float labels).
+        splits[name] = Split(split.X.astype(np.float32, copy=False), split.y.astype(np.int32, copy=False))
+    return PreparedDataset(path=path, meta=meta, **splits)
+
+
+def _read_split(file: Path) -> Split:
+    """``X`` and ``y`` of one ``.npz`` as stored (dtypes unchanged), or a :class:`DataError`."""
+    import zipfile
+    import zlib
+
+    try:
+        with np.load(file, allow_pickle=False) as arrays:
             if "X" not in arrays or "y" not in arrays:
                 raise DataError(f"{file}: needs arrays 'X' and 'y', has {sorted(arrays.files)}")
-            split = Split(arrays["X"].astype(np.float32), arrays["y"].astype(np.int32))
-        _check_split(str(file), split, int(meta["T"]), len(meta["features"]), len(meta["classes"]))
-        splits[name] = split
-    return PreparedDataset(path=path, meta=meta, **splits)
+            return Split(arrays["X"], arrays["y"])
+    except DataError:
+        raise
+    except AttributeError as exc:  # np.load returned a bare array (a .npy under a .npz name)
+        raise DataError(f"{file}: not an .npz archive of arrays 'X' and 'y'") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+        raise DataError(f"{file}: cannot be read; truncated or not an .npz file ({shown(exc, 120)})") from exc
 
 
 def class_counts(split: Split, num_classes: int) -> np.ndarray:

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.atomic import check_output
 from tinyloc_tf.errors import TinylocError
 
 FLOOR_HEIGHT = 2.7  # m, floor to floor
@@ -631,12 +632,14 @@ def synthesize_house(
     living_sessions: int = 3,
     living_minutes: float = 45.0,
     fingerprint_sessions: int = 3,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``out/house_<house>`` in the raw in-home layout and return ``out``.
 
     ``fingerprint_minutes`` and ``living_minutes`` are totals, shared evenly across
     ``fingerprint_sessions`` scripted walks and ``living_sessions`` free-living sessions.
-    An existing ``house_<house>`` folder is replaced; the new one appears only when complete.
+    An existing ``house_<house>`` folder (which could be a real download) is replaced only
+    with ``overwrite``; the new one appears only when complete.
     """
     if floors not in PLANS:
         raise TinylocError(f"floors must be one of {sorted(PLANS)}, got {floors}")
@@ -648,6 +651,7 @@ def synthesize_house(
         raise TinylocError(f"house must be a letter or name like 'A', got {house!r}")
 
     out = Path(out)
+    check_output(out / f"house_{house}", overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     plan = PLANS[floors]
     root_seq = np.random.SeedSequence([int(seed), *house.encode()])
@@ -655,7 +659,7 @@ def synthesize_house(
     model = House(plan, np.random.default_rng(layout_seq))
     day = BASE_DAY + np.timedelta64(7 * (sum(house.encode()) % 50), "D")
 
-    staging = Path(tempfile.mkdtemp(prefix=f".house_{house}.partial-", dir=out))
+    staging = Path(tempfile.mkdtemp(prefix=f".house_{house}.partial-{os.getpid()}-", dir=out))
     try:
         house_dir = staging / f"house_{house}"
         _write_metadata(model, house_dir / "metadata")
@@ -697,7 +701,7 @@ def synthesize_house(
             "sessions": truth,
         }
         (house_dir / "synthetic.json").write_text(json.dumps(description, indent=2) + "\n")
-        target = out / f"house_{house}"
+        target = check_output(out / f"house_{house}", overwrite=overwrite)
         if target.exists():
             shutil.rmtree(target)
         house_dir.rename(target)

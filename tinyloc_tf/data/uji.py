@@ -391,6 +391,7 @@ def prepare_uji(
     val_fraction: float = 0.25,
     areas: int = DEFAULT_AREAS,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Prepare UJIIndoorLoc into the contract folder ``out`` (see ``tinyloc_tf.data.prepared``).
 
@@ -531,7 +532,7 @@ def prepare_uji(
         "val": Split(X_val[:, None, :], y_all[val_idx, None].astype(np.int32)),
         "test": Split(X_test[:, None, :], y_test[:, None].astype(np.int32)),
     }
-    path = write_prepared(out, splits, meta)
+    path = write_prepared(out, splits, meta, overwrite=overwrite)
     steps.update()
     steps.close()
     return path

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyloc_tf.atomic import staged_folder
+from tinyloc_tf.atomic import check_output, staged_folder
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.metrics import accuracy, macro_f1, score_paths
 
@@ -204,8 +204,7 @@ def run_baselines(
     if unknown:
         raise TinylocError(f"unknown baseline {unknown[0]!r}; expected one of {', '.join(BASELINES)}")
     out = Path(out).absolute()
-    if out.exists() and not overwrite:
-        raise TinylocError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_output(out, overwrite=overwrite, inputs=(data_dir,))
     data = load_prepared(data_dir)
     Xtr, ytr = per_step(data.train.X, data.train.y)
     rows_all = len(Xtr)
@@ -232,7 +231,7 @@ def run_baselines(
             )
             results.append({**result, **dataset, "seed": seed})
 
-    with staged_folder(out) as staging:
+    with staged_folder(out, overwrite=overwrite, inputs=(data_dir,)) as staging:
         with open(staging / "baselines.json", "w") as handle:
             json.dump(results, handle, indent=2)
             handle.write("\n")

@@ -275,7 +275,7 @@ def distill_run(
         raise TinylocError(f"--alpha must be in [0, 1], got {alpha}")
     if feature_weight < 0:
         raise TinylocError(f"--feature-weight must be 0 or more, got {feature_weight}")
-    out = trainer.check_out(out, overwrite)
+    out = trainer.check_out(out, overwrite, inputs=(teacher_run, data_dir))
     data = trainer.load_data(data_dir)
 
     import keras

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyloc_tf.atomic import staged_folder
+from tinyloc_tf.atomic import check_output, staged_folder
 from tinyloc_tf.errors import TinylocError
 
 FAMILIES = ("mamba", "mdcsa")
@@ -59,12 +59,10 @@ def check_training_args(hidden: int, layers: int, epochs: int, batch_size: int, 
         raise TinylocError(f"--patience must be 0 or more, got {patience}")
 
 
-def check_out(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse to clobber a run folder unless asked; returns the absolute path."""
-    out = Path(out).absolute()
-    if out.exists() and not overwrite:
-        raise TinylocError(f"{out} already exists; choose another --out or pass --overwrite")
-    return out
+def check_out(out: str | os.PathLike, overwrite: bool, inputs=()) -> Path:
+    """Refuse to clobber a run folder (or an input) unless asked, and an unwritable ``out``,
+    before training starts; returns the absolute path."""
+    return check_output(out, overwrite=overwrite, inputs=inputs).absolute()
 
 
 # --------------------------------------------------------------------------- determinism
@@ -244,7 +242,7 @@ def score_splits(tagger, data, batch_size: int = 256) -> dict:
 
 def write_run(out: Path, tagger, history, config: dict, metrics: dict, overwrite: bool = False) -> Path:
     """Write the run folder atomically: everything goes to a hidden sibling, renamed last."""
-    with staged_folder(out, overwrite=overwrite) as staging:
+    with staged_folder(out, overwrite=overwrite, inputs=(config.get("data_dir"),)) as staging:
         tagger.save(staging / "model.keras")
         history.to_csv(staging / "history.csv", index=False)
         for name, payload in (("config.json", config), ("metrics.json", metrics)):
@@ -328,7 +326,7 @@ def train_run(
     started = time.perf_counter()
     check_family(family)
     check_training_args(hidden, layers, epochs, batch_size, lr, patience)
-    out = check_out(out, overwrite)
+    out = check_out(out, overwrite, inputs=(data_dir,))
     data = load_data(data_dir)
 
     import keras
