@@ -19,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+from tinyloc_tf.arguments import non_negative_int, positive_int
 from tinyloc_tf.errors import TinylocError
 
 
@@ -28,14 +29,14 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="working folder (default runs/pipeline)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the house, the split and training (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the house, the split and training (default 0)")
     parser.add_argument("--grid", default="small", help="sweep grid: small (default) or paper (hours)")
-    parser.add_argument("--epochs", type=int, default=25, help="most epochs per run (default 25)")
-    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience (default 5)")
-    parser.add_argument("--jobs", type=int, default=2,
+    parser.add_argument("--epochs", type=positive_int, default=25, help="most epochs per run (default 25)")
+    parser.add_argument("--patience", type=non_negative_int, default=5, help="early-stopping patience (default 5)")
+    parser.add_argument("--jobs", type=positive_int, default=2,
                         help="runs in parallel worker processes (default 2: small models use one core well)")
     parser.add_argument("--target", choices=("m55", "m4"), default="m55", help="Cortex-M target (default m55)")
-    parser.add_argument("--ram-kb", type=int, default=32, help="RAM and flash budget of the deployed model in KiB (default 32)")
+    parser.add_argument("--ram-kb", type=positive_int, default=32, help="RAM and flash budget of the deployed model in KiB (default 32)")
     parser.add_argument("--backend", choices=("auto", "tflm", "aot"), default="auto",
                         help="firmware model runner: auto = tflm when TFLM_ROOT is set, else aot")
     parser.set_defaults(handler=_pipeline)

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from tinyloc_tf.arguments import non_negative_float, non_negative_int, percent, positive_float, positive_int
 from tinyloc_tf.atomic import write_atomic
 from tinyloc_tf.errors import TinylocError
 
@@ -33,17 +34,17 @@ def register(subparsers) -> None:
     convert.add_argument("--quant", required=True, choices=QUANT_MODES, help="conversion variant")
     convert.add_argument("--data", type=Path, help="prepared dataset folder (default: the run's data_dir)")
     convert.add_argument("--out", type=Path, required=True, help=".tflite file to write")
-    convert.add_argument("--representative-size", type=int, default=256,
+    convert.add_argument("--representative-size", type=positive_int, default=256,
                          help="training windows used for int8 calibration (seeded subset; default 256)")
-    convert.add_argument("--seed", type=int, default=0, help="seed of the representative subset and QAT (default 0)")
-    convert.add_argument("--calibration-trim", type=float, default=0.0, metavar="PCT",
+    convert.add_argument("--seed", type=non_negative_int, default=0, help="seed of the representative subset and QAT (default 0)")
+    convert.add_argument("--calibration-trim", type=percent, default=0.0, metavar="PCT",
                          help="leave out of int8 calibration the PCT %% of training windows with the most "
                               "extreme emissions (default 0; see docs/compression.md)")
-    convert.add_argument("--selective-threshold", type=float, default=0.7,
+    convert.add_argument("--selective-threshold", type=non_negative_float, default=0.7,
                          help="selective: keep ops in float whose rmse/scale exceeds this (default 0.7)")
-    convert.add_argument("--qat-epochs", type=int, default=3, help="qat: fine-tuning epochs (default 3)")
-    convert.add_argument("--qat-lr", type=float, default=1e-4, help="qat: Adam learning rate (default 1e-4)")
-    convert.add_argument("--qat-batch-size", type=int, default=64, help="qat: batch size (default 64)")
+    convert.add_argument("--qat-epochs", type=positive_int, default=3, help="qat: fine-tuning epochs (default 3)")
+    convert.add_argument("--qat-lr", type=positive_float, default=1e-4, help="qat: Adam learning rate (default 1e-4)")
+    convert.add_argument("--qat-batch-size", type=positive_int, default=64, help="qat: batch size (default 64)")
     convert.add_argument("--keep-names", action="store_true", help="do not strip tensor names (debugging)")
     convert.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     convert.set_defaults(handler=_convert)
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
     evaluate.add_argument("--runtime", default="tflm", choices=("tflm", "litert"), help="interpreter (default tflm)")
-    evaluate.add_argument("--arena-kb", type=float, help="TFLM tensor arena to enforce, in KiB")
+    evaluate.add_argument("--arena-kb", type=positive_float, help="TFLM tensor arena to enforce, in KiB")
     evaluate.add_argument("--run", type=Path, help="training run folder: report agreement with its Keras model")
     evaluate.add_argument("--out", type=Path, help="also write the JSON report to this file")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from tinyloc_tf.arguments import positive_int
+
 #: Exit status of ``deploy`` when the firmware does not fit the RAM budget (link failure).
 EXIT_RAM_BUDGET = 3
 
@@ -33,10 +35,10 @@ def register(subparsers) -> None:
     p.add_argument("tflite", help="full-integer int8 .tflite")
     p.add_argument("--target", choices=("m55", "m4"), default="m55",
                    help="m55: Cortex-M55 on QEMU mps3-an547; m4: Cortex-M4F on QEMU mps2-an386 (default m55)")
-    p.add_argument("--ram-kb", type=int, default=64, help="RAM budget in KiB (default 64)")
+    p.add_argument("--ram-kb", type=positive_int, default=64, help="RAM budget in KiB (default 64)")
     p.add_argument("--backend", choices=("tflm", "aot"), default="tflm", help="model runner (default tflm)")
-    p.add_argument("--arena-bytes", type=int, help="force the TFLM tensor arena size (default: measured on the target)")
-    p.add_argument("--stack-bytes", type=int, default=4096, help="stack reserved in the RAM budget (default 4096)")
+    p.add_argument("--arena-bytes", type=positive_int, help="force the TFLM tensor arena size (default: measured on the target)")
+    p.add_argument("--stack-bytes", type=positive_int, default=4096, help="stack reserved in the RAM budget (default 4096)")
     p.add_argument("--build-dir", help="keep the build here (default: a temporary folder)")
     p.add_argument("--json-out", help="also write the report to this file")
     _window_args(p)
@@ -46,7 +48,7 @@ def register(subparsers) -> None:
 def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="prepared dataset the test windows come from (default: random windows, no labels)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of --data (default test)")
-    p.add_argument("--windows", type=int, default=16, help="number of test windows (default 16)")
+    p.add_argument("--windows", type=positive_int, default=16, help="number of test windows (default 16)")
     p.add_argument("--crf", help="JSON side file with CRF parameters, for a .tflite without tinyloc metadata")
 
 

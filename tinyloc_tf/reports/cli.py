@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tinyloc_tf.arguments import positive_int
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("sweep", type=Path, help="sweep folder made by `tinyloc sweep`")
     parser.add_argument("--out", type=Path, help="folder for the report (default: the sweep folder)")
-    parser.add_argument("--timeline-windows", type=int, default=60,
+    parser.add_argument("--timeline-windows", type=positive_int, default=60,
                         help="test windows stitched into the timeline plot (default 60)")
     parser.set_defaults(handler=_report)
 

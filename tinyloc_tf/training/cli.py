@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from tinyloc_tf.arguments import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.trainer import DEFAULTS, FAMILIES
 
@@ -28,15 +29,15 @@ HEADLINE = (
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=DEFAULTS["epochs"],
+    group.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"],
                        help=f"most epochs to run (default {DEFAULTS['epochs']})")
-    group.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+    group.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"],
                        help=f"windows per batch (default {DEFAULTS['batch_size']})")
-    group.add_argument("--lr", type=float, default=DEFAULTS["lr"], help=f"Adam learning rate (default {DEFAULTS['lr']})")
-    group.add_argument("--patience", type=int, default=DEFAULTS["patience"],
+    group.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"], help=f"Adam learning rate (default {DEFAULTS['lr']})")
+    group.add_argument("--patience", type=non_negative_int, default=DEFAULTS["patience"],
                        help="epochs without a better validation macro-F1 before stopping "
                             f"(default {DEFAULTS['patience']})")
-    group.add_argument("--seed", type=int, default=DEFAULTS["seed"], help=f"random seed (default {DEFAULTS['seed']})")
+    group.add_argument("--seed", type=non_negative_int, default=DEFAULTS["seed"], help=f"random seed (default {DEFAULTS['seed']})")
     group.add_argument("--int8-friendly", action="store_true",
                        help="build the int8-friendly form of the model (Mamba: no EXP/LOG ops)")
     group.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -50,8 +51,8 @@ def register(subparsers) -> None:
     )
     train.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     train.add_argument("--model", required=True, help=f"model family: {' | '.join(FAMILIES)}")
-    train.add_argument("--hidden", type=int, required=True, help="hidden size H")
-    train.add_argument("--layers", type=int, required=True, help="layers L (MDCSA: 1 or 3)")
+    train.add_argument("--hidden", type=positive_int, required=True, help="hidden size H")
+    train.add_argument("--layers", type=positive_int, required=True, help="layers L (MDCSA: 1 or 3)")
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
     _add_fit_options(train)
     train.set_defaults(handler=_train)
@@ -63,15 +64,15 @@ def register(subparsers) -> None:
     distill.add_argument("--teacher", type=Path, required=True, help="teacher run folder (with model.keras)")
     distill.add_argument("--data", type=Path, required=True, help="prepared dataset folder (the teacher's)")
     distill.add_argument("--student-model", required=True, help=f"student family: {' | '.join(FAMILIES)}")
-    distill.add_argument("--hidden", type=int, required=True, help="student hidden size H")
-    distill.add_argument("--layers", type=int, required=True, help="student layers L")
+    distill.add_argument("--hidden", type=positive_int, required=True, help="student hidden size H")
+    distill.add_argument("--layers", type=positive_int, required=True, help="student layers L")
     distill.add_argument("--out", type=Path, required=True, help="run folder to write")
-    distill.add_argument("--alpha", type=float, default=0.1,
+    distill.add_argument("--alpha", type=unit_interval, default=0.1,
                          help="weight of the CRF loss; 1 - alpha weighs the teacher term (default 0.1)")
     distill.add_argument("--method", default="viterbi",
                          help="viterbi (paper: one-hot teacher path) | marginals (teacher CRF posteriors) | "
                               "features (viterbi + hidden-state matching); default viterbi")
-    distill.add_argument("--feature-weight", type=float, default=1.0,
+    distill.add_argument("--feature-weight", type=non_negative_float, default=1.0,
                          help="weight of the hidden-state term for --method features (default 1)")
     _add_fit_options(distill)
     distill.set_defaults(handler=_distill)
@@ -84,8 +85,8 @@ def register(subparsers) -> None:
     baselines.add_argument("--out", type=Path, required=True, help="folder for baselines.json and baselines.csv")
     baselines.add_argument("--models", default="knn,random_forest,logistic_regression",
                            help="comma-separated subset (default: all three)")
-    baselines.add_argument("--seed", type=int, default=0, help="random forest / solver seed (default 0)")
-    baselines.add_argument("--jobs", type=int, default=1, help="parallel jobs for k-NN and the forest (default 1)")
+    baselines.add_argument("--seed", type=non_negative_int, default=0, help="random forest / solver seed (default 0)")
+    baselines.add_argument("--jobs", type=positive_int, default=1, help="parallel jobs for k-NN and the forest (default 1)")
     baselines.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     baselines.add_argument("--quiet", action="store_true", help="no progress bar")
     baselines.set_defaults(handler=_baselines)
