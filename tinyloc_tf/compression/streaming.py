@@ -1,0 +1,246 @@
+"""Streaming Mamba -> ``.tflite``: the step model with its state as inputs and outputs.
+
+::
+
+    result = convert_streaming(tagger, calibration=[stream, ...], quant="int8", metadata={...})
+    layout = streaming_layout(result.tflite)    # which input / output is which, state shapes
+
+The step model (:mod:`tinyloc_tf.models.mamba_step`) is converted like a window model
+(batch 1, names stripped, metadata embedded), with three differences:
+
+- **Calibration on streams.** The representative set is the step model's own inputs along
+  whole training streams (``[n, F]`` sequences, run in float from a zero state): samples and
+  the states that really occur after minutes, not only the first 20 samples of a window.
+  A seeded subset of ``representative_size`` steps is used.
+- **Canonical I/O order.** The converter orders inputs and outputs its own way; they are put
+  back in the order ``sample, conv_state_0, ssm_state_0, ...`` and ``emissions,
+  conv_state_0, ssm_state_0, ...`` (read from the signature before names are stripped), and
+  the metadata's ``streaming`` entry records it.
+- **State feedback without requantization.** The new state is the next call's input, so each
+  state output must carry the quantization of its input. The converter usually gives both
+  the same scale; where it does not, an int8 -> int8 QUANTIZE (TFLM's requantize kernel) is
+  appended to that output. The runtime then copies state bytes from output to input, on the
+  host as on the MCU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyloc_tf.errors import TinylocError
+
+STREAMING_QUANT_MODES = ("float32", "int8")
+DEFAULT_REPRESENTATIVE_STEPS = 512
+
+
+def calibration_steps(step_model, streams, size: int = DEFAULT_REPRESENTATIVE_STEPS, seed: int = 0,
+                      progress: bool = False) -> list[np.ndarray]:
+    """Inputs of the step model along ``streams`` (a list of float ``[n, F]``), a seeded subset.
+
+    Returns one array per model input, ``[size, *shape]``: samples and the states before them.
+    """
+    from tinyloc_tf.models.mamba_step import run_stream
+
+    streams = [np.asarray(s, dtype=np.float32) for s in streams]
+    if not streams or not any(len(s) for s in streams):
+        raise TinylocError("streaming calibration needs at least one non-empty training stream [n, F]")
+    for s in streams:
+        if not np.isfinite(s).all():
+            raise TinylocError("a calibration stream holds NaN or infinite values")
+    if progress:
+        from tqdm import tqdm
+
+        streams = tqdm(streams, desc="calibration streams (float)", unit="stream", leave=False)
+    inputs = [[] for _ in step_model.inputs]
+    for stream in streams:
+        if not len(stream):
+            continue
+        _, states = run_stream(step_model, stream, return_states=True)
+        inputs[0].append(stream)
+        for store, values in zip(inputs[1:], states):
+            store.append(values)
+    inputs = [np.concatenate(parts) for parts in inputs]
+    total = len(inputs[0])
+    if size < total:
+        rows = np.sort(np.random.default_rng(seed).choice(total, size=int(size), replace=False))
+        inputs = [values[rows] for values in inputs]
+    return inputs
+
+
+def _signature_order(model_object, input_names: list[str], output_count: int) -> tuple[list[int], list[int]]:
+    """Tensor indices of the step model's inputs (by Keras name) and outputs (``output_k``)."""
+    defs = model_object.signatureDefs or []
+    if len(defs) != 1:
+        raise TinylocError(f"the converted step model has {len(defs)} signatures, expected 1")
+
+    def name(entry):
+        return entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
+
+    ins = {name(e): int(e.tensorIndex) for e in defs[0].inputs}
+    outs = {name(e): int(e.tensorIndex) for e in defs[0].outputs}
+    missing = [n for n in input_names if n not in ins] + [f"output_{k}" for k in range(output_count)
+                                                           if f"output_{k}" not in outs]
+    if missing:
+        raise TinylocError(f"the converted step model's signature lacks {', '.join(missing)} "
+                           f"(has inputs {sorted(ins)}, outputs {sorted(outs)})")
+    return [ins[n] for n in input_names], [outs[f"output_{k}"] for k in range(output_count)]
+
+
+def _quantization(tensor) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    q = tensor.quantization
+    if q is None or q.scale is None:
+        return (), ()
+    return tuple(float(s) for s in np.atleast_1d(q.scale)), tuple(int(z) for z in np.atleast_1d(q.zeroPoint))
+
+
+def _append_requantize(model_object, graph, source: int, like: int) -> int:
+    """Append ``QUANTIZE(source) -> new tensor`` with the quantization of tensor ``like``."""
+    import copy
+
+    from tinyloc_tf.compression.metadata import tflite_schema
+
+    schema = tflite_schema()
+    code_index = next((i for i, c in enumerate(model_object.operatorCodes)
+                       if max(int(c.builtinCode), int(c.deprecatedBuiltinCode)) == schema.BuiltinOperator.QUANTIZE),
+                      None)
+    if code_index is None:
+        code = schema.OperatorCodeT()
+        code.builtinCode = schema.BuiltinOperator.QUANTIZE
+        code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+        code.version = 2
+        model_object.operatorCodes.append(code)
+        code_index = len(model_object.operatorCodes) - 1
+    out = copy.deepcopy(graph.tensors[like])
+    buffer = schema.BufferT()
+    model_object.buffers.append(buffer)
+    out.buffer = len(model_object.buffers) - 1
+    graph.tensors.append(out)
+    op = schema.OperatorT()
+    op.opcodeIndex = code_index
+    op.inputs = np.array([source], dtype=np.int32)
+    op.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
+    op.builtinOptionsType = schema.BuiltinOptions.QuantizeOptions
+    op.builtinOptions = schema.QuantizeOptionsT()
+    graph.operators.append(op)
+    return len(graph.tensors) - 1
+
+
+def canonicalise(raw: bytes, input_names: list[str], output_count: int) -> tuple[bytes, dict]:
+    """Inputs/outputs in the step model's order, state outputs quantized like their inputs.
+
+    Returns the flatbuffer and what was done (``requantized``: state output positions that
+    needed a QUANTIZE).
+    """
+    from tinyloc_tf.compression.metadata import pack_model, unpack_model
+
+    model_object = unpack_model(raw)
+    graph = model_object.subgraphs[0]
+    inputs, outputs = _signature_order(model_object, input_names, output_count)
+    requantized = []
+    for position in range(1, output_count):
+        out, inp = outputs[position], inputs[position]
+        if graph.tensors[out].type != graph.tensors[inp].type or list(graph.tensors[out].shape) != list(
+                graph.tensors[inp].shape):
+            raise TinylocError(f"state output {position} ({list(graph.tensors[out].shape)}) does not match "
+                               f"its input ({list(graph.tensors[inp].shape)})")
+        if _quantization(graph.tensors[out]) != _quantization(graph.tensors[inp]):
+            outputs[position] = _append_requantize(model_object, graph, out, inp)
+            requantized.append(position)
+    graph.inputs = np.array(inputs, dtype=np.int32)
+    graph.outputs = np.array(outputs, dtype=np.int32)
+    # The signature still names the converter's tensors; runtimes here use indices only.
+    model_object.signatureDefs = []
+    return pack_model(model_object), {"requantized_state_outputs": requantized}
+
+
+def streaming_layout(model) -> dict:
+    """The ``streaming`` metadata entry of a step ``.tflite`` (raises when there is none)."""
+    from tinyloc_tf.compression.metadata import read_metadata
+
+    meta = read_metadata(model)
+    layout = meta.get("streaming")
+    if not isinstance(layout, dict):
+        raise TinylocError("this .tflite is a window model, not a streaming step model "
+                           "(convert with `tinyloc convert RUN --streaming`)")
+    return layout
+
+
+def convert_streaming(
+    model,
+    calibration=None,
+    metadata: dict | None = None,
+    *,
+    quant: str = "int8",
+    representative_size: int = DEFAULT_REPRESENTATIVE_STEPS,
+    seed: int = 0,
+    strip: bool = True,
+    progress: bool = False,
+):
+    """Convert a trained Mamba tagger's step model to a ``.tflite``.
+
+    Args:
+        model: a trained Mamba ``SequenceTagger``.
+        calibration: training streams, a list of float ``[n, F]`` (int8 only).
+        metadata: extra metadata fields (e.g. :func:`~tinyloc_tf.compression.convert.data_metadata`).
+        quant: ``"int8"`` (full integer, int8 state) or ``"float32"``.
+
+    Returns:
+        :class:`~tinyloc_tf.compression.convert.Conversion`; the metadata has a ``streaming``
+        entry: input / output roles and shapes, state bytes, the window length it came from.
+    """
+    import tensorflow as tf
+
+    from tinyloc_tf.compression.convert import (
+        Conversion, _run_converter, finalize, float_ops, int8_weight_tensors, model_metadata, op_counts,
+    )
+    from tinyloc_tf.compression.metadata import metadata_bytes
+    from tinyloc_tf.models.mamba_step import build_step_model
+
+    if quant not in STREAMING_QUANT_MODES:
+        raise TinylocError(f"streaming conversion supports {', '.join(STREAMING_QUANT_MODES)}, not {quant!r}")
+    step = build_step_model(model)
+    input_names = [t.name for t in step.inputs]
+    report: dict = {"quant": quant, "streaming": True}
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(step)
+    if quant == "int8":
+        if calibration is None:
+            raise TinylocError("int8 streaming conversion needs training streams [n, F] for calibration")
+        steps = calibration_steps(step, calibration, representative_size, seed, progress=progress)
+        report["representative"] = {"steps": int(len(steps[0])), "seed": int(seed), "from": "training streams"}
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            {name: values[i : i + 1] for name, values in zip(input_names, steps)} for i in range(len(steps[0]))
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    raw = _run_converter(converter.convert, quant, step)
+    raw, done = canonicalise(raw, input_names, len(step.outputs))
+    report.update(done)
+
+    shapes = [list(t.shape[1:]) for t in step.inputs]
+    state_elements = sum(int(np.prod(s)) for s in shapes[1:])
+    layout = {
+        "inputs": input_names,
+        "outputs": ["emissions"] + input_names[1:],
+        "state_shapes": shapes[1:],
+        "state_bytes": state_elements * (1 if quant == "int8" else 4),
+        "window_T": (getattr(model, "build_config", None) or {}).get("steps"),
+        **done,
+    }
+    payload = {**model_metadata(model), **(metadata or {}), "quant": quant, "streaming": layout}
+    if "representative" in report:
+        payload["representative"] = report["representative"]
+    buf = finalize(raw, payload, strip=strip)
+    report.update(
+        bytes_with_names=len(raw),
+        bytes=len(buf),
+        metadata_bytes=metadata_bytes(buf),
+        ops=op_counts(buf),
+        operators=sum(op_counts(buf).values()),
+        float_ops=float_ops(buf),
+        int8_weight_tensors=int8_weight_tensors(buf),
+        state_bytes=layout["state_bytes"],
+    )
+    return Conversion(buf, report)

@@ -1,0 +1,184 @@
+"""Streaming Mamba: one RSSI sample per call, the recurrent state carried between calls.
+
+::
+
+    step = build_step_model(tagger)             # a trained window tagger (its weights, shared)
+    state = zero_state(step)                    # list of arrays, one per state input
+    emission, state = run_step(step, x_t, state)          # x_t float [F] -> emission [K]
+    emissions = run_stream(step, X)                        # X float [n, F] -> [n, K]
+
+The window model (:class:`~tinyloc_tf.models.mamba.MambaEncoder`) unrolls the scan over
+``T`` samples and starts every window from a zero state. The step model runs the same
+layers on one sample ``x_t``:
+
+    inputs   sample [1, F], then per block l: conv_state_l [1, d_conv-1, D], ssm_state_l [1, D, N]
+    outputs  emissions [1, K], then per block l: the new conv_state_l, ssm_state_l
+
+``conv_state`` holds the last ``d_conv - 1`` inputs of the causal depthwise convolution
+(what its left zero padding stands for in the window model), ``ssm_state`` is ``h_{t-1}``.
+From a zero state, ``T`` steps reproduce the window model's ``T`` emissions (tested), and
+keep going for as long as samples come. The layers are the trained encoder's own objects,
+so the weights are exactly the window model's.
+
+Per block and sample the graph is: in_proj, CONCATENATION of the conv buffer with x_t and a
+VALID DEPTHWISE_CONV_2D over it (the new buffer is a slice of the same concatenation),
+SiLU, x_proj, dt_proj and the step function, the decay (:func:`~tinyloc_tf.models.mamba.decay`,
+int8-friendly or exact), ``h = dA * h + (dt x) B``, the readout ``h C + D x`` as one
+BATCH_MATMUL, the gate and out_proj.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.models.mamba import MambaEncoder, decay, positive_step
+
+
+def mixer_step(mixer, u, conv_state, ssm_state):
+    """One sample through a :class:`~tinyloc_tf.models.mamba.MambaMixer`.
+
+    Args:
+        mixer: the trained mixer (its layers and weights are used as they are).
+        u: ``[b, H]`` the block's normalised input at this sample.
+        conv_state: ``[b, d_conv - 1, D]`` the conv's previous inputs, oldest first.
+        ssm_state: ``[b, D, N]`` ``h_{t-1}``.
+
+    Returns:
+        ``(out [b, H], conv_state [b, d_conv - 1, D], ssm_state [b, D, N])``.
+    """
+    xz = mixer.in_proj(u)  # [b, 2D]
+    x, z = ops.split(xz, 2, axis=-1)  # 2 x [b, D]
+    window = ops.concatenate([conv_state, ops.expand_dims(x, 1)], axis=1)  # [b, d_conv, D]
+    # The conv layer pads on the left for a window; here the buffer is the padding.
+    x = keras.layers.DepthwiseConv1D.call(mixer.conv, window)[:, 0]  # [b, D]
+    new_conv_state = window[:, 1:]
+    x = ops.silu(x)
+
+    x_dbl = mixer.x_proj(x)  # [b, r + 2N]
+    dt_in, B, C = ops.split(x_dbl, [mixer.dt_rank, mixer.dt_rank + mixer.d_state], axis=-1)
+    dt = positive_step(mixer.dt_proj(dt_in), mixer.int8_friendly)  # [b, D]
+    A = -ops.exp(mixer.A_log)  # [D, N], folded to a constant by the converter
+    dA = decay(dt, A, mixer.int8_friendly)  # [b, D, N]
+    h = dA * ssm_state + ops.expand_dims(dt * x, -1) * ops.expand_dims(B, 1)  # [b, D, N]
+    y = ops.squeeze(ops.matmul(h, ops.expand_dims(C, -1)), -1) + x * mixer.D  # [b, D]
+    y = y * ops.silu(z)
+    return mixer.out_proj(y), new_conv_state, h
+
+
+@keras.saving.register_keras_serializable(package="tinyloc")
+class MambaStepEncoder(keras.layers.Layer):
+    """A trained :class:`MambaEncoder` run one sample at a time.
+
+    ``call(sample [b, F], conv_states, ssm_states)`` with ``conv_states`` a list of
+    ``[b, d_conv - 1, D]`` and ``ssm_states`` a list of ``[b, D, N]`` (one per block) returns
+    ``(emissions [b, K], new conv_states, new ssm_states)``.
+    """
+
+    def __init__(self, encoder, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(encoder, dict):
+            encoder = keras.saving.deserialize_keras_object(encoder)
+        if not isinstance(encoder, MambaEncoder):
+            raise TinylocError(f"a step model needs a Mamba encoder, got {type(encoder).__name__}")
+        self.encoder = encoder
+
+    @property
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes (without batch) of the state tensors, in input order: conv, ssm per block."""
+        e = self.encoder
+        inner = e.expand * e.hidden
+        return [shape for _ in range(e.num_layers) for shape in ((e.d_conv - 1, inner), (inner, e.d_state))]
+
+    def call(self, sample, conv_states, ssm_states):
+        e = self.encoder
+        x = e.embed(sample)  # [b, H]
+        new_conv, new_ssm = [], []
+        for block, conv_state, ssm_state in zip(e.blocks, conv_states, ssm_states):
+            out, conv_state, ssm_state = mixer_step(block.mixer, block.norm(x), conv_state, ssm_state)
+            x = x + out
+            new_conv.append(conv_state)
+            new_ssm.append(ssm_state)
+        return e.head(x), new_conv, new_ssm
+
+    def get_config(self):
+        return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder)}
+
+
+def step_encoder(model) -> MambaStepEncoder:
+    """The step encoder of a trained Mamba ``SequenceTagger`` (or a bare ``MambaEncoder``)."""
+    encoder = getattr(model, "encoder", model)
+    if not isinstance(encoder, MambaEncoder):
+        family = (getattr(model, "build_config", None) or {}).get("family", type(encoder).__name__)
+        raise TinylocError(
+            f"streaming needs a Mamba model (a recurrence); this one is {family!r}, which attends over "
+            "the whole window and stays a window model"
+        )
+    return MambaStepEncoder(encoder, name="step_encoder")
+
+
+def build_step_model(model) -> keras.Model:
+    """A Keras model ``[sample, *states] -> [emissions, *new states]`` with a batch of 1.
+
+    Inputs: ``sample [1, F]``, then per block ``conv_state [1, d_conv-1, D]``,
+    ``ssm_state [1, D, N]``. Outputs: ``emissions [1, K]``, then the new states in the same
+    order. ``model`` is a trained Mamba ``SequenceTagger``; its layers are shared, not copied.
+    """
+    step = step_encoder(model)
+    e = step.encoder
+    sample = keras.Input((e.features,), batch_size=1, name="sample")
+    shapes = step.state_shapes
+    states = [keras.Input(shape, batch_size=1, name=f"{'conv' if i % 2 == 0 else 'ssm'}_state_{i // 2}")
+              for i, shape in enumerate(shapes)]
+    emissions, conv, ssm = step(sample, states[0::2], states[1::2])
+    outputs = [emissions]
+    for c, s in zip(conv, ssm):
+        outputs += [c, s]
+    return keras.Model([sample, *states], outputs, name="tinyloc_step")
+
+
+def zero_state(step_model) -> list[np.ndarray]:
+    """The state before the first sample: zeros, one float32 array per state input."""
+    return [np.zeros(tuple(t.shape), dtype=np.float32) for t in step_model.inputs[1:]]
+
+
+def _compiled(step_model):
+    compiled = getattr(step_model, "_tinyloc_step_fn", None)
+    if compiled is None:
+        import tensorflow as tf
+
+        compiled = tf.function(lambda inputs: step_model(inputs, training=False), reduce_retracing=True)
+        step_model._tinyloc_step_fn = compiled
+    return compiled
+
+
+def run_step(step_model, sample, state) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One sample: ``sample`` float ``[F]`` and ``state`` -> ``(emission [K], new state)``."""
+    sample = np.asarray(sample, dtype=np.float32).reshape(1, -1)
+    outputs = _compiled(step_model)([sample, *state])
+    outputs = [np.asarray(o) for o in outputs]
+    return outputs[0][0], outputs[1:]
+
+
+def run_stream(step_model, X, state=None, return_states: bool = False):
+    """Float emissions of a whole stream: ``X`` float ``[n, F]`` -> ``[n, K]`` (zero start state).
+
+    With ``return_states`` also returns the inputs each step saw: a list (per state input) of
+    ``[n, *shape]`` arrays, the state *before* each sample (for int8 calibration).
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != step_model.inputs[0].shape[-1]:
+        raise TinylocError(f"a stream must be [n, {step_model.inputs[0].shape[-1]}] samples, got shape {X.shape}")
+    state = zero_state(step_model) if state is None else state
+    emissions = np.empty((len(X), step_model.outputs[0].shape[-1]), dtype=np.float32)
+    seen = [[] for _ in state] if return_states else None
+    for t, sample in enumerate(X):
+        if seen is not None:
+            for store, value in zip(seen, state):
+                store.append(value[0])
+        emissions[t], state = run_step(step_model, sample, state)
+    if return_states:
+        return emissions, [np.stack(s) if s else np.zeros((0, *v.shape[1:]), np.float32) for s, v in zip(seen, state)]
+    return emissions
