@@ -40,15 +40,17 @@ training windows only; validation and test are clipped to [0, 1].
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.data.inhome_raw import (
+    COUNT_KEYS, FFILL_STEPS, MATCH_MS, RSSI_MAX, STEP_MS, Session, iso, natural_key, read_metadata,
+    read_session, session_kind,
+)
 from tinyloc_tf.errors import DataError
 
 # figshare serves the whole article (all four houses) as one zip; the archive is not
@@ -57,301 +59,11 @@ INHOME_FIGSHARE_URL = "https://ndownloader.figshare.com/articles/6051794/version
 INHOME_SHA256: str | None = None
 INHOME_DOI = "10.6084/m9.figshare.6051794.v1"
 
-STEP_MS = 200  # 5 Hz: the wearable's advertising rate
-FFILL_STEPS = 5  # forward-fill reach: 1 s
 NOT_HEARD_DBM = -120.0  # below any real reading
-RSSI_MIN, RSSI_MAX = -110, 0  # documented range of the receivers
 WINDOW_STEPS = 20  # 4 s
 HOP_STEPS = 10  # 50 % overlap
-MATCH_MS = 500  # annotation-to-step match, as the dataset's own loader code accepts
 BLOCK_SECONDS = 60.0  # fingerprint split block length
 GAP_STEPS = FFILL_STEPS  # guard at each side of a train/val boundary
-LIVING_PREFIX = "living"
-
-METADATA_FILES = ("room_names.dat", "room_tags.dat", "ap_coordinates.dat", "ap_rooms.dat")
-RX_FILE = "rx_wearable_data.dat"
-ANNOTATION_FILE = "tag_annotations.dat"
-AP_REF_FILE = "ap_mac_ref.dat"
-RX_COLUMNS = ("timestamp", "ap_id", "wearable_id", "rssi")
-ANNOTATION_COLUMNS = ("timestamp", "tag")
-AP_REF_COLUMNS = ("ap_id",)
-
-
-# ----------------------------------------------------------------------------- metadata
-
-
-@dataclass
-class HouseMetadata:
-    """What the loader needs from ``house_X/metadata``: rooms (= classes), tags, APs."""
-
-    path: Path
-    room_ids: list[int]  # class index -> room id, in room_names.dat order
-    room_names: list[str]
-    tag_class: dict[int, int]  # floor tag -> class index
-    ap_ids: list[int]  # feature index -> AP id, in ap_coordinates.dat order
-    ap_class: dict[int, int]  # AP id -> class index of the room it stands in
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f"ap_{ap}" for ap in self.ap_ids]
-
-    @property
-    def ap_index(self) -> dict[int, int]:
-        return {ap: i for i, ap in enumerate(self.ap_ids)}
-
-
-def _read_keyed(path: Path) -> list[tuple[int, int, list[str]]]:
-    """Rows ``key, value, ...`` of a header-less metadata file as ``(line, key, values)``.
-
-    Rows may differ in length (room -> tags). A first line whose first field is not an
-    integer is taken as a header; anywhere else it is an error.
-    """
-    if not path.is_file():
-        raise DataError(f"{path}: missing metadata file")
-    rows: list[tuple[int, int, list[str]]] = []
-    seen: dict[int, int] = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        for line, fields in enumerate(csv.reader(handle), start=1):
-            fields = [value.strip() for value in fields]
-            while fields and fields[-1] == "":
-                fields.pop()
-            if not fields:
-                continue
-            try:
-                key = int(fields[0])
-            except ValueError:
-                if line == 1:
-                    continue
-                raise DataError(f"{path}, line {line}, column 1: id must be an integer, got {fields[0]!r}") from None
-            if key in seen:
-                raise DataError(f"{path}, line {line}: id {key} repeats line {seen[key]}")
-            seen[key] = line
-            rows.append((line, key, fields[1:]))
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows
-
-
-def _int_field(path: Path, line: int, column: int, value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise DataError(f"{path}, line {line}, column {column}: {what} must be an integer, got {value!r}") from None
-
-
-def read_metadata(house_dir: str | os.PathLike) -> HouseMetadata:
-    """Read and cross-check the metadata files of one house folder."""
-    meta_dir = Path(house_dir) / "metadata"
-    if not meta_dir.is_dir():
-        raise DataError(f"{meta_dir}: missing metadata folder")
-    paths = {name: meta_dir / name for name in METADATA_FILES}
-
-    room_rows = _read_keyed(paths["room_names.dat"])
-    room_ids, room_names = [], []
-    for line, room, values in room_rows:
-        if len(values) != 1 or not values[0]:
-            raise DataError(f"{paths['room_names.dat']}, line {line}: expected 'room id, name', got {values!r}")
-        room_ids.append(room)
-        room_names.append(values[0])
-    room_class = {room: i for i, room in enumerate(room_ids)}
-
-    tag_class: dict[int, int] = {}
-    tag_room: dict[int, int] = {}
-    path = paths["room_tags.dat"]
-    for line, room, values in _read_keyed(path):
-        if room not in room_class:
-            raise DataError(f"{path}, line {line}: room id {room} is not in room_names.dat "
-                            f"(known: {sorted(room_class)})")
-        for column, value in enumerate(values, start=2):
-            tag = _int_field(path, line, column, value, "tag")
-            if tag in tag_room and tag_room[tag] != room:
-                raise DataError(f"{path}, line {line}: tag {tag} is already in room {tag_room[tag]}")
-            tag_room[tag] = room
-            tag_class[tag] = room_class[room]
-
-    path = paths["ap_coordinates.dat"]
-    ap_ids = []
-    for line, ap, values in _read_keyed(path):
-        if len(values) != 3:
-            raise DataError(f"{path}, line {line}: expected 'ap id, x, y, z', got {len(values)} values")
-        for column, value in enumerate(values, start=2):
-            try:
-                float(value)
-            except ValueError:
-                raise DataError(f"{path}, line {line}, column {column}: coordinate {value!r} is not a number") from None
-        ap_ids.append(ap)
-
-    path = paths["ap_rooms.dat"]
-    ap_class: dict[int, int] = {}
-    for line, ap, values in _read_keyed(path):
-        if len(values) != 1:
-            raise DataError(f"{path}, line {line}: expected 'ap id, room id', got {values!r}")
-        if ap not in ap_ids:
-            raise DataError(f"{path}, line {line}: AP {ap} is not in ap_coordinates.dat (known: {ap_ids})")
-        room = _int_field(path, line, 2, values[0], "room id")
-        if room not in room_class:
-            raise DataError(f"{path}, line {line}: room id {room} is not in room_names.dat "
-                            f"(known: {sorted(room_class)})")
-        ap_class[ap] = room_class[room]
-    unplaced = [ap for ap in ap_ids if ap not in ap_class]
-    if unplaced:
-        raise DataError(f"{path}: AP(s) {unplaced} of ap_coordinates.dat have no room")
-
-    return HouseMetadata(
-        path=meta_dir, room_ids=room_ids, room_names=room_names, tag_class=tag_class,
-        ap_ids=ap_ids, ap_class=ap_class, files=list(paths.values()),
-    )
-
-
-# ----------------------------------------------------------------------------- sessions
-
-
-@dataclass
-class Session:
-    """One session's packets and annotations, validated and mapped to indices."""
-
-    name: str
-    kind: str  # "fingerprint" or "living"
-    t_ms: np.ndarray  # int64 [R] packet times, ms since the Unix epoch
-    ap: np.ndarray  # int64 [R] feature index
-    rssi: np.ndarray  # float64 [R] dBm
-    ann_ms: np.ndarray  # int64 [A] annotation times, sorted
-    ann_class: np.ndarray  # int64 [A] class index
-    wearables: int
-    files: list[Path]
-
-
-def session_kind(name: str) -> str:
-    return "living" if name.lower().startswith(LIVING_PREFIX) else "fingerprint"
-
-
-def _natural_key(name: str):
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def _read_table(path: Path, required: tuple[str, ...]):
-    import pandas as pd
-
-    if not path.is_file():
-        raise DataError(f"{path}: missing file")
-    try:
-        frame = pd.read_csv(path, dtype=str, skipinitialspace=True, keep_default_na=False,
-                            encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty file (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV table ({exc})") from None
-    frame.columns = [str(name).strip() for name in frame.columns]
-    missing = [name for name in required if name not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the header has "
-                        f"{', '.join(frame.columns)}; expected {', '.join(required)}")
-    if len(frame) == 0:
-        raise DataError(f"{path}: no rows (empty session)")
-    return frame
-
-
-def _numbers(frame, column: str, path: Path, *, integer: bool = False) -> np.ndarray:
-    """A column as float64, rejecting non-numeric, NaN and (for ``integer``) fractional cells.
-    Rows are counted from 1 after the header line."""
-    import pandas as pd
-
-    raw = frame[column]
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if integer:
-        bad |= np.where(bad, False, values != np.round(np.nan_to_num(values)))
-    if bad.any():
-        row = int(np.argmax(bad))
-        kind = "an integer" if integer else "a number"
-        raise DataError(f"{path}, row {row + 1}, column {column!r}: {raw.iloc[row]!r} is not {kind}")
-    return values
-
-
-def _times_ms(frame, path: Path) -> np.ndarray:
-    """ISO 8601 timestamps (millisecond strings) as int64 ms since the epoch. Naive times are
-    taken as they are; zone-aware ones are converted to UTC."""
-    import pandas as pd
-
-    raw = frame["timestamp"]
-    parsed = pd.to_datetime(raw, format="ISO8601", errors="coerce", utc=True)
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(f"{path}, row {row + 1}, column 'timestamp': {raw.iloc[row]!r} is not a datetime")
-    delta = parsed - pd.Timestamp(0, tz="UTC")
-    return (delta // pd.Timedelta(1, "ms")).to_numpy(dtype=np.int64)
-
-
-def read_session(session_dir: str | os.PathLike, metadata: HouseMetadata) -> Session:
-    """Read and validate one session folder against the house metadata."""
-    session_dir = Path(session_dir)
-    files = [session_dir / RX_FILE, session_dir / ANNOTATION_FILE, session_dir / AP_REF_FILE]
-    for path in files:
-        if not path.is_file():
-            raise DataError(f"{path}: missing file")
-    ap_index = metadata.ap_index
-
-    # The session's AP list must be the metadata's: a different count means the feature
-    # columns would not mean the same thing across sessions.
-    path = session_dir / AP_REF_FILE
-    refs = _read_table(path, AP_REF_COLUMNS)
-    ref_ids = _numbers(refs, "ap_id", path, integer=True).astype(np.int64)
-    for row, ap in enumerate(ref_ids):
-        if int(ap) not in ap_index:
-            raise DataError(f"{path}, row {row + 1}, column 'ap_id': AP {ap} is not in the metadata "
-                            f"(known: {metadata.ap_ids})")
-    if len(set(ref_ids.tolist())) != len(metadata.ap_ids):
-        raise DataError(f"{path}: lists {len(set(ref_ids.tolist()))} access points, the metadata "
-                        f"(ap_coordinates.dat) {len(metadata.ap_ids)}")
-
-    path = session_dir / RX_FILE
-    rx = _read_table(path, RX_COLUMNS)
-    t_ms = _times_ms(rx, path)
-    ap_raw = _numbers(rx, "ap_id", path, integer=True).astype(np.int64)
-    rssi = _numbers(rx, "rssi", path)
-    outside = (rssi < RSSI_MIN) | (rssi > RSSI_MAX)
-    if outside.any():
-        row = int(np.argmax(outside))
-        raise DataError(f"{path}, row {row + 1}, column 'rssi': {rx['rssi'].iloc[row]} dBm is outside "
-                        f"the documented range {RSSI_MIN}..{RSSI_MAX}")
-    known = np.array(metadata.ap_ids, dtype=np.int64)
-    unknown = ~np.isin(ap_raw, known)
-    if unknown.any():
-        row = int(np.argmax(unknown))
-        raise DataError(f"{path}, row {row + 1}, column 'ap_id': AP {ap_raw[row]} is not in the metadata "
-                        f"(known: {metadata.ap_ids})")
-    order = np.argsort(known)
-    ap = order[np.searchsorted(known[order], ap_raw)].astype(np.int64)
-    wearables = int(rx["wearable_id"].nunique())
-
-    path = session_dir / ANNOTATION_FILE
-    ann = _read_table(path, ANNOTATION_COLUMNS)
-    ann_ms = _times_ms(ann, path)
-    tags = _numbers(ann, "tag", path, integer=True).astype(np.int64)
-    tag_ids = np.array(sorted(metadata.tag_class), dtype=np.int64)
-    unknown = ~np.isin(tags, tag_ids)
-    if unknown.any():
-        row = int(np.argmax(unknown))
-        raise DataError(f"{path}, row {row + 1}, column 'tag': tag {tags[row]} is in no room of "
-                        f"{metadata.path / 'room_tags.dat'}")
-    tag_classes = np.array([metadata.tag_class[int(tag)] for tag in tag_ids], dtype=np.int64)
-    ann_class = tag_classes[np.searchsorted(tag_ids, tags)]
-    order = np.argsort(ann_ms, kind="stable")
-    ann_ms, ann_class = ann_ms[order], ann_class[order]
-
-    if ann_ms[-1] + MATCH_MS <= t_ms.min() or ann_ms[0] - MATCH_MS >= t_ms.max():
-        raise DataError(
-            f"{session_dir}: annotations ({_iso(ann_ms[0])} .. {_iso(ann_ms[-1])}) never come within "
-            f"{MATCH_MS} ms of the RSSI packets ({_iso(t_ms.min())} .. {_iso(t_ms.max())})")
-
-    return Session(name=session_dir.name, kind=session_kind(session_dir.name), t_ms=t_ms, ap=ap,
-                   rssi=rssi, ann_ms=ann_ms, ann_class=ann_class, wearables=wearables, files=files)
-
-
-def _iso(ms: int) -> str:
-    return str(np.datetime64(int(ms), "ms"))
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -518,9 +230,12 @@ def find_house(source: str | os.PathLike, house: str) -> Path:
                         f"that holds {name}/")
     if (source / name).is_dir():
         return source / name
-    if source.name == name:
+    if source.name.lower() == name.lower():
         return source
-    found = sorted(p.name for p in source.iterdir() if p.is_dir() and p.name.startswith("house_"))
+    found = sorted(p.name for p in source.iterdir() if p.is_dir() and p.name.lower().startswith("house_"))
+    same = [folder for folder in found if folder.lower() == name.lower()]
+    if len(same) == 1:  # house_a: the dataset authors' own paths use either case
+        return source / same[0]
     raise DataError(f"{source / name}: missing house folder (found: {', '.join(found) or 'none'})")
 
 
@@ -548,6 +263,7 @@ def prepare_inhome(
     val_fraction: float = 0.25,
     block_seconds: float = BLOCK_SECONDS,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Prepare one house of the in-home layout under ``source`` into the contract folder ``out``.
 
@@ -571,7 +287,7 @@ def prepare_inhome(
     experiments = house_dir / "experiments"
     if not experiments.is_dir():
         raise DataError(f"{experiments}: missing experiments folder")
-    names = sorted((p.name for p in experiments.iterdir() if p.is_dir()), key=_natural_key)
+    names = sorted((p.name for p in experiments.iterdir() if p.is_dir()), key=natural_key)
     if not names:
         raise DataError(f"{experiments}: no session folders")
     kinds = {name: session_kind(name) for name in names}
@@ -581,7 +297,7 @@ def prepare_inhome(
             raise DataError(f"{experiments}: no {what} session, needed for {role}")
 
     num_aps = len(metadata.ap_ids)
-    files = list(metadata.files)
+    files: list[Path] = []  # session files; the metadata's are added once all are read
     grids: dict[str, Grid] = {}
     sessions: dict[str, Session] = {}
     for name in tqdm(names, desc=f"prepare inhome house_{house_dir.name[6:]}", unit="session",
@@ -623,6 +339,7 @@ def prepare_inhome(
             runs = list(_segments(is_val, GAP_STEPS))
         covered = np.zeros(n, dtype=bool)
         windows = {"train": 0, "val": 0, "test": 0}
+        unlabelled_windows = 0
         for a, b, lo, hi, val in runs:
             split = "test" if val is None else ("val" if val else "train")
             removed["steps_in_split_guards"] += (lo - a) + (b - hi)
@@ -630,6 +347,7 @@ def prepare_inhome(
                 labels = grid.y[s:s + WINDOW_STEPS]
                 if (labels < 0).any():
                     removed["windows_with_unlabelled_steps"][split] += 1
+                    unlabelled_windows += 1
                     continue
                 out_X[split].append(grid.X[s:s + WINDOW_STEPS])
                 out_y[split].append(labels)
@@ -641,13 +359,23 @@ def prepare_inhome(
         session_info.append({
             "name": name,
             "kind": kinds[name],
-            "start": _iso(grid.start_ms),
+            "start": iso(grid.start_ms),
             "steps": n,
-            "rssi_rows": int(len(session.t_ms)),
-            "annotations": int(len(session.ann_ms)),
             "wearables": session.wearables,
+            "wearable": session.wearable,
             "val_steps": int(is_val.sum()) if is_val is not None else 0,
             "windows": windows,
+            # What was read, set aside, left unlabelled and filled (docs/inhome.md, "Accounting").
+            "rows": {key: int(session.counts[key]) for key in COUNT_KEYS},
+            "rssi_rows_used": int(len(session.t_ms)),
+            "annotation_rows_used": int(len(session.ann_ms)),
+            "annotations_matching_no_step": int(grid.counts["annotations_matching_no_step"]),
+            "steps_unlabelled": int(grid.counts["steps_unlabelled"]),
+            "windows_with_unlabelled_steps": unlabelled_windows,
+            "cells_observed": int(grid.counts["cells_observed"]),
+            "cells_forward_filled": int(grid.counts["cells_forward_filled"]),
+            "cells_not_heard": int(grid.counts["cells_not_heard"]),
+            "notes": list(session.notes),
         })
 
     stacked = {}
@@ -682,8 +410,8 @@ def prepare_inhome(
             "constant_in_train": [metadata.feature_names[i] for i in np.flatnonzero(constant)],
         },
         "source": str(house_dir.resolve()),
-        "source_sha256": sha256_files(house_dir, files),
-        "source_files": len(files),
+        "source_sha256": sha256_files(house_dir, metadata.files + files),
+        "source_files": len(metadata.files) + len(files),
         "preprocessing": {
             "step_ms": STEP_MS,
             "forward_fill_ms": FFILL_STEPS * STEP_MS,
@@ -709,7 +437,8 @@ def prepare_inhome(
             "test": "all living_* sessions",
         },
         "aps": [
-            {"id": ap, "feature": feature, "room": metadata.room_names[metadata.ap_class[ap]]}
+            {"id": ap, "feature": feature,
+             "room": None if metadata.ap_class[ap] is None else metadata.room_names[metadata.ap_class[ap]]}
             for ap, feature in zip(metadata.ap_ids, metadata.feature_names)
         ],
         "sessions": session_info,
@@ -718,8 +447,9 @@ def prepare_inhome(
             "annotations_matching_no_step": int(grid_counts["annotations_matching_no_step"]),
         },
         "inhome": {
-            "rssi_rows": int(sum(len(s.t_ms) for s in sessions.values())),
-            "annotation_rows": int(sum(len(s.ann_ms) for s in sessions.values())),
+            "rows": {key: int(sum(s.counts[key] for s in sessions.values())) for key in COUNT_KEYS},
+            "rssi_rows_used": int(sum(len(s.t_ms) for s in sessions.values())),
+            "annotation_rows_used": int(sum(len(s.ann_ms) for s in sessions.values())),
             "rssi_rows_averaged_into_steps": int(grid_counts["rows_averaged_into_steps"]),
             "steps": int(grid_counts["steps"]),
             "steps_unlabelled": int(grid_counts["steps_unlabelled"]),
@@ -727,6 +457,50 @@ def prepare_inhome(
             "cells_forward_filled": int(grid_counts["cells_forward_filled"]),
             "cells_not_heard": int(grid_counts["cells_not_heard"]),
             "cells_clipped": clipped,
+            "warnings": list(metadata.warnings),
         },
     }
-    return write_prepared(out, splits, meta)
+    return write_prepared(out, splits, meta, overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------- report
+
+# Columns of the end-of-run table: header, then how to read the value from a session entry.
+_REPORT_COLUMNS = (
+    ("packets", lambda s: s["rows"]["rssi_rows"]),
+    ("dropped", lambda s: s["rows"]["rssi_rows_out_of_range"] + s["rows"]["rssi_rows_other_wearables"]
+     + s["rows"]["rssi_rows_outside_annotated_span"]),
+    ("annotations", lambda s: s["rows"]["annotation_rows"]),
+    ("stray", lambda s: s["rows"]["annotation_rows_stray"]),
+    ("activity", lambda s: s["rows"]["annotation_rows_activity_tag"]),
+    ("no-room", lambda s: s["rows"]["annotation_rows_tag_in_no_room"]
+     + s["rows"]["annotation_rows_tag_in_two_rooms"]),
+    ("unmatched", lambda s: s["annotations_matching_no_step"]),
+    ("steps", lambda s: s["steps"]),
+    ("unlabelled", lambda s: s["steps_unlabelled"]),
+    ("filled", lambda s: s["cells_forward_filled"]),
+    ("-120", lambda s: s["cells_not_heard"]),
+    ("windows", lambda s: sum(s["windows"].values())),
+)
+
+
+def report_lines(meta: dict) -> list[str]:
+    """The end-of-run accounting of a prepared in-home folder, one row per session.
+
+    packets: rssi rows read; dropped: out of -110..0 dBm, other wearables, or outside the
+    annotated span. annotations: rows read; stray: wrong-date rows dropped; activity / no-room:
+    rows whose tag gives no location (left unlabelled); unmatched: location annotations within
+    500 ms of no step. steps / unlabelled: 5 Hz steps and those with no label. filled / -120:
+    AP cells forward-filled / not heard. windows: windows kept (all splits).
+    """
+    sessions = meta["sessions"]
+    rows = [[s["name"]] + [str(get(s)) for _, get in _REPORT_COLUMNS] for s in sessions]
+    rows.append(["total"] + [str(sum(get(s) for s in sessions)) for _, get in _REPORT_COLUMNS])
+    header = ["session"] + [name for name, _ in _REPORT_COLUMNS]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in [header, *rows]]
+    for s in sessions:
+        lines.extend(f"{s['name']}: {note}" for note in s["notes"])
+    lines.extend(meta.get("inhome", {}).get("warnings", []))
+    return lines
