@@ -1,0 +1,225 @@
+"""Streaming Mamba: step model, online decoders (numpy and C), streams, int8 step in TFLM."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyloc_tf.data.prepared import Split
+from tinyloc_tf.data.streams import split_streams
+from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.models.crf import viterbi_decode
+from tinyloc_tf.models.online_decoding import (
+    FixedLagViterbi, ForwardFilter, decode_stream, exp_nonpositive,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "tflm_app"
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="host g++ not installed")
+
+
+# --------------------------------------------------------------------------- numpy decoders
+
+
+def _crf(rng, k):
+    return rng.normal(0, 1.5, (k, k)).astype(np.float32), rng.normal(0, 1, k).astype(np.float32)
+
+
+def test_exp_nonpositive_is_exp_to_float32_rounding():
+    x = -np.concatenate([np.linspace(0, 90, 5001), [0.0, 1e-30, 87.3, 200.0]]).astype(np.float32)
+    got = exp_nonpositive(x)
+    want = np.exp(x.astype(np.float64))
+    normal = want > 1e-37
+    # x * log2(e) rounds to float32 first: the relative error grows to about |x| * 6e-8.
+    assert np.max(np.abs(got[normal] / want[normal] - 1)) < 1e-5
+    assert got[x == 0][0] == 1.0 and got[-1] == 0.0
+
+
+def test_fixed_lag_viterbi_with_full_lag_is_viterbi_without_end():
+    rng = np.random.default_rng(1)
+    k, n = 6, 40
+    transitions, start = _crf(rng, k)
+    emissions = rng.normal(0, 2, (n, k)).astype(np.float32)
+    full = viterbi_decode(emissions, transitions, start, np.zeros(k, np.float32))
+    assert np.array_equal(decode_stream(emissions, transitions, start, "viterbi", lag=n), full)
+    assert np.array_equal(decode_stream(emissions, transitions, start, "viterbi", lag=n + 7), full)
+
+
+def test_fixed_lag_decisions_come_lag_samples_late():
+    rng = np.random.default_rng(2)
+    transitions, start = _crf(rng, 4)
+    decoder = FixedLagViterbi(transitions, start, lag=3)
+    seen = []
+    for t, e in enumerate(rng.normal(0, 1, (10, 4)).astype(np.float32)):
+        decided = decoder.step(e)
+        assert [s for s, _ in decided] == ([t - 3] if t >= 3 else [])
+        seen += decided
+    seen += decoder.flush()
+    assert [s for s, _ in seen] == list(range(10))
+
+
+def test_lag_zero_is_argmax_of_viterbi_score_and_filter_is_argmax_of_marginal():
+    rng = np.random.default_rng(3)
+    k, n = 5, 8
+    transitions, start = _crf(rng, k)
+    emissions = rng.normal(0, 1, (n, k)).astype(np.float32)
+    lag0 = decode_stream(emissions, transitions, start, "viterbi", lag=0)
+    filtered = decode_stream(emissions, transitions, start, "filter")
+    for t in range(n):  # brute force over all prefixes y_0..y_t
+        import itertools
+
+        best, marginal = {}, np.zeros(k)
+        for path in itertools.product(range(k), repeat=t + 1):
+            score = start[path[0]] + sum(emissions[s, path[s]] for s in range(t + 1))
+            score += sum(transitions[path[s - 1], path[s]] for s in range(1, t + 1))
+            best[path[-1]] = max(best.get(path[-1], -np.inf), score)
+            marginal[path[-1]] += np.exp(score)
+        assert lag0[t] == max(best, key=best.get)
+        assert filtered[t] == int(np.argmax(marginal))
+        if t >= 4:
+            break  # k**(t+1) paths: enough
+
+
+def test_decoders_reject_bad_input():
+    rng = np.random.default_rng(4)
+    transitions, start = _crf(rng, 3)
+    with pytest.raises(TinylocError, match="lag"):
+        FixedLagViterbi(transitions, start, lag=-1)
+    with pytest.raises(TinylocError, match=r"\[3\]"):
+        ForwardFilter(transitions, start).step(np.zeros(4))
+    with pytest.raises(TinylocError, match="NaN"):
+        ForwardFilter(transitions, start).step(np.array([0, np.nan, 0]))
+    with pytest.raises(TinylocError, match="unknown online decoder"):
+        decode_stream(np.zeros((2, 3)), transitions, start, "beam")
+
+
+# --------------------------------------------------------------------------- C decoders
+
+
+@pytest.fixture(scope="module")
+def decoder_exe(tmp_path_factory) -> Path:
+    if shutil.which("g++") is None:
+        pytest.skip("host g++ not installed")
+    exe = tmp_path_factory.mktemp("stream_decoder") / "streaming_decoder_host"
+    subprocess.run(
+        ["g++", "-std=c++17", "-O2", "-Wall", "-Werror", "-ffp-contract=off", f"-I{APP / 'src'}",
+         str(APP / "src" / "streaming_decoder.cc"), str(APP / "tests" / "streaming_decoder_host.cc"), "-o", str(exe)],
+        check=True,
+    )
+    return exe
+
+
+def _hex(values) -> str:
+    return " ".join(float(v).hex() for v in np.asarray(values, dtype=np.float32).reshape(-1))
+
+
+def _c_decode(exe, emissions, transitions, start, method, lag) -> np.ndarray:
+    n, k = emissions.shape
+    text = f"{n} {k} {method} {lag}\n{_hex(transitions)}\n{_hex(start)}\n{_hex(emissions)}\n"
+    out = subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True).stdout
+    return np.array(out.split(), dtype=np.int32)
+
+
+@needs_gxx
+def test_c_exp_is_bit_identical(decoder_exe):
+    rng = np.random.default_rng(5)
+    x = -np.concatenate([rng.exponential(5, 2000), [0, 125 / 1.4427, 87.33654, 87.33655, 150]]).astype(np.float32)
+    out = subprocess.run([str(decoder_exe)], input=f"exp {len(x)}\n{_hex(x)}\n", capture_output=True, text=True,
+                         check=True).stdout.split()
+    got = np.array([float.fromhex(v) for v in out], dtype=np.float32)
+    assert np.array_equal(got.view(np.uint32), exp_nonpositive(x).view(np.uint32))
+
+
+@needs_gxx
+@pytest.mark.parametrize("method,lag", [("filter", 0), ("viterbi", 0), ("viterbi", 1), ("viterbi", 5), ("viterbi", 20)])
+def test_c_decoder_paths_equal_numpy(decoder_exe, method, lag):
+    rng = np.random.default_rng(10 + lag)
+    for k, n, scale in ((4, 300, 3.0), (10, 500, 8.0), (59, 60, 30.0), (3, 7, 1.0)):
+        transitions, start = _crf(rng, k)
+        # Quantized emissions make exact ties common, so tie-breaking is tested too.
+        emissions = (np.round(rng.normal(0, scale, (n, k)) * 4) / 4).astype(np.float32)
+        want = decode_stream(emissions, transitions, start, method, lag)
+        assert np.array_equal(_c_decode(decoder_exe, emissions, transitions, start, method, lag), want), (k, n)
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def test_split_streams_rebuilds_runs_from_overlapping_windows():
+    rng = np.random.default_rng(6)
+    runs = [rng.random((50, 3)).astype(np.float32), rng.random((30, 3)).astype(np.float32)]
+    labels = [rng.integers(0, 4, 50).astype(np.int32), rng.integers(0, 4, 30).astype(np.int32)]
+    X, y = [], []
+    for run, lab in zip(runs, labels):
+        for s in range(0, len(run) - 20 + 1, 10):
+            X.append(run[s:s + 20])
+            y.append(lab[s:s + 20])
+    streams = split_streams(Split(np.stack(X), np.stack(y)))
+    assert [len(s) for s in streams] == [50, 30]
+    for stream, run, lab in zip(streams, runs, labels):
+        assert np.array_equal(stream.X, run) and np.array_equal(stream.y, lab)
+
+
+# --------------------------------------------------------------------------- step model
+
+
+@pytest.fixture(scope="module")
+def mamba_h8l2():
+    from tinyloc_tf.models import build_model
+
+    return build_model("mamba", features=6, classes=4, hidden=8, layers=2, steps=20, int8_friendly=True)
+
+
+def test_step_model_from_zero_state_reproduces_the_window_model(mamba_h8l2):
+    from tinyloc_tf.models.mamba_step import build_step_model, run_stream
+
+    rng = np.random.default_rng(7)
+    X = rng.random((2, 20, 6)).astype(np.float32)
+    window = np.asarray(mamba_h8l2.encoder(X))
+    step = build_step_model(mamba_h8l2)
+    assert [tuple(t.shape) for t in step.inputs] == [(1, 6), (1, 3, 16), (1, 16, 16), (1, 3, 16), (1, 16, 16)]
+    for x, w in zip(X, window):
+        got = run_stream(step, x)
+        assert np.max(np.abs(got - w)) <= 1e-5 * max(1.0, np.abs(w).max())
+    # The layers are the tagger's own: a weight change shows in the step model.
+    assert step.get_layer("step_encoder").encoder is mamba_h8l2.encoder
+
+
+def test_step_model_refuses_mdcsa():
+    from tinyloc_tf.models import build_model
+    from tinyloc_tf.models.mamba_step import build_step_model
+
+    mdcsa = build_model("mdcsa", features=6, classes=4, hidden=8, layers=1, steps=20)
+    with pytest.raises(TinylocError, match="stays a window model"):
+        build_step_model(mdcsa)
+
+
+@pytest.mark.slow
+def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
+    from tinyloc_tf.compression.streaming import convert_streaming, streaming_layout
+    from tinyloc_tf.deployment.streaming import StreamRunner
+    from tinyloc_tf.models.mamba_step import build_step_model, run_stream
+
+    rng = np.random.default_rng(8)
+    # A slowly drifting random walk, like RSSI: state matters across samples.
+    walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (400, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
+    result = convert_streaming(mamba_h8l2, [walk[:300]], quant="int8", representative_size=256)
+    assert result.report["float_ops"] == {}
+    layout = streaming_layout(result.tflite)
+    assert layout["state_shapes"] == [[3, 16], [16, 16], [3, 16], [16, 16]]
+    runner = StreamRunner(result.tflite)
+    _, emissions = runner.run(walk[300:])
+    want = run_stream(build_step_model(mamba_h8l2), walk[300:])
+    span = np.ptp(want)
+    assert np.mean(np.abs(emissions - want)) / span < 0.03
+    assert np.mean(np.argmax(emissions, 1) == np.argmax(want, 1)) > 0.9
+    # Same stream twice: the runner starts each run from the zero state.
+    assert np.array_equal(runner.run(walk[300:])[1], emissions)
+    with pytest.raises(TinylocError, match="window model"):
+        from tinyloc_tf.compression.convert import convert_model
+
+        streaming_layout(convert_model(mamba_h8l2, "float32"))
