@@ -34,3 +34,13 @@ def shown(value, limit: int = SHOWN_LIMIT) -> str:
         return repr(value[:limit]) + f"... ({len(value)} characters)"
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def not_utf8(data: bytes) -> str:
+    """Where ``data`` stops being UTF-8: ``"line L, byte B: not UTF-8 text (0x..)"``."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"line {line}, byte {exc.start}: not UTF-8 text (0x{data[exc.start]:02x})"
+    return "not UTF-8 text"

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from tinyloc_tf.arguments import non_negative_float, non_negative_int, percent, positive_float, positive_int
-from tinyloc_tf.atomic import write_atomic
-from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.atomic import check_output, write_atomic
+from tinyloc_tf.errors import TinylocError, shown
 
 from tinyloc_tf.compression.convert import QUANT_MODES
 
@@ -60,6 +60,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--arena-kb", type=positive_float, help="TFLM tensor arena to enforce, in KiB")
     evaluate.add_argument("--run", type=Path, help="training run folder: report agreement with its Keras model")
     evaluate.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -76,42 +77,45 @@ def load_run(run: Path):
     if config_path.is_file():
         try:
             config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise TinylocError(f"{config_path}: not valid JSON ({exc})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise TinylocError(f"{config_path}: not valid JSON ({shown(exc, 120)})") from exc
     import keras
 
     import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
 
+    import zipfile
+
     try:
         tagger = keras.models.load_model(model_path)
-    except (ValueError, TypeError, OSError) as exc:
-        raise TinylocError(f"{model_path}: cannot load the Keras model ({exc})") from exc
+    except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise TinylocError(f"{model_path}: cannot load the Keras model ({shown(exc, 200)})") from exc
     return tagger, config
 
 
-def _check_model_fits_data(tagger, dataset) -> None:
+def check_model_fits_data(tagger, dataset, what: str = "the model") -> None:
+    """A Keras tagger's features, classes and window length must be the dataset's."""
     config = getattr(tagger, "build_config", {}) or {}
     expected = {"features": dataset.num_features, "classes": dataset.num_classes, "steps": dataset.steps}
     wrong = {k: (config.get(k), v) for k, v in expected.items() if config.get(k) not in (None, v)}
     if wrong:
         detail = ", ".join(f"{k}: model {m}, data {d}" for k, (m, d) in wrong.items())
-        raise TinylocError(f"the model does not fit {dataset.path} ({detail})")
+        raise TinylocError(f"{what} does not fit {dataset.path} ({detail})")
 
 
 def _convert(args) -> int:
-    if args.out.exists() and not args.overwrite:
-        raise TinylocError(f"{args.out} already exists; choose another --out or pass --overwrite")
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.run, args.data))
     tagger, config = load_run(args.run)
     data_dir = args.data or (Path(config["data_dir"]) if config.get("data_dir") else None)
     if data_dir is None:
         raise TinylocError(f"{args.run}/config.json names no data_dir; pass --data DIR")
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.run, data_dir))
 
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.deployment.host import tflm_blocker
 
     dataset = load_prepared(data_dir)
-    _check_model_fits_data(tagger, dataset)
+    check_model_fits_data(tagger, dataset, what=f"the model of {args.run}")
     trained_on = config.get("data_fingerprint")
     if trained_on and trained_on != dataset.fingerprint():
         print(f"tinyloc convert: warning: {data_dir} is not the data {args.run} was trained on "
@@ -139,6 +143,8 @@ def _convert(args) -> int:
 def _evaluate(args) -> int:
     from tinyloc_tf.deployment.host import evaluate_tflite
 
+    if args.out is not None:
+        check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.data, args.run))
     report = evaluate_tflite(
         args.model, args.data, split=args.split, runtime=args.runtime,
         arena_kb=args.arena_kb, run_dir=args.run, progress=not args.quiet and sys.stderr.isatty(),

@@ -63,6 +63,8 @@ class Conversion:
 
 def representative_subset(X, size: int = DEFAULT_REPRESENTATIVE_SIZE, seed: int = 0) -> np.ndarray:
     """A seeded random subset of real windows ``X [N, T, F]`` for calibration, in index order."""
+    if int(size) < 1:
+        raise TinylocError(f"the representative size must be at least 1 window, got {size}")
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 3 or len(X) == 0:
         raise TinylocError(f"representative windows must be a non-empty [N, T, F] array, got shape {X.shape}")
@@ -505,10 +507,30 @@ def convert(
         float_ops=float_ops(buf),
         int8_weight_tensors=int8_weight_tensors(buf),
     )
+    if quant in ("int8", "qat"):
+        _check_int8_io(buf, quant)
     if quant == "dynamic" and report["int8_weight_tensors"] == 0:
         report["note"] = ("no weight tensor reached the converter's 1024-element minimum for "
                           "dynamic-range quantization: the model is float32")
     return Conversion(buf, report)
+
+
+def _check_int8_io(buf: bytes, quant: str) -> None:
+    """A full-integer conversion must take and give int8 tensors; a converter that quietly fell
+    back to float (no calibration data reached it) must not produce a file labelled int8."""
+    from tinyloc_tf.compression.metadata import tflite_schema
+
+    schema = tflite_schema()
+    graph = schema.Model.GetRootAs(buf, 0).Subgraphs(0)
+    names = _tensor_type_names()
+    for kind, count, index in (("input", graph.InputsLength(), graph.Inputs), ("output", graph.OutputsLength(), graph.Outputs)):
+        for i in range(count):
+            tensor_type = graph.Tensors(index(i)).Type()
+            if tensor_type != schema.TensorType.INT8:
+                raise TinylocError(
+                    f"the {quant} conversion produced a {names.get(tensor_type, tensor_type)} model {kind}, "
+                    "not int8; calibration did not take effect"
+                )
 
 
 def convert_model(model, quant: str = "int8", representative=None, metadata: dict | None = None, **options) -> bytes:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.errors import TinylocError, shown
 
 METADATA_NAME = "tinyloc"
 ARRAYS_NAME = "tinyloc.arrays"
@@ -71,7 +71,43 @@ def model_bytes(model: bytes | bytearray | memoryview | str | os.PathLike) -> by
         where = str(path)
     if len(buf) < 8 or buf[4:8] != TFLITE_FILE_IDENTIFIER:
         raise TinylocError(f"{where}: not a TFLite flatbuffer (file identifier {buf[4:8]!r}, expected b'TFL3')")
+    if where != "the given model bytes":
+        check_flatbuffer(buf, where)
     return buf
+
+
+def check_flatbuffer(buf: bytes, where: str) -> None:
+    """Walk every table of the model once, so a truncated or corrupted file is one clear error
+    here rather than a ``struct.error`` (or a crash in an interpreter) later.
+
+    The flatbuffers Python package has no verifier; unpacking the whole object tree reads
+    every offset, which is what a verifier checks.
+    """
+    try:
+        model = unpack_model(buf)
+        subgraphs = model.subgraphs or []
+        if not subgraphs:
+            raise ValueError("no subgraph")
+        buffers = len(model.buffers or [])
+        for subgraph in subgraphs:
+            tensors = subgraph.tensors or []
+            for tensor in tensors:
+                if not 0 <= tensor.buffer < max(buffers, 1):
+                    raise ValueError(f"tensor points at missing buffer {tensor.buffer}")
+            for operator in subgraph.operators or []:
+                if not 0 <= operator.opcodeIndex < len(model.operatorCodes or []):
+                    raise ValueError(f"operator uses missing opcode {operator.opcodeIndex}")
+                for index in list(operator.inputs if operator.inputs is not None else []) + \
+                        list(operator.outputs if operator.outputs is not None else []):
+                    if not -1 <= int(index) < len(tensors):
+                        raise ValueError(f"operator uses missing tensor {int(index)}")
+    except TinylocError:
+        raise
+    except Exception as exc:  # struct.error, IndexError, UnicodeDecodeError, ... from a damaged file
+        raise TinylocError(
+            f"{where}: truncated or corrupted .tflite ({type(exc).__name__}: {shown(exc)}); "
+            "convert the model again"
+        ) from exc
 
 
 def _json_default(value):

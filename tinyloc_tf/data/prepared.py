@@ -185,14 +185,15 @@ def _read_split(file: Path) -> Split:
     import zlib
 
     try:
-        with np.load(file, allow_pickle=False) as arrays:
+        arrays = np.load(file, allow_pickle=False)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):  # a bare .npy under an .npz name
+            raise DataError(f"{file}: not an .npz archive of arrays 'X' and 'y'")
+        with arrays:
             if "X" not in arrays or "y" not in arrays:
                 raise DataError(f"{file}: needs arrays 'X' and 'y', has {sorted(arrays.files)}")
             return Split(arrays["X"], arrays["y"])
     except DataError:
         raise
-    except AttributeError as exc:  # np.load returned a bare array (a .npy under a .npz name)
-        raise DataError(f"{file}: not an .npz archive of arrays 'X' and 'y'") from exc
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
         raise DataError(f"{file}: cannot be read; truncated or not an .npz file ({shown(exc, 120)})") from exc
 

@@ -143,9 +143,18 @@ def captured_stderr():
 
 
 def tflm_message(stderr_text: str) -> str:
-    """The informative lines of TFLM's error log, joined (for error messages)."""
+    """The informative lines of TFLM's error log, joined (for error messages).
+
+    A Python traceback in the log (a probe child that crashed) is reduced to its last line,
+    the exception itself; messages never carry traceback text.
+    """
+    head, marker, tail = stderr_text.partition("Traceback (most recent call last):")
+    if marker:
+        last = [line for line in tail.splitlines() if line.strip() and not line.startswith(" ")]
+        stderr_text = head + "\n" + (last[-1] if last else "")
     lines = [line.strip() for line in stderr_text.splitlines() if line.strip()]
-    return "; ".join(lines[-6:])
+    text = "; ".join(lines[-6:])
+    return text if len(text) <= 400 else text[:400] + " ..."
 
 
 class _TFLMRunner:
@@ -457,6 +466,7 @@ def evaluate_tflite(
     dataset = data if isinstance(data, PreparedDataset) else load_prepared(data)
     part = dataset.split(split)
     _check_data_matches(meta, dataset)
+    tagger = _load_run_for(run_dir, dataset) if run_dir is not None else None
 
     report = {
         "model": None if isinstance(model, (bytes, bytearray, memoryview)) else str(model),
@@ -506,7 +516,7 @@ def evaluate_tflite(
         agreement=None,
     )
     if run_dir is not None:
-        keras_paths, keras_emissions = _keras_paths(run_dir, part.X)
+        keras_paths, keras_emissions = _keras_paths(tagger, part.X)
         report["agreement"] = float(np.mean(keras_paths == paths))
         report["emission_max_abs_diff"] = float(np.max(np.abs(keras_emissions - emissions)))
         report["keras_macro_f1"] = score_paths(part.y, keras_paths, dataset.class_names)["macro_f1"]
@@ -535,17 +545,19 @@ def _check_data_matches(meta: dict, dataset) -> None:
             )
 
 
-def _keras_paths(run_dir, X) -> tuple[np.ndarray, np.ndarray]:
-    """Viterbi paths and emissions of the Keras model in a training run folder."""
-    import keras
+def _load_run_for(run_dir, dataset):
+    """The Keras model of a training run folder, checked against ``dataset`` (before any scoring)."""
+    from tinyloc_tf.compression.cli import check_model_fits_data, load_run
 
-    import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
+    tagger, _ = load_run(Path(run_dir))
+    check_model_fits_data(tagger, dataset, what=f"the model of {run_dir}")
+    return tagger
+
+
+def _keras_paths(tagger, X) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi paths and emissions of a run's Keras model."""
     from tinyloc_tf.models.crf import viterbi_decode
 
-    path = Path(run_dir) / "model.keras"
-    if not path.is_file():
-        raise TinylocError(f"{path}: not found (is {run_dir} a training run folder?)")
-    tagger = keras.models.load_model(path)
     emissions = np.asarray(tagger.predict(X, batch_size=256, verbose=0), dtype=np.float32)
     crf = tagger.crf
     params = [np.asarray(w, dtype=np.float32) for w in (crf.transitions, crf.start, crf.end)]
