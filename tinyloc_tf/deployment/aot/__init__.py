@@ -129,12 +129,12 @@ def compile_tflite(
         raise TinylocError(f"symbol prefix {symbol_prefix!r} must be a C identifier prefix")
 
     graph = read_tflite(data, where=where)
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise TinylocError(
-            f"{name}: the runner interface takes one input and one output tensor; the model has "
-            f"{len(graph.inputs)} and {len(graph.outputs)}"
-        )
-    for role, idx in (("input", graph.inputs[0]), ("output", graph.outputs[0])):
+    if not graph.inputs or not graph.outputs:
+        raise TinylocError(f"{name}: the model has no input or no output tensor")
+    # One input and one output: runner_invoke (model_runner.h); more (a streaming step model):
+    # runner_invoke_io over arrays of buffers (streaming_runner.h).
+    roles = [("input", i) for i in graph.inputs] + [("output", i) for i in graph.outputs]
+    for role, idx in roles:
         t = graph.tensors[idx]
         if t.dtype != "int8" or not t.is_quantized:
             raise TinylocError(

@@ -8,8 +8,9 @@ spirit of TFLM's GreedyMemoryPlanner: largest buffers first, each at the
 lowest offset that no buffer alive at the same time occupies.
 
 The caller's input and output buffers are outside the arena: the model reads
-its input where the caller keeps it and writes its output straight into the
-caller's output buffer.
+its inputs where the caller keeps them and writes its outputs straight into the
+caller's output buffers (a streaming step model has several of each: the
+sample and the state in, the emissions and the new state out).
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ class Buffer:
 class Location:
     """Where a tensor's bytes are: in the arena (``buffer``), in a constant
     array (``const`` = tensor index of the constant), or in the caller's
-    ``input`` / ``output`` buffer; plus a byte offset within that base (for
-    the arena: from the start of the arena, once planned)."""
+    ``input`` / ``output`` buffer number ``io``; plus a byte offset within that
+    base (for the arena: from the start of the arena, once planned)."""
 
     kind: str  # "arena" | "const" | "input" | "output"
     byte_offset: int
     buffer: int = -1
     const: int = -1
+    io: int = 0
 
 
 @dataclass
@@ -51,8 +53,13 @@ class MemoryPlan:
     locations: dict[int, Location]
     buffers: list[Buffer]
     arena_bytes: int
-    final_copy: int | None  # tensor to copy into the output buffer at the end, if any
+    final_copies: list[int]  # outputs that are views of another tensor: copied out at the end
     inplace_pairs: list[tuple[int, int]]
+
+    @property
+    def final_copy(self) -> int | None:
+        """The first output copied out at the end (single-output models: the only one)."""
+        return self.final_copies[0] if self.final_copies else None
 
 
 def _align(n: int, alignment: int) -> int:
@@ -80,12 +87,9 @@ def greedy_plan(buffers: list[Buffer], alignment: int = 16) -> int:
 def plan_memory(graph: Graph, lowering: Lowering, *, inplace: bool = True,
                 alignment: int = 16) -> MemoryPlan:
     steps = lowering.steps
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise TinylocError(
-            f"the runner interface takes one input and one output; the model has "
-            f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs"
-        )
-    graph_in, graph_out = graph.inputs[0], graph.outputs[0]
+    if not graph.inputs or not graph.outputs:
+        raise TinylocError("the model needs at least one input and one output tensor")
+    graph_ins, graph_outs = list(graph.inputs), list(graph.outputs)
 
     alias_of = {a.tensor: (a.source, a.byte_offset) for a in lowering.aliases}
 
@@ -110,19 +114,20 @@ def plan_memory(graph: Graph, lowering: Lowering, *, inplace: bool = True,
     # Roots: where bytes really live.
     buffers: dict[int, Buffer] = {}
     root_loc: dict[int, Location] = {}
-    final_copy = None
-    out_root, out_off = root(graph_out)
-    if out_root in writer and out_root == graph_out:
-        root_loc[graph_out] = Location("output", 0)
-    else:
-        final_copy = graph_out
+    final_copies = []
+    for position, graph_out in enumerate(graph_outs):
+        out_root, _ = root(graph_out)
+        if out_root in writer and out_root == graph_out and out_root not in root_loc:
+            root_loc[graph_out] = Location("output", 0, io=position)
+        else:
+            final_copies.append(graph_out)
 
     def root_location(r: int) -> Location:
         if r in root_loc:
             return root_loc[r]
         t = graph.tensors[r]
-        if r == graph_in:
-            loc = Location("input", 0)
+        if r in graph_ins:
+            loc = Location("input", 0, io=graph_ins.index(r))
         elif t.is_constant:
             loc = Location("const", 0, const=r)
         elif r in writer:
@@ -137,12 +142,13 @@ def plan_memory(graph: Graph, lowering: Lowering, *, inplace: bool = True,
     def location(t: int) -> Location:
         r, off = root(t)
         base = root_location(r)
-        return Location(base.kind, base.byte_offset + off, base.buffer, base.const)
+        return Location(base.kind, base.byte_offset + off, base.buffer, base.const, base.io)
 
     for k, s in enumerate(steps):
         for t in s.reads + s.writes:
             location(t)
-    location(graph_out)
+    for graph_out in graph_outs:
+        location(graph_out)
 
     # Lifetimes: a buffer lives until the last step reading any tensor in it.
     for k, s in enumerate(steps):
@@ -150,7 +156,7 @@ def plan_memory(graph: Graph, lowering: Lowering, *, inplace: bool = True,
             loc = location(t)
             if loc.kind == "arena":
                 buffers[loc.buffer].last = max(buffers[loc.buffer].last, k)
-    if final_copy is not None:
+    for final_copy in final_copies:
         loc = location(final_copy)
         if loc.kind == "arena":
             buffers[loc.buffer].last = len(steps)
@@ -195,7 +201,7 @@ def plan_memory(graph: Graph, lowering: Lowering, *, inplace: bool = True,
             loc.byte_offset += buffers[loc.buffer].offset
         return loc
 
-    tensors = set(alias_of) | set(root_loc) | {graph_out}
+    tensors = set(alias_of) | set(root_loc) | set(graph_outs)
     for s in steps:
         tensors.update(s.reads + s.writes)
     locations = {t: absolute(t) for t in tensors}
@@ -203,6 +209,6 @@ def plan_memory(graph: Graph, lowering: Lowering, *, inplace: bool = True,
         locations=locations,
         buffers=sorted(live, key=lambda b: b.offset),
         arena_bytes=arena,
-        final_copy=final_copy,
+        final_copies=final_copies,
         inplace_pairs=pairs,
     )
