@@ -110,8 +110,52 @@ def test_one_floor_flat(tmp_path):
     assert json.loads((root / "house_Z" / "synthetic.json").read_text())["floors"] == 1
 
 
+@pytest.fixture(scope="module")
+def real_house(tmp_path_factory) -> Path:
+    return synthesize_house(tmp_path_factory.mktemp("synth_real") / "raw", seed=3, conventions="real", **SMALL)
+
+
+def test_real_conventions_prepare_to_the_same_windows(real_house, small_prepared, tmp_path):
+    """Names in ap_rooms.dat, activity tags, zoned stamps, BOM and ', ': the loader reads them
+    to exactly the windows of the plain files, keeps the rooms of room_names.dat as classes,
+    and reports the activity-tag rows it left unlabelled."""
+    data = load_prepared(prepare_inhome(real_house, "A", tmp_path / "prepared"))
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(data.split(split).X, small_prepared.split(split).X)
+        np.testing.assert_array_equal(data.split(split).y, small_prepared.split(split).y)
+    names = [line.split(",")[1] for line in (real_house / "house_A/metadata/room_names.dat").read_text().splitlines()]
+    assert data.class_names == names == TWO_FLOOR_ROOMS
+    assert data.meta["aps"] == small_prepared.meta["aps"]
+    rows = data.meta["inhome"]["rows"]
+    assert rows["annotation_rows_activity_tag"] > 0
+    assert rows["annotation_rows"] == rows["annotation_rows_activity_tag"] + small_prepared.meta["inhome"]["rows"][
+        "annotation_rows"]
+    assert rows["annotation_rows_tag_in_no_room"] == 0 and rows["rssi_rows_outside_annotated_span"] == 0
+    assert [s["start"] for s in data.meta["sessions"]] == [s["start"] for s in small_prepared.meta["sessions"]]
+
+
+def test_real_conventions_files(real_house, small_house):
+    meta, plain = real_house / "house_A/metadata", small_house / "house_A/metadata"
+    rooms = dict(line.split(",") for line in (meta / "room_names.dat").read_text().splitlines())
+    assert [line.split(",")[1] for line in (meta / "ap_rooms.dat").read_text().splitlines()] == [
+        rooms[line.split(",")[1]] for line in (plain / "ap_rooms.dat").read_text().splitlines()]
+    activity = [int(line.split(",")[0]) for line in (meta / "act_desc.dat").read_text().splitlines()]
+    room_tags = {int(t) for line in (meta / "room_tags.dat").read_text().splitlines() for t in line.split(",")[1:]}
+    coordinates = {int(line.split(",")[0]) for line in (meta / "tag_coordinates.dat").read_text().splitlines()}
+    floors = {int(t) for line in (meta / "floor_tags.dat").read_text().splitlines() for t in line.split(",")[1:]}
+    assert set(activity) <= coordinates & floors and not set(activity) & room_tags
+    rx = (real_house / "house_A/experiments/living_1/rx_wearable_data.dat").read_text(encoding="utf-8")
+    header, first = rx.splitlines()[:2]
+    assert header == "\ufefftimestamp, ap_id, wearable_id, rssi"
+    stamp = first.split(", ")[0]
+    assert len(stamp) == 29 and stamp[10] == "T" and stamp[19] == "." and stamp.endswith("+01:00")
+    ann = (real_house / "house_A/experiments/living_1/tag_annotations.dat").read_text(encoding="utf-8-sig")
+    assert ann.splitlines()[0].split(", ")[1] not in ("frame", "tag")
+    assert json.loads((real_house / "house_A/synthetic.json").read_text())["conventions"] == "real"
+
+
 @pytest.mark.parametrize("kwargs", [dict(floors=3), dict(living_sessions=0), dict(fingerprint_minutes=0.0),
-                                    dict(house="A/B")])
+                                    dict(house="A/B"), dict(conventions="guessed")])
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(TinylocError):
         synthesize_house(tmp_path / "raw", **kwargs)

@@ -69,6 +69,9 @@ def register(subparsers) -> None:
     synth.add_argument("--living-sessions", type=positive_int, help="free-living sessions (default 2)")
     synth.add_argument("--living-minutes", type=positive_float, help="total free-living minutes (default 40)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing OUT/house_<H>")
+    synth.add_argument("--conventions", choices=("plain", "real"), default="plain",
+                       help="real: files as the public code shows the archive's (room names in ap_rooms.dat, "
+                            "activity tags, zoned timestamps; docs/inhome.md); same windows (default plain)")
     synth.set_defaults(handler=_synth)
 
     info = verbs.add_parser("info", help="counts per split and per class of a prepared folder")
@@ -133,6 +136,9 @@ def _prepare_inhome(args) -> int:
     out = prepare_inhome(args.source, args.house, args.out, seed=args.seed, val_fraction=args.val_fraction,
                          progress=_progress(), overwrite=args.overwrite, **options)
     _print_summary(out)
+    from tinyloc_tf.data.inhome import report_lines
+
+    print("\n".join(report_lines(json.loads((out / "meta.json").read_text()))))
     return 0
 
 
@@ -142,7 +148,7 @@ def _synth(args) -> int:
     knobs = ("fingerprint_sessions", "fingerprint_minutes", "living_sessions", "living_minutes")
     options = {name: getattr(args, name) for name in knobs if getattr(args, name) is not None}
     path = synthesize_house(args.out, seed=args.seed, house=args.house, floors=args.floors,
-                            overwrite=args.overwrite, **options)
+                            overwrite=args.overwrite, conventions=args.conventions, **options)
     print(f"{path}: synthetic house {args.house} (seed {args.seed})")
     print(f"next: tinyloc data prepare inhome --source {args.out} --house {args.house} --out DIR")
     return 0

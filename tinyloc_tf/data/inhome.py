@@ -500,6 +500,10 @@ def report_lines(meta: dict) -> list[str]:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in [header, *rows]]
+    lines.append("dropped: rssi rows out of -110..0 dBm, of other wearables or >10 min outside the annotated "
+                 "span; stray: annotation rows >10 min from the rest; activity / no-room: annotation rows whose "
+                 "tag gives no location (unlabelled); unmatched: location annotations within 500 ms of no step; "
+                 "filled / -120: AP cells forward-filled / not heard (docs/inhome.md)")
     for s in sessions:
         lines.extend(f"{s['name']}: {note}" for note in s["notes"])
     lines.extend(meta.get("inhome", {}).get("warnings", []))

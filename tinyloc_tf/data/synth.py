@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyloc_tf.atomic import check_output
+from tinyloc_tf.data.synth_conventions import CONVENTIONS, activity_tags, real_tables, write_real_text
 from tinyloc_tf.errors import TinylocError
 
 FLOOR_HEIGHT = 2.7  # m, floor to floor
@@ -71,6 +72,7 @@ FRAME_DROP, FRAME_BURST_ENTER, FRAME_BURST_LEAVE = 0.08, 0.004, 0.25
 
 ACTIVITIES = {1: "walking", 2: "standing", 3: "sitting", 4: "lying", 5: "cooking",
               6: "washing", 7: "climbing stairs", 8: "out of home"}
+AWAY_ACTIVITY = 8
 BASE_DAY = np.datetime64("2017-06-05T09:00:00.000", "ms")
 
 
@@ -593,19 +595,37 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _write_metadata(house: House, folder: Path) -> None:
+def _activity_spots(house: House, tags: dict[int, int]) -> dict[int, tuple[float, float, int]]:
+    """Activity tag -> (x, y, floor) where it hangs: the middle of the first room whose stays
+    have that activity, else of the first room."""
+    spots = {}
+    for activity, tag in tags.items():
+        room = next((r for r in house.plan.rooms if r.activity == activity and r.stay_weight > 0),
+                    house.plan.rooms[0])
+        x0, y0, x1, y1 = room.rect
+        spots[tag] = ((x0 + x1) / 2, (y0 + y1) / 2, room.floor or 0)
+    return spots
+
+
+def _write_metadata(house: House, folder: Path, conventions: str = "plain") -> None:
+    """The metadata files; ``real`` names rooms in ap_rooms.dat and adds activity tags
+    (``synth_conventions``)."""
     plan = house.plan
     folder.mkdir(parents=True)
     room_ids = {name: i + 1 for i, name in enumerate(house.names)}
+    real = conventions == "real"
+    spots = _activity_spots(house, activity_tags(len(house.tags), ACTIVITIES)) if real else {}
     _write_rows(folder / "room_names.dat", [(room_ids[name], name) for name in house.names])
     _write_rows(folder / "room_tags.dat", [
         (room_ids[name], *[t for t, tag in enumerate(house.tags) if tag[0] == i])
         for i, name in enumerate(house.names)])
     _write_rows(folder / "floor_tags.dat", [
-        (floor + 1, *[t for t, tag in enumerate(house.tags) if round(tag[3] / FLOOR_HEIGHT) == floor])
+        (floor + 1, *[t for t, tag in enumerate(house.tags) if round(tag[3] / FLOOR_HEIGHT) == floor],
+         *[t for t, spot in spots.items() if spot[2] == floor])
         for floor in range(plan.floors)])
     _write_rows(folder / "tag_coordinates.dat", [
-        (t, _fmt(tag[1] * 100), _fmt(tag[2] * 100), _fmt(tag[3] * 100)) for t, tag in enumerate(house.tags)])
+        *[(t, _fmt(tag[1] * 100), _fmt(tag[2] * 100), _fmt(tag[3] * 100)) for t, tag in enumerate(house.tags)],
+        *[(t, _fmt(x * 100), _fmt(y * 100), _fmt(floor * FLOOR_HEIGHT * 100)) for t, (x, y, floor) in spots.items()]])
     xyz = np.array([tag[1:] for tag in house.tags])
     adjacency = []
     for t, tag in enumerate(house.tags):
@@ -615,11 +635,16 @@ def _write_metadata(house: House, folder: Path) -> None:
     _write_rows(folder / "ap_coordinates.dat", [
         (ap + 1, _fmt(x * 100), _fmt(y * 100), _fmt(z * 100)) for ap, (x, y, z) in enumerate(house.ap_xyz)])
     _write_rows(folder / "ap_mac_addresses.dat", [(ap + 1, mac) for ap, mac in enumerate(house.ap_macs)])
-    _write_rows(folder / "ap_rooms.dat", [(ap + 1, house.ap_room[ap] + 1) for ap in range(len(house.ap_macs))])
+    _write_rows(folder / "ap_rooms.dat", [
+        (ap + 1, house.names[house.ap_room[ap]] if real else house.ap_room[ap] + 1) for ap in range(len(house.ap_macs))])
     _write_rows(folder / "floor_aps.dat", [
         (floor + 1, *[ap + 1 for ap in range(len(house.ap_macs)) if house.ap_floor[ap] == floor])
         for floor in range(plan.floors)])
-    _write_rows(folder / "act_desc.dat", list(ACTIVITIES.items()))
+    if real:
+        tags = activity_tags(len(house.tags), ACTIVITIES)
+        _write_rows(folder / "act_desc.dat", [(tags[activity], name) for activity, name in ACTIVITIES.items()])
+    else:
+        _write_rows(folder / "act_desc.dat", list(ACTIVITIES.items()))
 
 
 def synthesize_house(
@@ -633,11 +658,14 @@ def synthesize_house(
     living_minutes: float = 45.0,
     fingerprint_sessions: int = 3,
     overwrite: bool = False,
+    conventions: str = "plain",
 ) -> Path:
     """Write ``out/house_<house>`` in the raw in-home layout and return ``out``.
 
     ``fingerprint_minutes`` and ``living_minutes`` are totals, shared evenly across
     ``fingerprint_sessions`` scripted walks and ``living_sessions`` free-living sessions.
+    ``conventions``: ``plain`` or ``real`` (as the public code shows the archive's files;
+    ``synth_conventions``); the same seed gives the same windows either way.
     An existing ``house_<house>`` folder (which could be a real download) is replaced only
     with ``overwrite``; the new one appears only when complete.
     """
@@ -649,6 +677,8 @@ def synthesize_house(
         raise TinylocError("fingerprint_minutes and living_minutes must be positive")
     if not house or not house.isalnum():
         raise TinylocError(f"house must be a letter or name like 'A', got {house!r}")
+    if conventions not in CONVENTIONS:
+        raise TinylocError(f"conventions must be one of {', '.join(CONVENTIONS)}, got {conventions!r}")
 
     out = Path(out)
     check_output(out / f"house_{house}", overwrite=overwrite)
@@ -662,7 +692,7 @@ def synthesize_house(
     staging = Path(tempfile.mkdtemp(prefix=f".house_{house}.partial-{os.getpid()}-", dir=out))
     try:
         house_dir = staging / f"house_{house}"
-        _write_metadata(model, house_dir / "metadata")
+        _write_metadata(model, house_dir / "metadata", conventions)
         plan_sessions = [(f"fingerprint_{i + 1}", fingerprint_minutes / fingerprint_sessions,
                           day + np.timedelta64(i * 40, "m")) for i in range(fingerprint_sessions)]
         plan_sessions += [(f"living_{i + 1}", living_minutes / living_sessions,
@@ -674,6 +704,8 @@ def synthesize_house(
             make = fingerprint_script if name.startswith("fingerprint") else living_script
             script = make(model, rng, minutes * 60.0)
             tables, per_room, duration = _simulate(model, script, rng, start)
+            if conventions == "real":
+                tables = real_tables(tables, activity_tags(len(model.tags), ACTIVITIES), AWAY_ACTIVITY)
             folder = house_dir / "experiments" / name
             folder.mkdir(parents=True)
             for file, frame in tables.items():
@@ -681,6 +713,9 @@ def synthesize_house(
             _write_rows(folder / "ap_mac_ref.dat",
                         [("ap_id", "ap_mac_address"), *[(ap + 1, mac) for ap, mac in enumerate(model.ap_macs)]])
             _write_rows(folder / "wear_mac_ref.dat", [("wearable_id", "wearable_mac_address"), (1, model.wearable_mac)])
+            if conventions == "real":
+                for path in sorted(folder.iterdir()):
+                    write_real_text(path)
             truth[name] = {"start": str(start), "minutes": round(duration / 60.0, 3),
                            "rssi_rows": int(len(tables["rx_wearable_data.dat"])),
                            "minutes_per_room": per_room}
@@ -689,6 +724,7 @@ def synthesize_house(
             "seed": int(seed), "house": house, "floors": floors,
             "fingerprint_minutes": fingerprint_minutes, "fingerprint_sessions": fingerprint_sessions,
             "living_minutes": living_minutes, "living_sessions": living_sessions,
+            "conventions": conventions,
             "rooms": model.names,
             "access_points": [{"id": ap + 1, "room": model.names[model.ap_room[ap]],
                                "xyz_m": [round(float(v), 3) for v in model.ap_xyz[ap]]}
