@@ -85,6 +85,14 @@ class _Interrupted:
         raise KeyboardInterrupt
 
 
+def _close_progress_bars() -> None:
+    """Close open tqdm bars so the interrupt message is the last line, not a bar redrawn after it."""
+    module = sys.modules.get("tqdm.std")
+    if module is not None:
+        for bar in list(getattr(module.tqdm, "_instances", ())):  # tqdm's registry of open bars
+            bar.close()
+
+
 def _one_line(text: str) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + " ..."
@@ -118,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         result = args.handler(args)
     except BaseException as exc:  # noqa: BLE001  (every way out gets one line and a status)
         if interrupted.seen or isinstance(exc, KeyboardInterrupt):
+            _close_progress_bars()
             kept = KEPT_ON_INTERRUPT.get(args.command, "nothing written")
             print(f"\ntinyloc {args.command}: interrupted; {kept}", file=sys.stderr)
             return EXIT_INTERRUPTED

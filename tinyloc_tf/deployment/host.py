@@ -565,4 +565,7 @@ def _keras_paths(tagger, X) -> tuple[np.ndarray, np.ndarray]:
 
 
 if __name__ == "__main__":
+    from tinyloc_tf.lifetime import die_with_parent
+
+    die_with_parent(os.getppid())  # a probe never outlives the command that asked for it
     sys.exit(_child_main(sys.argv[1:]))

@@ -1,0 +1,56 @@
+"""Worker processes that never outlive the command that started them.
+
+A sweep's workers are separate Python processes. If the parent is killed (SIGKILL, the
+OOM killer, a closed terminal) they must not go on writing runs into the sweep folder and
+then idle forever: :func:`die_with_parent` makes the kernel kill them when the parent dies.
+Ctrl-C is the parent's to handle (it reports once and tears the workers down), so workers
+ignore SIGINT.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Initializer of a worker process started by ``parent_pid``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        # No library exposes prctl; ctypes reaches libc's. The kernel then sends SIGKILL to
+        # this process when the thread that started it exits.
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            _watch_parent(parent_pid)
+    else:
+        _watch_parent(parent_pid)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """Fallback without prctl: a daemon thread that exits the process once it is orphaned."""
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def stop_children() -> None:
+    """Terminate the multiprocessing children of this process (on Ctrl-C or an error), so the
+    command does not wait for their current task before exiting."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for child in multiprocessing.active_children():
+        child.join(timeout=5)
