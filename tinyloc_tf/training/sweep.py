@@ -34,7 +34,6 @@ from pathlib import Path
 
 from tinyloc_tf.atomic import write_atomic
 from tinyloc_tf.errors import TinylocError
-from tinyloc_tf.training.recipe import Recipe
 
 # The paper's grids (MODELS.md) and a small grid that runs in minutes on a laptop.
 GRIDS = {
@@ -56,7 +55,7 @@ DEFAULT_VARIANTS = ("int8", "dynamic")
 
 # Settings that change what a run computes: resuming with other values would mix runs.
 RESUME_KEYS = ("data_sha256", "epochs", "batch_size", "lr", "patience", "seed", "int8_friendly",
-               "alpha", "distill_method", "recipe")
+               "alpha", "distill_method")
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ def execute(spec: dict, settings: dict) -> dict:
     fit = dict(
         epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
         patience=settings["patience"], seed=settings["seed"], int8_friendly=settings["int8_friendly"],
-        recipe=Recipe.from_dict(settings.get("recipe")), verbose=0,
+        verbose=0,
     )
     if run.teacher is None:
         from tinyloc_tf.training.trainer import train_run
@@ -452,7 +451,6 @@ def sweep(
     patience: int = 5,
     seed: int = 0,
     int8_friendly: bool = True,
-    recipe: Recipe | None = None,
     alpha: float = 0.1,
     distill_method: str = "viterbi",
     distill: bool = True,
@@ -466,8 +464,7 @@ def sweep(
 
     Returns ``{"runs": {name: metrics}, "teachers": {family: run name}, "variants":
     {run name: {variant: record}}}``. ``int8_friendly`` builds the models in the form that
-    converts to full int8 for TFLM (default; see the models' docs). ``recipe``: every run's
-    training recipe (None: the default :class:`~tinyloc_tf.training.recipe.Recipe`).
+    converts to full int8 for TFLM (default; see the models' docs).
     """
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.training.distill import METHODS
@@ -489,7 +486,6 @@ def sweep(
     settings = _settings(
         data, data_dir, out, family=family, grid=grid, max_params=max_params, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, seed=seed, int8_friendly=bool(int8_friendly),
-        recipe=(recipe if recipe is not None else Recipe()).to_dict(),
         alpha=alpha, distill_method=distill_method, variants=list(variants), qat_epochs=qat_epochs,
         threads_per_run=threads, jobs=jobs, ray=ray_address,
     )
