@@ -223,3 +223,40 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
         from tinyloc_tf.compression.convert import convert_model
 
         streaming_layout(convert_model(mamba_h8l2, "float32"))
+
+
+@pytest.mark.slow
+def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_path):
+    import ctypes
+
+    from tinyloc_tf.compression.streaming import convert_streaming
+    from tinyloc_tf.deployment.aot import compile_tflite
+    from tinyloc_tf.deployment.aot.host import build_shared_library, host_compiler
+    from tinyloc_tf.deployment.host import quantize
+    from tinyloc_tf.deployment.streaming import StreamRunner
+
+    try:
+        host_compiler()
+    except TinylocError as exc:
+        pytest.skip(str(exc))
+    rng = np.random.default_rng(9)
+    walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (300, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
+    buf = convert_streaming(mamba_h8l2, [walk[:200]], quant="int8", representative_size=128).tflite
+    report = compile_tflite(buf, tmp_path / "aot")
+    assert "runner_invoke_io" in Path(report.header).read_text()
+    lib = ctypes.CDLL(str(build_shared_library([report.source], tmp_path / "lib.so", include_dirs=report.include_dirs)))
+    runner = StreamRunner(buf)
+    want, _ = runner.run(walk)
+    ins = [np.zeros(io.shape, np.int8) for io in runner.inputs]
+    outs = [np.zeros(io.shape, np.int8) for io in runner.outputs]
+    for value, io in zip(ins[1:], runner.inputs[1:]):
+        value[...] = io.zero_point
+    pointers = ctypes.c_void_p * len(ins)
+    got = []
+    for t in range(len(walk)):
+        ins[0][...] = quantize(walk[t:t + 1], runner.inputs[0])
+        assert lib.runner_invoke_io(pointers(*[a.ctypes.data for a in ins]), pointers(*[a.ctypes.data for a in outs])) == 0
+        got.append(outs[0].reshape(-1).copy())
+        for value, out in zip(ins[1:], outs[1:]):
+            value[...] = out  # the state goes back byte for byte
+    assert np.array_equal(np.stack(got), want)

@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     convert.add_argument("--qat-epochs", type=positive_int, default=3, help="qat: fine-tuning epochs (default 3)")
     convert.add_argument("--qat-lr", type=positive_float, default=1e-4, help="qat: Adam learning rate (default 1e-4)")
     convert.add_argument("--qat-batch-size", type=positive_int, default=64, help="qat: batch size (default 64)")
+    convert.add_argument("--streaming", action="store_true",
+                         help="Mamba only: the step model (one sample per call, state as inputs/outputs; "
+                              "--quant int8 or float32; see docs/streaming.md)")
     convert.add_argument("--keep-names", action="store_true", help="do not strip tensor names (debugging)")
     convert.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     convert.set_defaults(handler=_convert)
@@ -59,6 +62,11 @@ def register(subparsers) -> None:
     evaluate.add_argument("--runtime", default="tflm", choices=("tflm", "litert"), help="interpreter (default tflm)")
     evaluate.add_argument("--arena-kb", type=positive_float, help="TFLM tensor arena to enforce, in KiB")
     evaluate.add_argument("--run", type=Path, help="training run folder: report agreement with its Keras model")
+    evaluate.add_argument("--streaming", action="store_true",
+                          help="score a step model (convert --streaming) on whole test streams, sample by "
+                               "sample, with online decoding (forward filtering, fixed-lag Viterbi)")
+    evaluate.add_argument("--lags", type=non_negative_int, nargs="+", default=[0, 5, 10, 20],
+                          help="--streaming: fixed-lag Viterbi lags in samples (default 0 5 10 20)")
     evaluate.add_argument("--out", type=Path, help="also write the JSON report to this file")
     evaluate.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -122,14 +130,26 @@ def _convert(args) -> int:
               "(fingerprints differ); calibrating and labelling with it anyway", file=sys.stderr)
     metadata = data_metadata(dataset)
     metadata["run"] = {"path": str(args.run), "data_fingerprint": config.get("data_fingerprint")}
-    result = convert(
-        tagger, args.quant, representative=dataset.train.X, metadata=metadata,
-        labels=dataset.train.y, validation=(dataset.val.X, dataset.val.y),
-        representative_size=args.representative_size, seed=args.seed,
-        selective_threshold=args.selective_threshold, calibration_trim=args.calibration_trim,
-        strip=not args.keep_names,
-        qat_options={"epochs": args.qat_epochs, "lr": args.qat_lr, "batch_size": args.qat_batch_size},
-    )
+    if args.streaming:
+        from tinyloc_tf.compression.streaming import STREAMING_QUANT_MODES, convert_streaming
+        from tinyloc_tf.data.streams import split_streams
+
+        if args.quant not in STREAMING_QUANT_MODES:
+            raise TinylocError(f"--streaming converts with --quant {' or '.join(STREAMING_QUANT_MODES)}, not {args.quant}")
+        result = convert_streaming(
+            tagger, [s.X for s in split_streams(dataset.train, name="train")], metadata, quant=args.quant,
+            representative_size=args.representative_size, seed=args.seed, strip=not args.keep_names,
+            progress=sys.stderr.isatty(),
+        )
+    else:
+        result = convert(
+            tagger, args.quant, representative=dataset.train.X, metadata=metadata,
+            labels=dataset.train.y, validation=(dataset.val.X, dataset.val.y),
+            representative_size=args.representative_size, seed=args.seed,
+            selective_threshold=args.selective_threshold, calibration_trim=args.calibration_trim,
+            strip=not args.keep_names,
+            qat_options={"epochs": args.qat_epochs, "lr": args.qat_lr, "batch_size": args.qat_batch_size},
+        )
     write_atomic(args.out, result.tflite)
     blocker = tflm_blocker(result.tflite)
     summary = {"out": str(args.out), **result.report, "tflm_deployable": blocker is None, "note": blocker}
@@ -145,10 +165,18 @@ def _evaluate(args) -> int:
 
     if args.out is not None:
         check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.data, args.run))
-    report = evaluate_tflite(
-        args.model, args.data, split=args.split, runtime=args.runtime,
-        arena_kb=args.arena_kb, run_dir=args.run, progress=not args.quiet and sys.stderr.isatty(),
-    )
+    if args.streaming:
+        from tinyloc_tf.deployment.streaming import evaluate_streaming
+
+        if args.runtime != "tflm" or args.arena_kb is not None:
+            raise TinylocError("--streaming evaluates in host TFLM with the arena it needs; drop --runtime / --arena-kb")
+        report = evaluate_streaming(args.model, args.data, split=args.split, lags=args.lags, run_dir=args.run,
+                                    progress=not args.quiet and sys.stderr.isatty())
+    else:
+        report = evaluate_tflite(
+            args.model, args.data, split=args.split, runtime=args.runtime,
+            arena_kb=args.arena_kb, run_dir=args.run, progress=not args.quiet and sys.stderr.isatty(),
+        )
     text = json.dumps(report, indent=2)
     if args.out is not None:
         write_atomic(args.out, (text + "\n").encode())
