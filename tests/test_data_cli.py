@@ -223,16 +223,18 @@ def test_synth_and_prepare_inhome_pass_their_options(tmp_path, monkeypatch, caps
         return uji.prepare_uji(write_folder(tmp_path / "raw", train, test), out, areas=4)
 
     _fake_module(monkeypatch, "synth", synthesize_house=synthesize_house)
-    _fake_module(monkeypatch, "inhome", prepare_inhome=prepare_inhome)
+    _fake_module(monkeypatch, "inhome", prepare_inhome=prepare_inhome,
+                 report_lines=lambda meta: [f"report of {len(meta['features'])} features"])
     assert main(["data", "synth", "--out", str(tmp_path / "s"), "--seed", "7", "--house", "B", "--floors", "1",
-                 "--living-minutes", "12.5", "--fingerprint-sessions", "2"]) == 0
-    assert calls["synth"] == (tmp_path / "s", 7, "B", 1,
-                              {"fingerprint_sessions": 2, "living_minutes": 12.5, "overwrite": False})
+                 "--living-minutes", "12.5", "--fingerprint-sessions", "2", "--conventions", "real"]) == 0
+    assert calls["synth"] == (tmp_path / "s", 7, "B", 1, {"fingerprint_sessions": 2, "living_minutes": 12.5,
+                                                          "overwrite": False, "conventions": "real"})
     assert "--source" in capsys.readouterr().out
     assert main(["data", "prepare", "inhome", "--source", str(tmp_path / "s"), "--house", "B",
                  "--out", str(tmp_path / "p"), "--seed", "3", "--block-seconds", "30"]) == 0
     assert calls["prepare"] == (tmp_path / "s", "B", tmp_path / "p", 3, 0.25, {"block_seconds": 30.0, "overwrite": False})
-    assert "train 48, val 16, test 8" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train 48, val 16, test 8" in out and "report of 520 features" in out
 
 
 @pytest.mark.slow

@@ -1,15 +1,17 @@
 """In-home BLE RSSI (Byrne et al., Scientific Data 2018; figshare 6051794): parse the raw
 layout, label by time, resample, window, split by time blocks, scale.
 
-Raw layout (``docs/inhome.md`` has every file and column)::
+Raw layout (``docs/inhome.md`` has every file and column, with the public code showing it;
+``inhome_raw`` reads and checks them)::
 
     ROOT/house_A/metadata/room_names.dat      room id, room name          (no header)
                           room_tags.dat       room id, tag, tag, ...      (no header)
                           ap_coordinates.dat  ap id, x, y, z              (no header; AP order)
-                          ap_rooms.dat        ap id, room id              (no header)
+                          ap_rooms.dat        ap id, room name or id      (no header)
+                          act_desc.dat        activity tag, description   (no header; optional)
     ROOT/house_A/experiments/<session>/rx_wearable_data.dat   timestamp, ap_id, wearable_id, rssi
                                        tag_annotations.dat    timestamp, ..., tag, ...
-                                       ap_mac_ref.dat         ap_id, ap_mac_address
+                                       ap_mac_ref.dat         ap_id, ap_mac_address (optional)
 
 Sessions named ``living_*`` are free-living (the test split); every other session is a
 scripted fingerprint walk (train and validation).
@@ -25,7 +27,8 @@ Preprocessing, per session:
    packet, are -120 dBm ("not heard").
 4. Label: step ``k`` takes the room of the annotation nearest in time to ``t_k`` if that
    annotation lies strictly less than 500 ms away (ties go to the earlier annotation); the
-   annotation names a floor tag and ``room_tags.dat`` maps the tag to its room. A step with no
+   annotation names a floor tag and ``room_tags.dat`` maps the tag to its room (annotations of
+   activity tags, or tags in no or two rooms, label nothing and are counted). A step with no
    annotation that close is unlabelled.
 5. Windows: 20 steps (4 s), hop 10 (50 % overlap), never across sessions or split blocks.
    Windows holding any unlabelled step are dropped and counted.
