@@ -507,3 +507,12 @@ def test_report_lines_count_per_session(tmp_path):
     assert lines[0].startswith("session") and lines[1].startswith("fingerprint_1") and lines[3].startswith("total")
     assert living["activity"] == "1" and living["annotations"] == str(len(LIVING_ANNOTATIONS) + 1)
     assert living["steps"] == "40" and living["-120"] == str(meta["sessions"][1]["cells_not_heard"])
+
+
+def test_offsets_may_change_within_a_file():
+    """A clock change (BST -> GMT) mid-session: both stamps are zoned, so both convert."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"timestamp": ["2017-10-29T01:59:59.800+01:00", "2017-10-29T01:00:00.000+00:00"]})
+    ms, zoned = times_ms(frame, Path("f.dat"))
+    assert zoned and (ms[1] - ms[0]) == 200
