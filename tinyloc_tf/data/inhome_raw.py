@@ -84,15 +84,11 @@ class HouseMetadata:
     ap_class: dict[int, int | None]  # AP id -> class index of its room (None: unknown)
     warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # every file read, for the source digest
-    _activity_tags: set[int] | None = None
+    _activity_tags: set[int] | None = field(default=None, init=False, repr=False)  # read on demand
 
     @property
     def feature_names(self) -> list[str]:
         return [f"ap_{ap}" for ap in self.ap_ids]
-
-    @property
-    def ap_index(self) -> dict[int, int]:
-        return {ap: i for i, ap in enumerate(self.ap_ids)}
 
     def activity_tags(self) -> set[int]:
         """Tag ids ``act_desc.dat`` names as activities (empty when the file is absent).

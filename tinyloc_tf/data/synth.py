@@ -636,7 +636,8 @@ def _write_metadata(house: House, folder: Path, conventions: str = "plain") -> N
         (ap + 1, _fmt(x * 100), _fmt(y * 100), _fmt(z * 100)) for ap, (x, y, z) in enumerate(house.ap_xyz)])
     _write_rows(folder / "ap_mac_addresses.dat", [(ap + 1, mac) for ap, mac in enumerate(house.ap_macs)])
     _write_rows(folder / "ap_rooms.dat", [
-        (ap + 1, house.names[house.ap_room[ap]] if real else house.ap_room[ap] + 1) for ap in range(len(house.ap_macs))])
+        (ap + 1, house.names[house.ap_room[ap]] if real else house.ap_room[ap] + 1)
+        for ap in range(len(house.ap_macs))])
     _write_rows(folder / "floor_aps.dat", [
         (floor + 1, *[ap + 1 for ap in range(len(house.ap_macs)) if house.ap_floor[ap] == floor])
         for floor in range(plan.floors)])
