@@ -71,8 +71,11 @@ def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
         return
     tflite = args.work / "sweep" / "runs" / best["run"] / "variants" / f"{best['variant']}.tflite"
     print(f"deploying {best['run']} ({best['variant']}) on {args.target}, {budget_kb} KiB RAM, backend {backend}")
+    from tinyloc_tf.deployment.cli import default_windows
+
+    data_dir = str(args.work / "data")
     result = deploy(str(tflite), target=args.target, ram_kb=budget_kb, backend=backend,
-                    data_dir=str(args.work / "data"), windows=16)
+                    data_dir=data_dir, windows=default_windows(data_dir, "test", None))
     summary["deploy"] = {**result, "run": best["run"], "variant": best["variant"], "backend": backend}
     print(json.dumps(summary["deploy"], indent=2, default=str))
 

@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         "of all activation tensors.",
     )
     p.add_argument("tflite", help="full-integer int8 .tflite (tinyloc convert --quant int8)")
-    p.add_argument("--out", required=True, help="output folder for the C sources")
+    p.add_argument("--out", required=True, help="output folder for the C sources (new or empty; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--prefix", default="", help="prefix for the runner symbols and file names (default none)")
     p.add_argument("--no-inplace", action="store_true",
                    help="never let an element-wise op overwrite its dying input (larger arena)")
@@ -34,8 +35,11 @@ def _compile(args) -> int:
     from tinyloc_tf.deployment.aot import compile_tflite
     from tinyloc_tf.errors import TinylocError
 
+    from tinyloc_tf.atomic import check_output
+
     if args.alignment < 1 or args.alignment & (args.alignment - 1):
         raise TinylocError(f"--alignment must be a power of two, got {args.alignment}")
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.tflite,))
     report = compile_tflite(args.tflite, args.out, symbol_prefix=args.prefix,
                             inplace=not args.no_inplace, tables=not args.no_tables,
                             alignment=args.alignment)

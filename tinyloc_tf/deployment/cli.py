@@ -7,9 +7,15 @@ import json
 import sys
 
 from tinyloc_tf.arguments import positive_int
+from tinyloc_tf.atomic import check_output, write_atomic
 
 #: Exit status of ``deploy`` when the firmware does not fit the RAM budget (link failure).
 EXIT_RAM_BUDGET = 3
+
+#: Test windows exported by default, and per class of the data when that is more: a
+#: macro-F1 over a handful of windows that miss most classes says nothing about the model.
+DEFAULT_WINDOWS = 64
+WINDOWS_PER_CLASS = 4
 
 
 def register(subparsers) -> None:
@@ -21,7 +27,8 @@ def register(subparsers) -> None:
         "N int8 test windows with their host-TFLM emissions and Viterbi paths.",
     )
     p.add_argument("tflite", help="full-integer int8 .tflite (tinyloc convert --quant int8)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (must be new or empty; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     _window_args(p)
     p.set_defaults(handler=_export_c)
 
@@ -33,14 +40,21 @@ def register(subparsers) -> None:
         "(scripts/get_tflm.sh); the aot backend runs the model compiled by `tinyloc compile`.",
     )
     p.add_argument("tflite", help="full-integer int8 .tflite")
-    p.add_argument("--target", choices=("m55", "m4"), default="m55",
-                   help="m55: Cortex-M55 on QEMU mps3-an547; m4: Cortex-M4F on QEMU mps2-an386 (default m55)")
+    p.add_argument("--target", choices=("m55", "m4", "stm32l4"), default="m55",
+                   help="m55: Cortex-M55 on QEMU mps3-an547; m4: Cortex-M4F on QEMU mps2-an386; stm32l4: Cortex-M4F "
+                   "STM32L432-class board on Renode (default m55)")
     p.add_argument("--ram-kb", type=positive_int, default=64, help="RAM budget in KiB (default 64)")
     p.add_argument("--backend", choices=("tflm", "aot"), default="tflm", help="model runner (default tflm)")
+    p.add_argument("--kernels", choices=("cmsis-nn", "reference"),
+                   help="TFLM kernels: Arm's CMSIS-NN or TFLM's reference ones (default cmsis-nn when "
+                   "scripts/get_tflm.sh built its library)")
+    p.add_argument("--debug", action="store_true",
+                   help="link TFLM's debug library, which logs why a model fails (get_tflm.sh --debug)")
     p.add_argument("--arena-bytes", type=positive_int, help="force the TFLM tensor arena size (default: measured on the target)")
     p.add_argument("--stack-bytes", type=positive_int, default=4096, help="stack reserved in the RAM budget (default 4096)")
     p.add_argument("--build-dir", help="keep the build here (default: a temporary folder)")
     p.add_argument("--json-out", help="also write the report to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace --json-out and reuse a non-empty --build-dir")
     _window_args(p)
     p.set_defaults(handler=_deploy)
 
@@ -48,13 +62,41 @@ def register(subparsers) -> None:
 def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="prepared dataset the test windows come from (default: random windows, no labels)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of --data (default test)")
-    p.add_argument("--windows", type=positive_int, default=16, help="number of test windows (default 16)")
+    p.add_argument("--windows", type=positive_int,
+                   help=f"number of test windows (default: {DEFAULT_WINDOWS}, or {WINDOWS_PER_CLASS} per class "
+                        "of --data when that is more, at most the whole split)")
     p.add_argument("--crf", help="JSON side file with CRF parameters, for a .tflite without tinyloc metadata")
+
+
+def default_windows(data_dir, split: str, windows: int | None) -> int:
+    """``windows``, or enough test windows that a macro-F1 over them can see every class."""
+    if windows is not None:
+        return windows
+    if data_dir is None:
+        return DEFAULT_WINDOWS
+    from tinyloc_tf.data import load_prepared
+
+    data = load_prepared(data_dir)
+    return min(len(data.split(split)), max(DEFAULT_WINDOWS, WINDOWS_PER_CLASS * data.num_classes))
+
+
+def class_coverage(data_dir, split: str, windows: int) -> tuple[int, int]:
+    """``(classes among the exported windows' labels, classes of the data)``."""
+    import numpy as np
+
+    from tinyloc_tf.data import load_prepared
+    from tinyloc_tf.deployment.export_c import pick_windows
+
+    data = load_prepared(data_dir)
+    part = data.split(split)
+    return len(np.unique(part.y[pick_windows(len(part), windows)])), data.num_classes
 
 
 def _export_c(args) -> int:
     from tinyloc_tf.deployment.export_c import export_c
 
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.tflite, args.data, args.crf))
+    args.windows = default_windows(args.data, args.split, args.windows)
     manifest = export_c(args.tflite, args.out, data_dir=args.data, windows=args.windows, split=args.split,
                         crf_file=args.crf)
     model = manifest["model"]
@@ -69,6 +111,12 @@ def _export_c(args) -> int:
 def _deploy(args) -> int:
     from tinyloc_tf.deployment.firmware import FirmwareError, RamBudgetError, deploy
 
+    inputs = (args.tflite, args.data, args.crf)
+    if args.json_out:
+        check_output(args.json_out, overwrite=args.overwrite, inputs=inputs, option="--json-out")
+    if args.build_dir:
+        check_output(args.build_dir, overwrite=args.overwrite, inputs=inputs, option="--build-dir")
+    args.windows = default_windows(args.data, args.split, args.windows)
     try:
         report = deploy(
             args.tflite,
@@ -81,6 +129,8 @@ def _deploy(args) -> int:
             arena_bytes=args.arena_bytes,
             stack_bytes=args.stack_bytes,
             crf_file=args.crf,
+            kernels=args.kernels,
+            build_type="debug" if args.debug else "release",
         )
     except RamBudgetError as exc:
         print(f"tinyloc deploy: does not fit: {exc}", file=sys.stderr)
@@ -88,9 +138,15 @@ def _deploy(args) -> int:
     except FirmwareError as exc:
         print(f"tinyloc deploy: {exc}", file=sys.stderr)
         return exc.status or 1
+    if args.data is not None and report.get("macro_f1") is not None:
+        covered, classes = class_coverage(args.data, args.split, args.windows)
+        if covered < classes:
+            report["macro_f1_note"] = (
+                f"{report['windows']} windows hold {covered} of {classes} classes: this macro-F1 is not the "
+                f"model's (`tinyloc evaluate` scores the whole split); pass a larger --windows")
+            print(f"tinyloc deploy: warning: {report['macro_f1_note']}", file=sys.stderr)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            f.write(text + "\n")
+        write_atomic(args.json_out, (text + "\n").encode())
     return 0
