@@ -373,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     from tinyloc_tf.errors import TinylocError
 
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
-    invoked = _cmd(".venv/bin/python", "scripts/ship_models.py", *(sys.argv[1:] if argv is None else argv))
+    words = sys.argv[1:] if argv is None else argv
+    # a word with spaces is a command given as text (--made-by): its paths are made relative too
+    invoked = _cmd(".venv/bin/python", "scripts/ship_models.py",
+                   *(relative_command(word) if " " in word else word for word in words))
     try:
         written = ship(args.sweep, args.name, args.out, budgets, args.made_by, invoked,
                        progress=not args.quiet and sys.stderr.isatty())
