@@ -56,8 +56,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- recipes and commands
 
 
+def repo_relative(path) -> str:
+    """``path`` relative to the repository (``../data/uji`` for a sibling folder): a card or doc
+    names no absolute path of the machine that made it."""
+    return os.path.relpath(Path(path).absolute(), REPO)
+
+
 def _cmd(*words) -> str:
-    return " ".join(shlex.quote(str(word)) for word in words)
+    """A shell command line; absolute paths among ``words`` become repository-relative."""
+    return " ".join(shlex.quote(repo_relative(word) if isinstance(word, Path) or os.path.isabs(str(word))
+                                else str(word)) for word in words)
+
+
+def relative_command(text: str) -> str:
+    """A command line given as text (``--made-by``), with its absolute paths made repository-relative."""
+    return _cmd(*shlex.split(text))
 
 
 def data_recipe(meta: dict, data_dir: Path) -> tuple[dict, list[str]]:
@@ -73,7 +86,7 @@ def data_recipe(meta: dict, data_dir: Path) -> tuple[dict, list[str]]:
     if meta.get("dataset") == "ujiindoorloc":
         recipe = {
             "kind": "uji",
-            "source": meta["source"],
+            "source": repo_relative(meta["source"]),
             "source_sha256": meta["source_sha256"],
             "labels": meta["labels"],
             "seed": int(split["seed"]),
@@ -98,7 +111,7 @@ def data_recipe(meta: dict, data_dir: Path) -> tuple[dict, list[str]]:
                            "--out", data_dir, "--seed", prepare["seed"], "--val-fraction", prepare["val_fraction"],
                            "--block-seconds", prepare["block_seconds"])
         if not meta.get("synthetic"):
-            recipe = {"kind": "inhome", "source": str(raw_root), "source_sha256": meta["source_sha256"],
+            recipe = {"kind": "inhome", "source": repo_relative(raw_root), "source_sha256": meta["source_sha256"],
                       "prepare": prepare}
             return recipe, [prepare_cmd]
         description_path = house_dir / "synthetic.json"
@@ -242,7 +255,7 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
             "budget_bytes": budget_kb * 1024,
             "candidates_fitting": candidates,
             "val_macro_f1": float(row["val_macro_f1"]),
-            "sweep": str(sweep_dir),
+            "sweep": repo_relative(sweep_dir),
         },
         "metrics": {
             "runtime": "tflm (tflite-micro host interpreter, reference kernels)",
@@ -308,7 +321,7 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
     recipe, data_commands = data_recipe(dataset.meta, Path(settings["data"]))
     commands = {
         "data": data_commands,
-        "sweep": made_by or [sweep_command(settings)],
+        "sweep": [relative_command(text) for text in made_by] or [sweep_command(settings)],
         "report": [_cmd("tinyloc", "report", sweep_dir)],
         "ship": [ship_command],
     }
