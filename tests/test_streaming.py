@@ -260,3 +260,79 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
         for value, out in zip(ins[1:], outs[1:]):
             value[...] = out  # the state goes back byte for byte
     assert np.array_equal(np.stack(got), want)
+
+
+@pytest.fixture(scope="module")
+def stream_data(tmp_path_factory):
+    """A prepared folder whose windows (T = 20, hop 10) are cut from continuous runs."""
+    from tinyloc_tf.data.prepared import load_prepared, write_prepared
+
+    rng = np.random.default_rng(11)
+    signatures = rng.random((3, 5))
+
+    def windows(runs, length):
+        X, y = [], []
+        for _ in range(runs):
+            rooms = np.repeat(rng.integers(0, 3, length // 25 + 1), 25)[:length]
+            run = np.clip(signatures[rooms] + rng.normal(0, 0.05, (length, 5)), 0, 1)
+            for s in range(0, length - 20 + 1, 10):
+                X.append(run[s:s + 20])
+                y.append(rooms[s:s + 20])
+        return Split(np.stack(X).astype(np.float32), np.stack(y).astype(np.int32))
+
+    splits = {"train": windows(4, 200), "val": windows(1, 100), "test": windows(2, 150)}
+    meta = {"features": [f"ap{i}" for i in range(5)], "classes": ["a", "b", "c"], "T": 20,
+            "scaling": {"min": [-110.0] * 5, "max": [-30.0] * 5}, "labels": "room", "source": "test runs",
+            "source_sha256": "0" * 64}
+    return load_prepared(write_prepared(tmp_path_factory.mktemp("data") / "runs", splits, meta))
+
+
+def _run_folder(tmp_path_factory, dataset, family):
+    import json
+
+    import keras
+
+    from tinyloc_tf.models import build_model
+
+    keras.utils.set_random_seed(0)
+    tagger = build_model(family, features=5, classes=3, hidden=4, layers=1, steps=20, int8_friendly=True)
+    tagger.compile(optimizer=keras.optimizers.Adam(0.02))
+    tagger.fit(dataset.train.X, dataset.train.y, batch_size=16, epochs=2, verbose=0)
+    run = tmp_path_factory.mktemp("runs") / family
+    run.mkdir()
+    tagger.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"data_dir": str(dataset.path), "build_config": tagger.build_config}))
+    return run
+
+
+@pytest.mark.slow
+def test_convert_and_evaluate_streaming_commands(stream_data, tmp_path_factory, tmp_path, capsys):
+    import json
+
+    from tinyloc_tf.cli import main
+
+    run = _run_folder(tmp_path_factory, stream_data, "mamba")
+    out = tmp_path / "step.tflite"
+    assert main(["convert", str(run), "--quant", "int8", "--streaming", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["streaming"] and summary["float_ops"] == {} and summary["tflm_deployable"]
+    assert main(["evaluate", str(out), "--streaming", "--data", str(stream_data.path), "--run", str(run),
+                 "--lags", "0", "3", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["streams"] == 2 and report["samples"] == 300
+    assert set(report["decoders"]) == {"filter", "viterbi_lag0", "viterbi_lag3"}
+    assert 0.0 <= report["decoders"]["viterbi_lag3"]["macro_f1"] <= 1.0
+    assert report["float_agreement"]["argmax"] > 0.8
+
+    # A step model is not a window model, and the other way round; MDCSA has no step form.
+    assert main(["evaluate", str(out), "--data", str(stream_data.path), "--quiet"]) == 2
+    assert main(["convert", str(run), "--quant", "dynamic", "--streaming", "--out", str(tmp_path / "d.tflite")]) == 2
+    assert "--streaming converts with --quant" in capsys.readouterr().err
+    window = tmp_path / "window.tflite"
+    assert main(["convert", str(run), "--quant", "int8", "--out", str(window)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(window), "--streaming", "--data", str(stream_data.path), "--quiet"]) == 2
+    assert "not a streaming step model" in capsys.readouterr().err
+    mdcsa = _run_folder(tmp_path_factory, stream_data, "mdcsa")
+    assert main(["convert", str(mdcsa), "--quant", "int8", "--streaming", "--out", str(tmp_path / "m.tflite")]) == 2
+    assert "stays a window model" in capsys.readouterr().err
