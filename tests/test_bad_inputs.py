@@ -227,6 +227,7 @@ CASES = {
     "sweep: --jobs 0": lambda w, tmp: (["sweep", "--data", str(w["data"]), "--out", str(tmp / "s"), "--jobs", "0"],
                                        2, "--jobs"),
     "report: missing sweep": lambda w, tmp: (["report", str(tmp / "nosweep")], 2, "nosweep"),
+    "report: a report exists": lambda w, tmp: (["report", str(_with_report(tmp))], 2, "report.md"),
     # ---- conversion
     "convert: --representative-size 0": lambda w, tmp: (
         ["convert", str(w["run"]), "--quant", "int8", "--out", str(tmp / "m.tflite"), "--representative-size", "0"],
@@ -279,6 +280,12 @@ CASES = {
     "deploy: --arena-bytes -5": lambda w, tmp: (["deploy", str(w["tflite"]), "--arena-bytes", "-5"], 2, "--arena-bytes"),
     "deploy: --stack-bytes 1.5": lambda w, tmp: (["deploy", str(w["tflite"]), "--stack-bytes", "1.5"], 2, "--stack-bytes"),
 }
+
+
+def _with_report(tmp: Path) -> Path:
+    (tmp / "sweep").mkdir()
+    (tmp / "sweep" / "report.md").write_text("# an earlier report\n")
+    return tmp / "sweep"
 
 
 def _poke(path: Path, offset: int, data: bytes) -> Path:

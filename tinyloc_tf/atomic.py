@@ -152,6 +152,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     private ``0600`` of a temporary file.
     """
     path = Path(path)
+    clean_stale_partials(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(path), dir=path.parent)

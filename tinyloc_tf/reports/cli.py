@@ -21,14 +21,19 @@ def register(subparsers) -> None:
     )
     parser.add_argument("sweep", type=Path, help="sweep folder made by `tinyloc sweep`")
     parser.add_argument("--out", type=Path, help="folder for the report (default: the sweep folder)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a report already in that folder")
     parser.add_argument("--timeline-windows", type=positive_int, default=60,
                         help="test windows stitched into the timeline plot (default 60)")
     parser.set_defaults(handler=_report)
 
 
 def _report(args) -> int:
+    from tinyloc_tf.errors import TinylocError
     from tinyloc_tf.reports.report import write_report
 
+    existing = (args.out or args.sweep) / "report.md"
+    if existing.exists() and not args.overwrite:
+        raise TinylocError(f"{existing} already exists; pass --overwrite to write the report again")
     report = write_report(args.sweep, args.out, timeline_windows=args.timeline_windows)
     print(report)
     return 0
