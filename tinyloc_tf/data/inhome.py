@@ -20,7 +20,8 @@ Preprocessing, per session:
 
 1. Grid: 5 Hz steps. Step ``k`` stands for the interval ``[t_k, t_k + 200 ms)`` with
    ``t_k`` a multiple of 200 ms since the Unix epoch; the grid runs from the step of the first
-   packet to the step of the last packet of the session (any access point).
+   packet to the step of the last packet of the session (any access point), at most 1.7 s
+   outside the span of its location annotations (``inhome_raw.SPAN_MARGIN_MS``).
 2. Resample: an AP's value at a step is the mean RSSI (dBm) of its packets in that interval.
 3. Forward-fill: a step with no packet from an AP repeats that AP's last value for at most
    5 steps (1 s) after the step that held it; later steps, and steps before the AP's first
@@ -51,9 +52,10 @@ from pathlib import Path
 import numpy as np
 
 from tinyloc_tf.data.inhome_raw import (
-    COUNT_KEYS, FFILL_STEPS, MATCH_MS, RSSI_MAX, STEP_MS, Session, iso, natural_key, read_metadata,
+    COUNT_KEYS, FFILL_STEPS, MATCH_MS, STEP_MS, Session, iso, natural_key, read_metadata,
     read_session, session_kind,
 )
+from tinyloc_tf.data.representation import fit_representation
 from tinyloc_tf.errors import DataError
 
 # figshare serves the whole article (all four houses) as one zip; the archive is not
@@ -82,14 +84,17 @@ class Grid:
     counts: dict
 
 
-def resample(t_ms: np.ndarray, ap: np.ndarray, rssi: np.ndarray, num_aps: int) -> tuple[int, np.ndarray, dict]:
+def resample(t_ms: np.ndarray, ap: np.ndarray, rssi: np.ndarray, num_aps: int,
+             span_ms: tuple[int, int] | None = None) -> tuple[int, np.ndarray, dict]:
     """Packets -> ``(start_ms, X [S, F] dBm, counts)``: mean per AP and 200 ms step,
-    forward-filled for up to 1 s, -120 dBm beyond."""
+    forward-filled for up to 1 s, -120 dBm beyond. The grid runs from the step of ``span_ms[0]``
+    to that of ``span_ms[1]`` (default: the first and last packet), which must hold every packet."""
     import pandas as pd
 
     step = t_ms // STEP_MS
-    first = int(step.min())
-    steps = int(step.max()) - first + 1
+    first, last = (int(step.min()), int(step.max())) if span_ms is None else (
+        span_ms[0] // STEP_MS, span_ms[1] // STEP_MS)
+    steps = last - first + 1
     cell = (step - first) * num_aps + ap
     total = np.bincount(cell, weights=rssi, minlength=steps * num_aps)
     heard = np.bincount(cell, minlength=steps * num_aps)
@@ -124,7 +129,7 @@ def label_steps(step_ms: np.ndarray, ann_ms: np.ndarray, ann_class: np.ndarray,
 
 
 def session_grid(session: Session, num_aps: int) -> Grid:
-    start, X, counts = resample(session.t_ms, session.ap, session.rssi, num_aps)
+    start, X, counts = resample(session.t_ms, session.ap, session.rssi, num_aps, session.span_ms)
     step_ms = start + STEP_MS * np.arange(len(X), dtype=np.int64)
     y = label_steps(step_ms, session.ann_ms, session.ann_class)
     # Annotations that label no step (none within 500 ms of the grid) are reported, not used.
@@ -199,24 +204,6 @@ def _segments(is_val: np.ndarray, gap: int):
         yield a, b, lo, max(hi, lo), bool(is_val[a])
 
 
-def fit_scaling(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-AP min and max (dBm) over the training windows. An AP that is constant in training
-    (typically never heard: all -120) is scaled over the physical range -120..0 instead."""
-    flat = X_train.reshape(-1, X_train.shape[-1]).astype(np.float64)
-    minimum, maximum = flat.min(axis=0), flat.max(axis=0)
-    constant = maximum <= minimum
-    minimum = np.where(constant, NOT_HEARD_DBM, minimum)
-    maximum = np.where(constant, float(RSSI_MAX), maximum)
-    return minimum, maximum, constant
-
-
-def scale(X: np.ndarray, minimum: np.ndarray, maximum: np.ndarray) -> tuple[np.ndarray, int]:
-    """``clip((X - min) / (max - min), 0, 1)`` as float32, and how many cells were clipped."""
-    scaled = (X.astype(np.float64) - minimum) / (maximum - minimum)
-    clipped = int(((scaled < 0) | (scaled > 1)).sum())
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32), clipped
-
-
 # ----------------------------------------------------------------------------- prepare
 
 
@@ -265,10 +252,14 @@ def prepare_inhome(
     seed: int = 0,
     val_fraction: float = 0.25,
     block_seconds: float = BLOCK_SECONDS,
+    representation: str = "minmax",
     progress: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Prepare one house of the in-home layout under ``source`` into the contract folder ``out``.
+
+    ``representation``: how dBm become inputs (``tinyloc_tf.data.representation``); for
+    ``minmax`` an AP constant in training (typically never heard) uses the physical range.
 
     ``X`` is ``[N, 20, F]`` (F = access points, metadata order), ``y`` is ``[N, 20]`` (room per
     step). Fingerprint sessions give train/val, ``living_*`` sessions give test.
@@ -388,10 +379,10 @@ def prepare_inhome(
                             f"steps or the sessions are shorter than {WINDOW_STEPS * STEP_MS / 1000:g} s)")
         stacked[split] = (np.stack(out_X[split]), np.stack(out_y[split]).astype(np.int32))
 
-    minimum, maximum, constant = fit_scaling(stacked["train"][0])
+    encoding, constant = fit_representation(representation, stacked["train"][0], NOT_HEARD_DBM)
     splits, clipped = {}, {}
     for split, (X, y) in stacked.items():
-        scaled, clipped[split] = scale(X, minimum, maximum)
+        scaled, clipped[split] = encoding.apply(X)
         splits[split] = Split(scaled, y)
 
     meta = {
@@ -404,12 +395,7 @@ def prepare_inhome(
         "T": WINDOW_STEPS,
         "labels": "room",
         "scaling": {
-            "min": minimum.tolist(),
-            "max": maximum.tolist(),
-            "not_heard_dbm": NOT_HEARD_DBM,
-            "unit": "dBm",
-            "formula": "clip((rssi - min) / (max - min), 0, 1); min/max from the train windows, "
-                       "an AP constant in train uses -120..0",
+            **encoding.to_meta(),
             "constant_in_train": [metadata.feature_names[i] for i in np.flatnonzero(constant)],
         },
         "source": str(house_dir.resolve()),
@@ -503,7 +489,7 @@ def report_lines(meta: dict) -> list[str]:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in [header, *rows]]
-    lines.append("dropped: rssi rows out of -110..0 dBm, of other wearables or >10 min outside the annotated "
+    lines.append("dropped: rssi rows out of -110..0 dBm, of other wearables or more than 1.7 s outside the annotated "
                  "span; stray: annotation rows >10 min from the rest; activity / no-room: annotation rows whose "
                  "tag gives no location (unlabelled); unmatched: location annotations within 500 ms of no step; "
                  "filled / -120: AP cells forward-filled / not heard (docs/inhome.md)")

@@ -10,8 +10,9 @@ Counted, never an error:
 
 - RSSI outside -110..0 dBm (the row is dropped);
 - rows of wearables other than the session's main one (dropped: one person per session);
-- packets more than ``SPAN_MARGIN_MS`` (10 min) outside the span of the location annotations
-  (dropped: they can never be labelled, and would stretch the session's grid);
+- packets outside the span of the location annotations by more than ``SPAN_MARGIN_MS``
+  (1.7 s: no labelled step can depend on them), dropped so that a wrong date cannot stretch
+  the session's grid (``Session.span_ms`` bounds it);
 - annotations in a stray stretch at either end of the session, more than ``STRAY_GAP_MS``
   from the rest (a wrong date; dropped);
 - annotations whose tag gives no location: an activity tag (``act_desc.dat``), a tag in no
@@ -38,10 +39,9 @@ FFILL_STEPS = 5  # forward-fill reach: 1 s
 MATCH_MS = 500  # annotation-to-step match, as the dataset's own loader code accepts
 RSSI_MIN, RSSI_MAX = -110, 0  # documented range of the receivers
 STRAY_GAP_MS = 10 * 60 * 1000  # a gap this long cuts the annotations into stretches
-# A packet this far outside the span of the location annotations can never be labelled, and
-# is most likely a wrong clock; kept, it would stretch the session's grid. Packets nearer the
-# span stay: they mark steps the receivers were recording (heard or not).
-SPAN_MARGIN_MS = STRAY_GAP_MS
+# A labelled step lies under MATCH_MS from an annotation, and its value depends on packets up
+# to FFILL_STEPS steps before it: packets further out than this cannot reach one.
+SPAN_MARGIN_MS = MATCH_MS + (FFILL_STEPS + 1) * STEP_MS
 STRAY_SHARE = 0.01  # an end stretch with at most this share of the rows is stray
 LIVING_PREFIX = "living"
 
@@ -351,6 +351,7 @@ class Session:
     ann_class: np.ndarray  # int64 [A] class index
     wearables: int  # wearables found in rx_wearable_data.dat
     wearable: str  # the one kept
+    span_ms: tuple[int, int]  # first and last instant of the session's grid
     counts: dict  # COUNT_KEYS -> rows
     notes: list[str]
     files: list[Path]
@@ -457,26 +458,27 @@ def read_session(session_dir: str | os.PathLike, metadata: HouseMetadata) -> Ses
     order = np.argsort(ann_ms, kind="stable")
     ann_ms, ann_class = ann_ms[order], ann_class[order]
 
-    kept_t = t_ms[keep]
-    if not len(kept_t) or ann_ms[-1] + MATCH_MS <= kept_t.min() or ann_ms[0] - MATCH_MS >= kept_t.max():
-        span = f"{iso(kept_t.min())} .. {iso(kept_t.max())}" if len(kept_t) else "none left"
+    # The grid covers the packets (the receivers were recording, heard or not) within the
+    # annotated span widened by SPAN_MARGIN_MS. Packets far off (a wrong clock) neither set its
+    # ends nor enter it: left in, one packet dated a day early would stretch the grid over days
+    # and move every block of the split. Packets just outside still mark recording time.
+    far = keep & ((t_ms < ann_ms[0] - STRAY_GAP_MS) | (t_ms > ann_ms[-1] + STRAY_GAP_MS))
+    near = t_ms[keep & ~far]
+    if not len(near) or ann_ms[-1] + MATCH_MS <= near.min() or ann_ms[0] - MATCH_MS >= near.max():
+        packets = f"{iso(near.min())} .. {iso(near.max())}" if len(near) else f"none within {STRAY_GAP_MS // 60000} min"
         raise DataError(
             f"{session_dir}: annotations ({iso(ann_ms[0])} .. {iso(ann_ms[-1])}) never come within "
-            f"{MATCH_MS} ms of the RSSI packets ({span})")
-    # Left in, one packet with a wrong date would stretch the grid over days and move every
-    # block of the split.
-    inside = (t_ms >= ann_ms[0] - SPAN_MARGIN_MS) & (t_ms <= ann_ms[-1] + SPAN_MARGIN_MS)
-    counts["rssi_rows_outside_annotated_span"] = int((keep & ~inside).sum())
-    if (keep & ~inside).any():
-        first = int(np.argmax(keep & ~inside))
-        notes.append(f"{rx_path.name}: {counts['rssi_rows_outside_annotated_span']} row(s) more than "
-                     f"{SPAN_MARGIN_MS // 60000} min outside the annotated span dropped (first: row {first + 1}, "
-                     f"{rx['timestamp'].iloc[first].strip()})")
-    keep &= inside
-    if not keep.any():
-        raise DataError(f"{rx_path}: no packet within {SPAN_MARGIN_MS // 60000} min of the annotated span "
-                        f"({iso(ann_ms[0])} .. {iso(ann_ms[-1])})")
+            f"{MATCH_MS} ms of the RSSI packets ({packets})")
+    span = (max(int(near.min()), int(ann_ms[0]) - SPAN_MARGIN_MS), min(int(near.max()), int(ann_ms[-1]) + SPAN_MARGIN_MS))
+    outside = keep & ((t_ms < span[0]) | (t_ms > span[1]))
+    counts["rssi_rows_outside_annotated_span"] = int(outside.sum())
+    if outside.any():
+        first = int(np.argmax(outside))
+        notes.append(f"{rx_path.name}: {int(outside.sum())} row(s) more than {SPAN_MARGIN_MS} ms outside the "
+                     f"annotated span dropped ({int(far.sum())} more than {STRAY_GAP_MS // 60000} min; "
+                     f"first: row {first + 1}, {rx['timestamp'].iloc[first].strip()})")
+    keep &= ~outside
 
     return Session(name=session_dir.name, kind=session_kind(session_dir.name), t_ms=t_ms[keep], ap=ap[keep],
                    rssi=rssi[keep], ann_ms=ann_ms, ann_class=ann_class, wearables=int(len(per_wearable)),
-                   wearable=str(main), counts=counts, notes=notes, files=files)
+                   wearable=str(main), span_ms=span, counts=counts, notes=notes, files=files)
