@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Get TensorFlow Lite Micro (the pinned upstream commit) and build its static library for the
+# Get TensorFlow Lite Micro (the pinned upstream commit) and build its static libraries for the
 # Cortex-M targets of tflm_app/. TFLM's code is never part of this repository: it lives in
 # TFLM_ROOT, outside it.
 #
-#   scripts/get_tflm.sh [--build m55|m4|all] [--no-build]
+#   scripts/get_tflm.sh [--build m55|m4|all] [--kernels cmsis-nn|reference|all] [--debug] [--no-build]
+#
+# --build     the CPU(s) to build for (default all: Cortex-M55 and Cortex-M4F)
+# --kernels   cmsis-nn: TFLM's CMSIS-NN kernels (OPTIMIZED_KERNEL_DIR=cmsis_nn: Helium on M55,
+#             the DSP extension on M4); reference: TFLM's portable C++ kernels; all (default): both
+# --debug     the debug libraries instead (TFLM's BUILD_TYPE=default: its error log and DCHECKs,
+#             -Os core / -O2 kernels) for `tinyloc deploy --debug`. Without it: the release
+#             libraries (BUILD_TYPE=release: error strings and DCHECKs compiled out, all -Os)
 #
 # Environment:
 #   TFLM_ROOT         where the TFLM tree is (or goes). Default: ~/.cache/tinyloc/tflm.
@@ -12,7 +19,8 @@
 #                     https://github.com. Offline, point it at a folder holding clones or bare
 #                     copies laid out as <owner>/<name> (tensorflow/tflite-micro,
 #                     google/flatbuffers, google/gemmlowp, google/ruy, mborgerding/kissfft,
-#                     google/pigweed, ARM-software/CMSIS_6, ARM-software/Cortex_DFP).
+#                     google/pigweed, ARM-software/CMSIS_6, ARM-software/Cortex_DFP,
+#                     ARM-software/CMSIS-NN).
 #   JOBS              parallel compile jobs (default: number of cores).
 #   TFLM_PYTHON       the python3 TFLM's make runs (its example rules import numpy and PIL).
 #                     Default: this project's .venv when present, else python3.
@@ -20,7 +28,7 @@
 # TFLM's own make downloads its third-party code as zip files from GitHub. This script puts
 # the same commits in the same places (tensorflow/lite/micro/tools/make/downloads/) from git,
 # applies TFLM's patches, and so also works from local copies when GitHub cannot be reached.
-# Each library build takes about 8 minutes on 2 cores.
+# Each library takes 10-45 minutes on 2 cores, depending on what else runs.
 set -euo pipefail
 
 # The TFLM commit the firmware was built and measured with, and the third-party commits that
@@ -36,14 +44,19 @@ DEPS=(
   "pigweed                      google/pigweed             47268dff45019863e20438ca3746c6c62df6ef09    tensorflow/lite/micro/tools/make/pigweed.patch"
   "cmsis                        ARM-software/CMSIS_6       5782d6f8057906d360f4b95ec08a2354afe5c9b9    -"
   "cmsis/Cortex_DFP             ARM-software/Cortex_DFP    c2c70a97a20fb355815e2ead3d4a40e35a4a3cdf    -"
+  "cmsis_nn                     ARM-software/CMSIS-NN      4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae    -"
 )
 
 BUILD=all
+KERNELS=all
+BUILD_TYPE=release
 while (($#)); do
   case "$1" in
     --build) BUILD=${2:?--build needs m55, m4 or all}; shift 2 ;;
+    --kernels) KERNELS=${2:?--kernels needs cmsis-nn, reference or all}; shift 2 ;;
+    --debug) BUILD_TYPE=default; shift ;;
     --no-build) BUILD=none; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "get_tflm: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -108,16 +121,44 @@ for entry in "${DEPS[@]}"; do
   mv "$tmp" "$dest"
 done
 
-# 3. The static library per target: reference kernels, GCC from PATH (arm-none-eabi-).
+# 3. The static libraries: one per CPU x kernel set, with GCC from PATH (arm-none-eabi-).
+# TFLM's make names the folder gen/cortex_m_generic_<arch>_<build type>[_cmsis_nn]_gcc/; the
+# firmware Makefile and tinyloc_tf/deployment/firmware.py look for the library there.
+# The kernels built: the operators of the shipped models and of tinyloc's MDCSA / Mamba
+# graphs in int8, and a few close neighbours. TFLM's full set is ~300 sources (41 of them
+# signal-processing kernels) and takes hours on a busy 2-core machine. A model with an operator
+# outside this list fails to link, and `tinyloc deploy` names the operator: add it here and
+# rebuild. Each name N keeps N.cc and N_common.cc, in tensorflow/lite/micro/kernels/ or its
+# cmsis_nn/ specialisation.
+KERNELS_BUILT="activations add arg_min_max batch_matmul concatenation conv depthwise_conv dequantize elementwise
+  fully_connected kernel_util logistic maximum_minimum micro_tensor_utils mul pad quantize reduce reshape softmax
+  split split_v strided_slice sub tanh unpack"
+
 build_lib() {
-  local arch=$1
+  local arch=$1 kernels=$2 opt=() gendir make_args kernel_srcs
   command -v arm-none-eabi-gcc >/dev/null || {
     echo "get_tflm: arm-none-eabi-gcc not found; apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib" >&2
     exit 1; }
-  echo "get_tflm: building libtensorflow-microlite.a for $arch (several minutes)"
-  PATH="$PYBIN:$PATH" make -s -C "$TFLM_ROOT" -f tensorflow/lite/micro/tools/make/Makefile -j"$JOBS" \
-    TARGET=cortex_m_generic TARGET_ARCH="$arch" \
-    TARGET_TOOLCHAIN_ROOT="$(dirname "$(command -v arm-none-eabi-gcc)")/" microlite
+  if [ "$kernels" = cmsis-nn ]; then opt+=(OPTIMIZED_KERNEL_DIR=cmsis_nn); fi
+  if [ "$BUILD_TYPE" = release ]; then
+    # Size first: TFLM compiles its kernels -O2 by default.
+    opt+=(CORE_OPTIMIZATION_LEVEL=-Os KERNEL_OPTIMIZATION_LEVEL=-Os THIRD_PARTY_KERNEL_OPTIMIZATION_LEVEL=-Os)
+  fi
+  make_args=(-s -C "$TFLM_ROOT" -f tensorflow/lite/micro/tools/make/Makefile -j"$JOBS"
+             TARGET=cortex_m_generic TARGET_ARCH="$arch" BUILD_TYPE="$BUILD_TYPE" "${opt[@]}"
+             TARGET_TOOLCHAIN_ROOT="$(dirname "$(command -v arm-none-eabi-gcc)")/")
+  # TFLM's kernel list after its own specialisation (cmsis_nn/ files replace reference ones),
+  # cut down to KERNELS_BUILT and handed back to its make.
+  printf 'print-%%:\n\t@echo $($*)\n' > "$PYBIN/print.mk"
+  kernel_srcs=$(PATH="$PYBIN:$PATH" make "${make_args[@]}" -f "$PYBIN/print.mk" print-MICROLITE_CC_KERNEL_SRCS \
+    | tr ' ' '\n' | grep -E "/kernels/(cmsis_nn/)?($(echo $KERNELS_BUILT | tr ' ' '|'))(_common)?\.cc$" | tr '\n' ' ')
+  [ -n "$kernel_srcs" ] || { echo "get_tflm: TFLM's make listed no kernel sources" >&2; exit 1; }
+  gendir=gen/cortex_m_generic_${arch}_${BUILD_TYPE}$([ "$kernels" = cmsis-nn ] && echo _cmsis_nn)_gcc
+  echo "get_tflm: building $gendir/lib/libtensorflow-microlite.a ($kernels kernels, $BUILD_TYPE; 10-45 minutes)"
+  PATH="$PYBIN:$PATH" make "${make_args[@]}" MICROLITE_CC_KERNEL_SRCS="$kernel_srcs" microlite
+  # What the library was built with, for the firmware build to check.
+  printf 'kernels=%s\nbuild_type=%s\nflags=%s\nkernel_sources=%s\n' "$kernels" "$BUILD_TYPE" "${opt[*]}" \
+    "$kernel_srcs" > "$TFLM_ROOT/$gendir/lib/tinyloc-build.txt"
 }
 # TFLM's make calls `python3` while parsing example makefiles; give it one with numpy and PIL.
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -127,10 +168,18 @@ trap 'rm -rf "$PYBIN"' EXIT
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$TFLM_PYTHON" > "$PYBIN/python3"  # a link would lose the venv
 chmod +x "$PYBIN/python3"
 case "$BUILD" in
-  none) ;;
-  m55) build_lib cortex-m55 ;;
-  m4) build_lib cortex-m4+fp ;;
-  all) build_lib cortex-m55; build_lib cortex-m4+fp ;;
+  none) ARCHS=() ;;
+  m55) ARCHS=(cortex-m55) ;;
+  m4) ARCHS=(cortex-m4+fp) ;;
+  all) ARCHS=(cortex-m4+fp cortex-m55) ;;
   *) echo "get_tflm: --build takes m55, m4 or all, not '$BUILD'" >&2; exit 2 ;;
 esac
+case "$KERNELS" in
+  cmsis-nn|reference) KERNEL_SETS=("$KERNELS") ;;
+  all) KERNEL_SETS=(cmsis-nn reference) ;;
+  *) echo "get_tflm: --kernels takes cmsis-nn, reference or all, not '$KERNELS'" >&2; exit 2 ;;
+esac
+for kernels in "${KERNEL_SETS[@]}"; do
+  for arch in "${ARCHS[@]}"; do build_lib "$arch" "$kernels"; done
+done
 echo "get_tflm: done. export TFLM_ROOT=$TFLM_ROOT"

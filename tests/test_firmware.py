@@ -1,9 +1,11 @@
 """The Cortex-M firmware (tflm_app/) and `tinyloc deploy`.
 
 Without a TFLM tree (CI) this still tests the C++ Viterbi against numpy and brute force, the
-link-time RAM budget, a QEMU boot of the harness on both boards with a runner that needs no
-model, and how firmware failures reach the host. Tests that run TFLM itself skip unless
-TFLM_ROOT points at a TensorFlow Lite Micro tree (scripts/get_tflm.sh makes one).
+link-time RAM budget, a QEMU boot of the harness on both QEMU boards with a runner that needs
+no model, the flash breakdown from the map file, and how firmware failures reach the host.
+Tests that run TFLM itself skip unless TFLM_ROOT points at a TensorFlow Lite Micro tree
+(scripts/get_tflm.sh makes one), per kernel set whose library is built; tests on the stm32l4
+board skip unless Renode is there (scripts/get_renode.sh).
 """
 
 from __future__ import annotations
@@ -43,6 +45,26 @@ needs_tflm = pytest.mark.skipif(
     reason="TFLM_ROOT is not set to a TensorFlow Lite Micro tree (scripts/get_tflm.sh fetches and builds one); "
     "TFLM firmware tests skipped",
 )
+QEMU_TARGETS = ("m55", "m4")
+needs_renode = pytest.mark.skipif(
+    bool(fw.missing_tools("stm32l4")),
+    reason="Renode is missing (scripts/get_renode.sh builds it; set TINYLOC_RENODE): stm32l4 firmware tests skipped",
+)
+
+
+def _library_missing(kernels: str, target: str = "m4") -> str | None:
+    root = _tflm_root()
+    if root is None:
+        return "TFLM_ROOT is not set"
+    library = fw.tflm_library(root, fw.Target.load(target), kernels, "release")
+    return None if library.is_file() else f"no {kernels} library for {target} ({library}; scripts/get_tflm.sh)"
+
+
+def kernel_sets(target: str = "m4"):
+    """pytest params over both kernel sets, each skipping when get_tflm.sh has not built its library."""
+    return [pytest.param(k, marks=pytest.mark.skipif(bool(_library_missing(k, target)),
+                                                     reason=_library_missing(k, target) or ""))
+            for k in fw.KERNELS]
 
 
 # --------------------------------------------------------------------------- C++ Viterbi
@@ -142,12 +164,10 @@ def build_echo(gen, target, build_dir, ram_kb=32, arena_bytes=1024, cppflags="")
                     runner_cppflags=cppflags)
 
 
-@needs_arm
-@pytest.mark.parametrize("target", fw.TARGETS)
-def test_harness_boots_and_reports_on_qemu(target, echo_gen, tmp_path):
+def _harness_boots(target, echo_gen, tmp_path):
     gen, expected = echo_gen
     firmware = build_echo(gen, target, tmp_path / "build")
-    result = fw.run(firmware.elf, target, timeout=120)
+    result = fw.run(firmware.elf, target, timeout=300)
     assert result.status == 0, result.log
     summary = fw.check_run(result)
     assert summary["target"] == target and summary["backend"] == "echo"
@@ -164,6 +184,58 @@ def test_harness_boots_and_reports_on_qemu(target, echo_gen, tmp_path):
     assert sizes["ram_bytes"] >= 1024 + fw.DEFAULT_STACK_BYTES + fw.DEFAULT_HEAP_BYTES
     assert sizes["test_data_bytes"] == 6 * (5 * 4 + 5 * 3) + 2 * 6 * 5 * 2
     assert sizes["model_bytes"] == 0  # the echo runner links no model
+    return result
+
+
+@needs_arm
+@pytest.mark.parametrize("target", QEMU_TARGETS)
+def test_harness_boots_and_reports_on_qemu(target, echo_gen, tmp_path):
+    _harness_boots(target, echo_gen, tmp_path)
+
+
+@needs_renode
+def test_harness_boots_and_reports_on_renode_stm32l4(echo_gen, tmp_path):
+    result = _harness_boots("stm32l4", echo_gen, tmp_path)
+    assert result.records[-1] == {"event": "exit", "status": 0}  # the UART exit line
+    # Renode's own count covers the whole run, so it bounds the measured windows from above.
+    assert result.executed_instructions > fw.check_run(result)["instructions_total"] > 0
+
+
+@needs_arm
+def test_flash_breakdown_from_the_map_file_adds_up(echo_gen, tmp_path):
+    gen, _ = echo_gen
+    firmware = build_echo(gen, "m4", tmp_path / "build")
+    parts = firmware.flash_breakdown
+    assert set(parts) == set(fw.FLASH_PARTS)
+    image = firmware.sizes["flash_bytes"] + firmware.sizes["test_data_bytes"]
+    # Everything in flash is attributed; only alignment padding ("other") is left over.
+    assert 0 <= sum(parts.values()) - image <= 64 and parts["other"] <= 64
+    assert parts["test_data"] == firmware.sizes["test_data_bytes"]
+    assert parts["app"] > 1000 and parts["libc"] > 1000
+    assert parts["tflm"] == parts["cmsis_nn"] == parts["model"] == 0  # the echo runner links neither
+
+
+def test_flash_breakdown_attributes_archive_members(tmp_path):
+    lib = "/t/gen/cortex_m_generic_cortex-m4+fp_release_cmsis_nn_gcc/lib/libtensorflow-microlite.a"
+    (tmp_path / "firmware.map").write_text(
+        "Discarded input sections\n .text.x 0x0 0x999 /b/obj/main.o\n\n"
+        "Linker script and memory map\n\n"
+        ".text           0x00000000     0x1000\n"
+        " *(.vectors)\n"
+        " .vectors       0x00000000       0x40 /b/obj/startup.o\n"
+        " .text._ZN6tflite14MicroAllocator6CreateEPhj\n"
+        f"                0x00000040      0x100 {lib}(micro_allocator.o)\n"
+        "                0x00000040                tflite::MicroAllocator::Create(unsigned char*, unsigned int)\n"
+        f" .text.arm_fully_connected_s8\n                0x00000140       0x80 {lib}(arm_fully_connected_s8.o)\n"
+        " .rodata.g_tinyloc_model\n                0x000001c0      0x200 /b/obj/model_data.o\n"
+        " .rodata.kTestInput\n                0x000003c0       0x20 /b/obj/test_windows.o\n"
+        " .text.memcpy   0x000003e0       0x10 /usr/lib/arm-none-eabi/newlib/thumb/libc_nano.a(libc_a-memcpy.o)\n"
+        " *fill*         0x000003f0        0x4 \n"
+        ".bss            0x20000000     0x4000\n"
+        " .bss.tensor_arena\n                0x20000000     0x3000 /b/obj/tflm_runner.o\n"
+    )
+    assert fw.flash_breakdown(tmp_path / "firmware.map") == {
+        "tflm": 0x100, "cmsis_nn": 0x80, "app": 0x40, "model": 0x200, "test_data": 0x20, "libc": 0x10, "other": 4}
 
 
 @needs_arm
@@ -195,9 +267,12 @@ def test_firmware_failure_status_reaches_the_host(echo_gen, tmp_path):
 
 
 def test_target_files_are_read():
-    m55, m4 = fw.Target.load("m55"), fw.Target.load("m4")
+    m55, m4, l4 = fw.Target.load("m55"), fw.Target.load("m4"), fw.Target.load("stm32l4")
     assert (m55.qemu_machine, m55.tflm_arch, m55.sysclk_hz) == ("mps3-an547", "cortex-m55", 32_000_000)
     assert (m4.qemu_machine, m4.tflm_arch, m4.sysclk_hz) == ("mps2-an386", "cortex-m4+fp", 25_000_000)
+    # STM32L432KC (datasheet DS11451): M4F at 80 MHz, 64 KB SRAM; the probe arena fits in it.
+    assert (l4.emulator, l4.tflm_arch, l4.sysclk_hz, l4.ram_max_bytes) == ("renode", "cortex-m4+fp", 80_000_000, 65536)
+    assert 32 * 1024 < l4.probe_arena_bytes < l4.ram_max_bytes and m4.probe_arena_bytes == fw.PROBE_ARENA_BYTES
     with pytest.raises(TinylocError, match="unknown target 'm7'"):
         fw.Target.load("m7")
 
@@ -208,6 +283,8 @@ def test_emulator_command_defaults_to_qemu_with_icount(monkeypatch):
     command, name = fw.emulator_command("/x/firmware.elf", "m4")
     assert name == "qemu" and command[:3] == ["qemu-system-arm", "-M", "mps2-an386"]
     assert "shift=0,align=off,sleep=off" in command
+    command, name = fw.emulator_command("/x/firmware.elf", "stm32l4")
+    assert name == "renode" and command == [str(fw.APP_DIR / "targets/stm32l4/run_renode.sh"), "/x/firmware.elf"]
     monkeypatch.setenv("TINYLOC_FVP", "/opt/fvp/FVP_Corstone_SSE-300")
     command, name = fw.emulator_command("/x/firmware.elf", "m55")
     assert name == "fvp" and command[0] == "/opt/fvp/FVP_Corstone_SSE-300" and command[-2:] == ["-a", "/x/firmware.elf"]

@@ -11,6 +11,9 @@ extern "C" {
 // Exit status when the CPU takes a fault (hard fault, bus fault, ...).
 enum { kBoardFaultStatus = 30 };
 
+// Opens the target's output before main (targets/semihosting_io.c, targets/stm32l4/uart_io.c).
+void board_io_init(void);
+
 size_t board_stack_bytes(void);  // stack reserved by the linker script (STACK_BYTES)
 size_t board_stack_used(void);   // deepest stack use so far (painted at boot)
 size_t board_heap_bytes(void);   // heap reserved by the linker script (HEAP_BYTES)

@@ -18,12 +18,13 @@ extern "C" {
 // failure is a distinct QEMU exit status (see docs/firmware.md).
 enum RunnerStatus {
   kRunnerOk = 0,
-  kRunnerArenaTooSmall = 10,    // tensors do not fit ARENA_BYTES; the needed size is printed
+  kRunnerArenaTooSmall = 10,    // tensors do not fit ARENA_BYTES (deploy reports the size needed)
   kRunnerSchemaMismatch = 11,   // .tflite schema version differs from the runtime's
   kRunnerUnsupportedOp = 12,    // an operator of the model is not registered / implemented
   kRunnerShapeMismatch = 13,    // input or output tensor differs from [1, T, F] / [1, T, K] int8
   kRunnerInvokeFailed = 14,     // the model failed while running
   kRunnerInitFailed = 15,       // any other set-up failure
+  kRunnerAborted = 16,          // TFLM stopped on a failed internal check (debug builds log it)
 };
 
 // Prepares the model (parse, register ops, plan memory). Call once before runner_invoke.

@@ -114,6 +114,7 @@ const char* output_status_name(int status) {
     case kRunnerShapeMismatch: return "input_shape_mismatch";
     case kRunnerInvokeFailed: return "invoke_failed";
     case kRunnerInitFailed: return "init_failed";
+    case kRunnerAborted: return "aborted";
     case kBoardFaultStatus: return "fault";
     default: return "error";
   }

@@ -2,7 +2,10 @@
 //
 // The model is the generated C array (model_data.h), the op resolver registers exactly the
 // model's operators (generated model_ops.h) and the tensor arena is a static buffer of
-// ARENA_BYTES, so it is part of .bss and the linker checks it against the RAM budget.
+// ARENA_BYTES, so it is part of .bss and the linker checks it against the RAM budget. TFLM's
+// allocator and memory planner objects are in .bss beside it, not in the arena, so that an
+// arena too small for the model ends in one status, kRunnerArenaTooSmall, at every size.
+#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +17,7 @@
 #include "model_settings.h"  // generated: kSteps, kFeatures, kClasses, quantization
 #include "output.h"
 #include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
+#include "tensorflow/lite/micro/compatibility.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
@@ -31,23 +35,82 @@ namespace {
 
 alignas(16) uint8_t g_arena[ARENA_BYTES] __attribute__((section(".bss.tensor_arena")));
 
-// Resolver and interpreter live in static storage but are constructed in runner_init: no
-// static constructors or destructors to run, and the interpreter is only built for a model
-// that passed the checks (its constructor would already log errors).
+// The arena allocator, failing fast. TFLM hands the nullptr of a failed persistent allocation
+// to the kernels (a kernel's Init returns it as its op data, its Prepare then writes through
+// it), and address 0 on these boards is the firmware image itself: a short arena would corrupt
+// the image, lock the CPU up or spin in a failed DCHECK. Any failed allocation means the arena
+// is too small, so it returns to Allocate() at once instead (longjmp: the interpreter being
+// built is abandoned, never used again).
+jmp_buf g_arena_exhausted;
+bool g_jump_armed = false;
+
+void ArenaExhausted() {
+  if (g_jump_armed) longjmp(g_arena_exhausted, 1);
+}
+
+class FailFastArenaAllocator : public tflite::SingleArenaBufferAllocator {
+ public:
+  FailFastArenaAllocator(uint8_t* buffer, size_t size) : SingleArenaBufferAllocator(buffer, size) {}
+
+  uint8_t* AllocatePersistentBuffer(size_t size, size_t alignment) override {
+    return Checked(SingleArenaBufferAllocator::AllocatePersistentBuffer(size, alignment));
+  }
+  uint8_t* AllocateTemp(size_t size, size_t alignment) override {
+    return Checked(SingleArenaBufferAllocator::AllocateTemp(size, alignment));
+  }
+  uint8_t* AllocateResizableBuffer(size_t size, size_t alignment) override {
+    return Checked(SingleArenaBufferAllocator::AllocateResizableBuffer(size, alignment));
+  }
+  TfLiteStatus ResizeBuffer(uint8_t* buffer, size_t size, size_t alignment) override {
+    const TfLiteStatus status = SingleArenaBufferAllocator::ResizeBuffer(buffer, size, alignment);
+    // ResizeBuffer also refuses a misused buffer; only a lack of room is the arena's fault.
+    if (status != kTfLiteOk && buffer != nullptr && size > static_cast<size_t>(tail() - buffer)) ArenaExhausted();
+    return status;
+  }
+
+ private:
+  static uint8_t* Checked(uint8_t* buffer) {
+    if (buffer == nullptr) ArenaExhausted();
+    return buffer;
+  }
+  TF_LITE_REMOVE_VIRTUAL_DELETE  // never deleted: lives in static storage, like TFLM's own
+};
+
+// TFLM's greedy memory planner, noting the two ways a plan fails for lack of arena without any
+// allocation failing: more buffers than its scratch (taken from the arena) can list, and a plan
+// bigger than the arena left ("Too many buffers" / "Arena size is too small" in TFLM's log,
+// which a release build does not have).
+bool g_plan_short = false;
+class FailFastArenaAllocator* g_allocator = nullptr;
+
+class CheckedPlanner : public tflite::GreedyMemoryPlanner {
+ public:
+  TfLiteStatus AddBuffer(int size, int first_time_used, int last_time_used) override {
+    const TfLiteStatus status = GreedyMemoryPlanner::AddBuffer(size, first_time_used, last_time_used);
+    if (status != kTfLiteOk) g_plan_short = true;  // its only failure: the list is full
+    return status;
+  }
+  size_t GetMaximumMemorySize() override {
+    // TFLM compares this with the memory available right after (MicroAllocator::CommitStaticMemoryPlan).
+    const size_t needed = GreedyMemoryPlanner::GetMaximumMemorySize();
+    if (needed > g_allocator->GetAvailableMemory(tflite::MicroArenaBufferAlignment())) g_plan_short = true;
+    return needed;
+  }
+
+ private:
+  TF_LITE_REMOVE_VIRTUAL_DELETE
+};
+
+// Allocator, planner, resolver and interpreter live in static storage (outside the arena, in
+// .bss) but are constructed at run time: no static constructors, and each Allocate() starts
+// from fresh objects.
 using Resolver = tflite::MicroMutableOpResolver<kModelOpCount>;
 alignas(Resolver) uint8_t g_resolver_storage[sizeof(Resolver)];
+alignas(FailFastArenaAllocator) uint8_t g_allocator_storage[sizeof(FailFastArenaAllocator)];
+alignas(CheckedPlanner) uint8_t g_planner_storage[sizeof(CheckedPlanner)];
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 Resolver* g_resolver = nullptr;
 tflite::MicroInterpreter* g_interpreter = nullptr;
-
-// TFLM places its own allocator and memory planner at the end of the arena without checking
-// that they fit (a smaller arena dereferences a null pointer), so check that first.
-constexpr size_t kAllocatorBytes = sizeof(tflite::SingleArenaBufferAllocator) + sizeof(tflite::GreedyMemoryPlanner) +
-                                   sizeof(tflite::MicroAllocator) + 3 * tflite::MicroArenaBufferAlignment();
-
-// TFLM reports an arena shortfall only in its log ("... missing: N"); keep the largest N so the
-// error can say how big the arena must at least be.
-size_t g_arena_missing = 0;
 
 // Quiet while searching for the smallest arena, where failed allocations are expected.
 bool g_quiet = false;
@@ -55,11 +118,33 @@ bool g_quiet = false;
 void LogCallback(const char* text) {
   if (g_quiet) return;
   output_log(text);
-  const char* missing = strstr(text, "missing: ");
-  if (missing != nullptr) {
-    const size_t n = strtoul(missing + 9, nullptr, 10);
-    if (n > g_arena_missing) g_arena_missing = n;
+  // A failed TFLM check (debug builds) logs HALTED and spins for ever: stop with a status instead.
+  if (strstr(text, "HALTED") != nullptr) {
+    exit(output_error(kRunnerAborted, "TFLM stopped on a failed internal check (its log says which)"));
   }
+}
+
+// Builds an interpreter over the first `size` bytes of the arena and allocates the model's
+// tensors: kRunnerOk, kRunnerArenaTooSmall, or kRunnerInitFailed for any other failure (a
+// kernel's Prepare refusing the model, ...).
+int Allocate(const tflite::Model* model, size_t size) {
+  g_plan_short = false;
+  g_interpreter = nullptr;
+  if (setjmp(g_arena_exhausted) != 0) {
+    g_jump_armed = false;
+    g_interpreter = nullptr;
+    return kRunnerArenaTooSmall;
+  }
+  g_jump_armed = true;
+  g_allocator = new (g_allocator_storage) FailFastArenaAllocator(g_arena, size);
+  auto* planner = new (g_planner_storage) CheckedPlanner();
+  tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(g_allocator, planner);
+  g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, allocator);
+  const TfLiteStatus status = g_interpreter->AllocateTensors();
+  g_jump_armed = false;
+  if (status == kTfLiteOk) return kRunnerOk;
+  g_interpreter = nullptr;
+  return g_plan_short ? kRunnerArenaTooSmall : kRunnerInitFailed;
 }
 
 // Every operator of the model must be in the resolver: say which one is not, by name, before
@@ -108,11 +193,10 @@ int CheckTensor(const char* which, const TfLiteTensor* tensor, int width, float 
 // answer: TFLM's memory planner needs scratch space during allocation that it gives back.
 size_t SmallestArena(const tflite::Model* model, size_t used) {
   g_quiet = true;
-  size_t fails = used - 1, works = ARENA_BYTES;  // below `used` TFLM cannot even place its allocator
+  size_t fails = used - 1, works = ARENA_BYTES;  // below `used` the tensors cannot fit
   while (works - fails > 1) {
     const size_t mid = fails + (works - fails) / 2;
-    auto* trial = new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, g_arena, mid);
-    if (trial->AllocateTensors() == kTfLiteOk) {
+    if (Allocate(model, mid) == kRunnerOk) {
       works = mid;
     } else {
       fails = mid;
@@ -140,21 +224,15 @@ extern "C" int runner_init(void) {
   int status = CheckOps(model);
   if (status != kRunnerOk) return status;
 
-  if (ARENA_BYTES < kAllocatorBytes) {
+  status = Allocate(model, ARENA_BYTES);
+  if (status == kRunnerArenaTooSmall) {
     return output_error(kRunnerArenaTooSmall,
-                        "tensor arena of %u bytes is too small: TFLM's allocators alone need %u bytes",
-                        static_cast<unsigned>(ARENA_BYTES), static_cast<unsigned>(kAllocatorBytes));
+                        "tensor arena of %u bytes is too small for this model (`tinyloc deploy` measures the "
+                        "size it needs)", static_cast<unsigned>(ARENA_BYTES));
   }
-  g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, g_arena, ARENA_BYTES);
-  if (g_interpreter->AllocateTensors() != kTfLiteOk) {
-    if (g_arena_missing > 0) {
-      return output_error(kRunnerArenaTooSmall,
-                          "tensor arena of %u bytes is too small: at least %u bytes needed "
-                          "(TFLM was missing %u bytes at the allocation that failed)",
-                          static_cast<unsigned>(ARENA_BYTES), static_cast<unsigned>(ARENA_BYTES + g_arena_missing),
-                          static_cast<unsigned>(g_arena_missing));
-    }
-    return output_error(kRunnerInitFailed, "AllocateTensors failed (see the TFLM log on stderr)");
+  if (status != kRunnerOk) {
+    return output_error(status, "AllocateTensors failed for a reason other than the arena size (a debug build, "
+                                "tinyloc deploy --debug, logs TFLM's reason)");
   }
 #ifdef TINYLOC_ARENA_SEARCH
   const size_t used = g_interpreter->arena_used_bytes();
@@ -163,8 +241,7 @@ extern "C" int runner_init(void) {
       .Int("arena_used_bytes", static_cast<int64_t>(used))
       .Int("arena_min_bytes", static_cast<int64_t>(SmallestArena(model, used)))
       .End();
-  g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, g_arena, ARENA_BYTES);
-  if (g_interpreter->AllocateTensors() != kTfLiteOk) {
+  if (Allocate(model, ARENA_BYTES) != kRunnerOk) {
     return output_error(kRunnerInitFailed, "AllocateTensors failed again after the arena search");
   }
 #endif

@@ -3,6 +3,11 @@
 #ifndef SYSCLK_HZ
 #error "SYSCLK_HZ (the board's CPU clock in Hz) must be defined by the build"
 #endif
+// The emulator's instruction rate against its virtual time: QEMU -icount shift=0 runs one
+// instruction per nanosecond, Renode runs the CPU's PerformanceInMips (targets/*/target.mk).
+#ifndef INSTRUCTIONS_PER_SECOND
+#define INSTRUCTIONS_PER_SECOND 1000000000ull
+#endif
 
 namespace {
 
@@ -40,5 +45,5 @@ uint64_t timing_ticks(void) {
 }
 
 uint64_t timing_ticks_to_instructions(uint64_t ticks) {
-  return ticks * 1000000000ull / static_cast<uint64_t>(SYSCLK_HZ);
+  return ticks * static_cast<uint64_t>(INSTRUCTIONS_PER_SECOND) / static_cast<uint64_t>(SYSCLK_HZ);
 }

@@ -1,4 +1,5 @@
-// Reset and fault handling for the Cortex-M targets (M55 on mps3-an547, M4F on mps2-an386).
+// Reset and fault handling for the Cortex-M targets (M55 on mps3-an547, M4F on mps2-an386, the
+// STM32L4-like board on Renode).
 //
 // Written here rather than taken from newlib's rdimon crt0: that crt0 asks the debugger
 // (semihosting SYS_HEAPINFO) where the stack goes, and QEMU answers with the board's megabytes
@@ -20,7 +21,6 @@ extern uint32_t __stack_limit__, __stack_top__;
 
 extern int main(void);
 extern void __libc_init_array(void);
-extern void initialise_monitor_handles(void);  // newlib librdimon: opens the semihosting streams
 
 #define STACK_PAINT 0xC5C5C5C5u
 
@@ -60,9 +60,9 @@ __attribute__((noreturn, used)) void board_start(void) {
   for (uint32_t* dst = &__bss_start__; dst < &__bss_end__;) *dst++ = 0;
   paint_stack();
 
-  initialise_monitor_handles();
+  board_io_init();       // the target's I/O: semihosting streams or the UART
   __libc_init_array();  // C++ static constructors
-  exit(main());         // semihosting SYS_EXIT: main's return value becomes QEMU's exit status
+  exit(main());         // the board's _exit hands main's return value to the emulator
 }
 
 size_t board_stack_used(void) {

@@ -40,10 +40,16 @@ def register(subparsers) -> None:
         "(scripts/get_tflm.sh); the aot backend runs the model compiled by `tinyloc compile`.",
     )
     p.add_argument("tflite", help="full-integer int8 .tflite")
-    p.add_argument("--target", choices=("m55", "m4"), default="m55",
-                   help="m55: Cortex-M55 on QEMU mps3-an547; m4: Cortex-M4F on QEMU mps2-an386 (default m55)")
+    p.add_argument("--target", choices=("m55", "m4", "stm32l4"), default="m55",
+                   help="m55: Cortex-M55 on QEMU mps3-an547; m4: Cortex-M4F on QEMU mps2-an386; stm32l4: Cortex-M4F "
+                   "STM32L432-class board on Renode (default m55)")
     p.add_argument("--ram-kb", type=positive_int, default=64, help="RAM budget in KiB (default 64)")
     p.add_argument("--backend", choices=("tflm", "aot"), default="tflm", help="model runner (default tflm)")
+    p.add_argument("--kernels", choices=("cmsis-nn", "reference"),
+                   help="TFLM kernels: Arm's CMSIS-NN or TFLM's reference ones (default cmsis-nn when "
+                   "scripts/get_tflm.sh built its library)")
+    p.add_argument("--debug", action="store_true",
+                   help="link TFLM's debug library, which logs why a model fails (get_tflm.sh --debug)")
     p.add_argument("--arena-bytes", type=positive_int, help="force the TFLM tensor arena size (default: measured on the target)")
     p.add_argument("--stack-bytes", type=positive_int, default=4096, help="stack reserved in the RAM budget (default 4096)")
     p.add_argument("--build-dir", help="keep the build here (default: a temporary folder)")
@@ -123,6 +129,8 @@ def _deploy(args) -> int:
             arena_bytes=args.arena_bytes,
             stack_bytes=args.stack_bytes,
             crf_file=args.crf,
+            kernels=args.kernels,
+            build_type="debug" if args.debug else "release",
         )
     except RamBudgetError as exc:
         print(f"tinyloc deploy: does not fit: {exc}", file=sys.stderr)

@@ -5,7 +5,8 @@
     report = deploy("m.tflite", target="m55", ram_kb=64, data_dir="data/house")
 
 ``deploy`` exports the model (:mod:`tinyloc_tf.deployment.export_c`), builds the firmware
-with the arena it needs, runs it under QEMU and returns a JSON-able dict: agreement with
+with the arena it needs, runs it on the target's emulator (QEMU for ``m55`` and ``m4``, Renode
+for ``stm32l4``) and returns a JSON-able dict: agreement with
 the host TFLM, macro-F1 on the exported windows, arena / flash / RAM bytes from the ELF and
 instructions per inference. The RAM budget is the linker script's RAM region, so a model
 that does not fit fails to link (:class:`RamBudgetError`), and the firmware itself stops
@@ -19,11 +20,17 @@ generous arena) that bisects for the smallest arena ``AllocateTensors`` accepts,
 target itself (32-bit pointers: less than the host wheel needs), then builds the budgeted
 firmware with exactly that arena.
 
-Emulator: QEMU (``qemu-system-arm``, boards in ``tflm_app/targets/*/target.mk``). An Arm
-FVP is used for the M55 when ``TINYLOC_FVP`` names its binary (Corstone-300); any other
-emulator (Renode, ...) through ``TINYLOC_EMULATOR``, a command with ``{elf}`` and
-``{target}`` placeholders that prints the semihosting output and exits with the
-firmware's status. Instruction counts are QEMU's (``-icount``); other emulators report
+TFLM builds: ``kernels`` is ``cmsis-nn`` (Arm's CMSIS-NN kernels, the default when
+``scripts/get_tflm.sh`` built that library) or ``reference``; ``build`` is ``release``
+(TFLM's error strings and DCHECKs compiled out, everything ``-Os``) or ``debug`` (TFLM logs
+why a model fails).
+
+Emulators (``EMULATOR`` in ``tflm_app/targets/*/target.mk``): QEMU (``qemu-system-arm``) for
+``m55`` and ``m4``, Renode for ``stm32l4`` (``TINYLOC_RENODE`` or ``renode`` on PATH, through
+``tflm_app/targets/stm32l4/run_renode.sh``). Both count instructions, not cycles. An Arm FVP is
+used for the M55 when ``TINYLOC_FVP`` names its binary (Corstone-300); any other emulator
+through ``TINYLOC_EMULATOR``, a command with ``{elf}`` and ``{target}`` placeholders that
+prints the semihosting output and exits with the firmware's status; those two report
 SysTick-derived numbers that mean cycles or time, not instructions.
 """
 
@@ -45,8 +52,10 @@ import numpy as np
 from tinyloc_tf.errors import TinylocError
 
 APP_DIR = Path(__file__).resolve().parents[2] / "tflm_app"
-TARGETS = ("m55", "m4")
+TARGETS = ("m55", "m4", "stm32l4")
 BACKENDS = ("tflm", "aot")
+KERNELS = ("cmsis-nn", "reference")
+BUILDS = ("release", "debug")
 
 #: Exit statuses of the firmware (tflm_app/src/model_runner.h, board.h).
 EXIT_STATUS = {
@@ -57,12 +66,15 @@ EXIT_STATUS = {
     13: "input_shape_mismatch",
     14: "invoke_failed",
     15: "init_failed",
+    16: "aborted",
     30: "fault",
 }
 
 DEFAULT_STACK_BYTES = 4096
 DEFAULT_HEAP_BYTES = 512  # newlib-nano's std FILE structs (436 B) on the first write
 PROBE_ARENA_BYTES = 256 * 1024
+#: RAM of a probe build that is not arena: .data/.bss besides it, stack and heap, with room.
+PROBE_OTHER_RAM_BYTES = 12 * 1024
 #: Headroom above the measured stack use before a smaller stack reserve is suggested.
 STACK_MARGIN_BYTES = 256
 #: Symbols of the exported test data: in flash, but not part of a deployed application.
@@ -99,9 +111,11 @@ class Target:
     name: str
     cpu_flags: str
     tflm_arch: str
-    qemu_machine: str
+    board: str
+    emulator: str  # "qemu" or "renode"
     sysclk_hz: int
     ram_max_bytes: int
+    qemu_machine: str = ""
 
     @classmethod
     def load(cls, name: str) -> "Target":
@@ -117,22 +131,49 @@ class Target:
             name=name,
             cpu_flags=values["CPU_FLAGS"],
             tflm_arch=values["TFLM_TARGET_ARCH"],
-            qemu_machine=values["QEMU_MACHINE"],
+            board=values["BOARD_NAME"],
+            emulator=values["EMULATOR"],
             sysclk_hz=int(values["SYSCLK_HZ"]),
             ram_max_bytes=int(values["RAM_MAX_BYTES"], 0),
+            qemu_machine=values.get("QEMU_MACHINE", ""),
         )
 
+    @property
+    def probe_arena_bytes(self) -> int:
+        """The arena of a probe build: as big as the board's RAM allows, at most 256 KiB."""
+        return min(PROBE_ARENA_BYTES, self.ram_max_bytes - PROBE_OTHER_RAM_BYTES)
 
-def missing_tools() -> list[str]:
-    """Programs the firmware build and run need that are not on PATH."""
+
+def renode_command() -> str | None:
+    """The Renode launcher: ``TINYLOC_RENODE``, else ``renode`` on PATH (None when neither)."""
+    value = os.environ.get("TINYLOC_RENODE")
+    if value:
+        return value if shutil.which(value) else None
+    return shutil.which("renode")
+
+
+def missing_tools(target: str | None = None, run: bool = True) -> list[str]:
+    """Programs the firmware build (and ``run`` on ``target``, default the QEMU boards) need and lack."""
     tools = ["make", "arm-none-eabi-g++", "arm-none-eabi-size", "arm-none-eabi-nm"]
-    if not (os.environ.get("TINYLOC_FVP") or os.environ.get("TINYLOC_EMULATOR")):
-        tools.append("qemu-system-arm")
-    return [tool for tool in tools if shutil.which(tool) is None]
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if not run:
+        return missing
+    custom = os.environ.get("TINYLOC_FVP") or os.environ.get("TINYLOC_EMULATOR")
+    if target == "stm32l4":
+        if not os.environ.get("TINYLOC_EMULATOR") and renode_command() is None:
+            missing.append("renode")
+    elif not custom and shutil.which("qemu-system-arm") is None:
+        missing.append("qemu-system-arm")
+    return missing
 
 
-def require_tools() -> None:
-    missing = missing_tools()
+def require_tools(target: str | None = None, run: bool = True) -> None:
+    missing = missing_tools(target, run)
+    if "renode" in missing:
+        raise TinylocError(
+            "Renode is missing (the stm32l4 target's emulator): scripts/get_renode.sh builds it; then set "
+            "TINYLOC_RENODE to the command it prints, or put a Renode release's `renode` on PATH"
+        )
     if missing:
         raise TinylocError(
             f"missing {', '.join(missing)}; install with: sudo apt-get install gcc-arm-none-eabi "
@@ -156,9 +197,9 @@ def tflm_root(required: bool = True) -> Path | None:
     return root
 
 
-def deploy_skip_reason(backend: str = "tflm") -> str | None:
+def deploy_skip_reason(backend: str = "tflm", target: str | None = None) -> str | None:
     """Why ``deploy`` cannot run here (missing tools or TFLM tree), or ``None`` when it can."""
-    missing = missing_tools()
+    missing = missing_tools(target)
     if missing:
         return f"the Cortex-M toolchain / emulator is missing ({', '.join(missing)})"
     if backend == "tflm":
@@ -169,9 +210,28 @@ def deploy_skip_reason(backend: str = "tflm") -> str | None:
     return None
 
 
-def tflm_library(root: Path, target: Target) -> Path:
-    """Where TFLM's make puts the static library for ``target``."""
-    return root / "gen" / f"cortex_m_generic_{target.tflm_arch}_default_gcc" / "lib" / "libtensorflow-microlite.a"
+def tflm_library(root: Path, target: Target, kernels: str = "cmsis-nn", build: str = "release") -> Path:
+    """Where TFLM's make puts the static library for ``target`` (get_tflm.sh's names)."""
+    build_type = "release" if build == "release" else "default"
+    suffix = "_cmsis_nn" if kernels == "cmsis-nn" else ""
+    return (root / "gen" / f"cortex_m_generic_{target.tflm_arch}_{build_type}{suffix}_gcc" / "lib"
+            / "libtensorflow-microlite.a")
+
+
+def default_kernels(target: str, build: str = "release") -> str:
+    """``cmsis-nn`` when that library is built for ``target`` (or nothing is built yet), else ``reference``."""
+    root = tflm_root(required=False)
+    if root is None:
+        return "cmsis-nn"
+    spec = Target.load(target)
+    if tflm_library(root, spec, "cmsis-nn", build).is_file():
+        return "cmsis-nn"
+    return "reference" if tflm_library(root, spec, "reference", build).is_file() else "cmsis-nn"
+
+
+def _check_choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise TinylocError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
 # --------------------------------------------------------------------------- build
@@ -186,16 +246,19 @@ class Build:
     ram_kb: int
     arena_bytes: int
     sizes: dict = field(default_factory=dict)
+    flash_breakdown: dict = field(default_factory=dict)
 
 
 def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir, runner: str,
                runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
-               heap_bytes: int = DEFAULT_HEAP_BYTES, defines=()) -> list[str]:
+               heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), kernels: str = "cmsis-nn",
+               build_type: str = "release", lto: bool = False) -> list[str]:
     args = [
         "make", "-s", "-C", str(APP_DIR), f"-j{min(os.cpu_count() or 1, 4)}",
         f"GEN_DIR={Path(gen_dir).resolve()}", f"TARGET={target.name}", f"RAM_KB={int(ram_kb)}",
         f"ARENA_BYTES={int(arena_bytes)}", f"STACK_BYTES={int(stack_bytes)}", f"HEAP_BYTES={int(heap_bytes)}",
-        f"BUILD_DIR={Path(build_dir).resolve()}", f"RUNNER={runner}",
+        f"BUILD_DIR={Path(build_dir).resolve()}", f"RUNNER={runner}", f"KERNELS={kernels}", f"BUILD={build_type}",
+        f"LTO={1 if lto else 0}",
     ]
     if runner == "tflm":
         args.append(f"TFLM_ROOT={tflm_root()}")
@@ -210,21 +273,29 @@ def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir
 
 def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner: str = "tflm",
           runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
-          heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), timeout: float = 1800.0) -> Build:
+          heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), timeout: float = 3600.0, kernels: str | None = None,
+          build_type: str = "release", lto: bool = False) -> Build:
     """Compile and link the firmware; :class:`RamBudgetError` when it does not fit ``ram_kb``.
 
     ``defines`` are extra preprocessor names (``TINYLOC_ARENA_SEARCH`` for a probe build).
+    ``kernels`` / ``build_type`` pick the TFLM library (default: :func:`default_kernels`).
     """
-    require_tools()
     spec = Target.load(target)
+    require_tools(target, run=False)
+    _check_choice("build", build_type, BUILDS)
+    if runner == "tflm":
+        kernels = kernels or default_kernels(target, build_type)
+    kernels = kernels or "cmsis-nn"  # only the tflm runner links a TFLM library
+    _check_choice("kernel set", kernels, KERNELS)
     if ram_kb * 1024 > spec.ram_max_bytes:
-        raise TinylocError(f"--ram-kb {ram_kb} is more than the {spec.qemu_machine} board has ({spec.ram_max_bytes // 1024} KB)")
+        raise TinylocError(f"--ram-kb {ram_kb} is more than the {spec.board} board has ({spec.ram_max_bytes // 1024} KB)")
     if runner == "tflm":
         root = tflm_root()
-        if not tflm_library(root, spec).is_file():
-            print(f"building TFLM's library for {spec.tflm_arch} in {root} (several minutes, once)", flush=True)
+        if not tflm_library(root, spec, kernels, build_type).is_file():
+            print(f"building TFLM's {kernels} {build_type} library for {spec.tflm_arch} in {root} "
+                  "(10-45 minutes, once)", flush=True)
     args = _make_args(gen_dir, spec, ram_kb, arena_bytes, build_dir, runner, runner_srcs, runner_cppflags,
-                      stack_bytes, heap_bytes, defines)
+                      stack_bytes, heap_bytes, defines, kernels, build_type, lto)
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -240,9 +311,17 @@ def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner
                 overflow=over,
                 ram_kb=ram_kb,
             )
+        missing_ops = sorted(set(re.findall(r"undefined reference to `tflite::Register_(\w+)\(", output)))
+        if missing_ops:
+            raise TinylocError(
+                f"the TFLM library has no kernel for {', '.join(missing_ops)}: scripts/get_tflm.sh builds the "
+                "kernels listed in its KERNELS_BUILT; add the operator there and rebuild the library"
+            )
         raise TinylocError(f"firmware build failed ({' '.join(shlex.quote(a) for a in args)}):\n{_tail(output)}")
     elf = Path(build_dir) / "firmware.elf"
-    return Build(elf=elf, target=target, ram_kb=ram_kb, arena_bytes=arena_bytes, sizes=elf_sizes(elf))
+    map_file = Path(build_dir) / "firmware.map"
+    return Build(elf=elf, target=target, ram_kb=ram_kb, arena_bytes=arena_bytes, sizes=elf_sizes(elf),
+                 flash_breakdown=flash_breakdown(map_file) if map_file.is_file() else {})
 
 
 def _tail(text: str, lines: int = 25) -> str:
@@ -292,6 +371,73 @@ def elf_sizes(elf) -> dict:
     }
 
 
+#: Output sections of tflm_app/targets/cortex_m.ld that occupy flash (.data: its load image).
+FLASH_OUTPUT_SECTIONS = (".text", ".ARM.extab", ".ARM.exidx", ".preinit_array", ".init_array", ".fini_array",
+                         ".data")
+FLASH_PARTS = ("tflm", "cmsis_nn", "app", "model", "test_data", "libc", "other")
+
+
+def _flash_part(origin: str) -> str:
+    """Which part of the firmware an input file of the link belongs to."""
+    member = re.search(r"([^/]+)\.a\(([^)]+)\)$", origin)
+    if member:
+        library, obj = member.groups()
+        if library == "libtensorflow-microlite":
+            return "cmsis_nn" if obj.startswith("arm_") else "tflm"  # CMSIS-NN's functions are arm_*.c
+        return "libc"  # newlib-nano, libm, libgcc, libstdc++, librdimon / libnosys
+    name = Path(origin).name
+    if name == "model_data.o":
+        return "model"
+    if name == "test_windows.o":
+        return "test_data"
+    if name.startswith("crt"):
+        return "libc"
+    if "ltrans" in name:
+        return "other"  # code that link-time optimisation merged: its origin is lost
+    return "app"
+
+
+def flash_breakdown(map_file) -> dict:
+    """Flash bytes per part (FLASH_PARTS) from the linker's map file.
+
+    Every input section placed in a flash output section is attributed to the file it came
+    from: TFLM's library (CMSIS-NN's ``arm_*`` objects apart), the model array, the exported test
+    windows, the C/C++ runtime libraries, and the application (harness, AOT runner); padding
+    is "other". With LTO the merged code cannot be attributed and counts as "other".
+    """
+    parts = dict.fromkeys(FLASH_PARTS, 0)
+    in_map, section, pending = False, None, False
+    for line in Path(map_file).read_text(errors="replace").splitlines():
+        if line.startswith("Linker script and memory map"):
+            in_map = True
+            continue
+        if not in_map or not line.strip():
+            continue
+        if not line[0].isspace():
+            name = line.split()[0]
+            section, pending = (name if name in FLASH_OUTPUT_SECTIONS else None), False
+            continue
+        if section is None:
+            continue
+        fill = re.match(r"^ \*fill\*\s+0x[0-9a-f]+\s+0x([0-9a-f]+)", line)
+        if fill:
+            parts["other"] += int(fill.group(1), 16)
+            continue
+        one_line = re.match(r"^ (?!\*)\S+\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S.*)$", line)
+        if one_line:
+            parts[_flash_part(one_line.group(2).strip())] += int(one_line.group(1), 16)
+            pending = False
+            continue
+        if re.match(r"^ (?!\*)\S+\s*$", line):  # a long section name: its numbers follow on the next line
+            pending = True
+            continue
+        numbers = re.match(r"^\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S.*)$", line)
+        if numbers and pending:
+            parts[_flash_part(numbers.group(2).strip())] += int(numbers.group(1), 16)
+        pending = False
+    return parts
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -303,6 +449,12 @@ class Run:
     records: list[dict]
     log: str
     command: list[str]
+
+    @property
+    def executed_instructions(self) -> int | None:
+        """The emulator's count of every instruction of the run (Renode only), else None."""
+        match = re.search(r"renode: executed_instructions=(\d+)", self.log)
+        return int(match.group(1)) if match else None
 
     @property
     def summary(self) -> dict | None:
@@ -330,6 +482,9 @@ def emulator_command(elf, target: str) -> tuple[list[str], str]:
                 "-C", "mps3_board.uart0.unbuffered_output=1", "-C", "cpu0.semihosting-enable=1",
                 "-a", str(elf)], "fvp"
     spec = Target.load(target)
+    if spec.emulator == "renode":
+        # run_renode.sh prints the UART on stdout and exits with the firmware's exit line.
+        return [str(APP_DIR / "targets" / target / "run_renode.sh"), str(elf)], "renode"
     return ["qemu-system-arm", "-M", spec.qemu_machine, "-nographic", "-monitor", "none", "-serial", "null",
             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0,align=off,sleep=off",
             "-kernel", str(elf)], "qemu"
@@ -337,11 +492,16 @@ def emulator_command(elf, target: str) -> tuple[list[str], str]:
 
 def run(elf, target: str, timeout: float = 300.0) -> Run:
     """Run a firmware image to its end; returns its status and parsed report."""
-    command, _ = emulator_command(elf, target)
+    command, emulator = emulator_command(elf, target)
+    env = dict(os.environ)
+    if emulator == "renode" and renode_command():
+        env["TINYLOC_RENODE"] = renode_command()
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
-        raise TinylocError(f"the firmware did not finish within {timeout:.0f} s ({' '.join(command)})") from exc
+        # The build folder may be temporary and gone by the time this is read: name the target.
+        raise FirmwareError(f"the firmware did not finish within {timeout:.0f} s on {target} ({emulator}); "
+                            "it hung (no exit, no fault)", name="timeout") from exc
     records = []
     for line in proc.stdout.splitlines():
         line = line.strip()
@@ -364,7 +524,7 @@ def check_run(result: Run, arena_needed: int | None = None) -> dict:
         message = "the firmware exited 0 without its summary line"
     text = f"firmware stopped with status {result.status} ({name}): {message}"
     if name == "arena_too_small" and arena_needed:
-        text += f"; this model's arena on this target is {arena_needed} bytes"
+        text += f"; this model needs a {arena_needed}-byte arena on this target (--arena-bytes {arena_needed})"
     return_needed = arena_needed if name == "arena_too_small" else None
     raise FirmwareError(text, status=result.status, name=name, needed=return_needed)
 
@@ -372,10 +532,12 @@ def check_run(result: Run, arena_needed: int | None = None) -> dict:
 # --------------------------------------------------------------------------- deploy
 
 
-def _probe_arena(gen: Path, spec: Target, build_dir: Path, stack_bytes: int, heap_bytes: int) -> tuple[int, int]:
+def _probe_arena(gen: Path, spec: Target, build_dir: Path, stack_bytes: int, heap_bytes: int,
+                 kernels: str, build_type: str) -> tuple[int, int]:
     """Smallest TFLM arena on ``spec`` (bisected on the target) and the stack the run used."""
-    probe = build(gen, spec.name, spec.ram_max_bytes // 1024, PROBE_ARENA_BYTES, build_dir, "tflm",
-                  stack_bytes=stack_bytes, heap_bytes=heap_bytes, defines=["TINYLOC_ARENA_SEARCH"])
+    probe = build(gen, spec.name, spec.ram_max_bytes // 1024, spec.probe_arena_bytes, build_dir, "tflm",
+                  stack_bytes=stack_bytes, heap_bytes=heap_bytes, defines=["TINYLOC_ARENA_SEARCH"],
+                  kernels=kernels, build_type=build_type)
     result = run(probe.elf, spec.name)
     summary = check_run(result)
     search = next((r for r in result.records if r.get("event") == "arena_search"), None)
@@ -437,21 +599,30 @@ def deploy(
     heap_bytes: int = DEFAULT_HEAP_BYTES,
     crf_file=None,
     progress: bool = True,
+    kernels: str | None = None,
+    build_type: str = "release",
+    lto: bool = False,
 ) -> dict:
     """Export, build and run ``tflite_path`` on ``target`` within ``ram_kb``; the JSON report.
 
     ``arena_bytes`` forces the TFLM arena (default: what the probe run measured), e.g. to see
-    the firmware's own too-small-arena failure. Build files go to ``out_dir`` (default: a
-    temporary folder, removed afterwards).
+    the firmware's own too-small-arena failure. ``kernels`` (``cmsis-nn`` / ``reference``,
+    default :func:`default_kernels`) and ``build_type`` (``release`` / ``debug``) pick the TFLM
+    library. Build files go to ``out_dir`` (default: a temporary folder, removed afterwards).
     """
     from tinyloc_tf.deployment.export_c import export_c, load_windows
 
     if backend not in BACKENDS:
         raise TinylocError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     spec = Target.load(target)
-    require_tools()
+    require_tools(target)
+    _check_choice("build", build_type, BUILDS)
     if backend == "tflm":
         tflm_root()  # fail before the export when there is no TFLM
+        kernels = kernels or default_kernels(target, build_type)
+        _check_choice("kernel set", kernels, KERNELS)
+    else:
+        kernels = None  # the AOT backend has its own kernels
     steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"]
     bar = None
     if progress:
@@ -477,13 +648,15 @@ def deploy(
             if backend == "aot":
                 runner_srcs, runner_cppflags = _aot_runner(Path(tflite_path), work / "aot")
             else:
-                probe_arena, probe_stack = _probe_arena(gen, spec, work / "probe", stack_bytes, heap_bytes)
+                probe_arena, probe_stack = _probe_arena(gen, spec, work / "probe", stack_bytes, heap_bytes,
+                                                        kernels, build_type)
             step(steps[1])
 
             arena = int(arena_bytes) if arena_bytes is not None else int(probe_arena or 16)
             try:
                 firmware = build(gen, target, ram_kb, arena, work / "build", runner, runner_srcs, runner_cppflags,
-                                 stack_bytes=stack_bytes, heap_bytes=heap_bytes)
+                                 stack_bytes=stack_bytes, heap_bytes=heap_bytes, kernels=kernels,
+                                 build_type=build_type, lto=lto)
             except RamBudgetError as exc:
                 smaller = _round8(stack_bytes - exc.overflow)
                 if probe_stack is not None and smaller >= probe_stack + STACK_MARGIN_BYTES:
@@ -508,8 +681,11 @@ def deploy(
         report = {
             "model": str(tflite_path),
             "target": target,
-            "board": spec.qemu_machine if emulator == "qemu" else emulator,
+            "board": spec.board if emulator in ("qemu", "renode") else emulator,
             "backend": backend,
+            "kernels": kernels,
+            "build": build_type,
+            "lto": bool(lto),
             "ram_kb": int(ram_kb),
             "windows": n_windows,
             "windows_source": manifest.get("split"),
@@ -523,13 +699,15 @@ def deploy(
             "arena_bytes": arena if backend == "tflm" else int(summary["arena_used_bytes"]),
             "arena_in_use_bytes": int(summary["arena_used_bytes"]),  # after init (TFLM: arena_used_bytes())
             **firmware.sizes,
+            "flash_breakdown": firmware.flash_breakdown,
             "stack_used_bytes": summary["stack_used_bytes"],
             "heap_used_bytes": summary["heap_used_bytes"],
             "instructions_per_inference": summary["instructions_total"] / n_windows if n_windows else None,
             "instructions_min": summary["instructions_min"],
             "instructions_max": summary["instructions_max"],
             "init_instructions": summary["init_instructions"],
-            "instructions_exact": emulator == "qemu",
+            "instructions_exact": emulator in ("qemu", "renode"),
+            "executed_instructions": result.executed_instructions,  # Renode: the whole run
             "emulator": emulator,
         }
         if summary["heap_used_bytes"] > summary["heap_bytes"]:

@@ -8,3 +8,10 @@ FLASH_ORIGIN     := 0x00000000
 FLASH_BYTES      := 0x00400000
 RAM_ORIGIN       := 0x20000000
 RAM_MAX_BYTES    := 0x00400000
+BOARD_NAME       := mps2-an386
+EMULATOR         := qemu
+# QEMU -icount shift=0: one instruction per virtual nanosecond.
+INSTRUCTIONS_PER_SECOND := 1000000000
+# Output and exit through semihosting (newlib's librdimon).
+BOARD_SRCS       := $(APP_DIR)/targets/semihosting_io.c
+BOARD_SPECS      := --specs=rdimon.specs
