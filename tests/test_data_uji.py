@@ -223,7 +223,7 @@ def test_prepare_small_area(small, tmp_path):
 
 
 def test_scaling_rules(small, tmp_path):
-    out = prepare_uji(small, tmp_path / "floor", labels="floor", areas=4)
+    out = prepare_uji(small, tmp_path / "floor", labels="floor", areas=4, split="stratified", representation="minmax")
     data = load_prepared(out)
     meta = data.meta
     train_raw, test_raw = small_tables()
@@ -253,6 +253,59 @@ def test_scaling_rules(small, tmp_path):
 
     np.testing.assert_allclose(rows_sorted(got), rows_sorted(expected), atol=1e-6)
     assert data.class_names == ["B0F0", "B0F1"]
+
+
+@pytest.mark.parametrize("kind", ["dbm", "powed"])
+def test_physical_representations(small, tmp_path, kind):
+    """dbm / powed: one formula for every AP over -105..0 dBm, from meta.json alone."""
+    data = load_prepared(prepare_uji(small, tmp_path / kind, labels="floor", areas=4, representation=kind))
+    scaling = data.meta["scaling"]
+    assert scaling["representation"] == kind and "min" not in scaling
+    train_raw, _ = small_tables()
+    dbm = train_raw[list(WAP_COLUMNS)].to_numpy(float)
+    dbm = np.where(dbm == 100, NOT_HEARD_DBM, dbm)
+    expected = (dbm - NOT_HEARD_DBM) / -NOT_HEARD_DBM
+    if kind == "powed":
+        assert scaling["exponent"] == pytest.approx(np.e)
+        expected = expected ** np.e
+    got = np.concatenate([data.train.X[:, 0], data.val.X[:, 0]])
+    key = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731  (row order differs between splits)
+    np.testing.assert_allclose(key(got), key(expected.astype(np.float32)), atol=1e-6)
+    # Not heard is 0; a test reading stronger than any in training is not clipped (the
+    # physical range holds it), unlike minmax.
+    strong = (-20 - NOT_HEARD_DBM) / -NOT_HEARD_DBM
+    assert data.test.X[0, 0, 0] == pytest.approx(strong ** (np.e if kind == "powed" else 1.0), abs=1e-6)
+    assert np.all(data.train.X[:, 0, 8:] == 0) and data.meta["uji"]["cells_clipped"]["test"] == 0
+
+
+def test_grouped_split_holds_out_whole_groups(tmp_path):
+    """No (user, phone) group in both train and val, and every class keeps training scans."""
+    train, test = small_tables()
+    train["PHONEID"] = np.where(train["USERID"] % 2 == 0, 13, 7)
+    meta = load_prepared(prepare_uji(write_folder(tmp_path / "raw", train, test), tmp_path / "out", areas=4,
+                                     split="grouped", val_fraction=0.25)).meta
+    split = meta["split"]
+    assert split["scheme"] == "grouped" and len(split["val_groups"]) == 1
+    val_user, val_phone = (int(part) for part in split["val_groups"][0][1:].split("P"))
+    in_val = (train["USERID"] == val_user) & (train["PHONEID"] == val_phone)
+    assert meta["counts"]["val"] == int(in_val.sum()) and meta["counts"]["train"] == int((~in_val).sum())
+    assert split["classes_in_val"] == 4
+
+
+def test_grouped_split_function():
+    from tinyloc_tf.data.uji import grouped_split
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 12, 600)
+    labels = rng.integers(0, 5, 600)
+    labels[groups == 3] = 5  # class 5 only in group 3: it must stay in train
+    train_idx, val_idx = grouped_split(labels, groups, 0.25, seed=0)
+    assert not set(groups[train_idx]) & set(groups[val_idx])
+    assert 5 in set(labels[train_idx]) and set(labels[train_idx]) == set(range(6))
+    assert len(val_idx) / 600 == pytest.approx(0.25, abs=0.125)
+    np.testing.assert_array_equal(grouped_split(labels, groups, 0.25, seed=0)[1], val_idx)
+    with pytest.raises(DataError, match="at least 2"):
+        grouped_split(labels, np.zeros(600), 0.25, seed=0)
 
 
 def test_nothing_dropped_and_facts_counted(tmp_path):
@@ -313,17 +366,35 @@ def test_verify_archive_by_csv_digests(tmp_path):
 
 @pytest.fixture(scope="module")
 def uji_area(uji_zip, tmp_path_factory):
-    return prepare_uji(uji_zip, tmp_path_factory.mktemp("uji") / "area")
+    # The paper's stratified split (the grouped default is checked in test_real_grouped_split).
+    return prepare_uji(uji_zip, tmp_path_factory.mktemp("uji") / "area", split="stratified")
 
 
 @pytest.fixture(scope="module")
 def uji_floor(uji_zip, tmp_path_factory):
-    return prepare_uji(uji_zip, tmp_path_factory.mktemp("uji") / "floor", labels="floor")
+    return prepare_uji(uji_zip, tmp_path_factory.mktemp("uji") / "floor", labels="floor", split="stratified")
 
 
 def test_real_archive_is_official(uji_zip):
     assert sha256_file(uji_zip) == UJI_ZIP_SHA256
     verify_uji_archive(uji_zip)
+
+
+def test_real_grouped_split(uji_zip, tmp_path):
+    """The default split: held-out (user, phone) groups, every area still in train."""
+    import pandas as pd
+
+    data = load_prepared(prepare_uji(uji_zip, tmp_path / "grouped"))
+    split = data.meta["split"]
+    assert split["scheme"] == "grouped" and data.meta["scaling"]["representation"] == "powed"
+    assert set(np.unique(data.train.y)) == set(range(59))
+    with zipfile.ZipFile(uji_zip) as archive:
+        frame = pd.read_csv(archive.open(f"UJIndoorLoc/{TRAIN_CSV}"), usecols=["USERID", "PHONEID"])
+    names = {f"U{u}P{p}" for u, p in zip(frame["USERID"], frame["PHONEID"])}
+    val_groups = set(split["val_groups"])
+    assert val_groups < names
+    in_val = np.array([f"U{u}P{p}" in val_groups for u, p in zip(frame["USERID"], frame["PHONEID"])])
+    assert len(data.val) == int(in_val.sum()) and len(data.train) == int((~in_val).sum())
 
 
 def test_real_area_counts(uji_area):

@@ -43,9 +43,15 @@ def register(subparsers) -> None:
     uji.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the --source)")
     uji.add_argument("--labels", choices=("area", "floor"), default="area",
                      help="area: 59 coordinate areas per building-floor (default); floor: 13 building-floors")
-    uji.add_argument("--seed", type=non_negative_int, default=0, help="seed of the stratified train/val split (default 0)")
+    uji.add_argument("--seed", type=non_negative_int, default=0, help="seed of the train/val split (default 0)")
     uji.add_argument("--val-fraction", type=fraction, default=0.25, help="share of trainingData for val (default 0.25)")
     uji.add_argument("--areas", type=positive_int, default=59, help="number of areas for --labels area (default 59)")
+    uji.add_argument("--split", choices=("grouped", "stratified"), default="grouped",
+                     help="grouped: hold out whole (user, phone) groups for val (default; predicts the test "
+                          "split); stratified: the paper's random 75/25")
+    uji.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
+                     help="RSSI -> input in [0, 1]: powed (default), dbm (physical range) or minmax (per AP); "
+                          "docs/data.md")
     uji.set_defaults(handler=_prepare_uji)
 
     inhome = datasets.add_parser("inhome", help="in-home BLE RSSI (Byrne et al. 2018 layout): T = 20")
@@ -57,6 +63,9 @@ def register(subparsers) -> None:
     inhome.add_argument("--val-fraction", type=fraction, default=0.25, help="share of fingerprint data for val")
     inhome.add_argument("--block-seconds", type=positive_float, default=None,
                         help="length of the contiguous fingerprint blocks the split draws (default 60)")
+    inhome.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="minmax",
+                        help="RSSI -> input in [0, 1]: minmax per AP (default), dbm (physical range) or powed; "
+                             "docs/data.md")
     inhome.set_defaults(handler=_prepare_inhome)
 
     synth = verbs.add_parser("synth", help="write a synthetic house in the raw in-home layout")
@@ -122,7 +131,8 @@ def _prepare_uji(args) -> int:
 
     check_output(args.out, overwrite=args.overwrite, inputs=(args.source,))
     out = prepare_uji(args.source, args.out, labels=args.labels, seed=args.seed,
-                      val_fraction=args.val_fraction, areas=args.areas, progress=_progress(),
+                      val_fraction=args.val_fraction, areas=args.areas, split=args.split,
+                      representation=args.representation, progress=_progress(),
                       overwrite=args.overwrite)
     _print_summary(out)
     return 0
@@ -134,7 +144,8 @@ def _prepare_inhome(args) -> int:
     options = {} if args.block_seconds is None else {"block_seconds": args.block_seconds}
     check_output(args.out, overwrite=args.overwrite, inputs=(args.source,))
     out = prepare_inhome(args.source, args.house, args.out, seed=args.seed, val_fraction=args.val_fraction,
-                         progress=_progress(), overwrite=args.overwrite, **options)
+                         representation=args.representation, progress=_progress(), overwrite=args.overwrite,
+                         **options)
     _print_summary(out)
     from tinyloc_tf.data.inhome import report_lines
 

@@ -52,9 +52,10 @@ from pathlib import Path
 import numpy as np
 
 from tinyloc_tf.data.inhome_raw import (
-    COUNT_KEYS, FFILL_STEPS, MATCH_MS, RSSI_MAX, STEP_MS, Session, iso, natural_key, read_metadata,
+    COUNT_KEYS, FFILL_STEPS, MATCH_MS, STEP_MS, Session, iso, natural_key, read_metadata,
     read_session, session_kind,
 )
+from tinyloc_tf.data.representation import fit_representation
 from tinyloc_tf.errors import DataError
 
 # figshare serves the whole article (all four houses) as one zip; the archive is not
@@ -203,24 +204,6 @@ def _segments(is_val: np.ndarray, gap: int):
         yield a, b, lo, max(hi, lo), bool(is_val[a])
 
 
-def fit_scaling(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-AP min and max (dBm) over the training windows. An AP that is constant in training
-    (typically never heard: all -120) is scaled over the physical range -120..0 instead."""
-    flat = X_train.reshape(-1, X_train.shape[-1]).astype(np.float64)
-    minimum, maximum = flat.min(axis=0), flat.max(axis=0)
-    constant = maximum <= minimum
-    minimum = np.where(constant, NOT_HEARD_DBM, minimum)
-    maximum = np.where(constant, float(RSSI_MAX), maximum)
-    return minimum, maximum, constant
-
-
-def scale(X: np.ndarray, minimum: np.ndarray, maximum: np.ndarray) -> tuple[np.ndarray, int]:
-    """``clip((X - min) / (max - min), 0, 1)`` as float32, and how many cells were clipped."""
-    scaled = (X.astype(np.float64) - minimum) / (maximum - minimum)
-    clipped = int(((scaled < 0) | (scaled > 1)).sum())
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32), clipped
-
-
 # ----------------------------------------------------------------------------- prepare
 
 
@@ -269,10 +252,14 @@ def prepare_inhome(
     seed: int = 0,
     val_fraction: float = 0.25,
     block_seconds: float = BLOCK_SECONDS,
+    representation: str = "minmax",
     progress: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Prepare one house of the in-home layout under ``source`` into the contract folder ``out``.
+
+    ``representation``: how dBm become inputs (``tinyloc_tf.data.representation``); for
+    ``minmax`` an AP constant in training (typically never heard) uses the physical range.
 
     ``X`` is ``[N, 20, F]`` (F = access points, metadata order), ``y`` is ``[N, 20]`` (room per
     step). Fingerprint sessions give train/val, ``living_*`` sessions give test.
@@ -392,10 +379,10 @@ def prepare_inhome(
                             f"steps or the sessions are shorter than {WINDOW_STEPS * STEP_MS / 1000:g} s)")
         stacked[split] = (np.stack(out_X[split]), np.stack(out_y[split]).astype(np.int32))
 
-    minimum, maximum, constant = fit_scaling(stacked["train"][0])
+    encoding, constant = fit_representation(representation, stacked["train"][0], NOT_HEARD_DBM)
     splits, clipped = {}, {}
     for split, (X, y) in stacked.items():
-        scaled, clipped[split] = scale(X, minimum, maximum)
+        scaled, clipped[split] = encoding.apply(X)
         splits[split] = Split(scaled, y)
 
     meta = {
@@ -408,12 +395,7 @@ def prepare_inhome(
         "T": WINDOW_STEPS,
         "labels": "room",
         "scaling": {
-            "min": minimum.tolist(),
-            "max": maximum.tolist(),
-            "not_heard_dbm": NOT_HEARD_DBM,
-            "unit": "dBm",
-            "formula": "clip((rssi - min) / (max - min), 0, 1); min/max from the train windows, "
-                       "an AP constant in train uses -120..0",
+            **encoding.to_meta(),
             "constant_in_train": [metadata.feature_names[i] for i in np.flatnonzero(constant)],
         },
         "source": str(house_dir.resolve()),

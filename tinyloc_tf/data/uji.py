@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tinyloc_tf.data.representation import REPRESENTATIONS, fit_representation
 from tinyloc_tf.errors import DataError, not_utf8, shown
 
 if TYPE_CHECKING:  # pandas is imported lazily: `tinyloc --help` should not pay for it
@@ -362,23 +363,55 @@ def rssi_dbm(frame: "pd.DataFrame") -> np.ndarray:
     return np.where(rssi == NOT_HEARD, NOT_HEARD_DBM, rssi)
 
 
-def fit_scaling(train_dbm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-access-point min/max from the train split; unseen APs get [-105, 0] dBm.
-
-    Returns ``(minimum, maximum, unseen)`` with ``unseen`` a bool mask of access points whose
-    training range is empty (never heard, or one constant reading)."""
-    minimum, maximum = train_dbm.min(axis=0), train_dbm.max(axis=0)
-    unseen = maximum <= minimum
-    minimum = np.where(unseen, NOT_HEARD_DBM, minimum)
-    maximum = np.where(unseen, RSSI_MAX, maximum)
-    return minimum, maximum, unseen
+SPLIT_SCHEMES = ("grouped", "stratified")
+# Candidate group subsets tried by grouped_split; enough to find a good one among the
+# 2^18 subsets of trainingData's 18 (user, phone) groups, fast (well under a second).
+GROUPED_SPLIT_CANDIDATES = 4000
 
 
-def scale(dbm: np.ndarray, minimum: np.ndarray, maximum: np.ndarray) -> tuple[np.ndarray, int]:
-    """Min-max scale to float32 [0, 1]; returns the array and how many cells were clipped."""
-    scaled = (dbm - minimum) / (maximum - minimum)
-    clipped = int(np.count_nonzero((scaled < 0) | (scaled > 1)))
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32), clipped
+def grouped_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out whole groups (here ``(USERID, PHONEID)``) for validation.
+
+    The test scans of UJIIndoorLoc come from other users and phones, months later; a random
+    split shares users, phones and days between train and val, so val scores do not rank
+    models the way test does. This split draws seeded random subsets of groups and keeps
+    the best one that
+
+    1. leaves every class at least one training scan (a class the model never sees cannot
+       be learnt), and
+    2. puts between ``val_fraction`` / 1.5 and ``val_fraction`` * 1.5 of the scans in val;
+
+    best = most classes present in val, then the val share closest to ``val_fraction``,
+    then the first drawn. Returns sorted ``(train_idx, val_idx)``.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    names, group_of = np.unique(groups, return_inverse=True)
+    if len(names) < 2:
+        raise DataError(f"a grouped split needs at least 2 (user, phone) groups, found {len(names)}")
+    classes = np.unique(labels)
+    size = np.bincount(group_of, minlength=len(names)) / len(labels)
+    # has[g, c]: group g holds class c
+    has = np.zeros((len(names), len(classes)), dtype=bool)
+    has[group_of, np.searchsorted(classes, labels)] = True
+    rng = np.random.default_rng(seed)
+    best, best_key = None, None
+    for _ in range(GROUPED_SPLIT_CANDIDATES):
+        chosen = rng.random(len(names)) < val_fraction
+        share = float(size[chosen].sum())
+        if not chosen.any() or chosen.all() or not (val_fraction / 1.5 <= share <= val_fraction * 1.5):
+            continue
+        if not has[~chosen].any(axis=0).all():
+            continue
+        key = (int(has[chosen].any(axis=0).sum()), -abs(share - val_fraction))
+        if best_key is None or key > best_key:
+            best, best_key = chosen, key
+    if best is None:
+        raise DataError(
+            f"no split of the {len(names)} (user, phone) groups keeps every class in train with about "
+            f"{val_fraction:.0%} of the scans in val; use --split stratified"
+        )
+    is_val = best[group_of]
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -392,12 +425,17 @@ def prepare_uji(
     seed: int = 0,
     val_fraction: float = 0.25,
     areas: int = DEFAULT_AREAS,
+    split: str = "grouped",
+    representation: str = "powed",
     progress: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Prepare UJIIndoorLoc into the contract folder ``out`` (see ``tinyloc_tf.data.prepared``).
 
     ``X`` is ``[N, 1, 520]`` (T = 1: one scan is one sample), ``y`` is ``[N, 1]``.
+    ``split``: ``grouped`` holds out whole (user, phone) groups (:func:`grouped_split`),
+    ``stratified`` is the paper's random 75/25 stratified on areas. ``representation``: see
+    ``tinyloc_tf.data.representation``.
     """
     from sklearn.model_selection import train_test_split
     from tqdm.auto import tqdm
@@ -408,6 +446,10 @@ def prepare_uji(
         raise DataError(f"unknown label scheme {labels!r}; expected one of {', '.join(LABEL_SCHEMES)}")
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if split not in SPLIT_SCHEMES:
+        raise DataError(f"unknown split scheme {split!r}; expected one of {', '.join(SPLIT_SCHEMES)}")
+    if representation not in REPRESENTATIONS:
+        raise DataError(f"unknown input representation {representation!r}; expected one of {', '.join(REPRESENTATIONS)}")
 
     steps = tqdm(total=5, desc="prepare uji", unit="step", disable=not progress)
     steps.set_postfix_str("reading CSVs")
@@ -447,21 +489,28 @@ def prepare_uji(
         raise DataError(f"{tables.source}: area {lonely} has {per_area.min()} training scan(s); "
                         f"a stratified split needs at least 2 (use fewer areas)")
     index = np.arange(len(train_df))
-    try:
-        train_idx, val_idx = train_test_split(index, test_size=val_fraction, stratify=area, random_state=seed)
-    except ValueError as exc:
-        raise DataError(f"{tables.source}: cannot split {len(index)} scans stratified on "
-                        f"{len(partition.names)} areas with val_fraction={val_fraction} ({exc})") from exc
+    user_phone = train_df["USERID"].to_numpy(dtype=np.int64) * 1000 + train_df["PHONEID"].to_numpy(dtype=np.int64)
+    if split == "grouped":
+        try:
+            train_idx, val_idx = grouped_split(area, user_phone, val_fraction, seed)
+        except DataError as exc:
+            raise DataError(f"{tables.source}: {exc}") from exc
+    else:
+        try:
+            train_idx, val_idx = train_test_split(index, test_size=val_fraction, stratify=area, random_state=seed)
+        except ValueError as exc:
+            raise DataError(f"{tables.source}: cannot split {len(index)} scans stratified on "
+                            f"{len(partition.names)} areas with val_fraction={val_fraction} ({exc})") from exc
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)  # keep file order inside a split
     steps.update()
 
     steps.set_postfix_str("scaling")
     dbm = rssi_dbm(train_df)
     test_dbm = rssi_dbm(test_df)
-    minimum, maximum, unseen = fit_scaling(dbm[train_idx])
-    X_train, clipped_train = scale(dbm[train_idx], minimum, maximum)
-    X_val, clipped_val = scale(dbm[val_idx], minimum, maximum)
-    X_test, clipped_test = scale(test_dbm, minimum, maximum)
+    encoding, unseen = fit_representation(representation, dbm[train_idx], NOT_HEARD_DBM)
+    X_train, clipped_train = encoding.apply(dbm[train_idx])
+    X_val, clipped_val = encoding.apply(dbm[val_idx])
+    X_test, clipped_test = encoding.apply(test_dbm)
     steps.update()
 
     raw_train = train_df[list(WAP_COLUMNS)].to_numpy()
@@ -477,24 +526,24 @@ def prepare_uji(
         "classes": classes,
         "T": 1,
         "labels": labels,
-        "scaling": {
-            "min": minimum.tolist(),
-            "max": maximum.tolist(),
-            "not_heard": NOT_HEARD,
-            "not_heard_dbm": NOT_HEARD_DBM,
-            "unit": "dBm",
-            "formula": "clip((rssi - min) / (max - min), 0, 1) after mapping not_heard to not_heard_dbm",
-        },
+        # not_heard (100) is mapped to not_heard_dbm before the representation's formula.
+        "scaling": {**encoding.to_meta(), "not_heard": NOT_HEARD},
         "source": str(tables.source.resolve()),
         "source_sha256": tables.source_sha256,
         "source_files_sha256": tables.files_sha256,
         "source_is_official": tables.files_sha256 == UJI_CSV_SHA256,
         "split": {
+            "scheme": split,
             "seed": int(seed),
             "val_fraction": float(val_fraction),
-            "stratify": "area",
-            "train": f"{TRAIN_CSV} rows not drawn for val",
-            "val": f"{TRAIN_CSV} rows drawn by sklearn train_test_split",
+            "realised_val_fraction": round(len(val_idx) / len(index), 4),
+            **({"groups": "(USERID, PHONEID)",
+                "val_groups": sorted({f"U{u // 1000}P{u % 1000}" for u in user_phone[val_idx].tolist()}),
+                "classes_in_val": int(len(np.unique(area[val_idx])))}
+               if split == "grouped" else {"stratify": "area"}),
+            "train": f"{TRAIN_CSV} rows not in val",
+            "val": (f"{TRAIN_CSV} rows of the held-out (user, phone) groups" if split == "grouped"
+                    else f"{TRAIN_CSV} rows drawn by sklearn train_test_split"),
             "test": f"all of {TEST_CSV}",
         },
         "areas": {

@@ -331,6 +331,7 @@ class MambaEncoder(keras.layers.Layer):
         steps: T, window length; the scan is unrolled over it, so it is fixed.
         int8_friendly: replace exp / softplus by int8-friendly forms (module docstring).
         d_state, expand, d_conv: Mamba sizes (16, 2, 4).
+        dropout: dropout rate on the embedding and before the head, training only (0: none).
     """
 
     def __init__(
@@ -344,9 +345,12 @@ class MambaEncoder(keras.layers.Layer):
         d_state=16,
         expand=2,
         d_conv=4,
+        dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise TinylocError(f"MambaEncoder: dropout must be in [0, 1), got {dropout!r}")
         for field, value in (("features", features), ("classes", classes), ("hidden", hidden),
                              ("layers", layers), ("steps", steps), ("d_state", d_state),
                              ("expand", expand), ("d_conv", d_conv)):
@@ -361,8 +365,11 @@ class MambaEncoder(keras.layers.Layer):
         self.d_state = int(d_state)
         self.expand = int(expand)
         self.d_conv = int(d_conv)
+        self.dropout = float(dropout)
 
         self.embed = keras.layers.Dense(self.hidden, use_bias=True, name="embed")
+        self.embed_dropout = keras.layers.Dropout(self.dropout, name="embed_dropout")
+        self.head_dropout = keras.layers.Dropout(self.dropout, name="head_dropout")
         self.blocks = [
             MambaBlock(self.hidden, self.int8_friendly, self.d_state, self.expand, self.d_conv,
                        name=f"block_{i}")
@@ -388,10 +395,14 @@ class MambaEncoder(keras.layers.Layer):
         self.head.build(hidden_shape)
         super().build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         x = self.embed(inputs)  # [b, T, H]
+        if self.dropout:
+            x = self.embed_dropout(x, training=training)
         for block in self.blocks:
             x = block(x)
+        if self.dropout:
+            x = self.head_dropout(x, training=training)
         return self.head(x)  # [b, T, K]
 
     def compute_output_shape(self, input_shape):
@@ -409,6 +420,7 @@ class MambaEncoder(keras.layers.Layer):
             d_state=self.d_state,
             expand=self.expand,
             d_conv=self.d_conv,
+            dropout=self.dropout,
         )
         return config
 

@@ -28,12 +28,16 @@ class SequenceTagger(keras.Model):
 
     ``call(x)``: ``[B, T, F] -> [B, T, K]`` emissions. Without a compiled loss,
     ``compute_loss`` is the CRF negative log-likelihood of ``y`` (int ``[B, T]``).
+    ``augmentation`` (optional, e.g. :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`)
+    perturbs the input in training only; it is not part of the encoder, so never converted.
     """
 
-    def __init__(self, encoder: keras.layers.Layer, crf: CRF, build_kwargs: dict | None = None, **kwargs):
+    def __init__(self, encoder: keras.layers.Layer, crf: CRF, build_kwargs: dict | None = None,
+                 augmentation: keras.layers.Layer | None = None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.crf = crf
+        self.augmentation = augmentation
         self._build_kwargs = dict(build_kwargs or {})
 
     @property
@@ -49,6 +53,8 @@ class SequenceTagger(keras.Model):
             self.crf.build(self.encoder.compute_output_shape(input_shape))
 
     def call(self, x, training=None):
+        if training and self.augmentation is not None:
+            x = self.augmentation(x, training=True)
         return self.crf(self.encoder(x, training=training))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -81,6 +87,8 @@ class SequenceTagger(keras.Model):
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "crf": keras.saving.serialize_keras_object(self.crf),
             "build_kwargs": self._build_kwargs,
+            **({"augmentation": keras.saving.serialize_keras_object(self.augmentation)}
+               if self.augmentation is not None else {}),
         }
 
     @classmethod
@@ -88,7 +96,12 @@ class SequenceTagger(keras.Model):
         config = dict(config)
         encoder = keras.saving.deserialize_keras_object(config.pop("encoder"), custom_objects=custom_objects)
         crf = keras.saving.deserialize_keras_object(config.pop("crf"), custom_objects=custom_objects)
-        return cls(encoder=encoder, crf=crf, **config)
+        augmentation = config.pop("augmentation", None)
+        if augmentation is not None:
+            from tinyloc_tf.models import augmentation as _register  # noqa: F401  (registers the class)
+
+            augmentation = keras.saving.deserialize_keras_object(augmentation, custom_objects=custom_objects)
+        return cls(encoder=encoder, crf=crf, augmentation=augmentation, **config)
 
 
 def _encoder_class(family: str):
@@ -112,6 +125,7 @@ def build_model(
     layers: int,
     steps: int,
     int8_friendly: bool = False,
+    augmentation: keras.layers.Layer | None = None,
     **family_options,
 ) -> SequenceTagger:
     """Build and initialise a :class:`SequenceTagger` of the given family.
@@ -119,7 +133,8 @@ def build_model(
     ``features`` F, ``classes`` K, ``hidden`` H, ``layers`` L, ``steps`` T (window length);
     ``int8_friendly`` selects formulations TFLM can run fully in int8 where the exact maths
     cannot (Mamba). ``family_options`` go to the encoder (MDCSA: ``dropout``,
-    ``head_dropout``). The model is built for inputs ``[None, T, F]``.
+    ``head_dropout``; Mamba: ``dropout``). ``augmentation``: a training-time input layer
+    (:class:`SequenceTagger`). The model is built for inputs ``[None, T, F]``.
     """
     family = str(family).lower()
     encoder_class = _encoder_class(family)
@@ -133,6 +148,7 @@ def build_model(
     except (TypeError, ValueError) as exc:  # unknown or ill-typed family options
         raise TinylocError(f"build_model({family!r}): bad option: {exc}") from exc
     build_kwargs = {"family": family, **sizes, "int8_friendly": bool(int8_friendly), **family_options}
-    model = SequenceTagger(encoder, CRF(sizes["classes"], name="crf"), build_kwargs, name=f"{family}_tagger")
+    model = SequenceTagger(encoder, CRF(sizes["classes"], name="crf"), build_kwargs, augmentation=augmentation,
+                           name=f"{family}_tagger")
     model.build((None, sizes["steps"], sizes["features"]))
     return model

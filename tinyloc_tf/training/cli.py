@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tinyloc_tf.arguments import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
 from tinyloc_tf.training.trainer import DEFAULTS, FAMILIES
 
 HEADLINE = (
@@ -42,6 +43,7 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                        help="build the int8-friendly form of the model (Mamba: no EXP/LOG ops)")
     group.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_recipe_arguments(parser)
 
 
 def register(subparsers) -> None:
@@ -96,7 +98,7 @@ def _fit_kwargs(args) -> dict:
     return {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "patience": args.patience, "seed": args.seed, "int8_friendly": args.int8_friendly,
-        "overwrite": args.overwrite, "verbose": 0 if args.quiet else 1,
+        "overwrite": args.overwrite, "verbose": 0 if args.quiet else 1, "recipe": recipe_from_args(args),
     }
 
 

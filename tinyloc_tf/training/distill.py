@@ -257,6 +257,7 @@ def distill_run(
     patience: int = trainer.DEFAULTS["patience"],
     seed: int = trainer.DEFAULTS["seed"],
     int8_friendly: bool = False,
+    recipe=None,
     overwrite: bool = False,
     verbose: int = 1,
 ) -> dict:
@@ -278,10 +279,10 @@ def distill_run(
     out = trainer.check_out(out, overwrite, inputs=(teacher_run, data_dir))
     data = trainer.load_data(data_dir)
 
-    import keras
-
     from tinyloc_tf.models import build_model
+    from tinyloc_tf.training.recipe import Recipe
 
+    recipe = recipe if recipe is not None else Recipe()
     teacher, teacher_config = load_teacher(teacher_run)
     check_teacher(teacher, teacher_config, data, teacher_run)
     targets = compute_teacher_targets(teacher, data.train.X, method)
@@ -296,10 +297,11 @@ def distill_run(
     student = build_model(
         family, features=data.num_features, classes=data.num_classes, hidden=int(hidden),
         layers=int(layers), steps=data.steps, int8_friendly=bool(int8_friendly),
+        augmentation=recipe.augmentation(data.meta["scaling"], seed), **recipe.family_options(),
     )
     distiller = _distiller_class()(student, alpha=alpha, teacher_width=teacher_width, feature_weight=feature_weight)
     distiller.build((None, data.steps, data.num_features))
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate=lr))
+    distiller.compile(optimizer=recipe.optimizer(lr, epochs, trainer.steps_per_epoch(len(data.train), batch_size)))
     y = {"labels": data.train.y, **targets}
     try:
         history, best_epoch, epochs_run, fit_seconds = trainer.fit_with_validation(
@@ -328,7 +330,7 @@ def distill_run(
     config = trainer.run_config(
         "distill", student, data_dir, metrics,
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
-        int8_friendly=bool(int8_friendly),
+        int8_friendly=bool(int8_friendly), recipe=recipe.to_dict(),
         loss="alpha*crf_nll + (1-alpha)*cce(teacher, softmax(emissions))"
         + (" + feature_weight*mse(projection(student hidden), teacher hidden)" if method == "features" else ""),
     )

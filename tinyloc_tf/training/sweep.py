@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tinyloc_tf.atomic import write_atomic
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.training.recipe import Recipe
 
 # The paper's grids (MODELS.md) and a small grid that runs in minutes on a laptop.
 GRIDS = {
@@ -55,7 +56,7 @@ DEFAULT_VARIANTS = ("int8", "dynamic")
 
 # Settings that change what a run computes: resuming with other values would mix runs.
 RESUME_KEYS = ("data_sha256", "epochs", "batch_size", "lr", "patience", "seed", "int8_friendly",
-               "alpha", "distill_method")
+               "alpha", "distill_method", "recipe")
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def execute(spec: dict, settings: dict) -> dict:
     fit = dict(
         epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
         patience=settings["patience"], seed=settings["seed"], int8_friendly=settings["int8_friendly"],
-        verbose=0,
+        recipe=Recipe.from_dict(settings.get("recipe")), verbose=0,
     )
     if run.teacher is None:
         from tinyloc_tf.training.trainer import train_run
@@ -451,6 +452,7 @@ def sweep(
     patience: int = 5,
     seed: int = 0,
     int8_friendly: bool = True,
+    recipe: Recipe | None = None,
     alpha: float = 0.1,
     distill_method: str = "viterbi",
     distill: bool = True,
@@ -464,7 +466,8 @@ def sweep(
 
     Returns ``{"runs": {name: metrics}, "teachers": {family: run name}, "variants":
     {run name: {variant: record}}}``. ``int8_friendly`` builds the models in the form that
-    converts to full int8 for TFLM (default; see the models' docs).
+    converts to full int8 for TFLM (default; see the models' docs). ``recipe``: every run's
+    training recipe (None: the default :class:`~tinyloc_tf.training.recipe.Recipe`).
     """
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.training.distill import METHODS
@@ -486,6 +489,7 @@ def sweep(
     settings = _settings(
         data, data_dir, out, family=family, grid=grid, max_params=max_params, epochs=epochs,
         batch_size=batch_size, lr=lr, patience=patience, seed=seed, int8_friendly=bool(int8_friendly),
+        recipe=(recipe if recipe is not None else Recipe()).to_dict(),
         alpha=alpha, distill_method=distill_method, variants=list(variants), qat_epochs=qat_epochs,
         threads_per_run=threads, jobs=jobs, ray=ray_address,
     )

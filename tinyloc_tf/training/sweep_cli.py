@@ -16,6 +16,7 @@ import argparse
 import json
 
 from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int, unit_interval
+from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
 from tinyloc_tf.training.sweep import DEFAULT_VARIANTS, GRIDS, VARIANTS, check_families, parse_variants
 
 
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
     fit.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     fit.add_argument("--exact", action="store_true",
                      help="build the exact models instead of the int8-friendly form TFLM runs in int8")
+    add_recipe_arguments(parser)
     kd = parser.add_argument_group("distillation")
     kd.add_argument("--distill-method", default="viterbi",
                     help="viterbi (paper) | marginals | features (default viterbi)")
@@ -60,13 +62,14 @@ def register(subparsers) -> None:
 def _sweep(args) -> int:
     # Argument errors before TensorFlow or Ray load.
     check_families(args.family)
+    recipe_from_args(args)
     variants = parse_variants(args.quant)
     from tinyloc_tf.training.sweep import sweep
 
     result = sweep(
         args.data, args.out, family=args.family, grid=args.grid, max_params=args.max_params,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
-        int8_friendly=not args.exact, alpha=args.alpha, distill_method=args.distill_method,
+        int8_friendly=not args.exact, recipe=recipe_from_args(args), alpha=args.alpha, distill_method=args.distill_method,
         distill=not args.no_distill, baselines=not args.no_baselines, variants=variants,
         qat_epochs=args.qat_epochs, jobs=args.jobs, ray_address=args.ray,
     )

@@ -28,6 +28,7 @@ import numpy as np
 
 from tinyloc_tf.atomic import check_output, staged_folder
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.training.recipe import Recipe
 
 FAMILIES = ("mamba", "mdcsa")
 
@@ -66,6 +67,10 @@ def check_out(out: str | os.PathLike, overwrite: bool, inputs=()) -> Path:
 
 
 # --------------------------------------------------------------------------- determinism
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(int(examples) / int(batch_size)))
 
 
 def seed_everything(seed: int) -> None:
@@ -278,6 +283,10 @@ def run_metrics(tagger, data, scores: dict, *, best_epoch, epochs_run, fit_secon
     }
 
 
+def _optimizer_name(recipe: dict | None) -> str:
+    return "adamw" if recipe and recipe.get("weight_decay", 0) > 0 else "adam"
+
+
 def run_config(kind: str, tagger, data_dir, metrics: dict, **training) -> dict:
     """The ``config.json`` body shared by train and distill runs: what rebuilds the model,
     which data it saw, and the training settings (``training``: epochs, lr, loss, ...)."""
@@ -287,7 +296,8 @@ def run_config(kind: str, tagger, data_dir, metrics: dict, **training) -> dict:
         "data_dir": str(Path(data_dir).absolute()),
         "data_fingerprint": metrics["data_sha256"],
         "source_sha256": metrics["source_sha256"],
-        "training": {**training, "optimizer": "adam", "selection": "val_macro_f1 (Viterbi path)"},
+        "training": {**training, "optimizer": _optimizer_name(training.get("recipe")),
+                     "selection": "val_macro_f1 (Viterbi path)"},
         "versions": software_versions(),
     }
 
@@ -314,10 +324,13 @@ def train_run(
     patience: int = DEFAULTS["patience"],
     seed: int = DEFAULTS["seed"],
     int8_friendly: bool = False,
+    recipe=None,
     overwrite: bool = False,
     verbose: int = 1,
 ) -> dict:
     """Train ``family`` H``hidden`` L``layers`` on ``data_dir`` and write the run folder ``out``.
+
+    ``recipe``: a :class:`~tinyloc_tf.training.recipe.Recipe` (None: the default recipe).
 
     Returns the ``metrics.json`` dict (see ``docs/training.md`` for every field).
     Raises ``DataError`` for a missing or malformed data folder and ``TinylocError`` for
@@ -329,16 +342,16 @@ def train_run(
     out = check_out(out, overwrite, inputs=(data_dir,))
     data = load_data(data_dir)
 
-    import keras
-
     from tinyloc_tf.models import build_model
 
+    recipe = recipe if recipe is not None else Recipe()
     seed_everything(seed)
     model = build_model(
         family, features=data.num_features, classes=data.num_classes, hidden=int(hidden),
         layers=int(layers), steps=data.steps, int8_friendly=bool(int8_friendly),
+        augmentation=recipe.augmentation(data.meta["scaling"], seed), **recipe.family_options(),
     )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr))
+    model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(data.train), batch_size)))
     history, best_epoch, epochs_run, fit_seconds = fit_with_validation(
         model, model, data.train.X, data.train.y, (data.val.X, data.val.y),
         epochs=epochs, batch_size=batch_size, patience=patience, verbose=verbose,
@@ -352,7 +365,7 @@ def train_run(
     config = run_config(
         "train", model, data_dir, metrics,
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
-        int8_friendly=bool(int8_friendly), loss="crf_nll",
+        int8_friendly=bool(int8_friendly), loss="crf_nll", recipe=recipe.to_dict(),
     )
     write_run(out, model, history, config, metrics, overwrite=overwrite)
     return metrics

@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Choose the input representation and the training recipe on validation data.
+
+    .venv/bin/python scripts/choose_recipe.py --data DIR [DIR ...] --out WORK \
+        [--model mamba --hidden 16 --layers 1] [--variants base,noaug,...] [--seeds 0]
+
+Trains one model configuration for every (prepared data folder, recipe variant, seed) and
+prints validation macro-F1 only (test scores stay unread here: this is where defaults are
+chosen). Data folders differ in what ``tinyloc data prepare`` made (representation, split);
+recipe variants are named changes to the default :class:`~tinyloc_tf.training.recipe.Recipe`
+(``VARIANTS``). Runs are reused when the same command is repeated. Writes
+``WORK/choose_recipe.csv`` and prints it as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from tinyloc_tf.training.recipe import Recipe
+
+NO_AUG = dict(ap_dropout=0.0, noise_db=0.0, gain_db=0.0, packet_drop=0.0, time_shift=0)
+VARIANTS = {
+    "default": {},
+    "legacy": "legacy",  # constant lr, Adam, no augmentation: the recipe before recipes
+    "noaug": NO_AUG,
+    "no_wd": dict(weight_decay=0.0),
+    "constant_lr": dict(schedule="constant", warmup_epochs=0),
+    "ap_dropout_only": dict(NO_AUG, ap_dropout=0.1),
+    "gain_only": dict(NO_AUG, gain_db=5.0),
+    "noise_only": dict(NO_AUG, noise_db=2.0),
+    "strong_aug": dict(ap_dropout=0.2, noise_db=3.0, gain_db=8.0),
+    "dropout_0.1": dict(dropout=0.1),
+    "windows": dict(packet_drop=0.1, time_shift=1),
+    "windows_drop": dict(packet_drop=0.1),
+    "windows_shift": dict(time_shift=1),
+}
+
+
+def recipe_for(variant: str) -> Recipe:
+    change = VARIANTS[variant]
+    return Recipe.legacy() if change == "legacy" else replace(Recipe(), **change)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, nargs="+", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default="mamba")
+    parser.add_argument("--hidden", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--variants", default="default,legacy,noaug")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    args = parser.parse_args()
+
+    from tinyloc_tf.training.trainer import train_run
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    rows = []
+    for data in args.data:
+        for variant in variants:
+            scores = []
+            for seed in args.seeds:
+                out = args.out / data.name / f"{args.model}-H{args.hidden}L{args.layers}-{variant}-s{seed}"
+                metrics_path = out / "metrics.json"
+                if metrics_path.is_file():
+                    metrics = json.loads(metrics_path.read_text())
+                else:
+                    metrics = train_run(data, args.model, args.hidden, args.layers, out, epochs=args.epochs,
+                                        batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
+                                        int8_friendly=True, recipe=recipe_for(variant), verbose=0)
+                scores.append(100 * metrics["val_macro_f1"])
+                print(f"{data.name} {variant} seed {seed}: val macro-F1 {scores[-1]:.2f}", flush=True)
+            rows.append({
+                "data": data.name, "variant": variant, "seeds": len(scores),
+                "val_macro_f1_mean": round(statistics.mean(scores), 2),
+                "val_macro_f1_sd": round(statistics.stdev(scores), 2) if len(scores) > 1 else 0.0,
+            })
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "choose_recipe.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print("\n| data | recipe | val macro-F1 (mean ± sd) |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['data']} | {row['variant']} | {row['val_macro_f1_mean']:.2f} ± {row['val_macro_f1_sd']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

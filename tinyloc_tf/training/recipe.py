@@ -1,0 +1,139 @@
+"""The training recipe: optimiser, learning-rate schedule, regularisation and augmentation.
+
+One :class:`Recipe` travels from the command line (``tinyloc train``/``distill``/``sweep``)
+through the sweep's workers into :func:`~tinyloc_tf.training.trainer.train_run` and
+:func:`~tinyloc_tf.training.distill.distill_run`, and is written into each run's
+``config.json``. Defaults are the settings chosen on validation data (``docs/training.md``,
+"Recipe"); ``Recipe.legacy()`` is the recipe of runs made before it existed (constant
+learning rate, Adam, no augmentation) and is what a missing ``recipe`` field means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, fields
+
+from tinyloc_tf.errors import TinylocError
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything about a training run except the data, the architecture and the seed.
+
+    ``schedule``: ``constant`` or ``cosine`` (linear warm-up over ``warmup_epochs``, then
+    cosine decay to 0 over the remaining epochs). ``weight_decay`` > 0 switches Adam to AdamW
+    (decoupled decay). ``dropout``: encoder dropout (None: the family's default). The
+    augmentation fields are :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`'s.
+    """
+
+    schedule: str = "cosine"
+    warmup_epochs: int = 2
+    weight_decay: float = 1e-4
+    dropout: float | None = None
+    ap_dropout: float = 0.1
+    noise_db: float = 2.0
+    gain_db: float = 5.0
+    packet_drop: float = 0.0
+    time_shift: int = 0
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise TinylocError(f"unknown --schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+        if self.warmup_epochs < 0:
+            raise TinylocError(f"--warmup-epochs must be 0 or more, got {self.warmup_epochs}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise TinylocError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise TinylocError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("ap_dropout", "packet_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise TinylocError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("noise_db", "gain_db", "time_shift"):
+            if not getattr(self, name) >= 0:
+                raise TinylocError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+
+    @classmethod
+    def legacy(cls) -> "Recipe":
+        """The recipe of runs made before recipes existed."""
+        return cls(schedule="constant", warmup_epochs=0, weight_decay=0.0, ap_dropout=0.0, noise_db=0.0,
+                   gain_db=0.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "Recipe":
+        if values is None:
+            return cls.legacy()
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    # ------------------------------------------------------------------ what it builds
+
+    def optimizer(self, lr: float, epochs: int, steps_per_epoch: int):
+        """Adam (or AdamW) with this recipe's schedule for ``epochs`` x ``steps_per_epoch``."""
+        import keras
+
+        rate = lr
+        if self.schedule == "cosine":
+            total = max(1, epochs * steps_per_epoch)
+            warmup = min(self.warmup_epochs * steps_per_epoch, total - 1)
+            rate = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=0.0 if warmup else lr, decay_steps=total - warmup,
+                warmup_target=lr if warmup else None, warmup_steps=warmup,
+            )
+        if self.weight_decay > 0:
+            return keras.optimizers.AdamW(learning_rate=rate, weight_decay=self.weight_decay)
+        return keras.optimizers.Adam(learning_rate=rate)
+
+    def augmentation(self, scaling: dict, seed: int):
+        """The training-time input augmentation layer, or None when every flag is off."""
+        from tinyloc_tf.models.augmentation import RSSIAugmentation
+
+        layer = RSSIAugmentation(scaling, ap_dropout=self.ap_dropout, noise_db=self.noise_db, gain_db=self.gain_db,
+                                 packet_drop=self.packet_drop, time_shift=self.time_shift, seed=int(seed),
+                                 name="augmentation")
+        return layer if layer.active else None
+
+    def family_options(self) -> dict:
+        """``build_model`` keyword arguments this recipe sets (dropout, when given)."""
+        return {} if self.dropout is None else {"dropout": float(self.dropout)}
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The recipe's command-line flags (defaults from :class:`Recipe`)."""
+    from tinyloc_tf.arguments import non_negative_float, non_negative_int
+
+    default = Recipe()
+    group = parser.add_argument_group("recipe (defaults chosen on validation data, docs/training.md)")
+    group.add_argument("--schedule", choices=SCHEDULES, default=default.schedule,
+                       help=f"learning-rate schedule: constant or cosine with warm-up (default {default.schedule})")
+    group.add_argument("--warmup-epochs", type=non_negative_int, default=default.warmup_epochs,
+                       help=f"linear warm-up epochs of the cosine schedule (default {default.warmup_epochs})")
+    group.add_argument("--weight-decay", type=non_negative_float, default=default.weight_decay,
+                       help=f"decoupled weight decay, AdamW (0: Adam; default {default.weight_decay:g})")
+    group.add_argument("--dropout", type=non_negative_float, default=None,
+                       help="encoder dropout (default: the family's own, MDCSA 0.15, Mamba 0)")
+    group.add_argument("--ap-dropout", type=non_negative_float, default=default.ap_dropout,
+                       help=f"augmentation: probability a heard AP is dropped (default {default.ap_dropout:g})")
+    group.add_argument("--noise-db", type=non_negative_float, default=default.noise_db,
+                       help=f"augmentation: Gaussian RSSI noise sigma in dB (default {default.noise_db:g})")
+    group.add_argument("--gain-db", type=non_negative_float, default=default.gain_db,
+                       help=f"augmentation: per-scan/window device gain offset, uniform +-dB (default {default.gain_db:g})")
+    group.add_argument("--packet-drop", type=non_negative_float, default=default.packet_drop,
+                       help=f"augmentation (windows): probability a step is lost and forward-filled "
+                            f"(default {default.packet_drop:g})")
+    group.add_argument("--time-shift", type=non_negative_int, default=default.time_shift,
+                       help=f"augmentation (windows): most steps the RSSI moves against its labels "
+                            f"(default {default.time_shift})")
+    group.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
+
+
+def recipe_from_args(args) -> Recipe:
+    values = {f.name: getattr(args, f.name) for f in fields(Recipe)}
+    if getattr(args, "no_augment", False):
+        values.update(ap_dropout=0.0, noise_db=0.0, gain_db=0.0, packet_drop=0.0, time_shift=0)
+    return Recipe(**values)
