@@ -326,24 +326,38 @@ def _gather(outcomes, progress) -> dict:
     return dict(sorted(results.items()))
 
 
+def _start_worker(parent_pid: int, log: str) -> None:
+    """Worker initializer: die with the sweep, and print into the sweep's TensorFlow log."""
+    from tinyloc_tf.lifetime import die_with_parent
+    from tinyloc_tf.tf_log import send_output_to
+
+    die_with_parent(parent_pid)
+    send_output_to(log)
+
+
 def _run_local(task, items, settings: dict, jobs: int):
     """Yield ``(name, result or exception)``; worker processes started with ``spawn`` so each
     worker gets its own TensorFlow runtime."""
+    from tinyloc_tf.tf_log import LOG_NAME, output_to
+
+    log = Path(settings["sweep_dir"]) / LOG_NAME
     if jobs <= 1:
         for name, argument in items:
             try:
-                yield name, task(argument, settings)
+                with output_to(log):
+                    result = task(argument, settings)
+                yield name, result
             except Exception as exc:  # reported with the run's name by _gather
                 yield name, exc
         return
     import concurrent.futures
     import multiprocessing
 
-    from tinyloc_tf.lifetime import die_with_parent, stop_children
+    from tinyloc_tf.lifetime import stop_children
 
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                                  initializer=die_with_parent, initargs=(os.getpid(),))
+                                                  initializer=_start_worker, initargs=(os.getpid(), str(log)))
     try:
         futures = {pool.submit(task, argument, settings): name for name, argument in items}
         for future in concurrent.futures.as_completed(futures):
