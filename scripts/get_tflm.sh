@@ -153,7 +153,19 @@ build_lib() {
   kernel_srcs=$(PATH="$PYBIN:$PATH" make "${make_args[@]}" -f "$PYBIN/print.mk" print-MICROLITE_CC_KERNEL_SRCS \
     | tr ' ' '\n' | grep -E "/kernels/(cmsis_nn/)?($(echo $KERNELS_BUILT | tr ' ' '|'))(_common)?\.cc$" | tr '\n' ' ')
   [ -n "$kernel_srcs" ] || { echo "get_tflm: TFLM's make listed no kernel sources" >&2; exit 1; }
-  gendir=gen/cortex_m_generic_${arch}_${BUILD_TYPE}$([ "$kernels" = cmsis-nn ] && echo _cmsis_nn)_gcc
+  local suffix=
+  [ "$kernels" = cmsis-nn ] && suffix=_cmsis_nn
+  gendir=gen/cortex_m_generic_${arch}_${BUILD_TYPE}${suffix}_gcc
+  # TFLM's core (interpreter, allocator, flatbuffers: obj/core/) compiles the same for both
+  # kernel sets: the one -DCMSIS_NN the CMSIS-NN build adds is read in core only by
+  # MicroProfiler's CSV log, which a release build strips. So the reference release library
+  # takes the core objects of a CMSIS-NN one already built (make only compiles what is missing).
+  local sibling=gen/cortex_m_generic_${arch}_${BUILD_TYPE}_cmsis_nn_gcc
+  if [ "$kernels" = reference ] && [ "$BUILD_TYPE" = release ] && [ -f "$TFLM_ROOT/$sibling/lib/libtensorflow-microlite.a" ] \
+     && [ ! -d "$TFLM_ROOT/$gendir/obj/core" ]; then
+    mkdir -p "$TFLM_ROOT/$gendir/obj"
+    cp -a "$TFLM_ROOT/$sibling/obj/core" "$TFLM_ROOT/$gendir/obj/core"
+  fi
   echo "get_tflm: building $gendir/lib/libtensorflow-microlite.a ($kernels kernels, $BUILD_TYPE; 10-45 minutes)"
   PATH="$PYBIN:$PATH" make "${make_args[@]}" MICROLITE_CC_KERNEL_SRCS="$kernel_srcs" microlite
   # What the library was built with, for the firmware build to check.

@@ -1,89 +1,270 @@
 #!/usr/bin/env python
-"""Deploy .tflite models on the emulated Cortex-M targets and tabulate what the firmware measured.
+"""Benchmark the shipped models on the emulated Cortex-M boards: TFLM (reference and CMSIS-NN
+kernels) against the AOT-compiled C, and write the tables.
 
-    TFLM_ROOT=... .venv/bin/python scripts/measure_firmware.py models/*.tflite --data DIR \
-        --targets m55 m4 --ram-kb 64 [--stack-bytes 4096] --out docs/results/firmware.json
+    TFLM_ROOT=... TINYLOC_RENODE=... .venv/bin/python scripts/measure_firmware.py \
+        --out docs/results/firmware --readme README.md
 
-For every model x target (x backend) it runs `tinyloc deploy` (tinyloc_tf.deployment.firmware)
-and prints a Markdown table: agreement with host TFLM, macro-F1 on the exported windows, arena,
-flash (model + code), RAM (ELF: .data + .bss + heap + stack reserves) and instructions per
-inference (QEMU -icount). A model card JSON next to a model (same stem, .json) may name its
-data folder under "data"; --data overrides it.
+For every model (default: every models/*/*.tflite, each with its model card) x target (m55 and
+m4 on QEMU, stm32l4 on Renode) x runtime (tflm-reference, tflm-cmsis-nn, aot) it runs
+`tinyloc deploy` (tinyloc_tf.deployment.firmware.deploy, release build) with the card's RAM
+budget on --windows test windows of the card's data, and writes
+
+  OUT/<model folder>_<budget>.json   every report (or the reason a runtime was not measured)
+  OUT/README.md                      the tables, the flash breakdown and this command
+  README's device table              between <!-- device-table:begin --> and <!-- device-table:end -->
+
+A runtime whose TFLM library or emulator is missing here is listed as not measured, with the
+reason. Rows of OUT/*.json that this run does not measure again (other --targets/--runtimes)
+are kept, with the command that measured them, as long as their model file is unchanged
+(same sha256); a model that changed drops its old rows. Instruction counts are the emulators'
+(QEMU -icount, Renode's virtual time): instructions, not cycles. A model whose file is
+identical to one measured before in the list (the synthetic house ships one model for both
+budgets) is measured once.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
 
-from tinyloc_tf.deployment.firmware import FirmwareError, RamBudgetError, deploy
+from tqdm import tqdm
+
+from tinyloc_tf.deployment import firmware as fw
 from tinyloc_tf.errors import TinylocError
 
+REPO = Path(__file__).resolve().parents[1]
+RUNTIMES = {  # name: (backend, TFLM kernels)
+    "tflm-reference": ("tflm", "reference"),
+    "tflm-cmsis-nn": ("tflm", "cmsis-nn"),
+    "aot": ("aot", None),
+}
+README_BEGIN, README_END = "<!-- device-table:begin -->", "<!-- device-table:end -->"
+#: The part class the paper targets (its Table 1): what "fits" means in the tables.
+PART_FLASH_BYTES, PART_RAM_BYTES = 128 * 1024, 32 * 1024
 
-def _data_for(model: Path, override: str | None) -> str | None:
-    if override:
-        return override
-    card = model.with_suffix(".json")
-    if card.is_file():
-        data = json.loads(card.read_text()).get("data")
-        if data and Path(data).is_dir():
-            return data
+
+def card_data_dir(model: Path, override: dict) -> Path | None:
+    """The prepared data of a model: --data-for DATASET=DIR, else the card's `data prepare --out`."""
+    card = json.loads(model.with_suffix(".json").read_text())
+    if card["dataset"] in override:
+        return Path(override[card["dataset"]])
+    for command in card.get("commands", {}).get("data", []):
+        words = shlex.split(command)
+        if "prepare" in words and "--out" in words:
+            return (REPO / words[words.index("--out") + 1]).resolve()
     return None
 
 
-def _kb(n) -> str:
-    return "-" if n is None else f"{n / 1024:.1f}"
+def skip_reason(target: str, backend: str, kernels: str | None) -> str | None:
+    """Why a runtime cannot be measured here, or None."""
+    reason = fw.deploy_skip_reason(backend, target)
+    if reason or backend != "tflm":
+        return reason
+    library = fw.tflm_library(fw.tflm_root(), fw.Target.load(target), kernels, "release")
+    return None if library.is_file() else f"no {kernels} library ({library.name} in {library.parent}; scripts/get_tflm.sh)"
 
 
-def table(rows: list[dict]) -> str:
-    head = ("| model | target | backend | RAM budget | bit-exact | path agree | macro-F1 / acc. | arena KB | "
-            "flash KB (model + code) | RAM KB (ELF) | stack used B | instr./inference |")
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def measure(models, targets, runtimes, windows, data_for, lto, command) -> list[dict]:
+    rows = []
+    jobs = [(m, t, r) for m in models for t in targets for r in runtimes]
+    for model, target, runtime in tqdm(jobs, desc="deploy", unit="run"):
+        card = json.loads(model.with_suffix(".json").read_text())
+        backend, kernels = RUNTIMES[runtime]
+        row = {"model": str(model.relative_to(REPO)) if model.is_relative_to(REPO) else str(model),
+               "model_sha256": _sha256(model), "dataset": card["dataset"], "budget_kb": card["budget_kb"],
+               "target": target, "runtime": runtime, "measured_with": command}
+        reason = skip_reason(target, backend, kernels)
+        data = card_data_dir(model, data_for)
+        if reason is None and (data is None or not data.is_dir()):
+            reason = f"the model card's data folder {data} is not prepared (see the card's commands)"
+        if reason:
+            rows.append({**row, "not_measured": reason})
+            continue
+        try:
+            report = fw.deploy(model, target=target, ram_kb=card["budget_kb"], backend=backend, data_dir=data,
+                               windows=windows, kernels=kernels, lto=lto, progress=False)
+            rows.append({**row, **report, "model": row["model"], "windows_requested": windows})
+        except TinylocError as exc:
+            rows.append({**row, "error": str(exc)})
+    return rows
+
+
+def _kib(n) -> str:
+    return f"{n / 1024:.1f}"
+
+
+def _exact(r) -> str:
+    if r["emissions_bit_exact"]:
+        return "bit-exact"
+    return (f"{100 * r['emission_agreement']:.2f} % equal (max diff {r['emission_max_abs_diff']}), "
+            f"paths {100 * r['path_agreement']:.1f} %")
+
+
+def _fits(r) -> str:
+    return "yes" if r["flash_bytes"] <= PART_FLASH_BYTES and r["ram_bytes"] <= PART_RAM_BYTES else "no"
+
+
+def results_table(rows) -> str:
+    head = ("| model | target | runtime | emissions vs host TFLM | macro-F1 / acc. | arena KiB | "
+            "flash KiB (model + code) | RAM KiB | fits 128 KB / 32 KB | instructions / inference | vs reference |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    reference = {(r["model"], r["target"]): r["instructions_per_inference"] for r in rows
+                 if r["runtime"] == "tflm-reference" and "instructions_per_inference" in r}
+    for r in rows:
+        name = f"{r['dataset']} {r['budget_kb']} KiB"
+        if "instructions_per_inference" not in r:
+            why = r.get("not_measured") or r.get("error")
+            lines.append(f"| {name} | {r['target']} | {r['runtime']} | not measured: {why} |" + " |" * 7)
+            continue
+        base = reference.get((r["model"], r["target"]))
+        ratio = f"{r['instructions_per_inference'] / base:.2f}x" if base else "-"
+        f1 = "-" if r["macro_f1"] is None else f"{100 * r['macro_f1']:.2f} / {100 * r['accuracy']:.2f}"
+        lines.append(
+            f"| {name} | {r['target']} | {r['runtime']} | {_exact(r)} | {f1} | {_kib(r['arena_bytes'])} | "
+            f"{_kib(r['flash_bytes'])} ({_kib(r['model_bytes'])} + {_kib(r['code_bytes'])}) | {_kib(r['ram_bytes'])} | "
+            f"{_fits(r)} | {r['instructions_per_inference']:,.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def breakdown_table(rows) -> str:
+    parts = [p for p in fw.FLASH_PARTS if p != "test_data"]
+    head = "| model | target | runtime | " + " | ".join(f"{p} KiB" for p in parts) + " | total KiB |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['model']} | {r['target']} | {r['backend']} | {r['ram_kb']} KB | {r['error']} |"
-                         + " |" * 7)
+        b = r.get("flash_breakdown")
+        if not b:
             continue
-        f1 = "-" if r["macro_f1"] is None else f"{r['macro_f1']:.3f} / {r['accuracy']:.3f}"
-        lines.append(
-            f"| {Path(r['model']).name} | {r['target']} | {r['backend']} | {r['ram_kb']} KB | "
-            f"{'yes' if r['emissions_bit_exact'] else 'NO'} | {r['path_agreement']:.3f} | {f1} | "
-            f"{_kb(r['arena_bytes'])} | {_kb(r['flash_bytes'])} ({_kb(r['model_bytes'])} + {_kb(r['code_bytes'])}) | "
-            f"{_kb(r['ram_bytes'])} | {r['stack_used_bytes']} | {r['instructions_per_inference']:,.0f} |"
-        )
+        total = sum(b[p] for p in parts)
+        lines.append(f"| {r['dataset']} {r['budget_kb']} KiB | {r['target']} | {r['runtime']} | "
+                     + " | ".join(_kib(b[p]) for p in parts) + f" | {_kib(total)} |")
     return "\n".join(lines)
+
+
+def device_table(rows) -> str:
+    """The README's table: the three runtimes side by side per model and target."""
+    head = ("| model | target | TFLM reference: instr. / flash KiB | TFLM CMSIS-NN: instr. / flash KiB | "
+            "AOT: instr. / flash KiB | emissions vs host TFLM (CMSIS-NN) | RAM KiB (ref / CMSIS-NN / AOT) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    keys = []
+    for r in rows:
+        if (r["model"], r["target"]) not in keys:
+            keys.append((r["model"], r["target"]))
+    for model, target in keys:
+        by = {r["runtime"]: r for r in rows if r["model"] == model and r["target"] == target}
+        first = next(iter(by.values()))
+        cells, ram = [], []
+        for runtime in RUNTIMES:
+            r = by.get(runtime)
+            if r is None or "instructions_per_inference" not in r:
+                cells.append("not measured")
+                ram.append("-")
+            else:
+                cells.append(f"{r['instructions_per_inference']:,.0f} / {_kib(r['flash_bytes'])}")
+                ram.append(_kib(r["ram_bytes"]))
+        cmsis = by.get("tflm-cmsis-nn")
+        exact = _exact(cmsis) if cmsis and "instructions_per_inference" in cmsis else "-"
+        lines.append(f"| {first['dataset']} {first['budget_kb']} KiB | {target} | " + " | ".join(cells)
+                     + f" | {exact} | {' / '.join(ram)} |")
+    return "\n".join(lines)
+
+
+def _group(row) -> str:
+    return f"{Path(row['model']).parent.name}_{row['budget_kb']}"
+
+
+def merge_previous(rows, out: Path) -> list[dict]:
+    """This run's rows, plus earlier rows of OUT/*.json for other (model, target, runtime) whose model is unchanged."""
+    measured = {(r["model"], r["target"], r["runtime"]) for r in rows}
+    kept = []
+    for path in sorted(out.glob("*.json")):
+        for old in json.loads(path.read_text()):
+            model = REPO / old["model"]
+            key = (old["model"], old["target"], old["runtime"])
+            if key in measured or not model.is_file() or old.get("model_sha256") != _sha256(model):
+                continue
+            kept.append(old)
+    order = {name: i for i, name in enumerate(RUNTIMES)}
+    return sorted(kept + rows, key=lambda r: (r["model"], r["target"], order[r["runtime"]]))
+
+
+def write_outputs(rows, out: Path, readme: Path | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    groups = {}
+    for r in rows:
+        groups.setdefault(_group(r), []).append(r)
+    for path in out.glob("*.json"):
+        if path.stem not in groups:
+            path.unlink()  # a model no longer shipped
+    for name, group in groups.items():
+        (out / f"{name}.json").write_text(json.dumps(group, indent=2) + "\n")
+    commands = sorted({r["measured_with"] for r in rows if "measured_with" in r})
+    text = [
+        "# Shipped models on the emulated Cortex-M boards: TFLM (reference, CMSIS-NN) vs AOT", "",
+        "Made with (TFLM libraries from `scripts/get_tflm.sh`, Renode from `scripts/get_renode.sh`, data prepared "
+        "as each model card records; each row of the JSON files names its command):", "", "```", *commands, "```", "",
+        "m55 = Cortex-M55 on QEMU mps3-an547, m4 = Cortex-M4F on QEMU mps2-an386, stm32l4 = Cortex-M4F "
+        "STM32L432-like board on Renode. Release builds: TFLM without error strings or DCHECKs, everything `-Os`, "
+        "`--gc-sections`. Instructions are the emulators' counts (QEMU `-icount`, Renode's virtual time at the "
+        "part's 80 MIPS), **not cycles**, averaged over the test windows. Flash = model + code, without the "
+        "exported test windows; RAM = .data + .bss (arena included) + 512 B heap + 4 KiB stack reserves. "
+        "\"fits\" = flash <= 128 KB and RAM <= 32 KB, the paper's smallest class of part. \"vs reference\" = "
+        "instructions against TFLM's reference kernels on the same target.", "",
+        "## Per model, target and runtime", "", results_table(rows), "",
+        "## Flash breakdown (from the linker map)", "",
+        "Bytes per origin of every input section placed in flash: `tflm` = TFLM's library (interpreter, "
+        "kernels, flatbuffers), `cmsis_nn` = CMSIS-NN's `arm_*` functions, `app` = harness (and the AOT "
+        "runner with its weights), `model` = the .tflite array, `libc` = newlib-nano, libm, libgcc, "
+        "libstdc++; `other` = alignment padding.", "", breakdown_table(rows), "",
+    ]
+    (out / "README.md").write_text("\n".join(text))
+    if readme is not None:
+        content = readme.read_text()
+        if README_BEGIN not in content or README_END not in content:
+            raise TinylocError(f"{readme} has no {README_BEGIN} ... {README_END} markers for the device table")
+        head, rest = content.split(README_BEGIN, 1)
+        _, tail = rest.split(README_END, 1)
+        readme.write_text(f"{head}{README_BEGIN}\n{device_table(rows)}\n{README_END}{tail}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="+", type=Path)
-    p.add_argument("--data", help="prepared dataset for the test windows (default: from the model card)")
-    p.add_argument("--windows", type=int, default=32)
-    p.add_argument("--targets", nargs="+", default=["m55", "m4"])
-    p.add_argument("--backends", nargs="+", default=["tflm"])
-    p.add_argument("--ram-kb", type=int, default=64)
-    p.add_argument("--stack-bytes", type=int, default=4096, help="stack reserved in the RAM budget")
-    p.add_argument("--out", type=Path, help="write the reports as JSON here")
+    p.add_argument("models", nargs="*", type=Path, help="models with cards (default: models/*/*.tflite)")
+    p.add_argument("--targets", nargs="+", default=list(fw.TARGETS), choices=fw.TARGETS)
+    p.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
+    p.add_argument("--windows", type=int, default=64, help="test windows per model (default 64)")
+    p.add_argument("--data-for", action="append", default=[], metavar="DATASET=DIR",
+                   help="prepared data of a card's dataset, instead of the card's `data prepare --out`")
+    p.add_argument("--lto", action="store_true", help="link with -flto")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "firmware")
+    p.add_argument("--readme", type=Path, help="also rewrite this README's device table")
     args = p.parse_args(argv)
 
-    rows = []
-    for model in args.models:
-        for target in args.targets:
-            for backend in args.backends:
-                print(f"deploying {model} on {target} ({backend}, {args.ram_kb} KB)", file=sys.stderr, flush=True)
-                try:
-                    rows.append(deploy(model, target=target, ram_kb=args.ram_kb, backend=backend,
-                                       data_dir=_data_for(model, args.data), windows=args.windows,
-                                       stack_bytes=args.stack_bytes))
-                except (RamBudgetError, FirmwareError, TinylocError) as exc:
-                    rows.append({"model": str(model), "target": target, "backend": backend, "ram_kb": args.ram_kb,
-                                 "error": str(exc)})
-    print(table(rows))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    models, seen = [], set()
+    for model in (args.models or sorted((REPO / "models").glob("*/*.tflite"))):
+        model = model.resolve()
+        if not model.with_suffix(".json").is_file():
+            p.error(f"{model} has no model card ({model.with_suffix('.json').name})")
+        digest = _sha256(model)
+        if digest not in seen:  # one model shipped under two budgets is measured once
+            seen.add(digest)
+            models.append(model)
+    data_for = dict(item.split("=", 1) for item in args.data_for)
+    command = ".venv/bin/python scripts/measure_firmware.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = re.sub(r"\s+", " ", command).strip()
+    rows = measure(models, args.targets, args.runtimes, args.windows, data_for, args.lto, command)
+    all_rows = merge_previous(rows, args.out)
+    write_outputs(all_rows, args.out, args.readme)
+    print(results_table(rows))
     return 0 if all("error" not in r for r in rows) else 1
 
 

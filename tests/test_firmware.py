@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -325,18 +326,40 @@ def fc_model(tmp_path_factory):
     return path
 
 
-@needs_tflm
-@pytest.mark.slow
-@pytest.mark.parametrize("target", fw.TARGETS)
-def test_deploy_tflm_is_bit_exact_with_host_tflm(target, fc_model, tmp_path):
-    report = fw.deploy(fc_model, target=target, ram_kb=32, windows=6, out_dir=tmp_path, progress=False)
-    assert report["emissions_bit_exact"] and report["emission_agreement"] == 1.0
+def _check_deploy_report(report, model, ram_kb=32):
     assert report["path_agreement"] == 1.0
     assert report["macro_f1"] is None  # random windows carry no labels
-    assert 0 < report["arena_in_use_bytes"] <= report["arena_bytes"] < report["ram_bytes"] <= 32 * 1024
-    assert report["model_bytes"] == fc_model.stat().st_size
+    assert 0 < report["arena_in_use_bytes"] <= report["arena_bytes"] < report["ram_bytes"] <= ram_kb * 1024
+    assert report["model_bytes"] == model.stat().st_size
     assert report["flash_bytes"] == report["model_bytes"] + report["code_bytes"]
     assert report["instructions_per_inference"] > 0 and report["instructions_exact"]
+    parts = report["flash_breakdown"]
+    assert parts["model"] == report["model_bytes"] and parts["tflm"] > 10_000
+    assert (parts["cmsis_nn"] > 0) == (report["kernels"] == "cmsis-nn")
+
+
+@needs_tflm
+@pytest.mark.slow
+@pytest.mark.parametrize("target", QEMU_TARGETS)
+@pytest.mark.parametrize("kernels", kernel_sets())
+def test_deploy_tflm_is_bit_exact_with_host_tflm(target, kernels, fc_model, tmp_path):
+    report = fw.deploy(fc_model, target=target, ram_kb=32, windows=6, out_dir=tmp_path, progress=False,
+                       kernels=kernels)
+    assert report["kernels"] == kernels and report["build"] == "release"
+    # CMSIS-NN's int8 fully connected kernel is bit-exact with TFLM's reference one.
+    assert report["emissions_bit_exact"] and report["emission_agreement"] == 1.0
+    _check_deploy_report(report, fc_model)
+
+
+@needs_tflm
+@needs_renode
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", fw.BACKENDS)
+def test_deploy_on_renode_stm32l4_is_bit_exact_with_host_tflm(backend, fc_model, tmp_path):
+    report = fw.deploy(fc_model, target="stm32l4", ram_kb=32, windows=6, out_dir=tmp_path, progress=False,
+                       backend=backend)
+    assert report["emulator"] == "renode" and report["emissions_bit_exact"] and report["path_agreement"] == 1.0
+    assert report["executed_instructions"] > 6 * report["instructions_per_inference"] > 0
 
 
 @needs_tflm
@@ -351,23 +374,47 @@ def test_deploy_too_small_ram_fails_to_link_with_the_size_needed(fc_model, tmp_p
     assert "does not fit" in err and "more than --ram-kb 4" in err and "smallest budget that links is --ram-kb" in err
 
 
+def _short_arena_message(size: int) -> str:
+    return f"tensor arena of {size} bytes is too small for this model (`tinyloc deploy` measures the size it needs)"
+
+
 @needs_tflm
 @pytest.mark.slow
-def test_too_small_arena_fails_at_allocate_tensors(fc_model, tmp_path):
+def test_too_small_arena_fails_with_the_size_needed(fc_model, tmp_path):
     with pytest.raises(fw.FirmwareError) as err:
         fw.deploy(fc_model, target="m55", ram_kb=32, windows=2, arena_bytes=64, out_dir=tmp_path, progress=False)
     assert err.value.status == 10 and err.value.name == "arena_too_small"
-    assert "tensor arena of 64 bytes is too small: TFLM's allocators alone need" in str(err.value)
     needed = err.value.needed
-    assert needed > 64 and f"arena on this target is {needed} bytes" in str(err.value)
-
-    # Just below the measured size: AllocateTensors itself fails, and says by how much.
-    short = fw.build(tmp_path / "export", "m55", 32, needed - 4, tmp_path / "short", runner="tflm")
-    result = fw.run(short.elf, "m55", timeout=120)
-    assert result.status == 10
-    assert f"tensor arena of {needed - 4} bytes is too small: at least" in result.error["message"]
+    assert needed > 64 and f"this model needs a {needed}-byte arena on this target" in str(err.value)
+    assert _short_arena_message(64) in str(err.value)
     exact = fw.build(tmp_path / "export", "m55", 32, needed, tmp_path / "exact", runner="tflm")
     assert fw.check_run(fw.run(exact.elf, "m55", timeout=120))["windows"] == 2
+
+
+@needs_tflm
+@pytest.mark.slow
+@pytest.mark.parametrize("kernels", kernel_sets())
+def test_every_too_small_arena_ends_in_status_10_at_once(kernels, tmp_path):
+    """From a few bytes to one byte short of the need, on a shipped model: one status, no hang."""
+    model = REPO / "models" / "ujiindoorloc" / "32kb.tflite"
+    gen = tmp_path / "export"
+    export_c(model, gen, windows=1)
+    needed, _ = fw._probe_arena(gen, fw.Target.load("m4"), tmp_path / "probe", fw.DEFAULT_STACK_BYTES,
+                                fw.DEFAULT_HEAP_BYTES, kernels, "release")
+    sizes = sorted({8, 64, 256, 1024, needed // 4, needed // 2, 3 * needed // 4, needed - 256, needed - 64,
+                    needed - 8, needed - 1})
+    for size in sizes:  # one build folder: only the runner recompiles
+        firmware = fw.build(gen, "m4", 64, size, tmp_path / "sweep", runner="tflm", kernels=kernels)
+        start = time.monotonic()
+        result = fw.run(firmware.elf, "m4", timeout=60)
+        assert time.monotonic() - start < 20, size
+        assert (result.status, result.error) == (
+            10, {"error": "arena_too_small", "status": 10, "message": _short_arena_message(size)}), (size, result.log)
+        with pytest.raises(fw.FirmwareError, match=f"needs a {needed}-byte arena") as err:
+            fw.check_run(result, arena_needed=needed)
+        assert err.value.needed == needed
+    firmware = fw.build(gen, "m4", 64, needed, tmp_path / "sweep", runner="tflm", kernels=kernels)
+    assert fw.check_run(fw.run(firmware.elf, "m4", timeout=60))["windows"] == 1
 
 
 def _tflm_build_and_run(gen, tmp_path, target="m55"):
