@@ -159,6 +159,9 @@ class HarnessData:
     host_path: np.ndarray  # int32 [N, T]
     labels: np.ndarray  # int32 [N, T]; -1 where unknown
     indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # window index in its split
+    # Raw-dBm input path (deployment/input_table.py): the firmware looks the inputs up itself.
+    input_table: "InputTable | None" = None
+    input_dbm: np.ndarray | None = None  # int8 [N, T, F] dBm, when input_table is set
 
 
 def crf_from_metadata(buf: bytes, where: str, side_file: str | os.PathLike | None = None) -> dict:
@@ -222,13 +225,19 @@ def host_paths(emissions_q: np.ndarray, info: ModelInfo, crf: dict) -> np.ndarra
     return viterbi_decode(dequantized, crf["transitions"], crf["start"], crf["end"]).astype(np.int32)
 
 
+def input_io(info: ModelInfo):
+    """The model input's quantisation as the host runner's ``TensorIO``."""
+    from tinyloc_tf.deployment.host import TensorIO
+
+    return TensorIO(shape=(1, info.steps, info.features), dtype=np.dtype(np.int8), scale=info.input_scale,
+                    zero_point=info.input_zero_point)
+
+
 def quantize_windows(X: np.ndarray, info: ModelInfo) -> np.ndarray:
     """Float windows in [0, 1] -> int8 with the model's input quantization (TFLite rounding)."""
-    from tinyloc_tf.deployment.host import TensorIO, quantize
+    from tinyloc_tf.deployment.host import quantize
 
-    io = TensorIO(shape=(1, info.steps, info.features), dtype=np.dtype(np.int8), scale=info.input_scale,
-                  zero_point=info.input_zero_point)
-    return quantize(X, io)
+    return quantize(X, input_io(info))
 
 
 def pick_windows(n_available: int, n: int) -> np.ndarray:
@@ -321,7 +330,8 @@ def settings_sources(info: ModelInfo, data: HarnessData) -> dict[str, str]:
         "// Min-max scaling of raw features into [0, 1]: (x - min) / (max - min), before quantizing.\n"
         "extern const float kFeatureMin[kFeatures];\nextern const float kFeatureMax[kFeatures];\n\n"
         "extern const char* const kClassNames[kClasses];\n\n"
-        "// Linear-chain CRF: transitions[prev * kClasses + next], start and end scores.\n"
+        + _input_table_declarations(data.input_table)
+        + "// Linear-chain CRF: transitions[prev * kClasses + next], start and end scores.\n"
         "extern const float kCrfTransitions[kClasses * kClasses];\n"
         "extern const float kCrfStart[kClasses];\nextern const float kCrfEnd[kClasses];\n",
     )
@@ -333,8 +343,34 @@ def settings_sources(info: ModelInfo, data: HarnessData) -> dict[str, str]:
         f"const float kCrfTransitions[kClasses * kClasses] = {{\n{_array_body(data.transitions, _hexfloat, 6)}\n}};\n"
         f"const float kCrfStart[kClasses] = {{\n{_array_body(data.start, _hexfloat, 6)}\n}};\n"
         f"const float kCrfEnd[kClasses] = {{\n{_array_body(data.end, _hexfloat, 6)}\n}};\n"
+        + _input_table_definitions(data.input_table)
     )
     return {"model_settings.h": h, "model_settings.cc": cc}
+
+
+def _input_table_declarations(table) -> str:
+    if table is None:
+        return "// Inputs arrive quantised (no raw-dBm table for this model and data).\n#define TINYLOC_INPUT_FROM_DBM 0\n\n"
+    rows, levels = table.table.shape
+    return (
+        "// Raw dBm -> int8 input: input_q[f] = kInputTable[kInputTableRow[f]][dbm - kDbmFloor]\n"
+        "// (deployment/input_table.py); readings below kDbmFloor are 'not heard'.\n"
+        "#define TINYLOC_INPUT_FROM_DBM 1\n"
+        f"constexpr int kDbmFloor = {table.floor};\n"
+        f"extern const int8_t kInputTable[{rows}][{levels}];\n"
+        "extern const uint16_t kInputTableRow[kFeatures];\n\n"
+    )
+
+
+def _input_table_definitions(table) -> str:
+    if table is None:
+        return ""
+    rows, levels = table.table.shape
+    body = "\n".join("    {\n" + _array_body(row, str, 20, "        ") + "\n    }," for row in table.table)
+    return (
+        f"\nconst int8_t kInputTable[{rows}][{levels}] = {{\n{body}\n}};\n"
+        f"const uint16_t kInputTableRow[kFeatures] = {{\n{_array_body(table.row, str, 20)}\n}};\n"
+    )
 
 
 def windows_sources(info: ModelInfo, data: HarnessData) -> dict[str, str]:
@@ -346,17 +382,21 @@ def windows_sources(info: ModelInfo, data: HarnessData) -> dict[str, str]:
         "host_path": (data.host_path, (n, t)),
         "labels": (data.labels, (n, t)),
     }
+    from_dbm = data.input_table is not None
+    if from_dbm:
+        shapes["input_dbm"] = (data.input_dbm, (n, t, info.features))
     for name, (array, shape) in shapes.items():
-        if array.shape != shape:
-            raise TinylocError(f"test windows: {name} has shape {array.shape}, expected {shape}")
+        if array is None or array.shape != shape:
+            raise TinylocError(f"test windows: {name} has shape {getattr(array, 'shape', None)}, expected {shape}")
     # A zero-length array is not C++: keep one row of padding when there are no windows.
     rows = max(n, 1)
     h = _header(
         "test_windows.h",
         "// Windows the firmware runs, with what the host TFLM computed for them.\n"
         f"constexpr int kTestWindows = {n};\n\n"
-        f"extern const int8_t kTestInput[{rows}][{t * info.features}];      // int8 model input\n"
-        f"extern const int8_t kHostEmissions[{rows}][{t * info.classes}];  // host TFLM output\n"
+        + (f"extern const int8_t kTestDbm[{rows}][{t * info.features}];        // raw RSSI, dBm\n" if from_dbm else
+           f"extern const int8_t kTestInput[{rows}][{t * info.features}];      // int8 model input\n")
+        + f"extern const int8_t kHostEmissions[{rows}][{t * info.classes}];  // host TFLM output\n"
         f"extern const int16_t kHostPath[{rows}][{t}];    // host Viterbi path\n"
         f"extern const int16_t kTrueLabel[{rows}][{t}];   // ground truth (-1: unknown)\n",
         includes=("<stdint.h>", '"model_settings.h"'),
@@ -369,7 +409,8 @@ def windows_sources(info: ModelInfo, data: HarnessData) -> dict[str, str]:
 
     cc = (
         f"// {GENERATED_NOTE}\n#include \"test_windows.h\"\n\n"
-        + table("int8_t", "kTestInput", data.inputs, t * info.features)
+        + (table("int8_t", "kTestDbm", data.input_dbm, t * info.features) if from_dbm
+           else table("int8_t", "kTestInput", data.inputs, t * info.features))
         + "\n"
         + table("int8_t", "kHostEmissions", data.host_emissions, t * info.classes)
         + "\n"
@@ -398,7 +439,8 @@ def write_sources(out_dir: str | os.PathLike, buf: bytes, info: ModelInfo, data:
         indices=data.indices,
     )
     tmp.replace(out / "test_windows.npz")
-    full = {"model": asdict(info), "windows": int(len(data.inputs)), "files": sorted([*files, "test_windows.npz"])}
+    full = {"model": asdict(info), "windows": int(len(data.inputs)), "files": sorted([*files, "test_windows.npz"]),
+            "input": "dbm_table" if data.input_table is not None else "quantized"}
     full.update(manifest or {})
     # The manifest goes last: its presence marks a complete export.
     _write_text(out / "manifest.json", json.dumps(full, indent=2, default=str) + "\n")
@@ -483,6 +525,9 @@ def export_c(
 
     inputs = quantize_windows(X, info).reshape(len(indices), info.steps, f)
     emissions, paths = host_expectations(buf, inputs, info, crf)
+    from tinyloc_tf.deployment.input_table import table_inputs
+
+    from_dbm = table_inputs(X, scaling, input_io(info)) if data_dir is not None else None
     data = HarnessData(
         transitions=crf["transitions"],
         start=crf["start"],
@@ -495,6 +540,8 @@ def export_c(
         host_path=paths,
         labels=labels,
         indices=indices,
+        input_table=from_dbm[0] if from_dbm else None,
+        input_dbm=from_dbm[1] if from_dbm else None,
     )
     out = write_sources(out_dir, buf, info, data, manifest)
     return json.loads((out / "manifest.json").read_text())

@@ -78,7 +78,7 @@ PROBE_OTHER_RAM_BYTES = 12 * 1024
 #: Headroom above the measured stack use before a smaller stack reserve is suggested.
 STACK_MARGIN_BYTES = 256
 #: Symbols of the exported test data: in flash, but not part of a deployed application.
-TEST_DATA_SYMBOLS = ("kTestInput", "kHostEmissions", "kHostPath", "kTrueLabel")
+TEST_DATA_SYMBOLS = ("kTestInput", "kTestDbm", "kHostEmissions", "kHostPath", "kTrueLabel")
 MODEL_SYMBOL = "g_tinyloc_model"
 
 
@@ -693,6 +693,8 @@ def deploy(
             "ram_kb": int(ram_kb),
             "windows": n_windows,
             "windows_source": manifest.get("split"),
+            # dbm_table: the firmware turned raw dBm into its input itself (deployment/input_table.py)
+            "input": "dbm_table" if summary.get("input_from_dbm") else "quantized",
             "emissions_bit_exact": summary["emission_values_equal"] == summary["emission_values"],
             "emission_agreement": summary["emission_values_equal"] / max(summary["emission_values"], 1),
             "emission_max_abs_diff": summary["emission_max_abs_diff"],

@@ -1,0 +1,77 @@
+"""Raw dBm -> int8 input tables: the firmware's lookup equals the host's quantisation."""
+
+import numpy as np
+import pytest
+
+from tinyloc_tf.data.representation import Representation, fit_representation
+from tinyloc_tf.deployment.host import TensorIO, quantize
+from tinyloc_tf.deployment.input_table import MAX_TABLE_BYTES, build_input_table, dbm_of_inputs, table_inputs
+
+FLOOR = -105.0
+
+
+def _io(features, scale=1 / 255, zero_point=-128):
+    return TensorIO(shape=(1, 1, features), dtype=np.dtype(np.int8), scale=scale, zero_point=zero_point)
+
+
+def _dbm(rng, n, features, floor=FLOOR):
+    """Integer dBm with most cells not heard, as real scans are."""
+    heard = rng.random((n, features)) < 0.3
+    return np.where(heard, rng.integers(int(floor) + 1, 1, (n, features)), floor).astype(np.float64)
+
+
+@pytest.mark.parametrize("kind", ["minmax", "dbm", "powed"])
+@pytest.mark.parametrize("scale,zero_point", [(1 / 255, -128), (0.0041, -120), (0.0072, -101)])
+def test_table_reproduces_host_quantisation(kind, scale, zero_point):
+    rng = np.random.default_rng(0)
+    features = 12
+    train = _dbm(rng, 400, features)
+    representation, _ = fit_representation(kind, train, FLOOR)
+    scaling = representation.to_meta()
+    test = _dbm(rng, 300, features)
+    test[0, :3] = [-20, 0, -104]  # beyond the train range: minmax clips, the physical ones do not
+    X, _ = representation.apply(test)
+    io = _io(features, scale, zero_point)
+    found = table_inputs(X, scaling, io)
+    assert found is not None
+    table, dbm = found
+    np.testing.assert_array_equal(table.lookup(dbm), quantize(X, io))
+    # The radio's own readings give the same inputs (minmax clips outside the train range, so
+    # the exported dBm may differ from the raw ones there, never the inputs).
+    np.testing.assert_array_equal(table.lookup(test.astype(np.int8)), quantize(X, io))
+    if kind != "minmax":
+        np.testing.assert_array_equal(dbm, test.astype(np.int8))
+    assert table.table.shape == ((features if kind == "minmax" else 1), 106)
+    assert Representation.from_meta(scaling) == representation
+
+
+def test_shared_table_is_one_row_for_any_width():
+    scaling = Representation("powed", FLOOR, exponent=np.e).to_meta()
+    table = build_input_table(scaling, 520, _io(520))
+    assert table.table.shape == (1, 106) and table.row.max() == 0 and table.floor == -105
+    assert table.table[0, 0] == -128  # not heard -> 0.0 -> the zero point
+
+
+def test_large_minmax_table_is_refused():
+    representation, _ = fit_representation("minmax", np.full((2, 520), FLOOR) + np.arange(2)[:, None], FLOOR)
+    assert 520 * 106 > MAX_TABLE_BYTES
+    assert build_input_table(representation.to_meta(), 520, _io(520)) is None
+
+
+def test_averaged_readings_fall_back_to_quantised_inputs():
+    """In-home steps average packets: not integer dBm, so no table can reproduce them."""
+    rng = np.random.default_rng(1)
+    representation = Representation("dbm", -120.0)
+    dbm = _dbm(rng, 50, 8, floor=-120.0) + 0.37
+    X, _ = representation.apply(dbm)
+    assert table_inputs(X, representation.to_meta(), _io(8, scale=0.0013, zero_point=-128)) is None
+    assert table_inputs(X, None, _io(8)) is None
+
+
+def test_dbm_of_inputs_inverts_each_representation():
+    rng = np.random.default_rng(2)
+    dbm = _dbm(rng, 100, 6)
+    for kind in ("minmax", "dbm", "powed"):  # inside the train range, minmax inverts too
+        representation, _ = fit_representation(kind, dbm, FLOOR)
+        X, _ = representation.apply(dbm)
+        np.testing.assert_array_equal(dbm_of_inputs(X, representation.to_meta()), dbm.astype(np.int16))
