@@ -46,6 +46,12 @@ GRIDS = {
         "mdcsa": [(16, 1), (8, 1), (4, 1)],
         "mamba": [(32, 1), (16, 1), (8, 1), (4, 1)],
     },
+    # The paper-grid configurations whose int8 form can fit the 32 / 64 KiB budgets on our
+    # datasets (MODELS.md sizes), at most two depths per width: what the results tables use.
+    "budget": {
+        "mdcsa": [(16, 3), (16, 1), (8, 3), (8, 1), (4, 1)],
+        "mamba": [(32, 2), (32, 1), (16, 2), (16, 1), (8, 1), (4, 1)],
+    },
 }
 FAMILIES = ("mdcsa", "mamba")
 
