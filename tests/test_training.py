@@ -225,6 +225,7 @@ def test_bad_arguments_are_named(toy, tmp_path):
     with pytest.raises(TinylocError, match="--lr"):
         train_run(toy, "mamba", 4, 1, tmp_path / "run", lr=-1.0, verbose=0)
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "model.keras").write_text("an earlier run")  # an empty folder would be fine
     with pytest.raises(TinylocError, match="already exists"):
         train_run(toy, "mamba", 4, 1, tmp_path / "taken", verbose=0)
 
