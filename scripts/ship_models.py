@@ -91,9 +91,12 @@ def data_recipe(meta: dict, data_dir: Path) -> tuple[dict, list[str]]:
             "labels": meta["labels"],
             "seed": int(split["seed"]),
             "val_fraction": float(split["val_fraction"]),
+            "split": split.get("scheme", "stratified"),
+            "representation": meta["scaling"].get("representation", "minmax"),
         }
         words = ["tinyloc", "data", "prepare", "uji", "--source", meta["source"], "--out", data_dir,
-                 "--labels", recipe["labels"], "--seed", recipe["seed"], "--val-fraction", recipe["val_fraction"]]
+                 "--labels", recipe["labels"], "--seed", recipe["seed"], "--val-fraction", recipe["val_fraction"],
+                 "--split", recipe["split"], "--representation", recipe["representation"]]
         if meta["labels"] == "area":
             recipe["areas"] = int(meta["areas"]["total"])
             words += ["--areas", recipe["areas"]]
@@ -104,12 +107,13 @@ def data_recipe(meta: dict, data_dir: Path) -> tuple[dict, list[str]]:
             "seed": int(split["seed"]),
             "val_fraction": float(split["val_fraction"]),
             "block_seconds": float(split["block_seconds"]),
+            "representation": meta["scaling"].get("representation", "minmax"),
         }
         house_dir = Path(meta["source"])
         raw_root = house_dir.parent
         prepare_cmd = _cmd("tinyloc", "data", "prepare", "inhome", "--source", raw_root, "--house", prepare["house"],
                            "--out", data_dir, "--seed", prepare["seed"], "--val-fraction", prepare["val_fraction"],
-                           "--block-seconds", prepare["block_seconds"])
+                           "--block-seconds", prepare["block_seconds"], "--representation", prepare["representation"])
         if not meta.get("synthetic"):
             recipe = {"kind": "inhome", "source": repo_relative(raw_root), "source_sha256": meta["source_sha256"],
                       "prepare": prepare}
@@ -142,6 +146,15 @@ def sweep_command(settings: dict) -> str:
               "--lr", settings["lr"], "--seed", settings["seed"]]
     if not settings.get("int8_friendly", True):
         words.append("--exact")
+    recipe = settings.get("recipe")
+    if recipe:
+        words += ["--schedule", recipe["schedule"], "--warmup-epochs", recipe["warmup_epochs"],
+                  "--weight-decay", recipe["weight_decay"]]
+        words += ["--dropout", recipe["dropout"]] if recipe.get("dropout") is not None else []
+        words += ["--ap-dropout", recipe["ap_dropout"], "--noise-db", recipe["noise_db"], "--gain-db", recipe["gain_db"],
+                  "--packet-drop", recipe["packet_drop"], "--time-shift", recipe["time_shift"]]
+    if settings.get("distill") is False:
+        words.append("--no-distill")
     words += ["--distill-method", settings["distill_method"], "--alpha", settings["alpha"],
               "--quant", ",".join(settings["variants"]), "--qat-epochs", settings["qat_epochs"]]
     words += ["--ray", settings["ray"]] if settings.get("ray") else ["--jobs", settings.get("jobs", 1)]

@@ -132,8 +132,11 @@ def _rebuild(recipe: dict, request, tmp_path_factory) -> Path:
         assert hashlib.sha256(archive.read_bytes()).hexdigest() == recipe["source_sha256"], (
             f"{archive} is not the archive the card was made from")
         options = {"areas": recipe["areas"]} if "areas" in recipe else {}
+        # Cards made before splits and representations were options used the stratified split
+        # and per-AP min-max.
         out = prepare_uji(archive, root / "data", labels=recipe["labels"], seed=recipe["seed"],
-                          val_fraction=recipe["val_fraction"], **options)
+                          val_fraction=recipe["val_fraction"], split=recipe.get("split", "stratified"),
+                          representation=recipe.get("representation", "minmax"), **options)
     elif recipe["kind"] == "synthetic-inhome":
         from tinyloc_tf.data.inhome import prepare_inhome
         from tinyloc_tf.data.synth import synthesize_house

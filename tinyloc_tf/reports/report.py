@@ -117,16 +117,20 @@ def collect_rows(sweep_dir: str | os.PathLike) -> pd.DataFrame:
                 "agreement_with_keras": variant["test"].get("agreement_with_keras", np.nan),
                 "note": variant.get("note") or "",
             })
-    baselines_path = sweep_dir / "baselines" / "baselines.json"
-    if baselines_path.is_file():
+    # SWEEP/baselines: on the sweep's own data; SWEEP/baselines-<name>: the same splits in
+    # another input representation (`tinyloc baselines --data OTHER --out SWEEP/baselines-<name>`),
+    # so no baseline is judged only in the representation the neural models prefer.
+    for baselines_path in sorted(sweep_dir.glob("baselines*/baselines.json")):
         results = _read_json(baselines_path)
         if not isinstance(results, list):
             raise TinylocError(f"{baselines_path}: expected a list of baseline results")
+        suffix = baselines_path.parent.name[len("baselines"):].lstrip("-")
         for result in results:
             _need(result, ("name", "val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy",
                            "footprint_bytes"), baselines_path)
+            name = result["name"] + (f" [{suffix}]" if suffix else "")
             rows.append({
-                "run": result["name"], "config": result["name"], "family": "baseline", "kind": "baseline",
+                "run": name, "config": name, "family": "baseline", "kind": "baseline",
                 "hidden": np.nan, "layers": np.nan, "params": np.nan, "variant": "sklearn",
                 "runtime": "scikit-learn", "deployable": False,
                 "val_macro_f1": result["val_macro_f1"], "val_accuracy": result["val_accuracy"],
@@ -224,6 +228,52 @@ def all_models_table(frame: pd.DataFrame) -> str:
 
 
 # --------------------------------------------------------------------------- plots
+
+
+def rank_agreement(frame: pd.DataFrame) -> tuple[float, int] | None:
+    """Spearman rank correlation between validation and test macro-F1 over every neural model
+    and variant of the sweep (baselines excluded), and how many rows it covers."""
+    from scipy.stats import spearmanr
+
+    rows = frame[frame["kind"] != "baseline"].dropna(subset=["val_macro_f1", "test_macro_f1"])
+    if len(rows) < 3:
+        return None
+    rho = spearmanr(rows["val_macro_f1"], rows["test_macro_f1"]).statistic
+    return float(rho), int(len(rows))
+
+
+def rank_agreement_lines(frame: pd.DataFrame, meta: dict) -> list[str]:
+    found = rank_agreement(frame)
+    if found is None:
+        return []
+    rho, count = found
+    scheme = (meta.get("split") or {}).get("scheme") or ("blocks" if meta.get("dataset") == "inhome" else "stratified")
+    return ["", "## Does validation rank models as test does?", "",
+            f"Spearman rank correlation between validation and test macro-F1 over the {count} neural "
+            f"models and variants of this sweep: **{rho:.3f}** (validation split: `{scheme}`). Selection "
+            "is only as good as this number: near 1, the best on validation is the best on test."]
+
+
+def collapse_lines(frame: pd.DataFrame, meta: dict) -> list[str]:
+    """Every trained configuration against half of its family's best validation macro-F1."""
+    runs = frame[(frame["variant"] == "float32") & (frame["kind"] != "baseline")]
+    if runs.empty:
+        return []
+    classes = len(meta.get("classes", [])) or None
+    lines = ["", "## Does any configuration collapse?", "",
+             "A configuration collapses when its validation macro-F1 is below half of its family's best "
+             "(float32 Keras models).", "",
+             "| family | best val macro-F1 | below half | why |", "|---|---|---|---|"]
+    for family, group in runs.groupby("family"):
+        best = group["val_macro_f1"].max()
+        low = group[group["val_macro_f1"] < best / 2]
+        why = []
+        for _, row in low.iterrows():
+            reason = (f"H{int(row['hidden'])} is narrower than the {classes} classes"
+                      if classes and row["hidden"] < classes else "not explained")
+            why.append(f"{row['run']} ({_pct(row['val_macro_f1'])}): {reason}")
+        lines.append(f"| {family} | {_pct(best)} | {len(low)} of {len(group)} | {'; '.join(why) or '-'} |")
+    return lines
 
 
 def _pyplot():
@@ -419,6 +469,8 @@ def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, pape
                                              f"{100 * (row['test_macro_f1'] - ref['test_macro_f1']):+.2f} F1 points")
             lines.append(f"| {row['run']} | {_pct(row['val_macro_f1'])} | {_pct(row['test_macro_f1'])} | "
                          f"{_pct(row['test_accuracy'])} | {_kb(row['flash_bytes'])} | {ratio} |")
+    lines += rank_agreement_lines(frame, meta)
+    lines += collapse_lines(frame, meta)
     lines += ["", "## Every model and variant", "", all_models_table(frame)]
     for budget in BUDGETS_KB:
         lines += ["", f"## Paper-style table, under {budget} KiB", "",

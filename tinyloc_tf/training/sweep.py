@@ -511,7 +511,7 @@ def sweep(
         batch_size=batch_size, lr=lr, patience=patience, seed=seed, int8_friendly=bool(int8_friendly),
         recipe=(recipe if recipe is not None else Recipe()).to_dict(),
         alpha=alpha, distill_method=distill_method, variants=list(variants), qat_epochs=qat_epochs,
-        threads_per_run=threads, jobs=jobs, ray=ray_address,
+        threads_per_run=threads, jobs=jobs, ray=ray_address, distill=bool(distill),
     )
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / "sweep.json"
