@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_int, positive_int
+from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int
 from tinyloc_tf.errors import TinylocError
 
 
@@ -31,8 +31,15 @@ def register(subparsers) -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="working folder (default runs/pipeline)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the house, the split and training (default 0)")
     parser.add_argument("--grid", default="small", help="sweep grid: small (default) or paper (hours)")
-    parser.add_argument("--epochs", type=positive_int, default=25, help="most epochs per run (default 25)")
-    parser.add_argument("--patience", type=non_negative_int, default=5, help="early-stopping patience (default 5)")
+    # 40 epochs of batch 32 at lr 5e-3: enough optimiser steps for the smallest models on the
+    # house's ~700 training windows (25 epochs of batch 64 at 1e-3 left H4 models untrained;
+    # docs/training.md, "Recipe").
+    parser.add_argument("--epochs", type=positive_int, default=40, help="most epochs per run (default 40)")
+    parser.add_argument("--patience", type=non_negative_int, default=10, help="early-stopping patience (default 10)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
+    parser.add_argument("--lr", type=positive_float, default=5e-3, help="peak learning rate (default 5e-3)")
+    parser.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
+                        help="input representation of the prepared house (default powed; docs/data.md)")
     parser.add_argument("--jobs", type=positive_int, default=2,
                         help="runs in parallel worker processes (default 2: small models use one core well)")
     parser.add_argument("--target", choices=("m55", "m4"), default="m55", help="Cortex-M target (default m55)")
@@ -96,13 +103,14 @@ def _pipeline(args) -> int:
     if not (raw / "house_A").is_dir():
         synthesize_house(raw, seed=args.seed, house="A")
     if not (data / "meta.json").is_file():
-        prepare_inhome(raw, "A", data, seed=args.seed, progress=True)
+        prepare_inhome(raw, "A", data, seed=args.seed, representation=args.representation, progress=True)
     summary["data"] = str(data)
     _stage_done(summary, "data", work)
 
     _stage(summary, "sweep")
     result = sweep(data, work / "sweep", family="both", grid=args.grid, epochs=args.epochs,
-                   patience=args.patience, seed=args.seed, jobs=args.jobs, variants=("int8", "dynamic"))
+                   patience=args.patience, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                   jobs=args.jobs, variants=("int8", "dynamic"))
     summary["teachers"] = result["teachers"]
     _stage_done(summary, "sweep", work)
 
