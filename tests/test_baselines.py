@@ -102,6 +102,7 @@ def test_bad_input(overlapping, tmp_path):
     with pytest.raises(DataError, match="meta.json"):
         baselines.run_baselines(tmp_path / "nowhere", tmp_path / "b", verbose=0)
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "baselines.json").write_text("[]")  # an empty folder would be fine
     with pytest.raises(TinylocError, match="already exists"):
         baselines.run_baselines(overlapping, tmp_path / "taken", verbose=0)
 
