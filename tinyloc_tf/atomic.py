@@ -15,6 +15,7 @@ created (read-only folder, a path below a regular file) fails in milliseconds.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import re
 import shutil
@@ -35,7 +36,14 @@ def _partial_prefix(path: Path) -> str:
 
 
 def _umask() -> int:
-    # os.umask can only be read by setting it; set it straight back.
+    """The process umask: read from /proc on Linux; elsewhere os.umask can only be read by
+    setting it, so it is set straight back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -62,7 +70,7 @@ def clean_stale_partials(out: str | os.PathLike) -> list[Path]:
     if not out.parent.is_dir():
         return []
     removed = []
-    for leftover in sorted(out.parent.glob(f".{glob_escape(out.name)}{PARTIAL_MARK}*")):
+    for leftover in sorted(out.parent.glob(f".{glob.escape(out.name)}{PARTIAL_MARK}*")):
         match = _PARTIAL_PID.search(leftover.name[len(out.name) + 1:])
         if match is None:
             print(f"tinyloc: note: {leftover} looks like the leftover of an interrupted run; "
@@ -77,10 +85,6 @@ def clean_stale_partials(out: str | os.PathLike) -> list[Path]:
         print(f"tinyloc: removed {leftover}, left by an interrupted run", file=sys.stderr)
         removed.append(leftover)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _holds(outer: Path, inner: Path) -> bool:
