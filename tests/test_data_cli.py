@@ -231,8 +231,9 @@ def test_synth_and_prepare_inhome_pass_their_options(tmp_path, monkeypatch, caps
                                                           "overwrite": False, "conventions": "real"})
     assert "--source" in capsys.readouterr().out
     assert main(["data", "prepare", "inhome", "--source", str(tmp_path / "s"), "--house", "B",
-                 "--out", str(tmp_path / "p"), "--seed", "3", "--block-seconds", "30"]) == 0
-    assert calls["prepare"] == (tmp_path / "s", "B", tmp_path / "p", 3, 0.25, {"block_seconds": 30.0, "overwrite": False})
+                 "--out", str(tmp_path / "p"), "--seed", "3", "--block-seconds", "30", "--representation", "dbm"]) == 0
+    assert calls["prepare"] == (tmp_path / "s", "B", tmp_path / "p", 3, 0.25,
+                                {"block_seconds": 30.0, "overwrite": False, "representation": "dbm"})
     out = capsys.readouterr().out
     assert "train 48, val 16, test 8" in out and "report of 520 features" in out
 

@@ -120,9 +120,20 @@ def test_label_steps_nearest_strictly_within_500_ms():
     np.testing.assert_array_equal(labels, LIVING_LABELS)
 
 
+def test_default_representation_is_powed_over_the_physical_range(tmp_path):
+    root = build_house1(tmp_path / "raw")
+    data = load_prepared(prepare_inhome(root, "A", tmp_path / "prepared", block_seconds=8.0))
+    scaling = data.meta["scaling"]
+    assert scaling["representation"] == "powed" and scaling["not_heard_dbm"] == -120.0
+    raw = np.stack([LIVING_AP1, LIVING_AP2], axis=1)
+    expected = np.stack([((raw[s:s + 20] + 120.0) / 120.0) ** np.e for s in EXPECTED_TEST_STARTS])
+    np.testing.assert_allclose(data.test.X, expected, atol=1e-6)
+    assert data.meta["inhome"]["cells_clipped"]["test"] == 0  # -35 dBm is inside the physical range
+
+
 def test_prepare_windows_labels_and_scaling(tmp_path):
     root = build_house1(tmp_path / "raw")
-    out = prepare_inhome(root, "A", tmp_path / "prepared", block_seconds=8.0)
+    out = prepare_inhome(root, "A", tmp_path / "prepared", block_seconds=8.0, representation="minmax")
     data = load_prepared(out)
     meta = data.meta
     assert meta["features"] == ["ap_1", "ap_2"]
@@ -178,7 +189,8 @@ def build_house2(root: Path) -> Path:
 @pytest.mark.parametrize("seed", [0, 1, 4, 11])  # val = block 3, 1, 2, 0
 def test_split_by_contiguous_blocks_with_guards(tmp_path, seed):
     root = build_house2(tmp_path / "raw")
-    data = load_prepared(prepare_inhome(root, "B", tmp_path / f"p{seed}", seed=seed, block_seconds=8.0))
+    data = load_prepared(prepare_inhome(root, "B", tmp_path / f"p{seed}", seed=seed, block_seconds=8.0,
+                                        representation="minmax"))
     (name, a, b), = data.meta["split"]["val_block_steps"]
     assert name == "fingerprint_1" and b - a == 40
     train_starts, val_starts = SPLIT_STARTS[a // 40]

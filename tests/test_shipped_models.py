@@ -144,6 +144,7 @@ def _rebuild(recipe: dict, request, tmp_path_factory) -> Path:
         synth = dict(recipe["synth"])
         raw = synthesize_house(root / "raw", **synth)
         prepare = dict(recipe["prepare"])
+        prepare.setdefault("representation", "minmax")  # cards made before representations
         out = prepare_inhome(raw, prepare.pop("house"), root / "data", **prepare)
     else:
         pytest.skip(f"recipe kind {recipe['kind']!r} needs raw data the tests do not have")

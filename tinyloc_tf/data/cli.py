@@ -63,8 +63,8 @@ def register(subparsers) -> None:
     inhome.add_argument("--val-fraction", type=fraction, default=0.25, help="share of fingerprint data for val")
     inhome.add_argument("--block-seconds", type=positive_float, default=None,
                         help="length of the contiguous fingerprint blocks the split draws (default 60)")
-    inhome.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="minmax",
-                        help="RSSI -> input in [0, 1]: minmax per AP (default), dbm (physical range) or powed; "
+    inhome.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
+                        help="RSSI -> input in [0, 1]: powed (default), dbm (physical range) or minmax (per AP); "
                              "docs/data.md")
     inhome.set_defaults(handler=_prepare_inhome)
 

@@ -252,7 +252,7 @@ def prepare_inhome(
     seed: int = 0,
     val_fraction: float = 0.25,
     block_seconds: float = BLOCK_SECONDS,
-    representation: str = "minmax",
+    representation: str = "powed",
     progress: bool = False,
     overwrite: bool = False,
 ) -> Path:
