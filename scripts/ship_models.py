@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--made-by", action="append", default=[], metavar="COMMAND",
                         help="command that produced the sweep, recorded in the card (repeatable; "
                              "default: the `tinyloc sweep` command rebuilt from SWEEP/sweep.json)")
+    parser.add_argument("--refit", action="store_true",
+                        help="retrain each selected run on train + val for its best epoch count before converting "
+                             "(`tinyloc refit`); selection stays on validation")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -207,14 +210,19 @@ def check_against_sweep(row, variant: dict, reports: dict, where: Path) -> None:
 
 
 def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipped: Path,
-              buf: bytes, commands: dict, recipe: dict, candidates: int) -> dict:
-    """Re-evaluate ``buf`` (the chosen variant's bytes) on test and val and build its card."""
+              buf: bytes, commands: dict, recipe: dict, candidates: int, run_dir: Path | None = None) -> dict:
+    """Re-evaluate ``buf`` (the chosen variant's bytes) on test and val and build its card.
+
+    ``run_dir``: the run the shipped file was converted from (default: the sweep's selected run;
+    a refit of it with ``--refit``)."""
     from tinyloc_tf.deployment.host import evaluate_tflite
     from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
 
-    run_dir = sweep_dir / "runs" / row["run"]
+    run_dir = run_dir or sweep_dir / "runs" / row["run"]
     variant_path = run_dir / "variants" / f"{row['variant']}.json"
     variant = json.loads(variant_path.read_text())
+    if run_dir.parent.name == "refits":  # the refit's own record: sizes and scores of the shipped file
+        row = {**row, "flash_bytes": variant["flash_bytes"], "arena_bytes": variant["arena_bytes"]}
     run_config = json.loads((run_dir / "config.json").read_text())
     run_metrics = json.loads((run_dir / "metrics.json").read_text())
 
@@ -249,6 +257,10 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
         "keras_float32": {"val_macro_f1": run_metrics["val_macro_f1"], "test_macro_f1": run_metrics["test_macro_f1"],
                           "test_accuracy": run_metrics["test_accuracy"]},
     }
+    if "refit" in run_metrics:
+        model["refit"] = {**run_metrics["refit"], "val_in_sample": True,
+                          "note": "selected on validation as the sweep's run, then retrained on train + val for "
+                                  "its best epoch count; val scores of the shipped file are in-sample"}
     if "distill" in run_metrics:
         distill = run_metrics["distill"]
         teacher = Path(distill.get("teacher_run", "")).name
@@ -314,8 +326,22 @@ def _display_path(path: Path) -> Path:
     return resolved.relative_to(REPO) if resolved.is_relative_to(REPO) else path
 
 
+def refit_variant(sweep_dir: Path, row, settings: dict, dataset) -> Path:
+    """Retrain the selected run on train + val (``tinyloc refit``) and convert it into the
+    selected variant, scored like the sweep's variants; returns the refit run folder."""
+    from tinyloc_tf.training.sweep import compress_run
+    from tinyloc_tf.training.trainer import refit_run
+
+    refit_dir = sweep_dir / "refits" / row["run"]
+    if not (refit_dir / "metrics.json").is_file():
+        refit_run(sweep_dir / "runs" / row["run"], refit_dir, data_dir=settings["data"], verbose=0)
+    compress_run(refit_dir, dataset, [row["variant"]], seed=settings.get("seed", 0),
+                 qat_options={"epochs": settings.get("qat_epochs", 3)})
+    return refit_dir
+
+
 def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: list[str],
-         ship_command: str, progress: bool = True) -> list[Path]:
+         ship_command: str, progress: bool = True, refit: bool = False) -> list[Path]:
     """Select, copy, re-evaluate and card the best model per budget; return the written paths."""
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.errors import TinylocError
@@ -359,14 +385,25 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
 
             iterator = tqdm(picks, desc=f"ship {name}", unit="model")
         for budget, row, candidates in iterator:
-            source = sweep_dir / "runs" / row["run"] / "variants" / f"{row['variant']}.tflite"
+            run_dir = refit_variant(sweep_dir, row, settings, dataset) if refit else sweep_dir / "runs" / row["run"]
+            source = run_dir / "variants" / f"{row['variant']}.tflite"
             buf = source.read_bytes()
+            record = json.loads(source.with_suffix(".json").read_text())
+            if max(record["flash_bytes"], record["arena_bytes"] or 0) > budget * 1024:
+                raise TinylocError(f"{source}: flash {record['flash_bytes']} B / arena {record['arena_bytes']} B "
+                                   f"no longer fit {budget} KiB")
             shipped = _display_path(out / name / f"{budget}kb.tflite")
+            if refit:
+                commands = dict(commands, refit=[
+                    _cmd("tinyloc", "refit", sweep_dir / "runs" / row["run"], "--out", run_dir),
+                    _cmd("tinyloc", "convert", run_dir, "--quant", row["variant"], "--data", settings["data"],
+                         "--out", source)])
             card_commands = dict(commands, evaluate=[
                 _cmd("tinyloc", "evaluate", shipped, "--data", settings["data"], "--split", split, "--runtime", "tflm")
                 for split in ("test", "val")])
             card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, dataset=dataset,
-                             shipped=shipped, buf=buf, commands=card_commands, recipe=recipe, candidates=candidates)
+                             shipped=shipped, buf=buf, commands=card_commands, recipe=recipe, candidates=candidates,
+                             run_dir=run_dir)
             (staging / shipped.name).write_bytes(buf)
             (staging / f"{budget}kb.json").write_text(json.dumps(card, indent=2) + "\n")
         final = out / name
@@ -405,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                    *(relative_command(word) if " " in word else word for word in words))
     try:
         written = ship(args.sweep, args.name, args.out, budgets, args.made_by, invoked,
-                       progress=not args.quiet and sys.stderr.isatty())
+                       progress=not args.quiet and sys.stderr.isatty(), refit=args.refit)
     except TinylocError as exc:
         print(f"ship_models: error: {exc}", file=sys.stderr)
         return 2

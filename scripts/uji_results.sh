@@ -1,23 +1,38 @@
 #!/usr/bin/env bash
-# Reproduce docs/results/ujiindoorloc/: prepare UJIIndoorLoc (area labels), run the small-grid
-# sweep with every compression variant, write the report and copy it into the docs.
+# Reproduce docs/results/ujiindoorloc/ and docs/results/ujiindoorloc-floors/: prepare
+# UJIIndoorLoc (grouped (user, phone) validation split, powed inputs), sweep, report, run the
+# baselines on the other representations too, ship the best model per budget (refit on
+# train + val) and copy the reports into the docs.
 #
 #   scripts/uji_results.sh [UJIndoorLoc.zip] [WORK_DIR]
 #
-# Resumable: rerunning skips what is finished. About 45 minutes on a busy 2-core machine.
+# Resumable: rerunning skips what is finished. About an hour on a busy 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZIP="${1:-../shared/data/UJIndoorLoc.zip}"
 WORK="${2:-work/uji}"
 TINYLOC=.venv/bin/tinyloc
 
-[ -f "$WORK/data/meta.json" ] || $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/data"
-$TINYLOC sweep --data "$WORK/data" --out "$WORK/sweep" --family both --grid small \
-    --epochs 40 --patience 8 --batch-size 128 --lr 0.001 --seed 0 --jobs 2 \
-    --quant int8,dynamic,selective,qat
-$TINYLOC report "$WORK/sweep"
+for rep in powed minmax dbm; do
+  [ -f "$WORK/area-$rep/meta.json" ] || $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/area-$rep" --representation "$rep"
+done
+[ -f "$WORK/floor/meta.json" ] || $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/floor" --labels floor
 
-DEST=docs/results/ujiindoorloc
-mkdir -p "$DEST"
-cp "$WORK/sweep/report.md" "$WORK/sweep/results.csv" "$WORK"/sweep/*.png "$DEST/"
-echo "copied the report into $DEST"
+$TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area" --family both --grid budget \
+    --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
+for rep in minmax dbm; do
+  [ -f "$WORK/sweep-area/baselines-$rep/baselines.json" ] || \
+    $TINYLOC baselines --data "$WORK/area-$rep" --out "$WORK/sweep-area/baselines-$rep" --quiet
+done
+$TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family mamba --grid small \
+    --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 1 --quant int8 --no-distill
+
+for kind in area floor; do
+  $TINYLOC report "$WORK/sweep-$kind" --overwrite
+  dest=docs/results/ujiindoorloc$([ "$kind" = floor ] && echo -floors || true)
+  mkdir -p "$dest"
+  cp "$WORK/sweep-$kind/report.md" "$WORK/sweep-$kind/results.csv" "$WORK/sweep-$kind"/*.png "$dest/"
+  echo "copied the report into $dest"
+done
+.venv/bin/python scripts/ship_models.py "$WORK/sweep-area" --name ujiindoorloc --out models --refit
+.venv/bin/python scripts/ship_models.py "$WORK/sweep-floor" --name ujiindoorloc-floors --out models --refit

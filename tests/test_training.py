@@ -237,3 +237,30 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
                  "--out", str(tmp_path / "run")])
     assert code == 2
     assert "unknown model family 'lstm'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- refit
+
+
+def test_refit_trains_on_train_and_val_for_the_best_epoch_count(trained, toy, tmp_path):
+    from tinyloc_tf.training.trainer import refit_run
+
+    run, metrics = trained
+    out = tmp_path / "refit"
+    refit = refit_run(run, out, verbose=0)
+    assert refit["epochs_run"] == metrics["best_epoch"] and refit["val_in_sample"] is True
+    assert refit["refit"]["of"] == run.name and refit["refit"]["fit_splits"] == ["train", "val"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "refit" and config["build_config"] == json.loads((run / "config.json").read_text())["build_config"]
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == metrics["best_epoch"] + 1  # header + one row per epoch, no validation columns
+    assert "val_macro_f1" not in history[0]
+
+
+def test_cli_refit_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    from tinyloc_tf.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["refit", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "not a finished run folder" in err and "Traceback" not in err

@@ -4,6 +4,7 @@
                   [--epochs N --batch-size B --lr LR --patience P --seed S --int8-friendly]
     tinyloc distill --teacher RUN --data DIR --student-model mamba|mdcsa --hidden H
                     --layers L --out RUN2 [--alpha 0.1 --method viterbi|marginals|features]
+    tinyloc refit RUN --out RUN2     (train + val, the run's best epoch count; test once)
     tinyloc baselines --data DIR --out DIR [--models knn,random_forest,logistic_regression]
 
 Each prints the run's headline metrics as JSON on stdout; the full results are in the
@@ -79,6 +80,17 @@ def register(subparsers) -> None:
     _add_fit_options(distill)
     distill.set_defaults(handler=_distill)
 
+    refit = subparsers.add_parser(
+        "refit", help="retrain a run's configuration on train + val for its best epoch count, score test once",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    refit.add_argument("run", type=Path, help="finished run folder (its config, recipe and best epoch are reused)")
+    refit.add_argument("--out", type=Path, required=True, help="run folder to write")
+    refit.add_argument("--data", type=Path, help="prepared dataset folder (default: the run's own)")
+    refit.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    refit.add_argument("--quiet", action="store_true", help="no output but the headline")
+    refit.set_defaults(handler=_refit)
+
     baselines = subparsers.add_parser(
         "baselines", help="k-NN, random forest and logistic regression on the same splits",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -130,6 +142,17 @@ def _distill(args) -> int:
         args.teacher, args.data, args.student_model, args.hidden, args.layers, args.out,
         alpha=args.alpha, method=args.method, feature_weight=args.feature_weight, **_fit_kwargs(args),
     )
+    _print_headline(metrics, args.out)
+    return 0
+
+
+def _refit(args) -> int:
+    from tinyloc_tf.training.trainer import refit_run
+
+    if not (args.run / "config.json").is_file() or not (args.run / "metrics.json").is_file():
+        raise TinylocError(f"{args.run}: not a finished run folder (config.json and metrics.json missing)")
+    metrics = refit_run(args.run, args.out, data_dir=args.data, overwrite=args.overwrite,
+                        verbose=0 if args.quiet else 1)
     _print_headline(metrics, args.out)
     return 0
 

@@ -369,3 +369,60 @@ def train_run(
     )
     write_run(out, model, history, config, metrics, overwrite=overwrite)
     return metrics
+
+
+# --------------------------------------------------------------------------- refit
+
+
+def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=None, overwrite: bool = False,
+              verbose: int = 1) -> dict:
+    """Retrain a finished run's configuration on train + val together, then score test once.
+
+    Selection used val to pick the configuration and its number of epochs (the run's
+    ``best_epoch``); the final model may then learn from the validation users too, as the
+    classical baselines' final fit would. Same architecture, recipe, batch size, learning
+    rate and seed; the schedule spans exactly ``best_epoch`` epochs, with no early stopping
+    (nothing held out is left to stop on). ``metrics.json`` records val scores as in-sample
+    (``val_in_sample: true``) and the refit's origin under ``refit``.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    source_metrics = json.loads((run_dir / "metrics.json").read_text())
+    training = config["training"]
+    data_dir = data_dir if data_dir is not None else config["data_dir"]
+    out = check_out(out, overwrite)
+    data = load_data(data_dir)
+    if data.fingerprint() != config["data_fingerprint"]:
+        raise TinylocError(f"{data_dir}: not the data {run_dir} was trained on (fingerprint differs)")
+    epochs = int(source_metrics["best_epoch"])
+    recipe = Recipe.from_dict(training.get("recipe"))
+    seed, batch_size, lr = int(training["seed"]), int(training["batch_size"]), float(training["lr"])
+
+    from tinyloc_tf.models import build_model
+
+    seed_everything(seed)
+    build = dict(config["build_config"])
+    family = build.pop("family")
+    model = build_model(family, **build, augmentation=recipe.augmentation(data.meta["scaling"], seed))
+    X = np.concatenate([data.train.X, data.val.X])
+    y = np.concatenate([data.train.y, data.val.y])
+    model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(X), batch_size)))
+    fit_started = time.perf_counter()
+    history = model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=2 if verbose >= 2 else 0)
+    fit_seconds = time.perf_counter() - fit_started
+    import pandas as pd
+
+    history = pd.DataFrame(history.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    scores = score_splits(model, data)
+    metrics = run_metrics(model, data, scores, best_epoch=epochs, epochs_run=epochs, fit_seconds=fit_seconds,
+                          started=started, seed=seed)
+    metrics["val_in_sample"] = True
+    metrics["refit"] = {"of": run_dir.name, "epochs": epochs, "source_val_macro_f1": source_metrics["val_macro_f1"],
+                        "fit_splits": ["train", "val"]}
+    run_config_body = run_config("refit", model, data_dir, metrics, **{**training, "epochs": epochs, "patience": None})
+    run_config_body["refit"] = metrics["refit"]
+    run_config_body["training"]["selection"] = f"none: {epochs} epochs, the best epoch of {run_dir.name} on val"
+    write_run(out, model, history, run_config_body, metrics, overwrite=overwrite)
+    return metrics

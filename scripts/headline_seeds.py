@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Reproduce the README's headline rows over several seeds: train, convert, score in TFLM.
+
+    .venv/bin/python scripts/headline_seeds.py --data DIR --model mamba --hidden 16 --layers 1 \
+        --quant qat --out WORK [--seeds 0 1 2] [--epochs 20 --patience 5 --batch-size 128 --lr 3e-3]
+
+For each seed: ``tinyloc train`` (int8-friendly, the default recipe), ``tinyloc convert
+--quant QUANT`` and ``tinyloc evaluate`` of the ``.tflite`` on val and test in host TFLM, then
+the mean and sample standard deviation over the seeds. A shipped model is one seed of such a
+row; this says how much of its score is the seed. Runs and variants already in ``WORK`` are
+reused, so a repeated command only prints. ``--from-run SEED=RUN`` reuses a finished run
+folder (for example the sweep's seed-0 run) instead of training that seed again. Writes
+``WORK/headline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--hidden", type=int, required=True)
+    parser.add_argument("--layers", type=int, required=True)
+    parser.add_argument("--quant", default="int8", choices=("int8", "qat"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--from-run", action="append", default=[], metavar="SEED=RUN")
+    args = parser.parse_args()
+
+    from tinyloc_tf.compression.cli import load_run
+    from tinyloc_tf.compression.convert import convert, data_metadata
+    from tinyloc_tf.data import load_prepared
+    from tinyloc_tf.deployment.host import evaluate_tflite
+    from tinyloc_tf.training.trainer import train_run
+
+    reuse = {int(spec.split("=", 1)[0]): Path(spec.split("=", 1)[1]) for spec in args.from_run}
+    data = load_prepared(args.data)
+    name = f"{args.model}-H{args.hidden}L{args.layers}-{args.quant}"
+    rows = []
+    for seed in args.seeds:
+        run = args.out / f"{args.model}-H{args.hidden}L{args.layers}-s{seed}"
+        if not (run / "metrics.json").is_file():
+            if seed in reuse:
+                shutil.copytree(reuse[seed], run, ignore=shutil.ignore_patterns("variants"))
+            else:
+                train_run(args.data, args.model, args.hidden, args.layers, run, epochs=args.epochs,
+                          batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
+                          int8_friendly=True, verbose=0)
+        tflite = run / f"{args.quant}.tflite"
+        if not tflite.is_file():
+            tagger, _ = load_run(run)
+            result = convert(tagger, args.quant, representative=data.train.X, metadata=data_metadata(data),
+                             labels=data.train.y, validation=(data.val.X, data.val.y), seed=seed,
+                             qat_options={"progress": False, "epochs": 3})  # as the sweep
+            tflite.write_bytes(result.tflite)
+        scores = {split: evaluate_tflite(str(tflite), args.data, split=split, runtime="tflm") for split in ("val", "test")}
+        rows.append({"seed": seed, "flash_bytes": tflite.stat().st_size,
+                     **{f"{split}_{key}": scores[split][key] for split in ("val", "test")
+                        for key in ("macro_f1", "accuracy")}})
+        print(json.dumps(rows[-1]), flush=True)
+
+    def summary(key):
+        values = [100 * row[key] for row in rows]
+        return {"mean": round(statistics.mean(values), 2),
+                "sd": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0}
+
+    result = {"config": name, "data": str(args.data), "seeds": args.seeds, "runs": rows,
+              **{key: summary(key) for key in ("val_macro_f1", "test_macro_f1", "test_accuracy")}}
+    (args.out / "headline.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"| {name} | {result['test_macro_f1']['mean']:.2f} ± {result['test_macro_f1']['sd']:.2f} | "
+          f"{result['test_accuracy']['mean']:.2f} ± {result['test_accuracy']['sd']:.2f} | "
+          f"{result['val_macro_f1']['mean']:.2f} ± {result['val_macro_f1']['sd']:.2f} | {len(rows)} seeds |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
