@@ -305,9 +305,9 @@ def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner
             needed = ram_kb * 1024 + over
             # The AOT runner's arena is its static memory plan, a .bss array: the TFLM arena
             # reservation (a placeholder of a few bytes) is not what the model uses.
-            arena_part = (f"tensor arena {arena_bytes} B + " if runner == "tflm" else "")
-            rest = needed - (arena_bytes if runner == "tflm" else 0) - stack_bytes - heap_bytes
-            data_part = "other .data/.bss" if runner == "tflm" else ".data/.bss (the AOT arena included)"
+            arena_part = (f"tensor arena {arena_bytes} B + " if runner != "aot" else "")
+            rest = needed - (arena_bytes if runner != "aot" else 0) - stack_bytes - heap_bytes
+            data_part = "other .data/.bss" if runner != "aot" else ".data/.bss (the AOT arena included)"
             raise RamBudgetError(
                 f"the firmware needs {needed} bytes of RAM ({over} more than --ram-kb {ram_kb}): "
                 f"{arena_part}stack {stack_bytes} B + heap {heap_bytes} B + {data_part} "

@@ -332,13 +332,14 @@ def _gather(outcomes, progress) -> dict:
     return dict(sorted(results.items()))
 
 
-def _start_worker(parent_pid: int, log: str) -> None:
+def _start_worker(parent_pid: int, log: Path | None) -> None:
     """Worker initializer: die with the sweep, and print into the sweep's TensorFlow log."""
     from tinyloc_tf.lifetime import die_with_parent
     from tinyloc_tf.tf_log import send_output_to
 
     die_with_parent(parent_pid)
-    send_output_to(log)
+    if log is not None:
+        send_output_to(log)
 
 
 def _run_local(task, items, settings: dict, jobs: int):
@@ -346,11 +347,12 @@ def _run_local(task, items, settings: dict, jobs: int):
     worker gets its own TensorFlow runtime."""
     from tinyloc_tf.tf_log import LOG_NAME, output_to
 
-    log = Path(settings["sweep_dir"]) / LOG_NAME
+    # tasks of a sweep print into its log; tasks without a sweep folder print as usual
+    log = Path(settings["sweep_dir"]) / LOG_NAME if settings.get("sweep_dir") else None
     if jobs <= 1:
         for name, argument in items:
             try:
-                with output_to(log):
+                with output_to(log) if log else contextlib.nullcontext():
                     result = task(argument, settings)
                 yield name, result
             except Exception as exc:  # reported with the run's name by _gather
@@ -363,7 +365,7 @@ def _run_local(task, items, settings: dict, jobs: int):
 
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                                  initializer=_start_worker, initargs=(os.getpid(), str(log)))
+                                                  initializer=_start_worker, initargs=(os.getpid(), log))
     try:
         futures = {pool.submit(task, argument, settings): name for name, argument in items}
         for future in concurrent.futures.as_completed(futures):
