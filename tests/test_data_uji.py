@@ -443,7 +443,7 @@ def test_real_floor_counts_and_shared_split(uji_area, uji_floor):
 
 @pytest.mark.slow
 def test_real_prepare_is_deterministic(uji_zip, uji_area, tmp_path):
-    again = prepare_uji(uji_zip, tmp_path / "area")
+    again = prepare_uji(uji_zip, tmp_path / "area", split="stratified")  # as the uji_area fixture
     for name in ("train.npz", "val.npz", "test.npz", "meta.json"):
         assert sha256_file(again / name) == sha256_file(uji_area / name), name
     assert json.loads((again / "meta.json").read_text())["areas"] == json.loads(
