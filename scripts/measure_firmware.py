@@ -188,6 +188,8 @@ def merge_previous(rows, out: Path) -> list[dict]:
     kept = []
     for path in sorted(out.glob("*.json")):
         for old in json.loads(path.read_text()):
+            if not {"model", "target", "runtime", "model_sha256"} <= set(old):
+                continue  # written by an older version of this script: not comparable
             model = REPO / old["model"]
             key = (old["model"], old["target"], old["runtime"])
             if key in measured or not model.is_file() or old.get("model_sha256") != _sha256(model):

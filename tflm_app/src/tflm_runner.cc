@@ -19,6 +19,7 @@
 #include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
 #include "tensorflow/lite/micro/compatibility.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
+#include "tensorflow/lite/micro/memory_helpers.h"
 #include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_arena_constants.h"
@@ -53,6 +54,13 @@ class FailFastArenaAllocator : public tflite::SingleArenaBufferAllocator {
   FailFastArenaAllocator(uint8_t* buffer, size_t size) : SingleArenaBufferAllocator(buffer, size) {}
 
   uint8_t* AllocatePersistentBuffer(size_t size, size_t alignment) override {
+    // TFLM checks a persistent (tail) allocation against the head only, so in a short arena it
+    // can land on temp allocations still in use (the next temp then sees negative room):
+    // the tail may not pass the temp section either.
+    const size_t room = GetAvailableMemory(1);  // tail to the end of the temp section
+    if (size > room || tail() - tflite::AlignPointerDown(tail() - size, alignment) > static_cast<ptrdiff_t>(room)) {
+      ArenaExhausted();
+    }
     return Checked(SingleArenaBufferAllocator::AllocatePersistentBuffer(size, alignment));
   }
   uint8_t* AllocateTemp(size_t size, size_t alignment) override {
