@@ -56,6 +56,14 @@ def register(subparsers) -> None:
     p.add_argument("--json-out", help="also write the report to this file")
     p.add_argument("--overwrite", action="store_true", help="replace --json-out and reuse a non-empty --build-dir")
     _window_args(p)
+    p.add_argument("--streaming", action="store_true",
+                   help="a step model (convert --streaming): the firmware replays one stream of --data sample "
+                   "by sample with its own state buffers and online decoder (--backend aot)")
+    p.add_argument("--stream", type=int, help="--streaming: index of the split's stream (default the longest)")
+    p.add_argument("--samples", type=positive_int, help="--streaming: only the stream's first N samples")
+    p.add_argument("--decoder", choices=("viterbi", "filter"), default="viterbi",
+                   help="--streaming: fixed-lag Viterbi (default) or forward filtering")
+    p.add_argument("--lag", type=int, default=10, help="--streaming: fixed-lag Viterbi's lag in samples (default 10)")
     p.set_defaults(handler=_deploy)
 
 
@@ -116,6 +124,8 @@ def _deploy(args) -> int:
         check_output(args.json_out, overwrite=args.overwrite, inputs=inputs, option="--json-out")
     if args.build_dir:
         check_output(args.build_dir, overwrite=args.overwrite, inputs=inputs, option="--build-dir")
+    if args.streaming:
+        return _deploy_streaming(args)
     args.windows = default_windows(args.data, args.split, args.windows)
     try:
         report = deploy(
@@ -145,6 +155,28 @@ def _deploy(args) -> int:
                 f"{report['windows']} windows hold {covered} of {classes} classes: this macro-F1 is not the "
                 f"model's (`tinyloc evaluate` scores the whole split); pass a larger --windows")
             print(f"tinyloc deploy: warning: {report['macro_f1_note']}", file=sys.stderr)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json_out:
+        write_atomic(args.json_out, (text + "\n").encode())
+    return 0
+
+
+def _deploy_streaming(args) -> int:
+    from tinyloc_tf.deployment.firmware import FirmwareError, RamBudgetError
+    from tinyloc_tf.deployment.streaming_firmware import deploy_streaming
+
+    try:
+        report = deploy_streaming(args.tflite, target=args.target, ram_kb=args.ram_kb, backend=args.backend,
+                                  data_dir=args.data, split=args.split, stream=args.stream, samples=args.samples,
+                                  method=args.decoder, lag=args.lag, out_dir=args.build_dir,
+                                  stack_bytes=args.stack_bytes)
+    except RamBudgetError as exc:
+        print(f"tinyloc deploy: does not fit: {exc}", file=sys.stderr)
+        return EXIT_RAM_BUDGET
+    except FirmwareError as exc:
+        print(f"tinyloc deploy: {exc}", file=sys.stderr)
+        return exc.status or 1
     text = json.dumps(report, indent=2)
     print(text)
     if args.json_out:

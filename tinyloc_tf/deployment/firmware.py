@@ -78,7 +78,7 @@ PROBE_OTHER_RAM_BYTES = 12 * 1024
 #: Headroom above the measured stack use before a smaller stack reserve is suggested.
 STACK_MARGIN_BYTES = 256
 #: Symbols of the exported test data: in flash, but not part of a deployed application.
-TEST_DATA_SYMBOLS = ("kTestInput", "kTestDbm", "kHostEmissions", "kHostPath", "kTrueLabel")
+TEST_DATA_SYMBOLS = ("kTestInput", "kTestDbm", "kHostEmissions", "kHostPath", "kTrueLabel", "kStreamInput")
 MODEL_SYMBOL = "g_tinyloc_model"
 
 
@@ -252,13 +252,13 @@ class Build:
 def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir, runner: str,
                runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
                heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), kernels: str = "cmsis-nn",
-               build_type: str = "release", lto: bool = False) -> list[str]:
+               build_type: str = "release", lto: bool = False, harness: str = "window") -> list[str]:
     args = [
         "make", "-s", "-C", str(APP_DIR), f"-j{min(os.cpu_count() or 1, 4)}",
         f"GEN_DIR={Path(gen_dir).resolve()}", f"TARGET={target.name}", f"RAM_KB={int(ram_kb)}",
         f"ARENA_BYTES={int(arena_bytes)}", f"STACK_BYTES={int(stack_bytes)}", f"HEAP_BYTES={int(heap_bytes)}",
         f"BUILD_DIR={Path(build_dir).resolve()}", f"RUNNER={runner}", f"KERNELS={kernels}", f"BUILD={build_type}",
-        f"LTO={1 if lto else 0}",
+        f"LTO={1 if lto else 0}", f"HARNESS={harness}",
     ]
     if runner == "tflm":
         args.append(f"TFLM_ROOT={tflm_root()}")
@@ -274,11 +274,12 @@ def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir
 def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner: str = "tflm",
           runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
           heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), timeout: float = 3600.0, kernels: str | None = None,
-          build_type: str = "release", lto: bool = False) -> Build:
+          build_type: str = "release", lto: bool = False, harness: str = "window") -> Build:
     """Compile and link the firmware; :class:`RamBudgetError` when it does not fit ``ram_kb``.
 
     ``defines`` are extra preprocessor names (``TINYLOC_ARENA_SEARCH`` for a probe build).
     ``kernels`` / ``build_type`` pick the TFLM library (default: :func:`default_kernels`).
+    ``harness``: ``window`` (src/main.cc) or ``streaming`` (src/streaming_main.cc).
     """
     spec = Target.load(target)
     require_tools(target, run=False)
@@ -295,7 +296,7 @@ def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner
             print(f"building TFLM's {kernels} {build_type} library for {spec.tflm_arch} in {root} "
                   "(10-45 minutes, once)", flush=True)
     args = _make_args(gen_dir, spec, ram_kb, arena_bytes, build_dir, runner, runner_srcs, runner_cppflags,
-                      stack_bytes, heap_bytes, defines, kernels, build_type, lto)
+                      stack_bytes, heap_bytes, defines, kernels, build_type, lto, harness)
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -392,7 +393,7 @@ def _flash_part(origin: str) -> str:
     name = Path(origin).name
     if name == "model_data.o":
         return "model"
-    if name == "test_windows.o":
+    if name in ("test_windows.o", "test_stream.o"):
         return "test_data"
     if name.startswith("crt"):
         return "libc"
