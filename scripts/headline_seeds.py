@@ -4,7 +4,8 @@
     .venv/bin/python scripts/headline_seeds.py --data DIR --model mamba --hidden 16 --layers 1 \
         --quant qat --out WORK [--seeds 0 1 2] [--epochs 20 --patience 5 --batch-size 128 --lr 3e-3]
 
-For each seed: ``tinyloc train`` (int8-friendly, the default recipe), ``tinyloc convert
+For each seed: ``tinyloc train`` (int8-friendly, the default recipe), with ``--refit``
+``tinyloc refit`` (train + val, as the shipped models), ``tinyloc convert
 --quant QUANT`` and ``tinyloc evaluate`` of the ``.tflite`` on val and test in host TFLM, then
 the mean and sample standard deviation over the seeds. A shipped model is one seed of such a
 row; this says how much of its score is the seed. Runs and variants already in ``WORK`` are
@@ -36,17 +37,19 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--from-run", action="append", default=[], metavar="SEED=RUN")
+    parser.add_argument("--refit", action="store_true",
+                        help="convert the run refitted on train + val (`tinyloc refit`), as the shipped models are")
     args = parser.parse_args()
 
     from tinyloc_tf.compression.cli import load_run
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.deployment.host import evaluate_tflite
-    from tinyloc_tf.training.trainer import train_run
+    from tinyloc_tf.training.trainer import refit_run, train_run
 
     reuse = {int(spec.split("=", 1)[0]): Path(spec.split("=", 1)[1]) for spec in args.from_run}
     data = load_prepared(args.data)
-    name = f"{args.model}-H{args.hidden}L{args.layers}-{args.quant}"
+    name = f"{args.model}-H{args.hidden}L{args.layers}-{args.quant}" + ("-refit" if args.refit else "")
     rows = []
     for seed in args.seeds:
         run = args.out / f"{args.model}-H{args.hidden}L{args.layers}-s{seed}"
@@ -57,6 +60,11 @@ def main() -> int:
                 train_run(args.data, args.model, args.hidden, args.layers, run, epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
                           int8_friendly=True, verbose=0)
+        if args.refit:
+            refit = run.with_name(run.name + "-refit")
+            if not (refit / "metrics.json").is_file():
+                refit_run(run, refit, data_dir=args.data, verbose=0)
+            run = refit
         tflite = run / f"{args.quant}.tflite"
         if not tflite.is_file():
             tagger, _ = load_run(run)
