@@ -41,12 +41,13 @@ def _deploy(args, capsys):
 
 
 @pytest.mark.parametrize("target, decoder, samples", [("m55", "viterbi", None), ("m4", "filter", 60)])
+# --backend is left out: --streaming defaults to aot.
 def test_streaming_firmware_is_bit_exact_with_host(step_tflite, stream_data, tmp_path, capsys,  # noqa: F811
                                                    target, decoder, samples):
     reason = deploy_skip_reason("aot", target)
     if reason:
         pytest.skip(reason)
-    args = [str(step_tflite), "--streaming", "--backend", "aot", "--target", target, "--data", str(stream_data.path),
+    args = [str(step_tflite), "--streaming", "--target", target, "--data", str(stream_data.path),
             "--decoder", decoder, "--lag", "3", "--json-out", str(tmp_path / "report.json")]
     if samples:
         args += ["--samples", str(samples)]
@@ -75,7 +76,10 @@ def test_streaming_deploy_refuses_what_it_cannot_run(mamba_run, step_tflite, str
     status, _, err = _deploy([str(step_tflite), "--streaming", "--backend", "tflm", "--data", str(stream_data.path)],
                              capsys)
     assert status == 2 and "--streaming runs with --backend aot" in err
-    status, _, err = _deploy([str(step_tflite), "--streaming", "--backend", "aot"], capsys)
+    status, _, err = _deploy([str(step_tflite), "--streaming", "--data", str(stream_data.path), "--windows", "4"],
+                             capsys)
+    assert status == 2 and "--windows apply to window models" in err
+    status, _, err = _deploy([str(step_tflite), "--streaming"], capsys)
     assert status == 2 and "--streaming needs --data" in err
     status, _, err = _deploy([str(step_tflite), "--streaming", "--backend", "aot", "--data", str(stream_data.path),
                               "--stream", "7"], capsys)

@@ -44,7 +44,8 @@ def register(subparsers) -> None:
                    help="m55: Cortex-M55 on QEMU mps3-an547; m4: Cortex-M4F on QEMU mps2-an386; stm32l4: Cortex-M4F "
                    "STM32L432-class board on Renode (default m55)")
     p.add_argument("--ram-kb", type=positive_int, default=64, help="RAM budget in KiB (default 64)")
-    p.add_argument("--backend", choices=("tflm", "aot"), default="tflm", help="model runner (default tflm)")
+    p.add_argument("--backend", choices=("tflm", "aot"),
+                   help="model runner (default tflm; aot with --streaming)")
     p.add_argument("--kernels", choices=("cmsis-nn", "reference"),
                    help="TFLM kernels: Arm's CMSIS-NN or TFLM's reference ones (default cmsis-nn when "
                    "scripts/get_tflm.sh built its library)")
@@ -125,7 +126,9 @@ def _deploy(args) -> int:
     if args.build_dir:
         check_output(args.build_dir, overwrite=args.overwrite, inputs=inputs, option="--build-dir")
     if args.streaming:
+        args.backend = args.backend or "aot"
         return _deploy_streaming(args)
+    args.backend = args.backend or "tflm"
     args.windows = default_windows(args.data, args.split, args.windows)
     try:
         report = deploy(
@@ -165,6 +168,13 @@ def _deploy(args) -> int:
 def _deploy_streaming(args) -> int:
     from tinyloc_tf.deployment.firmware import FirmwareError, RamBudgetError
     from tinyloc_tf.deployment.streaming_firmware import deploy_streaming
+    from tinyloc_tf.errors import TinylocError
+
+    window_only = {"--windows": args.windows, "--crf": args.crf, "--arena-bytes": args.arena_bytes,
+                   "--kernels": args.kernels, "--debug": args.debug or None}
+    given = [name for name, value in window_only.items() if value is not None]
+    if given:
+        raise TinylocError(f"{', '.join(given)} apply to window models, not to --streaming")
 
     try:
         report = deploy_streaming(args.tflite, target=args.target, ram_kb=args.ram_kb, backend=args.backend,
