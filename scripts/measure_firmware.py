@@ -252,7 +252,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     models, seen = [], set()
-    for model in (args.models or sorted((REPO / "models").glob("*/*.tflite"))):
+    shipped = [m for m in sorted((REPO / "models").glob("*/*.tflite")) if not m.parent.name.startswith(".")]
+    for model in (args.models or shipped):  # (a folder being written is hidden: .NAME.partial-*)
         model = model.resolve()
         if not model.with_suffix(".json").is_file():
             p.error(f"{model} has no model card ({model.with_suffix('.json').name})")
