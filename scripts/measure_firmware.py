@@ -249,6 +249,7 @@ def main(argv=None) -> int:
     p.add_argument("--lto", action="store_true", help="link with -flto")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "firmware")
     p.add_argument("--readme", type=Path, help="also rewrite this README's device table")
+    p.add_argument("--tables-only", action="store_true", help="measure nothing: rewrite the tables from OUT/*.json")
     args = p.parse_args(argv)
 
     models, seen = [], set()
@@ -264,7 +265,8 @@ def main(argv=None) -> int:
     data_for = dict(item.split("=", 1) for item in args.data_for)
     command = ".venv/bin/python scripts/measure_firmware.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     command = re.sub(r"\s+", " ", command).strip()
-    rows = measure(models, args.targets, args.runtimes, args.windows, data_for, args.lto, command)
+    rows = [] if args.tables_only else measure(models, args.targets, args.runtimes, args.windows, data_for, args.lto,
+                                               command)
     all_rows = merge_previous(rows, args.out)
     write_outputs(all_rows, args.out, args.readme)
     print(results_table(rows))

@@ -42,9 +42,10 @@ def _tflm_root():
 
 
 needs_tflm = pytest.mark.skipif(
-    _tflm_root() is None or bool(fw.missing_tools()),
-    reason="TFLM_ROOT is not set to a TensorFlow Lite Micro tree (scripts/get_tflm.sh fetches and builds one); "
-    "TFLM firmware tests skipped",
+    _tflm_root() is None or bool(fw.missing_tools()) or not any(
+        fw.tflm_library(_tflm_root(), fw.Target.load("m4"), k, "release").is_file() for k in fw.KERNELS),
+    reason="TFLM_ROOT is not set to a TensorFlow Lite Micro tree with an M4 library (scripts/get_tflm.sh fetches "
+    "and builds one); TFLM firmware tests skipped",
 )
 QEMU_TARGETS = ("m55", "m4")
 needs_renode = pytest.mark.skipif(
@@ -66,6 +67,12 @@ def kernel_sets(target: str = "m4"):
     return [pytest.param(k, marks=pytest.mark.skipif(bool(_library_missing(k, target)),
                                                      reason=_library_missing(k, target) or ""))
             for k in fw.KERNELS]
+
+
+def target_kernel_sets(targets=("m55", "m4")):
+    """(target, kernels) params, each skipping when its library is not built (a build takes hours here)."""
+    return [pytest.param(t, k, marks=pytest.mark.skipif(bool(_library_missing(k, t)), reason=_library_missing(k, t) or ""))
+            for t in targets for k in fw.KERNELS]
 
 
 # --------------------------------------------------------------------------- C++ Viterbi
@@ -340,8 +347,7 @@ def _check_deploy_report(report, model, ram_kb=32):
 
 @needs_tflm
 @pytest.mark.slow
-@pytest.mark.parametrize("target", QEMU_TARGETS)
-@pytest.mark.parametrize("kernels", kernel_sets())
+@pytest.mark.parametrize("target,kernels", target_kernel_sets())
 def test_deploy_tflm_is_bit_exact_with_host_tflm(target, kernels, fc_model, tmp_path):
     report = fw.deploy(fc_model, target=target, ram_kb=32, windows=6, out_dir=tmp_path, progress=False,
                        kernels=kernels)
@@ -363,6 +369,7 @@ def test_deploy_on_renode_stm32l4_is_bit_exact_with_host_tflm(backend, fc_model,
 
 
 @needs_tflm
+@pytest.mark.skipif(bool(_library_missing("cmsis-nn")), reason=_library_missing("cmsis-nn") or "")
 @pytest.mark.slow
 def test_deploy_too_small_ram_fails_to_link_with_the_size_needed(fc_model, tmp_path, capsys):
     from tinyloc_tf.cli import main
@@ -379,16 +386,17 @@ def _short_arena_message(size: int) -> str:
 
 
 @needs_tflm
+@pytest.mark.skipif(bool(_library_missing("cmsis-nn")), reason=_library_missing("cmsis-nn") or "")
 @pytest.mark.slow
 def test_too_small_arena_fails_with_the_size_needed(fc_model, tmp_path):
     with pytest.raises(fw.FirmwareError) as err:
-        fw.deploy(fc_model, target="m55", ram_kb=32, windows=2, arena_bytes=64, out_dir=tmp_path, progress=False)
+        fw.deploy(fc_model, target="m4", ram_kb=32, windows=2, arena_bytes=64, out_dir=tmp_path, progress=False)
     assert err.value.status == 10 and err.value.name == "arena_too_small"
     needed = err.value.needed
     assert needed > 64 and f"this model needs a {needed}-byte arena on this target" in str(err.value)
     assert _short_arena_message(64) in str(err.value)
-    exact = fw.build(tmp_path / "export", "m55", 32, needed, tmp_path / "exact", runner="tflm")
-    assert fw.check_run(fw.run(exact.elf, "m55", timeout=120))["windows"] == 2
+    exact = fw.build(tmp_path / "export", "m4", 32, needed, tmp_path / "exact", runner="tflm")
+    assert fw.check_run(fw.run(exact.elf, "m4", timeout=120))["windows"] == 2
 
 
 @needs_tflm
@@ -417,7 +425,7 @@ def test_every_too_small_arena_ends_in_status_10_at_once(kernels, tmp_path):
     assert fw.check_run(fw.run(firmware.elf, "m4", timeout=60))["windows"] == 1
 
 
-def _tflm_build_and_run(gen, tmp_path, target="m55"):
+def _tflm_build_and_run(gen, tmp_path, target="m4"):
     firmware = fw.build(gen, target, 32, 8192, tmp_path / f"build-{target}", runner="tflm")
     return fw.run(firmware.elf, target, timeout=120)
 
