@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""Print the shipped models' table (docs/shipped_models.md, README) from their model cards.
+
+    .venv/bin/python scripts/model_table.py [models/]
+
+One row per card: dataset, budget, model (with its refit or teacher), variant, params,
+test macro-F1 / accuracy and validation macro-F1 as the card records them, flash and arena.
+Every number comes from a card that `tests/test_shipped_models.py` re-evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def row(card: dict) -> str:
+    model, test = card["model"], card["metrics"]["test"]
+    name = f"{model['family'].replace('mdcsa', 'MDCSA').replace('mamba', 'Mamba')} H{model['hidden']}L{model['layers']}"
+    if model.get("distilled_from"):
+        name += f" KD ({model['distilled_from']})"
+    if model.get("refit"):
+        name += f", refit on train + val ({model['refit']['epochs']} epochs)"
+    return (f"| {card['dataset']} | {card['budget_kb']} KiB | {name} | {model['variant']} | {model['params']:,} | "
+            f"{100 * card['selection']['val_macro_f1']:.2f} | **{100 * test['macro_f1']:.2f}** | "
+            f"{100 * test['accuracy']:.2f} | {card['flash_bytes'] / 1024:.1f} | {card['arena_bytes'] / 1024:.1f} |")
+
+
+def main(argv: list[str]) -> int:
+    root = Path(argv[0]) if argv else Path("models")
+    cards = sorted(root.glob("*/*kb.json"), key=lambda p: (p.parent.name, -int(p.stem[:-2])))
+    print("| dataset | budget | model | variant | params | val macro-F1 (selection) | test macro-F1 | test acc "
+          "| flash KiB | arena KiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for path in cards:
+        print(row(json.loads(path.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
