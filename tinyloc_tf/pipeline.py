@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     parser.add_argument("--patience", type=non_negative_int, default=10, help="early-stopping patience (default 10)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
     parser.add_argument("--lr", type=positive_float, default=5e-3, help="peak learning rate (default 5e-3)")
+    # Distillation is off by default: on the house it has not been shown to help (the plain KD
+    # made Mamba H4L1 worse, docs/training.md), and it doubles the sweep's time.
+    parser.add_argument("--distill", action="store_true", help="distil each family's teacher into its smaller models")
     parser.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
                         help="input representation of the prepared house (default powed; docs/data.md)")
     parser.add_argument("--jobs", type=positive_int, default=2,
@@ -110,7 +113,7 @@ def _pipeline(args) -> int:
     _stage(summary, "sweep")
     result = sweep(data, work / "sweep", family="both", grid=args.grid, epochs=args.epochs,
                    patience=args.patience, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   jobs=args.jobs, variants=("int8", "dynamic"))
+                   jobs=args.jobs, distill=args.distill, variants=("int8", "dynamic"))
     summary["teachers"] = result["teachers"]
     _stage_done(summary, "sweep", work)
 
