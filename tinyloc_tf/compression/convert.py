@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -134,23 +134,11 @@ def deployable_graph(model, representative=None):
 @contextlib.contextmanager
 def _quiet():
     """Send the converter's prints (Python and C level, fds 1 and 2) to a scratch file."""
-    import sys
+    from tinyloc_tf.tf_log import output_to
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.redirect_stdout(io.StringIO()):
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
+    with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(io.StringIO()):
+        with output_to(Path(scratch) / "converter.log"):
             yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 def _converter(graph, quant: str, windows: np.ndarray | None):
