@@ -12,13 +12,19 @@ from tinyloc_tf.training import sweep
 
 
 @pytest.mark.slow
-def test_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypatch):
+def test_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypatch, capfd):
     # One MDCSA and one Mamba, one epoch: the point is the wiring, not the accuracy.
     monkeypatch.setitem(sweep.GRIDS, "tiny", {"mdcsa": [(4, 1)], "mamba": [(4, 1)]})
     monkeypatch.delenv("TFLM_ROOT", raising=False)
     work = tmp_path / "work"
     args = ["pipeline", "--work", str(work), "--grid", "tiny", "--epochs", "1", "--jobs", "1", "--ram-kb", "64"]
     assert main(args) == 0
+    printed = capfd.readouterr()
+    terminal = printed.out + printed.err
+    # What TensorFlow prints goes to the sweep's log, not the terminal.
+    for noise in ("cpu_feature_guard", "NodeDef mentions", "absl::InitializeLog"):
+        assert noise not in terminal, noise
+    assert "== deploy ==" in printed.out
 
     summary = json.loads((work / "summary.json").read_text())
     assert (work / "data" / "meta.json").is_file()

@@ -101,6 +101,14 @@ def _pipeline(args) -> int:
     work.mkdir(parents=True, exist_ok=True)
     summary: dict = {"work": str(work), "seed": args.seed, "grid": args.grid}
 
+    # TensorFlow's import notices and tf.data / LiteRT lines go to the sweep's log, as the
+    # sweep's own workers' do (tinyloc_tf/tf_log.py); the terminal keeps stages and results.
+    from tinyloc_tf.tf_log import LOG_NAME, output_to
+
+    tf_log = work / "sweep" / LOG_NAME
+    with output_to(tf_log):
+        import tensorflow  # noqa: F401  (imported here so its notices land in the log)
+
     _stage(summary, "data")
     raw, data = work / "raw", work / "data"
     if not (raw / "house_A").is_dir():
@@ -118,7 +126,8 @@ def _pipeline(args) -> int:
     _stage_done(summary, "sweep", work)
 
     _stage(summary, "report")
-    report = write_report(work / "sweep")
+    with output_to(tf_log):
+        report = write_report(work / "sweep")
     summary["report"] = str(report)
     print(f"report: {report}")
     _stage_done(summary, "report", work)
