@@ -62,8 +62,13 @@ def test_card_describes_its_file(card_path):
             assert card["metrics"][split][key] == report[key]
         for key in ("flash_bytes", "arena_bytes", "metadata_bytes", "params"):
             assert card[key] == report[key]
-    # selection was on validation, and the file is the model the card names
-    assert card["selection"]["val_macro_f1"] == card["metrics"]["val"]["macro_f1"]
+    # selection was on validation, and the file is the model the card names; a refit model's
+    # own val scores are in-sample (it trained on val), so selection used the sweep's run
+    if "refit" in model:
+        assert model["refit"]["val_in_sample"] is True and model["refit"]["fit_splits"] == ["train", "val"]
+        assert model["refit"]["of"] == model["run"] and "refit" in card["commands"]
+    else:
+        assert card["selection"]["val_macro_f1"] == card["metrics"]["val"]["macro_f1"]
     meta = read_metadata(buf)
     assert (meta["quant"], meta["family"], meta["hidden"], meta["layers"], meta["params"]) == (
         model["variant"], model["family"], model["hidden"], model["layers"], model["params"])
