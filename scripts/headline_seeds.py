@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 from pathlib import Path
@@ -83,7 +84,9 @@ def main() -> int:
         return {"mean": round(statistics.mean(values), 2),
                 "sd": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0}
 
-    result = {"config": name, "data": str(args.data), "seeds": args.seeds, "runs": rows,
+    # the data folder relative to the repository: the output names no folder of this machine
+    data = os.path.relpath(args.data.absolute(), Path(__file__).resolve().parents[1])
+    result = {"config": name, "data": data, "seeds": args.seeds, "runs": rows,
               **{key: summary(key) for key in ("val_macro_f1", "test_macro_f1", "test_accuracy")}}
     (args.out / "headline.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"| {name} | {result['test_macro_f1']['mean']:.2f} ± {result['test_macro_f1']['sd']:.2f} | "

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -199,7 +200,23 @@ def merge_previous(rows, out: Path) -> list[dict]:
     return sorted(kept + rows, key=lambda r: (r["model"], r["target"], order[r["runtime"]]))
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s;,)'\"|]+")
+
+
+def repo_relative_text(value):
+    """``value`` (a row field) with every absolute path made relative to the repository, so
+    committed results name no folder of the machine that measured them."""
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda m: os.path.relpath(m.group(0), REPO), value)
+    if isinstance(value, dict):
+        return {key: repo_relative_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [repo_relative_text(item) for item in value]
+    return value
+
+
 def write_outputs(rows, out: Path, readme: Path | None) -> None:
+    rows = [repo_relative_text(row) for row in rows]
     out.mkdir(parents=True, exist_ok=True)
     groups = {}
     for r in rows:

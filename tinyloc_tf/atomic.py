@@ -1,7 +1,7 @@
 """Outputs that appear whole or not at all, and never at the cost of the user's files.
 
 Every file or folder the project writes goes through a hidden temporary name beside its
-destination (``.NAME.partial-PID-XXXX``) and is renamed into place last, so an interrupted
+destination (``.NAME.partial-<pid>-<random suffix>``) and is renamed into place last, so an interrupted
 command never leaves a partial output that looks complete (and a resumable sweep never
 mistakes one for a finished run). The PID in the name lets the next run remove what a
 killed run left behind, and only that.
