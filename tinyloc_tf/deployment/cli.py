@@ -145,12 +145,8 @@ def _deploy(args) -> int:
             kernels=args.kernels,
             build_type="debug" if args.debug else "release",
         )
-    except RamBudgetError as exc:
-        print(f"tinyloc deploy: does not fit: {exc}", file=sys.stderr)
-        return EXIT_RAM_BUDGET
-    except FirmwareError as exc:
-        print(f"tinyloc deploy: {exc}", file=sys.stderr)
-        return exc.status or 1
+    except (RamBudgetError, FirmwareError) as exc:
+        return _failed(exc)
     if args.data is not None and report.get("macro_f1") is not None:
         covered, classes = class_coverage(args.data, args.split, args.windows)
         if covered < classes:
@@ -158,10 +154,25 @@ def _deploy(args) -> int:
                 f"{report['windows']} windows hold {covered} of {classes} classes: this macro-F1 is not the "
                 f"model's (`tinyloc evaluate` scores the whole split); pass a larger --windows")
             print(f"tinyloc deploy: warning: {report['macro_f1_note']}", file=sys.stderr)
+    return _print_report(report, args.json_out)
+
+
+def _failed(exc) -> int:
+    """The exit status and one line for a firmware that did not fit or did not run."""
+    from tinyloc_tf.deployment.firmware import RamBudgetError
+
+    if isinstance(exc, RamBudgetError):
+        print(f"tinyloc deploy: does not fit: {exc}", file=sys.stderr)
+        return EXIT_RAM_BUDGET
+    print(f"tinyloc deploy: {exc}", file=sys.stderr)
+    return exc.status or 1
+
+
+def _print_report(report: dict, json_out) -> int:
     text = json.dumps(report, indent=2)
     print(text)
-    if args.json_out:
-        write_atomic(args.json_out, (text + "\n").encode())
+    if json_out:
+        write_atomic(json_out, (text + "\n").encode())
     return 0
 
 
@@ -181,14 +192,6 @@ def _deploy_streaming(args) -> int:
                                   data_dir=args.data, split=args.split, stream=args.stream, samples=args.samples,
                                   method=args.decoder, lag=args.lag, out_dir=args.build_dir,
                                   stack_bytes=args.stack_bytes)
-    except RamBudgetError as exc:
-        print(f"tinyloc deploy: does not fit: {exc}", file=sys.stderr)
-        return EXIT_RAM_BUDGET
-    except FirmwareError as exc:
-        print(f"tinyloc deploy: {exc}", file=sys.stderr)
-        return exc.status or 1
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json_out:
-        write_atomic(args.json_out, (text + "\n").encode())
-    return 0
+    except (RamBudgetError, FirmwareError) as exc:
+        return _failed(exc)
+    return _print_report(report, args.json_out)
