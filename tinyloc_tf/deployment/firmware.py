@@ -591,6 +591,27 @@ def _scores(labels: np.ndarray, paths: np.ndarray) -> dict:
     return {"macro_f1": macro_f1(t, p), "accuracy": accuracy(t, p)}
 
 
+class StepBar:
+    """One tqdm bar over a deploy's named steps; ``step(name)`` marks one done (no bar when
+    ``enabled`` is false)."""
+
+    def __init__(self, steps, desc: str, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=len(steps), desc=desc, unit="step", leave=False)
+
+    def __call__(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def deploy(
     tflite_path,
     target: str = "m55",
@@ -629,16 +650,7 @@ def deploy(
     else:
         kernels = None  # the AOT backend has its own kernels
     steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(steps), desc=f"deploy {target}/{backend}", unit="step", leave=False)
-
-    def step(name):
-        if bar is not None:
-            bar.set_postfix_str(name)
-            bar.update(1)
+    step = StepBar(steps, f"deploy {target}/{backend}", progress)
 
     with tempfile.TemporaryDirectory(prefix="tinyloc-deploy-") as tmp:
         work = Path(out_dir) if out_dir is not None else Path(tmp)
@@ -674,8 +686,7 @@ def deploy(
             summary = check_run(result, arena_needed=probe_arena)
             step("run")
         finally:
-            if bar is not None:
-                bar.close()
+            step.close()
 
         expected = load_windows(gen)
         paths = np.array([w["path"] for w in sorted(result.windows, key=lambda w: w["window"])], dtype=np.int32)

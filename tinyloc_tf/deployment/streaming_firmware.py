@@ -160,16 +160,7 @@ def deploy_streaming(tflite_path, target: str = "m55", ram_kb: int = 64, backend
     stack_bytes = fw.DEFAULT_STACK_BYTES if stack_bytes is None else int(stack_bytes)
     heap_bytes = fw.DEFAULT_HEAP_BYTES if heap_bytes is None else int(heap_bytes)
     steps = ["export", "aot compile", "build", "run"]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(steps), desc=f"deploy --streaming {target}/{backend}", unit="step", leave=False)
-
-    def step(name):
-        if bar is not None:
-            bar.set_postfix_str(name)
-            bar.update(1)
+    step = fw.StepBar(steps, f"deploy --streaming {target}/{backend}", progress)
 
     with tempfile.TemporaryDirectory(prefix="tinyloc-deploy-") as tmp:
         work = Path(out_dir) if out_dir is not None else Path(tmp)
@@ -187,8 +178,7 @@ def deploy_streaming(tflite_path, target: str = "m55", ram_kb: int = 64, backend
             summary = fw.check_run(result)
             step("run")
         finally:
-            if bar is not None:
-                bar.close()
+            step.close()
         expected = dict(np.load(gen / "test_stream.npz"))
 
     n = int(summary["samples"])
