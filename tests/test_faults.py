@@ -141,7 +141,7 @@ def test_ctrl_c_in_train_prints_one_line_and_exits_130(windows_data, tmp_path, d
             wait_for(lambda: b"train mamba" in log.read_bytes(), 120, "training to start")
             time.sleep(delay)
             train.send_signal(signal.SIGINT)
-            code = train.wait(timeout=60)
+            code = train.wait(timeout=120)
         finally:
             train.kill()
     err = log.read_text()
@@ -150,3 +150,25 @@ def test_ctrl_c_in_train_prints_one_line_and_exits_130(windows_data, tmp_path, d
     assert err.rstrip().splitlines()[-1] == "tinyloc train: interrupted; nothing written"
     assert not out.exists()
     assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_a_swallowed_interrupt_stops_training_at_the_next_batch(windows_data):
+    """Python may deliver Ctrl-C inside a finaliser, which prints and drops the exception;
+    the recorded flag must still stop ``fit`` instead of letting it run every epoch."""
+    from tinyloc_tf import lifetime
+    from tinyloc_tf.data import load_prepared
+    from tinyloc_tf.models import build_model
+    from tinyloc_tf.training.trainer import fit_with_validation
+
+    data = load_prepared(windows_data)
+    model = build_model("mamba", features=FEATURES, classes=CLASSES, hidden=4, layers=1, steps=STEPS)
+    model.compile(optimizer="adam")
+    lifetime.note_interrupt()  # the handler ran; its KeyboardInterrupt was lost
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            fit_with_validation(model, model, data.train.X, data.train.y, (data.val.X, data.val.y),
+                                epochs=200, batch_size=32, patience=200, verbose=0)
+        assert time.monotonic() - started < 60
+    finally:
+        lifetime.clear_interrupt()

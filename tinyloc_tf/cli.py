@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from tinyloc_tf import __version__
+from tinyloc_tf import __version__, lifetime
 from tinyloc_tf.errors import TinylocError
 
 # Stage modules in pipeline order; each exposes ``register(subparsers)``.
@@ -73,7 +73,9 @@ class _Interrupted:
     (staging folders are removed on the way), and raise ``KeyboardInterrupt`` once.
 
     The flag is what ``main`` trusts: TensorFlow may catch the ``KeyboardInterrupt`` and
-    raise another exception type from inside ``fit``.
+    raise another exception type from inside ``fit``, or the interrupt may land in a
+    finaliser that drops it; long loops then stop at their next
+    :func:`~tinyloc_tf.lifetime.raise_if_interrupted`.
     """
 
     def __init__(self):
@@ -82,6 +84,7 @@ class _Interrupted:
     def __call__(self, signum, frame):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.seen = True
+        lifetime.note_interrupt()
         raise KeyboardInterrupt
 
 
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
+        lifetime.clear_interrupt()
     if interrupted.seen:  # the interrupt was swallowed inside a library; its output is not trusted
         print(f"\ntinyloc {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -5,6 +5,12 @@ OOM killer, a closed terminal) they must not go on writing runs into the sweep f
 then idle forever: :func:`die_with_parent` makes the kernel kill them when the parent dies.
 Ctrl-C is the parent's to handle (it reports once and tears the workers down), so workers
 ignore SIGINT.
+
+The parent remembers a Ctrl-C in a flag (:func:`note_interrupt`). Python raises the
+``KeyboardInterrupt`` wherever the main thread happens to be, and inside a finaliser or
+some library frames it is printed and dropped; long loops therefore also call
+:func:`raise_if_interrupted` at points where stopping is safe (every training batch,
+every sweep run), so a dropped interrupt still stops the command within a step.
 """
 
 from __future__ import annotations
@@ -17,6 +23,28 @@ import threading
 import time
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+_interrupt = threading.Event()
+
+
+def note_interrupt() -> None:
+    """Record a Ctrl-C (called by the command line's SIGINT handler)."""
+    _interrupt.set()
+
+
+def interrupted() -> bool:
+    return _interrupt.is_set()
+
+
+def clear_interrupt() -> None:
+    """Forget a recorded Ctrl-C (the command line does this when a command ends)."""
+    _interrupt.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` if a Ctrl-C was recorded, even one a library swallowed."""
+    if _interrupt.is_set():
+        raise KeyboardInterrupt
 
 
 def die_with_parent(parent_pid: int) -> None:

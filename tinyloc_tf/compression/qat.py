@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.lifetime import raise_if_interrupted
 
 DEFAULTS = dict(epochs=3, batch_size=64, lr=1e-4)
 
@@ -209,6 +210,7 @@ def fine_tune(
         for step in bar:
             rows = order[step * int(batch_size) : (step + 1) * int(batch_size)]
             losses.append(float(train_step(tf.constant(X[rows]), tf.constant(y[rows]), tf.constant(lo), tf.constant(hi))))
+            raise_if_interrupted()
         lo, hi = emission_range()
         score = val_score(lo, hi)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_macro_f1": score,

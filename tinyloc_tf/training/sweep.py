@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tinyloc_tf.atomic import write_atomic
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.lifetime import raise_if_interrupted
 from tinyloc_tf.training.recipe import Recipe
 
 # The paper's grids (MODELS.md) and a small grid that runs in minutes on a laptop.
@@ -318,6 +319,7 @@ def _gather(outcomes, progress) -> dict:
     """``{name: result}`` from ``(name, result | exception)`` pairs; one error for all failures."""
     results, failures = {}, {}
     for name, outcome in outcomes:
+        raise_if_interrupted()
         if isinstance(outcome, BaseException):
             failures[name] = outcome
         else:

@@ -28,6 +28,7 @@ import numpy as np
 
 from tinyloc_tf.atomic import check_output, staged_folder
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.lifetime import raise_if_interrupted
 from tinyloc_tf.training.recipe import Recipe
 
 FAMILIES = ("mamba", "mdcsa")
@@ -165,7 +166,16 @@ def _keras_callbacks():
             if self.bar is not None:
                 self.bar.close()
 
-    return ViterbiValidation, EpochProgress
+    class StopOnInterrupt(keras.callbacks.Callback):
+        """Stops ``fit`` at the next batch after a Ctrl-C, even one TensorFlow swallowed."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            raise_if_interrupted()
+
+        def on_epoch_end(self, epoch, logs=None):
+            raise_if_interrupted()
+
+    return ViterbiValidation, EpochProgress, StopOnInterrupt
 
 
 def fit_with_validation(
@@ -195,11 +205,11 @@ def fit_with_validation(
     import keras
     import pandas as pd
 
-    ViterbiValidation, EpochProgress = _keras_callbacks()
+    ViterbiValidation, EpochProgress, StopOnInterrupt = _keras_callbacks()
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_macro_f1", mode="max", patience=patience, restore_best_weights=True
     )
-    callbacks = [ViterbiValidation(tagger, *val), stopper, *callbacks]
+    callbacks = [StopOnInterrupt(), ViterbiValidation(tagger, *val), stopper, *callbacks]
     if verbose == 1:
         callbacks.append(EpochProgress(epochs, desc))
     started = time.perf_counter()
