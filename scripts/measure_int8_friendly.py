@@ -60,7 +60,7 @@ def train_one(data, hidden: int, layers: int, int8_friendly: bool, args) -> tupl
 
     from tinyloc_tf.models import build_model
     from tinyloc_tf.training.metrics import macro_f1
-    from tinyloc_tf.training.trainer import decode_paths, fit_with_validation, seed_everything
+    from tinyloc_tf.training.trainer import fit_with_validation, seed_everything
 
     seed_everything(args.seed_now)
     tagger = build_model(
@@ -74,7 +74,7 @@ def train_one(data, hidden: int, layers: int, int8_friendly: bool, args) -> tupl
         epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
         verbose=1, desc=f"{args.family} H{hidden}L{layers} {form} seed {args.seed_now}",
     )
-    f1 = macro_f1(data.val.y, decode_paths(tagger, data.val.X))
+    f1 = macro_f1(data.val.y, tagger.decode(data.val.X))
     return tagger, f1, best_epoch, epochs_run, seconds
 
 
@@ -88,7 +88,6 @@ def tflm_val_f1(tagger, data, int8_friendly: bool, trim_percent: float = 0.0) ->
     from tinyloc_tf.deployment.host import run_tflite
     from tinyloc_tf.models.crf import viterbi_decode
     from tinyloc_tf.training.metrics import macro_f1
-    from tinyloc_tf.training.trainer import crf_params
 
     if int8_friendly:
         buf = convert_model(tagger, quant="int8", representative=data.train.X, calibration_trim=trim_percent)
@@ -102,7 +101,7 @@ def tflm_val_f1(tagger, data, int8_friendly: bool, trim_percent: float = 0.0) ->
         path = Path(tmp) / "model.tflite"
         path.write_bytes(buf)
         emissions = run_tflite(path, data.val.X, runtime="tflm", progress=True)
-    paths = viterbi_decode(emissions, *crf_params(tagger))
+    paths = viterbi_decode(emissions, *tagger.crf.numpy_weights())
     return macro_f1(data.val.y, paths), {"flash_bytes": len(buf), "float_ops": left, "ops": op_counts(buf)}
 
 

@@ -45,6 +45,23 @@ def test_decode_is_the_viterbi_path_of_the_emissions():
         model.decode(x[0])
 
 
+def test_inference_of_many_models_and_split_sizes_never_retraces(caplog):
+    """A sweep decodes splits of every size with model after model, epoch after epoch: no
+    graph is traced per model, so TensorFlow has no retracing to warn about."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="tensorflow")
+    for seed in range(6):
+        model = build_model("mamba", layers=1, **SMALL)
+        for n in (198, 300):  # a validation and a test split, as the compress stage decodes them
+            x, _ = windows(n=n, seed=seed)
+            np.testing.assert_allclose(model.emissions(x, batch_size=256), np.asarray(model(x, training=False)),
+                                       atol=1e-5)
+            model.decode(x)
+    assert not [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()]
+    assert model.emissions(np.zeros((0, 10, 6), np.float32)).shape == (0, 10, 4)
+
+
 def test_compile_and_fit_use_the_crf_nll():
     keras.utils.set_random_seed(1)
     model = build_model("mdcsa", layers=1, **SMALL)

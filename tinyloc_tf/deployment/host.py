@@ -558,10 +558,8 @@ def _keras_paths(tagger, X) -> tuple[np.ndarray, np.ndarray]:
     """Viterbi paths and emissions of a run's Keras model."""
     from tinyloc_tf.models.crf import viterbi_decode
 
-    emissions = np.asarray(tagger.predict(X, batch_size=256, verbose=0), dtype=np.float32)
-    crf = tagger.crf
-    params = [np.asarray(w, dtype=np.float32) for w in (crf.transitions, crf.start, crf.end)]
-    return viterbi_decode(emissions, *params), emissions
+    emissions = tagger.emissions(X)
+    return viterbi_decode(emissions, *tagger.crf.numpy_weights()), emissions
 
 
 if __name__ == "__main__":

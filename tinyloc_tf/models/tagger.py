@@ -65,10 +65,27 @@ class SequenceTagger(keras.Model):
             loss = loss + self._aggregate_additional_loss(extra)
         return loss
 
-    def decode(self, x, batch_size: int = 256) -> np.ndarray:
+    def emissions(self, x, batch_size: int = 1024) -> np.ndarray:
+        """CRF emissions float32 ``[N, T, K]`` for ``x`` float ``[N, T, F]`` (inference mode).
+
+        Runs eagerly, in batches of ``batch_size`` windows. Keras' ``predict`` would trace a
+        graph for every model (and retrace for each remainder batch size): a sweep that
+        scores dozens of models each epoch then fills its log with retracing warnings, and
+        for models this small a traced graph saves nothing at this batch size.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3:
+            raise TinylocError(f"expected windows [N, T, F], got shape {x.shape}")
+        if len(x) == 0:
+            return np.zeros((0, x.shape[1], self.crf.num_tags), dtype=np.float32)
+        size = max(1, int(batch_size))
+        return np.concatenate([keras.ops.convert_to_numpy(self(x[i : i + size], training=False)).astype(np.float32)
+                               for i in range(0, len(x), size)])
+
+    def decode(self, x, batch_size: int = 1024) -> np.ndarray:
         """Viterbi paths for ``x`` float ``[N, T, F]`` -> int32 ``[N, T]`` (inference mode).
 
-        Emissions come from Keras' compiled predict loop; the path from
+        Emissions come from :meth:`emissions`; the path from
         :func:`~tinyloc_tf.models.crf.viterbi_decode`, which gives exactly the paths of the
         graph :meth:`CRF.viterbi` (tested) and is what decodes TFLM's emissions too.
         """
@@ -77,8 +94,7 @@ class SequenceTagger(keras.Model):
             raise TinylocError(f"decode expects windows [N, T, F], got shape {x.shape}")
         if len(x) == 0:
             return np.zeros((0, x.shape[1]), dtype=np.int32)
-        emissions = self.predict(x, batch_size=max(1, int(batch_size)), verbose=0)
-        return viterbi_decode(emissions, *self.crf.get_weights())
+        return viterbi_decode(self.emissions(x, batch_size), *self.crf.numpy_weights())
 
     def get_config(self):
         return {

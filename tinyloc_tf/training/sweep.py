@@ -263,10 +263,9 @@ def compress_run(run_dir: str | os.PathLike, data, variants, *, seed: int = 0, q
             continue
         if tagger is None:
             from tinyloc_tf.compression.cli import load_run
-            from tinyloc_tf.training.trainer import decode_paths
 
             tagger, _ = load_run(run_dir)
-            keras_paths = {split: decode_paths(tagger, data.split(split).X) for split in ("val", "test")}
+            keras_paths = {split: tagger.decode(data.split(split).X) for split in ("val", "test")}
         records[variant] = _convert_and_score(run_dir, tagger, data, variant, keras_paths, seed, qat_options)
     return records
 
