@@ -8,7 +8,8 @@ For each int8 .tflite:
     arena peak, the same without in-place writes, without any reuse, the sum of all activation
     tensors, and the smallest arena host TFLM accepts (tflite-micro wheel, 64-bit host);
   * builds the C with the host compiler and compares every output value with the wheel on
-    --windows random int8 windows;
+    --windows random int8 windows (tinyloc_tf.deployment.aot.host.check_against_tflm, the
+    check of ``tinyloc compile --check``);
 
 TFLM and AOT side by side on the emulated Cortex-M targets (flash, RAM, instructions) is
 ``scripts/measure_firmware.py --backends tflm aot``.
@@ -57,27 +58,9 @@ def demo_models(folder: Path) -> list[Path]:
     return paths
 
 
-def host_check(path: Path, report, windows: int) -> dict:
-    from tflite_micro.python.tflite_micro import runtime
-
-    from tinyloc_tf.deployment.aot.host import build_and_load
-
-    model = build_and_load(report)
-    interpreter = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=4 << 20)
-    rng = np.random.default_rng(0)
-    equal = total = 0
-    for _ in range(windows):
-        x = rng.integers(-128, 128, size=report.input_shape, dtype=np.int8)
-        interpreter.set_input(x, 0)
-        interpreter.invoke()
-        want = np.asarray(interpreter.get_output(0)).reshape(-1)
-        equal += int((model.invoke(x) == want).sum())
-        total += int(want.size)
-    return {"values": total, "equal": equal}
-
-
 def measure(path: Path, args, work: Path) -> dict:
     from tinyloc_tf.deployment.aot import compile_tflite
+    from tinyloc_tf.deployment.aot.host import check_against_tflm
     from tinyloc_tf.deployment.host import find_arena_bytes
 
     report = compile_tflite(path, work / path.stem)
@@ -96,7 +79,7 @@ def measure(path: Path, args, work: Path) -> dict:
         "op_counts": report.op_counts,
     }
     row["tflm_host_arena_bytes"] = find_arena_bytes(path.read_bytes())
-    row["host_check"] = host_check(path, report, args.windows)
+    row["host_check"] = check_against_tflm(path, report, args.windows)
     return row
 
 

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from tinyloc_tf.atomic import write_atomic
-    from tinyloc_tf.compression.cli import load_run
+    from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.deployment.host import evaluate_tflite

@@ -3,9 +3,10 @@
 # Cortex-M targets of tflm_app/. TFLM's code is never part of this repository: it lives in
 # TFLM_ROOT, outside it.
 #
-#   scripts/get_tflm.sh [--build m55|m4|all] [--kernels cmsis-nn|reference|all] [--debug] [--no-build]
+#   scripts/get_tflm.sh [--build <board>|all] [--kernels cmsis-nn|reference|all] [--debug] [--no-build]
 #
-# --build     the CPU(s) to build for (default all: Cortex-M55 and Cortex-M4F)
+# --build     the CPU to build for: a board's, i.e. the TFLM_TARGET_ARCH of tflm_app/targets/<board>/
+#             target.mk (m55, m4, stm32l4, ...), or all (default): every board's, each CPU once
 # --kernels   cmsis-nn: TFLM's CMSIS-NN kernels (OPTIMIZED_KERNEL_DIR=cmsis_nn: Helium on M55,
 #             the DSP extension on M4); reference: TFLM's portable C++ kernels; all (default): both
 # --debug     the debug libraries instead (TFLM's BUILD_TYPE=default: its error log and DCHECKs,
@@ -52,11 +53,11 @@ KERNELS=all
 BUILD_TYPE=release
 while (($#)); do
   case "$1" in
-    --build) BUILD=${2:?--build needs m55, m4 or all}; shift 2 ;;
+    --build) BUILD=${2:?--build needs a board of tflm_app/targets or all}; shift 2 ;;
     --kernels) KERNELS=${2:?--kernels needs cmsis-nn, reference or all}; shift 2 ;;
     --debug) BUILD_TYPE=default; shift ;;
     --no-build) BUILD=none; shift ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "get_tflm: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -179,12 +180,28 @@ PYBIN=$(mktemp -d)
 trap 'rm -rf "$PYBIN"' EXIT
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$TFLM_PYTHON" > "$PYBIN/python3"  # a link would lose the venv
 chmod +x "$PYBIN/python3"
+# The boards are the folders of tflm_app/targets with a target.mk (the file the firmware
+# Makefile includes); a board's CPU is its TFLM_TARGET_ARCH there. No list of boards is kept here.
+TARGETS_DIR=$here/tflm_app/targets
+BOARDS=()
+for mk in "$TARGETS_DIR"/*/target.mk; do
+  [ -f "$mk" ] && BOARDS+=("$(basename "$(dirname "$mk")")")
+done
+board_arch() {  # TFLM_TARGET_ARCH := <arch> (or =, ?=) of a board's target.mk
+  sed -n 's/^[[:space:]]*TFLM_TARGET_ARCH[[:space:]]*[:?]\{0,1\}=[[:space:]]*\([^#[:space:]]*\).*/\1/p' \
+    "$TARGETS_DIR/$1/target.mk" | tail -n 1
+}
 case "$BUILD" in
   none) ARCHS=() ;;
-  m55) ARCHS=(cortex-m55) ;;
-  m4) ARCHS=(cortex-m4+fp) ;;
-  all) ARCHS=(cortex-m4+fp cortex-m55) ;;
-  *) echo "get_tflm: --build takes m55, m4 or all, not '$BUILD'" >&2; exit 2 ;;
+  all) mapfile -t ARCHS < <(for board in "${BOARDS[@]}"; do board_arch "$board"; done | sort -u) ;;
+  *)
+    if [[ "$BUILD" == */* || ! -f "$TARGETS_DIR/$BUILD/target.mk" ]]; then
+      boards=$(printf '%s, ' "${BOARDS[@]}")
+      echo "get_tflm: --build takes ${boards%, } or all, not '$BUILD'" >&2; exit 2
+    fi
+    ARCHS=("$(board_arch "$BUILD")")
+    [ -n "${ARCHS[0]}" ] || { echo "get_tflm: tflm_app/targets/$BUILD/target.mk sets no TFLM_TARGET_ARCH" >&2; exit 2; }
+    ;;
 esac
 case "$KERNELS" in
   cmsis-nn|reference) KERNEL_SETS=("$KERNELS") ;;

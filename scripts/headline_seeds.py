@@ -42,7 +42,7 @@ def main() -> int:
                         help="convert the run refitted on train + val (`tinyloc refit`), as the shipped models are")
     args = parser.parse_args()
 
-    from tinyloc_tf.compression.cli import load_run
+    from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.deployment.host import evaluate_tflite

@@ -85,8 +85,7 @@ def tflm_val_f1(tagger, data, int8_friendly: bool, trim_percent: float = 0.0) ->
     (``selective`` with an infinite outlier threshold keeps exactly the ops TFLM only runs in float).
     """
     from tinyloc_tf.compression.convert import convert_model, float_ops, op_counts
-    from tinyloc_tf.deployment.host import run_tflite
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.deployment.host import predict_paths
     from tinyloc_tf.training.metrics import macro_f1
 
     if int8_friendly:
@@ -100,8 +99,7 @@ def tflm_val_f1(tagger, data, int8_friendly: bool, trim_percent: float = 0.0) ->
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(buf)
-        emissions = run_tflite(path, data.val.X, runtime="tflm", progress=True)
-    paths = viterbi_decode(emissions, *tagger.crf.numpy_weights())
+        paths, _ = predict_paths(path, data.val.X, runtime="tflm", progress=True)
     return macro_f1(data.val.y, paths), {"flash_bytes": len(buf), "float_ops": left, "ops": op_counts(buf)}
 
 

@@ -60,7 +60,7 @@ def _float_resets(step, streams, crf, resets, lag, classes):
 
 
 def measure(data_dir: Path, run: Path, resets, trim: float) -> dict:
-    from tinyloc_tf.compression.cli import load_run
+    from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.compression.streaming import convert_streaming
     from tinyloc_tf.data import load_prepared

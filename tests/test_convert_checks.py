@@ -21,6 +21,6 @@ def test_a_float_model_is_not_accepted_as_int8():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 3))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
-    buf = conv._run_converter(conv._converter(model, "float32", None).convert, "float32", model)
+    buf = conv.convert_float32(model, None, {})[0]
     with pytest.raises(TinylocError, match="FLOAT32 model input, not int8"):
         conv._check_int8_io(buf, "int8")

@@ -10,7 +10,7 @@ import numpy as np
 
 from tinyloc_tf.cli import main
 from tinyloc_tf.data import Split, write_prepared
-from tinyloc_tf.deployment.cli import DEFAULT_WINDOWS, WINDOWS_PER_CLASS, class_coverage, default_windows
+from tinyloc_tf.deployment.export_c import DEFAULT_WINDOWS, WINDOWS_PER_CLASS, class_coverage, default_windows
 
 CLASSES = 59
 

@@ -8,13 +8,14 @@ import pytest
 
 from tinyloc_tf.cli import main
 from tinyloc_tf.deployment.firmware import missing_tools
-from tinyloc_tf.training import sweep
+from tinyloc_tf.families import get_family
 
 
 @pytest.mark.slow
 def test_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypatch, capfd):
     # One MDCSA and one Mamba, one epoch: the point is the wiring, not the accuracy.
-    monkeypatch.setitem(sweep.GRIDS, "tiny", {"mdcsa": [(4, 1)], "mamba": [(4, 1)]})
+    for family in ("mdcsa", "mamba"):
+        monkeypatch.setitem(get_family(family).grids, "tiny", [(4, 1)])
     monkeypatch.delenv("TFLM_ROOT", raising=False)
     work = tmp_path / "work"
     args = ["pipeline", "--work", str(work), "--grid", "tiny", "--epochs", "1", "--jobs", "1", "--ram-kb", "64"]

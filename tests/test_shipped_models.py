@@ -4,7 +4,8 @@ Fast checks read the card and the file (sizes, sha256, embedded metadata, exact 
 The slow checks rebuild the prepared data from the card's recipe (UJIIndoorLoc from the
 ``uji_zip`` fixture, the synthetic house from its seed), check its sha256, and run
 ``tinyloc evaluate`` on the shipped file, expecting the card's numbers exactly.
-Cards are written by ``scripts/ship_models.py`` (see docs/shipped_models.md).
+Cards are written by ``scripts/ship_models.py`` with :mod:`tinyloc_tf.reports.card`, which
+describes their fields (see docs/shipped_models.md).
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ import numpy as np
 import pytest
 
 from tinyloc_tf.cli import main as tinyloc
+from tinyloc_tf.reports.card import (
+    CARD_FORMAT,
+    find_cards,
+    prepare_from_recipe,
+    read_card,
+    render_card,
+    shipped_names,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
-CARDS = sorted(MODELS.glob("*/*kb.json"))
+CARDS = find_cards(MODELS)
 SHIPPED = (("ujiindoorloc", 64), ("ujiindoorloc", 32), ("synth-house-a", 64), ("synth-house-a", 32))
 TFLM_VARIANTS = ("int8", "selective", "qat")
-
-
-def _card(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def _ids(paths):
@@ -35,17 +40,26 @@ def _ids(paths):
 
 def test_every_dataset_ships_both_budgets():
     for name, budget in SHIPPED:
-        card = MODELS / name / f"{budget}kb.json"
+        tflite_name, card_name = shipped_names(budget)
+        card = MODELS / name / card_name
         assert card.is_file(), f"{card} missing: run scripts/ship_models.py (docs/shipped_models.md)"
-        assert card.with_suffix(".tflite").is_file(), f"{card.with_suffix('.tflite')} missing"
-        assert _card(card)["budget_kb"] == budget and _card(card)["dataset"] == name
+        assert (MODELS / name / tflite_name).is_file(), f"{MODELS / name / tflite_name} missing"
+        assert read_card(card)["budget_kb"] == budget and read_card(card)["dataset"] == name
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=_ids(CARDS))
+def test_card_is_written_as_the_card_module_writes_it(card_path):
+    """Every shipped card is, byte for byte, what ``render_card`` makes of its contents."""
+    card = read_card(card_path)
+    assert card["format"] == CARD_FORMAT
+    assert render_card(card) == card_path.read_text()
 
 
 @pytest.mark.parametrize("card_path", CARDS, ids=_ids(CARDS))
 def test_card_describes_its_file(card_path):
     from tinyloc_tf.compression.metadata import read_metadata
 
-    card = _card(card_path)
+    card = read_card(card_path)
     buf = (card_path.parent / card["file"]).read_bytes()
     assert card["file"] == card_path.with_suffix(".tflite").name
     assert hashlib.sha256(buf).hexdigest() == card["tflite_sha256"]
@@ -82,7 +96,7 @@ def test_arena_is_exact(card_path):
     """The model runs in exactly the card's arena and not in one byte less (host TFLM)."""
     from tinyloc_tf.deployment.host import arena_works
 
-    card = _card(card_path)
+    card = read_card(card_path)
     tflite = card_path.parent / card["file"]
     assert arena_works(tflite, card["arena_bytes"])
     assert not arena_works(tflite, card["arena_bytes"] - 1)
@@ -107,8 +121,8 @@ def _tiny_prepared(buf: bytes, out: Path) -> Path:
 def test_too_small_arena_is_a_clear_error(tmp_path, capsys):
     """`tinyloc evaluate --arena-kb` below the need exits non-zero naming the size; the probe
     runs in child processes, so this process survives."""
-    card_path = min(CARDS, key=lambda p: _card(p)["flash_bytes"])
-    card = _card(card_path)
+    card_path = min(CARDS, key=lambda p: read_card(p)["flash_bytes"])
+    card = read_card(card_path)
     tflite = card_path.parent / card["file"]
     data = _tiny_prepared(tflite.read_bytes(), tmp_path / "data")
     too_small_kb = (card["arena_bytes"] - 1) // 1024
@@ -129,30 +143,12 @@ def _rebuild(recipe: dict, request, tmp_path_factory) -> Path:
     key = json.dumps(recipe, sort_keys=True)
     if key in _PREPARED:
         return _PREPARED[key]
-    root = tmp_path_factory.mktemp("prepared")
-    if recipe["kind"] == "uji":
-        from tinyloc_tf.data.uji import prepare_uji
-
-        archive = request.getfixturevalue("uji_zip")
-        assert hashlib.sha256(archive.read_bytes()).hexdigest() == recipe["source_sha256"], (
-            f"{archive} is not the archive the card was made from")
-        options = {"areas": recipe["areas"]} if "areas" in recipe else {}
-        # Cards made before splits and representations were options used the stratified split
-        # and per-AP min-max.
-        out = prepare_uji(archive, root / "data", labels=recipe["labels"], seed=recipe["seed"],
-                          val_fraction=recipe["val_fraction"], split=recipe.get("split", "stratified"),
-                          representation=recipe.get("representation", "minmax"), **options)
-    elif recipe["kind"] == "synthetic-inhome":
-        from tinyloc_tf.data.inhome import prepare_inhome
-        from tinyloc_tf.data.synth import synthesize_house
-
-        synth = dict(recipe["synth"])
-        raw = synthesize_house(root / "raw", **synth)
-        prepare = dict(recipe["prepare"])
-        prepare.setdefault("representation", "minmax")  # cards made before representations
-        out = prepare_inhome(raw, prepare.pop("house"), root / "data", **prepare)
-    else:
+    if recipe["kind"] not in ("uji", "synthetic-inhome"):
         pytest.skip(f"recipe kind {recipe['kind']!r} needs raw data the tests do not have")
+    # UJIIndoorLoc from the `uji_zip` fixture (its sha256 is checked against the recipe's);
+    # the synthetic house is synthesised again from its seed.
+    archive = request.getfixturevalue("uji_zip") if recipe["kind"] == "uji" else None
+    out = prepare_from_recipe(recipe, tmp_path_factory.mktemp("prepared"), source=archive)
     _PREPARED[key] = out
     return out
 
@@ -162,7 +158,7 @@ def _rebuild(recipe: dict, request, tmp_path_factory) -> Path:
 def test_card_reproduces(card_path, request, tmp_path_factory, tmp_path, monkeypatch):
     from tinyloc_tf.data import load_prepared
 
-    card = _card(card_path)
+    card = read_card(card_path)
     data_dir = _rebuild(card["data"]["recipe"], request, tmp_path_factory)
     dataset = load_prepared(data_dir)
     assert dataset.fingerprint() == card["data"]["prepared_sha256"]

@@ -8,12 +8,20 @@ import pytest
 
 from test_training import write_toy_dataset  # noqa: E402  (pytest puts tests/ on sys.path)
 from tinyloc_tf.errors import TinylocError
-from tinyloc_tf.training import sweep as sweep_module
-from tinyloc_tf.training.sweep import RunSpec
+from tinyloc_tf.families import get_family
+from tinyloc_tf.workflows import execute, plan
+from tinyloc_tf.workflows import sweep as sweep_module
+from tinyloc_tf.workflows.plan import RunSpec
 
 TINY_GRID = {"mamba": [(4, 1), (2, 1)], "mdcsa": [(4, 1)]}
 FIT = dict(epochs=2, batch_size=16, lr=0.02, patience=2, seed=1)
 TIMING = {"fit_seconds", "seconds_per_epoch", "wall_time_s"}
+
+
+def use_tiny_grid(patch):
+    """Add the "tiny" grid to the registered families for the length of a test."""
+    for family, configs in TINY_GRID.items():
+        patch.setitem(get_family(family).grids, "tiny", configs)
 
 # --------------------------------------------------------------------------- planning (no TF)
 
@@ -31,28 +39,28 @@ TIMING = {"fit_seconds", "seconds_per_epoch", "wall_time_s"}
     ],
 )
 def test_param_formulas_match_models_md(family, features, classes, hidden, layers, expected):
-    assert sweep_module.param_count(family, features, classes, hidden, layers) == expected
+    assert plan.param_count(family, features, classes, hidden, layers) == expected
 
 
 def test_plan_respects_grid_and_max_params():
-    specs = sweep_module.plan_baseline_runs(("mamba",), "paper", 520, 59, None)
+    specs = plan.plan_baseline_runs(("mamba",), "paper", 520, 59, None)
     assert len(specs) == 24 and all(spec.teacher is None for spec in specs)
-    small = sweep_module.plan_baseline_runs(("mdcsa", "mamba"), "small", 520, 59, 10_000)
+    small = plan.plan_baseline_runs(("mdcsa", "mamba"), "small", 520, 59, 10_000)
     assert [s.name for s in small] == ["mdcsa-H4L1", "mamba-H8L1", "mamba-H4L1"]
-    assert all(sweep_module.param_count(s.family, 520, 59, s.hidden, s.layers) <= 10_000 for s in small)
+    assert all(plan.param_count(s.family, 520, 59, s.hidden, s.layers) <= 10_000 for s in small)
     with pytest.raises(TinylocError, match="unknown grid"):
-        sweep_module.plan_baseline_runs(("mamba",), "huge", 8, 4, None)
+        plan.plan_baseline_runs(("mamba",), "huge", 8, 4, None)
     with pytest.raises(TinylocError, match="unknown --family"):
-        sweep_module.check_families("lstm")
+        plan.check_families("lstm")
 
 
 def test_parse_variants():
-    assert sweep_module.parse_variants("int8, dynamic,int8") == ("int8", "dynamic")
-    assert sweep_module.parse_variants("none") == () and sweep_module.parse_variants("") == ()
+    assert plan.parse_variants("int8, dynamic,int8") == ("int8", "dynamic")
+    assert plan.parse_variants("none") == () and plan.parse_variants("") == ()
     with pytest.raises(TinylocError, match="float32 model is the run itself"):
-        sweep_module.parse_variants("float32")
+        plan.parse_variants("float32")
     with pytest.raises(TinylocError, match="'int4'"):
-        sweep_module.parse_variants("int8,int4")
+        plan.parse_variants("int8,int4")
 
 
 def _metrics(family, params, val, test, distilled=False):
@@ -68,9 +76,9 @@ def test_teacher_is_picked_on_validation_never_test():
         "mamba-H4L1-kd": _metrics("mamba", 6_000, val=0.99, test=0.99, distilled=True),  # students never teach
         "mdcsa-H16L1": _metrics("mdcsa", 21_000, val=0.90, test=0.10),
     }
-    assert sweep_module.pick_teacher(results, "mamba") == "mamba-H8L1"
-    assert sweep_module.pick_teacher(results, "mdcsa") == "mdcsa-H16L1"
-    assert sweep_module.pick_teacher({}, "mamba") is None
+    assert plan.pick_teacher(results, "mamba") == "mamba-H8L1"
+    assert plan.pick_teacher(results, "mdcsa") == "mdcsa-H16L1"
+    assert plan.pick_teacher({}, "mamba") is None
 
 
 def test_students_are_smaller_configurations_of_the_teachers_family():
@@ -79,7 +87,7 @@ def test_students_are_smaller_configurations_of_the_teachers_family():
         "mamba-H32L1": _metrics("mamba", 32_000, 0.7, 0.7), "mamba-H16L1": _metrics("mamba", 16_000, 0.8, 0.8),
         "mamba-H8L1": _metrics("mamba", 9_000, 0.6, 0.6), "mdcsa-H4L1": _metrics("mdcsa", 1_000, 0.5, 0.5),
     }
-    students = sweep_module.plan_students(specs, results, "mamba-H16L1")
+    students = plan.plan_students(specs, results, "mamba-H16L1")
     assert [s.name for s in students] == ["mamba-H8L1-kd"]
     assert students[0].teacher == "mamba-H16L1"
 
@@ -92,8 +100,8 @@ def _boom(argument, settings):
 
 def test_failed_tasks_are_named_and_finished_ones_kept():
     with pytest.raises(TinylocError, match=r"1 of 2 tasks failed.*b: ValueError: exploded"):
-        sweep_module.run_tasks(_boom, [("a", "good"), ("b", "bad")], {}, jobs=1, desc="test")
-    assert sweep_module.run_tasks(_boom, [("a", "good")], {}, jobs=1, desc="test") == {"a": {"ok": "good"}}
+        execute.run_tasks(_boom, [("a", "good"), ("b", "bad")], {}, jobs=1, desc="test")
+    assert execute.run_tasks(_boom, [("a", "good")], {}, jobs=1, desc="test") == {"a": {"ok": "good"}}
 
 
 def test_bad_arguments_fail_before_training(tmp_path):
@@ -120,7 +128,7 @@ def tiny_sweep(toy, tmp_path_factory):
     baselines have their own tests; here only their call is checked (resume test)."""
     out = tmp_path_factory.mktemp("sweeps") / "tiny"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sweep_module.GRIDS, "tiny", TINY_GRID)
+        use_tiny_grid(patch)
         result = sweep_module.sweep(toy, out, family="mamba", grid="tiny", variants=("int8", "dynamic"),
                                     baselines=False, **FIT)
     return out, result
@@ -201,7 +209,7 @@ def test_resume_trains_and_converts_nothing(tiny_sweep, toy, monkeypatch):
         monkeypatch.setattr(module, name, forbidden)
     baseline_calls = []
     monkeypatch.setattr(baselines_module, "run_baselines", lambda *a, **k: baseline_calls.append((a, k)))
-    monkeypatch.setitem(sweep_module.GRIDS, "tiny", TINY_GRID)
+    use_tiny_grid(monkeypatch)
     again = sweep_module.sweep(toy, out, family="mamba", grid="tiny", variants=("int8", "dynamic"), **FIT)
     # the only phase left to do was the classical baselines, on the same data, into SWEEP/baselines
     [(args, kwargs)] = baseline_calls
@@ -220,7 +228,7 @@ def test_sweep_and_report_cli_resume(tiny_sweep, toy, monkeypatch, capsys):
     from tinyloc_tf.cli import main
 
     out, result = tiny_sweep
-    monkeypatch.setitem(sweep_module.GRIDS, "tiny", TINY_GRID)
+    use_tiny_grid(monkeypatch)
     argv = ["sweep", "--data", str(toy), "--out", str(out), "--family", "mamba", "--grid", "tiny",
             "--epochs", "2", "--batch-size", "16", "--lr", "0.02", "--patience", "2", "--seed", "1",
             "--no-baselines"]
@@ -245,7 +253,7 @@ def test_ray_local_gives_the_same_results_as_the_local_path(tiny_sweep, toy, tmp
     import ray
 
     out, result = tiny_sweep
-    monkeypatch.setitem(sweep_module.GRIDS, "tiny", TINY_GRID)
+    use_tiny_grid(monkeypatch)
     # Two configurations, no distillation, compression or baselines: the training tasks are the point.
     via_ray = sweep_module.sweep(toy, tmp_path / "ray", family="mamba", grid="tiny", variants=(), distill=False,
                                  baselines=False, jobs=2, ray_address="local", **FIT)
@@ -256,7 +264,7 @@ def test_ray_local_gives_the_same_results_as_the_local_path(tiny_sweep, toy, tmp
         assert {k: v for k, v in metrics.items() if k not in TIMING} == {
             k: v for k, v in local.items() if k not in TIMING
         }
-    assert via_ray["teachers"] == {"mamba": sweep_module.pick_teacher(result["runs"], "mamba")}
+    assert via_ray["teachers"] == {"mamba": plan.pick_teacher(result["runs"], "mamba")}
 
 
 def test_ray_auto_without_a_cluster_is_a_clear_error(monkeypatch):
@@ -265,5 +273,5 @@ def test_ray_auto_without_a_cluster_is_a_clear_error(monkeypatch):
     if ray.is_initialized():
         pytest.skip("a Ray session is already open in this process")
     with pytest.raises(TinylocError, match=r"cannot connect to the Ray cluster at 'auto' \(start one with"):
-        with sweep_module.ray_session("auto"):
+        with execute.ray_session("auto"):
             pass

@@ -21,12 +21,11 @@ from tinyloc_tf.errors import TinylocError
 STAGES = (
     "tinyloc_tf.data.cli",
     "tinyloc_tf.training.cli",
-    "tinyloc_tf.training.sweep_cli",
     "tinyloc_tf.compression.cli",
     "tinyloc_tf.deployment.cli",
     "tinyloc_tf.deployment.aot_cli",
     "tinyloc_tf.reports.cli",
-    "tinyloc_tf.pipeline",
+    "tinyloc_tf.workflows.cli",
 )
 
 

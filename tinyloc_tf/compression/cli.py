@@ -18,11 +18,12 @@ import json
 import sys
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_float, non_negative_int, percent, positive_float, positive_int
+from tinyloc_tf.arguments import non_negative_int, positive_float
 from tinyloc_tf.atomic import check_output, write_atomic
 from tinyloc_tf.errors import TinylocError, shown
 
-from tinyloc_tf.compression.convert import QUANT_MODES
+from tinyloc_tf.training.artifacts import check_model_fits_data, load_run
+from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, variant_names
 
 
 def register(subparsers) -> None:
@@ -31,20 +32,10 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     convert.add_argument("run", type=Path, help="training run folder (with model.keras and config.json)")
-    convert.add_argument("--quant", required=True, choices=QUANT_MODES, help="conversion variant")
+    convert.add_argument("--quant", required=True, choices=variant_names(), help="conversion variant")
     convert.add_argument("--data", type=Path, help="prepared dataset folder (default: the run's data_dir)")
     convert.add_argument("--out", type=Path, required=True, help=".tflite file to write")
-    convert.add_argument("--representative-size", type=positive_int, default=256,
-                         help="training windows used for int8 calibration (seeded subset; default 256)")
-    convert.add_argument("--seed", type=non_negative_int, default=0, help="seed of the representative subset and QAT (default 0)")
-    convert.add_argument("--calibration-trim", type=percent, default=0.0, metavar="PCT",
-                         help="leave out of int8 calibration the PCT %% of training windows with the most "
-                              "extreme emissions (default 0; see docs/compression.md)")
-    convert.add_argument("--selective-threshold", type=non_negative_float, default=0.7,
-                         help="selective: keep ops in float whose rmse/scale exceeds this (default 0.7)")
-    convert.add_argument("--qat-epochs", type=positive_int, default=3, help="qat: fine-tuning epochs (default 3)")
-    convert.add_argument("--qat-lr", type=positive_float, default=1e-4, help="qat: Adam learning rate (default 1e-4)")
-    convert.add_argument("--qat-batch-size", type=positive_int, default=64, help="qat: batch size (default 64)")
+    add_convert_arguments(convert)
     convert.add_argument("--streaming", action="store_true",
                          help="Mamba only: the step model (one sample per call, state as inputs/outputs; "
                               "--quant int8 or float32; see docs/streaming.md)")
@@ -74,40 +65,6 @@ def register(subparsers) -> None:
 
 
 # --------------------------------------------------------------------------- convert
-
-
-def load_run(run: Path):
-    """``(tagger, config)`` of a training run folder."""
-    model_path, config_path = run / "model.keras", run / "config.json"
-    if not model_path.is_file():
-        raise TinylocError(f"{model_path}: not found (is {run} a training run folder?)")
-    config = {}
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise TinylocError(f"{config_path}: not valid JSON ({shown(exc, 120)})") from exc
-    import keras
-
-    import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
-
-    import zipfile
-
-    try:
-        tagger = keras.models.load_model(model_path)
-    except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise TinylocError(f"{model_path}: cannot load the Keras model ({shown(exc, 200)})") from exc
-    return tagger, config
-
-
-def check_model_fits_data(tagger, dataset, what: str = "the model") -> None:
-    """A Keras tagger's features, classes and window length must be the dataset's."""
-    config = getattr(tagger, "build_config", {}) or {}
-    expected = {"features": dataset.num_features, "classes": dataset.num_classes, "steps": dataset.steps}
-    wrong = {k: (config.get(k), v) for k, v in expected.items() if config.get(k) not in (None, v)}
-    if wrong:
-        detail = ", ".join(f"{k}: model {m}, data {d}" for k, (m, d) in wrong.items())
-        raise TinylocError(f"{what} does not fit {dataset.path} ({detail})")
 
 
 def _convert(args) -> int:
@@ -145,10 +102,7 @@ def _convert(args) -> int:
         result = convert(
             tagger, args.quant, representative=dataset.train.X, metadata=metadata,
             labels=dataset.train.y, validation=(dataset.val.X, dataset.val.y),
-            representative_size=args.representative_size, seed=args.seed,
-            selective_threshold=args.selective_threshold, calibration_trim=args.calibration_trim,
-            strip=not args.keep_names,
-            qat_options={"epochs": args.qat_epochs, "lr": args.qat_lr, "batch_size": args.qat_batch_size},
+            strip=not args.keep_names, **convert_options_from_args(args).convert_kwargs(),
         )
     write_atomic(args.out, result.tflite)
     blocker = tflm_blocker(result.tflite)

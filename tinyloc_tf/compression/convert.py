@@ -9,7 +9,7 @@ What is converted is ``tagger.encoder`` (``[1, T, F] -> [1, T, K]`` CRF emission
 with a fixed batch of 1: a ``None`` batch adds SHAPE / REDUCE_PROD ops TFLM lacks. Viterbi
 stays outside the graph; the CRF weights travel in the metadata (``metadata.py``).
 
-Variants (``QUANT_MODES``), and what they stand for in the paper (``docs/compression.md``):
+Variants (registered in ``variants.py``), and what they stand for in the paper (``docs/compression.md``):
 
 - ``float32``: no quantization (the paper's baseline).
 - ``int8``: full-integer post-training quantization, per-channel weights, activations
@@ -37,16 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.compression.calibration import DEFAULT_REPRESENTATIVE_SIZE, representative_subset, trim_calibration
+from tinyloc_tf.compression.variants import get_variant
 from tinyloc_tf.errors import TinylocError
 
-QUANT_MODES = ("float32", "int8", "dynamic", "selective", "qat")
 
 #: Ops TFLM has float kernels for but no int8 kernel ("exp.cc: INT8 != FLOAT32").
 TFLM_FLOAT_ONLY_OPS = ("EXP", "LOG")
 #: Converter-inserted boundaries of a float island; not float compute themselves.
 BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
 
-DEFAULT_REPRESENTATIVE_SIZE = 256
 DEFAULT_SELECTIVE_THRESHOLD = 0.7
 
 
@@ -59,43 +59,6 @@ class Conversion:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def representative_subset(X, size: int = DEFAULT_REPRESENTATIVE_SIZE, seed: int = 0) -> np.ndarray:
-    """A seeded random subset of real windows ``X [N, T, F]`` for calibration, in index order."""
-    if int(size) < 1:
-        raise TinylocError(f"the representative size must be at least 1 window, got {size}")
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 3 or len(X) == 0:
-        raise TinylocError(f"representative windows must be a non-empty [N, T, F] array, got shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise TinylocError("representative windows contain NaN or infinite values")
-    if size >= len(X):
-        return X
-    rows = np.sort(np.random.default_rng(seed).choice(len(X), size=int(size), replace=False))
-    return X[rows]
-
-
-def trim_calibration(model, X, percent: float) -> np.ndarray:
-    """``X [N, T, F]`` minus the ``percent`` % of windows whose emissions reach the largest
-    magnitude under ``model``.
-
-    Min/max calibration lets a handful of extreme windows set every activation range, which
-    leaves a coarse int8 scale for all the ordinary ones; on some synthetic-house Mamba models
-    leaving out 10 % of the windows recovered most of the int8 accuracy (``docs/mamba.md``).
-    """
-    X = np.asarray(X, dtype=np.float32)
-    if not 0.0 <= float(percent) < 100.0:
-        raise TinylocError(f"calibration trim must be a percentage in [0, 100), got {percent}")
-    if not percent:
-        return X
-    import keras
-
-    emissions = np.concatenate([
-        keras.ops.convert_to_numpy(model(X[start:start + 256])) for start in range(0, len(X), 256)
-    ])
-    magnitude = np.abs(emissions).reshape(len(X), -1).max(axis=1)
-    return X[magnitude <= np.percentile(magnitude, 100.0 - float(percent))]
 
 
 def _window_shape(model, representative) -> tuple[int, int]:
@@ -141,21 +104,47 @@ def _quiet():
             yield
 
 
-def _converter(graph, quant: str, windows: np.ndarray | None):
+def _converter(graph, windows: np.ndarray | None = None, *, optimize: bool = True, int8_io: bool = False):
+    """A ``TFLiteConverter`` for ``graph``: float32 without ``optimize``; with it, int8 weights,
+    and calibrated activations when ``windows`` are given; int8 ops and I/O with ``int8_io``."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(graph)
-    if quant == "float32":
+    if not optimize:
         return converter
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quant == "dynamic":
-        return converter
-    converter.representative_dataset = lambda: ([windows[i : i + 1]] for i in range(len(windows)))
-    if quant == "int8":
+    if windows is not None:
+        converter.representative_dataset = lambda: ([windows[i : i + 1]] for i in range(len(windows)))
+    if int8_io:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     return converter
+
+
+# The converters of the variants in ``variants.py``: (graph, windows, options) -> (bytes, report).
+
+
+def convert_float32(graph, windows, options: dict) -> tuple[bytes, dict]:
+    return _run_converter(_converter(graph, optimize=False).convert, "float32", graph), {}
+
+
+def convert_dynamic(graph, windows, options: dict) -> tuple[bytes, dict]:
+    raw = _run_converter(_converter(graph).convert, "dynamic", graph)
+    if int8_weight_tensors(raw) == 0:
+        return raw, {"note": "no weight tensor reached the converter's 1024-element minimum for "
+                             "dynamic-range quantization: the model is float32"}
+    return raw, {}
+
+
+def convert_int8(graph, windows, options: dict) -> tuple[bytes, dict]:
+    return _run_converter(_converter(graph, windows, int8_io=True).convert, "int8", graph), {}
+
+
+def convert_selective(graph, windows, options: dict) -> tuple[bytes, dict]:
+    threshold = options.get("selective_threshold", DEFAULT_SELECTIVE_THRESHOLD)
+    raw, kept = _selective(graph, windows, threshold)
+    return raw, {"kept_float": kept, "selective_threshold": float(threshold)}
 
 
 def _layer_names(graph) -> set[str]:
@@ -211,38 +200,16 @@ def _run_converter(convert_fn, quant: str, graph):
 # --------------------------------------------------------------------------- flatbuffer inspection
 
 
-def _builtin_names() -> dict[int, str]:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _tensor_type_names() -> dict[int, str]:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-
-
 def op_table(model) -> list[dict]:
     """Every operator of the main subgraph: ``{"op", "inputs", "outputs"}`` (tensor type names)."""
-    from tinyloc_tf.compression.metadata import model_bytes, unpack_model
+    from tinyloc_tf.compression.flatbuffer import indices, read_model
 
-    model_object = unpack_model(model_bytes(model))
-    names, types = _builtin_names(), _tensor_type_names()
-    graph = model_object.subgraphs[0]
-    table = []
-    for op in graph.operators or []:
-        code = model_object.operatorCodes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        name = names.get(builtin, f"BUILTIN_{builtin}")
-        if name == "CUSTOM":
-            name = f"CUSTOM:{code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode}"
-        table.append({
-            "op": name,
-            "inputs": [types[graph.tensors[i].type] for i in (op.inputs if op.inputs is not None else []) if i >= 0],
-            "outputs": [types[graph.tensors[i].type] for i in (op.outputs if op.outputs is not None else []) if i >= 0],
-        })
-    return table
+    fb = read_model(model)
+
+    def types(vector):
+        return [fb.type_name(fb.tensors[i]) for i in indices(vector) if i >= 0]
+
+    return [{"op": fb.op_name(op), "inputs": types(op.inputs), "outputs": types(op.outputs)} for op in fb.operators]
 
 
 def op_counts(model) -> dict[str, int]:
@@ -265,17 +232,10 @@ def float_ops(model) -> dict[str, int]:
 
 def int8_weight_tensors(model) -> int:
     """Number of constant int8 tensors (quantized weights) in the main subgraph."""
-    from tinyloc_tf.compression.metadata import model_bytes, unpack_model
+    from tinyloc_tf.compression.flatbuffer import read_model
 
-    model_object = unpack_model(model_bytes(model))
-    types = _tensor_type_names()
-    count = 0
-    for tensor in model_object.subgraphs[0].tensors or []:
-        buffer = model_object.buffers[tensor.buffer] if tensor.buffer < len(model_object.buffers) else None
-        has_data = buffer is not None and buffer.data is not None and len(buffer.data) > 0
-        if has_data and types[tensor.type] == "INT8":
-            count += 1
-    return count
+    fb = read_model(model)
+    return sum(1 for tensor in fb.tensors if fb.type_name(tensor) == "INT8" and fb.tensor_data(tensor) is not None)
 
 
 # --------------------------------------------------------------------------- finishing
@@ -366,7 +326,7 @@ def _selective(graph, windows: np.ndarray, threshold: float) -> tuple[bytes, lis
         return ([windows[i : i + 1]] for i in range(len(windows)))
 
     def debug():
-        converter = _converter(graph, "selective", windows)
+        converter = _converter(graph, windows)
         debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset)
         debugger.run()
         dump = io.StringIO()
@@ -425,7 +385,7 @@ def convert(
     Args:
         model: ``SequenceTagger`` (its encoder is converted) or a Keras model/layer over
             ``[B, T, F]`` windows.
-        quant: one of ``QUANT_MODES``.
+        quant: a registered variant (``variants.py``).
         representative: real training windows ``[N, T, F]`` (int8, selective, qat); a seeded
             subset of ``representative_size`` windows calibrates the activations.
         metadata: extra fields for the embedded metadata (e.g. :func:`data_metadata`).
@@ -439,24 +399,18 @@ def convert(
         :class:`Conversion` with the bytes (names stripped, metadata embedded) and a report:
         ``ops``, ``float_ops``, ``kept_float`` (selective), ``qat`` (history), sizes.
     """
-    if quant not in QUANT_MODES:
-        raise TinylocError(f"unknown quantization {quant!r}; choose one of {', '.join(QUANT_MODES)}")
-    calibrated = quant in ("int8", "selective", "qat")
-    if calibrated and representative is None:
+    variant = get_variant(quant)
+    if variant.calibrated and representative is None:
         raise TinylocError(f"{quant} conversion needs representative training windows [N, T, F]")
     report: dict = {"quant": quant}
 
-    if quant == "qat":
-        from tinyloc_tf.compression.qat import fine_tune
-
-        if labels is None:
-            raise TinylocError("qat conversion needs the training labels [N, T] for its fine-tuning")
-        model, history = fine_tune(model, representative, labels, validation=validation, seed=seed,
-                                   **(qat_options or {}))
-        report["qat"] = history
+    prepare = variant.prepare_function()
+    if prepare is not None:
+        model, report[quant] = prepare(model, representative, labels, validation=validation, seed=seed,
+                                       options=qat_options or {})
 
     windows = None
-    if calibrated:
+    if variant.calibrated:
         pool = trim_calibration(model, representative, calibration_trim)
         windows = representative_subset(pool, representative_size, seed)
         report["representative"] = {"windows": int(len(windows)), "seed": int(seed)}
@@ -470,21 +424,16 @@ def convert(
             f"representative windows are [N, {windows.shape[1]}, {windows.shape[2]}], the model takes [N, {steps}, {features}]"
         )
 
-    if quant == "selective":
-        raw, kept = _selective(graph, windows, selective_threshold)
-        report["kept_float"] = kept
-        report["selective_threshold"] = float(selective_threshold)
-    else:
-        converter = _converter(graph, "int8" if quant == "qat" else quant, windows)
-        raw = _run_converter(converter.convert, quant, graph)
+    raw, extra = variant.convert_function()(graph, windows, {"selective_threshold": selective_threshold})
+    report.update(extra)
 
     report["bytes_with_names"] = len(raw)
     payload = {**model_metadata(model), **(metadata or {}), "quant": quant}
     for key in ("kept_float", "selective_threshold", "representative"):
         if key in report:
             payload[key] = report[key]
-    if "qat" in report:
-        payload["qat"] = {k: v for k, v in report["qat"].items() if k != "history"}
+    if variant.prepare:  # what the preparation did, without its per-epoch history
+        payload[quant] = {k: v for k, v in report[quant].items() if k != "history"}
     buf = finalize(raw, payload, strip=strip)
     from tinyloc_tf.compression.metadata import metadata_bytes
 
@@ -495,28 +444,23 @@ def convert(
         float_ops=float_ops(buf),
         int8_weight_tensors=int8_weight_tensors(buf),
     )
-    if quant in ("int8", "qat"):
+    if variant.int8_io:
         _check_int8_io(buf, quant)
-    if quant == "dynamic" and report["int8_weight_tensors"] == 0:
-        report["note"] = ("no weight tensor reached the converter's 1024-element minimum for "
-                          "dynamic-range quantization: the model is float32")
     return Conversion(buf, report)
 
 
 def _check_int8_io(buf: bytes, quant: str) -> None:
     """A full-integer conversion must take and give int8 tensors; a converter that quietly fell
     back to float (no calibration data reached it) must not produce a file labelled int8."""
-    from tinyloc_tf.compression.metadata import tflite_schema
+    from tinyloc_tf.compression.flatbuffer import read_model
 
-    schema = tflite_schema()
-    graph = schema.Model.GetRootAs(buf, 0).Subgraphs(0)
-    names = _tensor_type_names()
-    for kind, count, index in (("input", graph.InputsLength(), graph.Inputs), ("output", graph.OutputsLength(), graph.Outputs)):
-        for i in range(count):
-            tensor_type = graph.Tensors(index(i)).Type()
-            if tensor_type != schema.TensorType.INT8:
+    fb = read_model(buf)
+    for kind, tensor_indices in (("input", fb.inputs), ("output", fb.outputs)):
+        for index in tensor_indices:
+            tensor_type = fb.type_name(fb.tensors[index])
+            if tensor_type != "INT8":
                 raise TinylocError(
-                    f"the {quant} conversion produced a {names.get(tensor_type, tensor_type)} model {kind}, "
+                    f"the {quant} conversion produced a {tensor_type} model {kind}, "
                     "not int8; calibration did not take effect"
                 )
 

@@ -27,87 +27,32 @@ JSON text would take about 50 KB, raw float32 plus JSON 25 KB, compressed 15 KB 
 the 59 x 59 CRF transitions, which the device needs for Viterbi anyway).
 
 TFLM and LiteRT ignore metadata entries they do not know, so the model runs unchanged. The
-flatbuffer is edited with the TFLite schema's generated Python object API (shipped in the
-tflite-micro wheel, so reading needs no TensorFlow) and then re-aligned with TFLM's own
-``tflite_flatbuffer_align`` (the Python object API does not honour the schema's 16-byte
-``force_align`` on buffer data, which Cortex-M kernels rely on).
+flatbuffer itself is read, edited and written by :mod:`tinyloc_tf.compression.flatbuffer`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from tinyloc_tf.errors import TinylocError, shown
+# model_bytes, unpack_model and tflite_schema are imported from here by modules that predate
+# flatbuffer.py (compression/streaming.py, deployment/host.py, deployment/streaming.py, ...).
+from tinyloc_tf.compression.flatbuffer import (  # noqa: F401
+    decode_name,
+    model_bytes,
+    pack_model,
+    read_model,
+    tflite_schema,
+    unpack_model,
+)
+from tinyloc_tf.errors import TinylocError
 
 METADATA_NAME = "tinyloc"
 ARRAYS_NAME = "tinyloc.arrays"
 FORMAT = "tinyloc-tflite/1"
-TFLITE_FILE_IDENTIFIER = b"TFL3"
-
-
-def tflite_schema():
-    """The TFLite flatbuffer schema bindings (the tflite-micro wheel ships them)."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
-
-    return schema_py_generated
-
-
-def model_bytes(model: bytes | bytearray | memoryview | str | os.PathLike) -> bytes:
-    """The flatbuffer of ``model`` (bytes, or the path of a ``.tflite`` file)."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        buf = bytes(model)
-        where = "the given model bytes"
-    else:
-        path = Path(model)
-        if not path.is_file():
-            raise TinylocError(f"{path}: no such .tflite file")
-        buf = path.read_bytes()
-        where = str(path)
-    if len(buf) < 8 or buf[4:8] != TFLITE_FILE_IDENTIFIER:
-        raise TinylocError(f"{where}: not a TFLite flatbuffer (file identifier {buf[4:8]!r}, expected b'TFL3')")
-    if where != "the given model bytes":
-        check_flatbuffer(buf, where)
-    return buf
-
-
-def check_flatbuffer(buf: bytes, where: str) -> None:
-    """Walk every table of the model once, so a truncated or corrupted file is one clear error
-    here rather than a ``struct.error`` (or a crash in an interpreter) later.
-
-    The flatbuffers Python package has no verifier; unpacking the whole object tree reads
-    every offset, which is what a verifier checks.
-    """
-    try:
-        model = unpack_model(buf)
-        subgraphs = model.subgraphs or []
-        if not subgraphs:
-            raise ValueError("no subgraph")
-        buffers = len(model.buffers or [])
-        for subgraph in subgraphs:
-            tensors = subgraph.tensors or []
-            for tensor in tensors:
-                if not 0 <= tensor.buffer < max(buffers, 1):
-                    raise ValueError(f"tensor points at missing buffer {tensor.buffer}")
-            for operator in subgraph.operators or []:
-                if not 0 <= operator.opcodeIndex < len(model.operatorCodes or []):
-                    raise ValueError(f"operator uses missing opcode {operator.opcodeIndex}")
-                for index in list(operator.inputs if operator.inputs is not None else []) + \
-                        list(operator.outputs if operator.outputs is not None else []):
-                    if not -1 <= int(index) < len(tensors):
-                        raise ValueError(f"operator uses missing tensor {int(index)}")
-    except TinylocError:
-        raise
-    except Exception as exc:  # struct.error, IndexError, UnicodeDecodeError, ... from a damaged file
-        raise TinylocError(
-            f"{where}: truncated or corrupted .tflite ({type(exc).__name__}: {shown(exc)}); "
-            "convert the model again"
-        ) from exc
 
 
 def _json_default(value):
@@ -179,41 +124,13 @@ def decode_payload(text: bytes, blob: bytes, where: str = "model") -> dict:
     return document
 
 
-def unpack_model(buf: bytes):
-    """The flatbuffer as the schema's mutable object tree (``ModelT``)."""
-    schema = tflite_schema()
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
-
-
-def pack_model(model_object) -> bytes:
-    """Serialise a ``ModelT`` and re-align its buffers to 16 bytes (TFLM's own aligner)."""
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model_object.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
-    return align(bytes(builder.Output()))
-
-
-def align(buf: bytes) -> bytes:
-    """Repack ``buf`` through the flatbuffers C++ API, which honours ``force_align: 16``."""
-    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
-
-    with tempfile.TemporaryDirectory(prefix="tinyloc-align-") as tmp:
-        src, dst = Path(tmp) / "in.tflite", Path(tmp) / "out.tflite"
-        src.write_bytes(buf)
-        tflite_flatbuffer_align_wrapper.align_tflite_model(str(src), str(dst))
-        if not dst.is_file():
-            raise TinylocError("tflite_flatbuffer_align produced no output")
-        return dst.read_bytes()
-
-
 def set_metadata_entry(model_object, name: str, data: bytes) -> None:
     """Add (or replace) the metadata entry ``name`` of a ``ModelT`` with ``data``."""
     schema = tflite_schema()
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(data, dtype=np.uint8).copy()
     for entry in model_object.metadata or []:
-        if _decode_name(entry.name) == name:
+        if decode_name(entry.name) == name:
             model_object.buffers[entry.buffer] = buffer
             return
     model_object.buffers = list(model_object.buffers or [])
@@ -225,14 +142,9 @@ def set_metadata_entry(model_object, name: str, data: bytes) -> None:
     model_object.metadata.append(entry)
 
 
-def _decode_name(name) -> str:
-    return name.decode("utf-8") if isinstance(name, (bytes, bytearray)) else str(name)
-
-
 def write_metadata(buf: bytes, payload: dict) -> bytes:
     """Return ``buf`` with ``payload`` stored as the ``"tinyloc"`` metadata entry (replacing any)."""
-    buf = model_bytes(buf)
-    model_object = unpack_model(buf)
+    model_object = read_model(buf).model
     set_payload(model_object, payload)
     return pack_model(model_object)
 
@@ -246,17 +158,7 @@ def set_payload(model_object, payload: dict) -> None:
 
 def metadata_entries(model) -> dict[str, bytes]:
     """Every metadata entry of a ``.tflite`` (bytes or path) as ``{name: raw bytes}``."""
-    buf = model_bytes(model)
-    root = tflite_schema().Model.GetRootAs(buf, 0)
-    entries = {}
-    for i in range(root.MetadataLength()):
-        entry = root.Metadata(i)
-        index = entry.Buffer()
-        if index >= root.BuffersLength():
-            raise TinylocError(f"metadata entry {_decode_name(entry.Name())!r} points at missing buffer {index}")
-        data = root.Buffers(index).DataAsNumpy()
-        entries[_decode_name(entry.Name())] = b"" if isinstance(data, int) else data.tobytes()
-    return entries
+    return read_model(model).metadata()
 
 
 def read_metadata(model) -> dict:

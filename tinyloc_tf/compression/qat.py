@@ -121,7 +121,7 @@ def fine_tune(
     import tensorflow as tf
     from tqdm import tqdm
 
-    from tinyloc_tf.compression.convert import representative_subset
+    from tinyloc_tf.compression.calibration import representative_subset
     from tinyloc_tf.models.crf import viterbi_decode
     from tinyloc_tf.training.metrics import macro_f1
 
@@ -233,3 +233,10 @@ def fine_tune(
         "history": history,
     }
     return tagger, report
+
+
+def prepare(model, X, y, *, validation=None, seed: int = 0, options: dict | None = None):
+    """The ``qat`` variant's preparation (``variants.py``): fine-tune, then convert as int8."""
+    if y is None:
+        raise TinylocError("qat conversion needs the training labels [N, T] for its fine-tuning")
+    return fine_tune(model, X, y, validation=validation, seed=seed, **(options or {}))

@@ -33,6 +33,7 @@ def register(subparsers) -> None:
 
 def _compile(args) -> int:
     from tinyloc_tf.deployment.aot import compile_tflite
+    from tinyloc_tf.deployment.aot.host import check_against_tflm
     from tinyloc_tf.errors import TinylocError
 
     from tinyloc_tf.atomic import check_output
@@ -45,7 +46,7 @@ def _compile(args) -> int:
                             alignment=args.alignment)
     check = None
     if args.check > 0:
-        check = _check_against_tflm(args.tflite, report, args.check)
+        check = check_against_tflm(args.tflite, report, args.check)
     if args.json:
         out = report.to_dict()
         if check is not None:
@@ -66,27 +67,3 @@ def _compile(args) -> int:
     if check is not None and check["equal"] != check["values"]:
         return 1
     return 0
-
-
-def _check_against_tflm(tflite_path: str, report, windows: int) -> dict:
-    """Build the generated C on the host and compare it with the tflite-micro wheel."""
-    from pathlib import Path
-
-    import numpy as np
-    from tflite_micro.python.tflite_micro import runtime
-
-    from tinyloc_tf.deployment.aot.host import build_and_load
-
-    model = build_and_load(report)
-    interpreter = runtime.Interpreter.from_bytes(Path(tflite_path).read_bytes(), arena_size=4 << 20)
-    rng = np.random.default_rng(0)
-    equal = values = 0
-    for _ in range(windows):
-        x = rng.integers(-128, 128, size=report.input_shape, dtype=np.int8)
-        interpreter.set_input(x, 0)
-        interpreter.invoke()
-        want = np.asarray(interpreter.get_output(0)).reshape(-1)
-        got = model.invoke(x)
-        equal += int((want == got).sum())
-        values += int(want.size)
-    return {"windows": windows, "values": values, "equal": equal}

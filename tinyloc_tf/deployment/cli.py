@@ -8,16 +8,15 @@ import sys
 
 from tinyloc_tf.arguments import positive_int
 from tinyloc_tf.atomic import check_output, write_atomic
+from tinyloc_tf.deployment.export_c import DEFAULT_WINDOWS, WINDOWS_PER_CLASS, class_coverage, default_windows
+from tinyloc_tf.deployment.targets import DEFAULT_TARGET, get_target, target_names
+from tinyloc_tf.errors import TinylocError
 
 #: Exit status of ``deploy`` when the firmware does not fit the RAM budget (link failure).
 EXIT_RAM_BUDGET = 3
 
 #: Test windows exported by default, and per class of the data when that is more: a
 #: macro-F1 over a handful of windows that miss most classes says nothing about the model.
-DEFAULT_WINDOWS = 64
-WINDOWS_PER_CLASS = 4
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export-c",
@@ -36,13 +35,12 @@ def register(subparsers) -> None:
         "deploy",
         help="build the firmware for a Cortex-M, run it on an emulated board, report agreement, F1, bytes, instructions",
         description="Export the model, build tflm_app/ for the target within the RAM budget (the linker "
-        "script's RAM region), run it on QEMU and print a JSON report. The tflm backend needs TFLM_ROOT "
-        "(scripts/get_tflm.sh); the aot backend runs the model compiled by `tinyloc compile`.",
+        "script's RAM region), run it on the board's emulator (QEMU or Renode) and print a JSON report. "
+        "The tflm backend needs TFLM_ROOT (scripts/get_tflm.sh); the aot backend runs the model compiled "
+        "by `tinyloc compile`.",
     )
     p.add_argument("tflite", help="full-integer int8 .tflite")
-    p.add_argument("--target", choices=("m55", "m4", "stm32l4"), default="m55",
-                   help="m55: Cortex-M55 on QEMU mps3-an547; m4: Cortex-M4F on QEMU mps2-an386; stm32l4: Cortex-M4F "
-                   "STM32L432-class board on Renode (default m55)")
+    p.add_argument("--target", choices=target_names(), default=DEFAULT_TARGET, help=_target_help())
     p.add_argument("--ram-kb", type=positive_int, default=64, help="RAM budget in KiB (default 64)")
     p.add_argument("--backend", choices=("tflm", "aot"),
                    help="model runner (default tflm; aot with --streaming)")
@@ -68,6 +66,22 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_deploy)
 
 
+def _target_help() -> str:
+    """``--target``'s help: each board of tflm_app/targets with its target.mk's description."""
+    boards = "; ".join(f"{name}: {_describe(name)}" for name in target_names())
+    # argparse %-formats help strings.
+    return f"{boards} (default {DEFAULT_TARGET}; a board is a folder of tflm_app/targets)".replace("%", "%%")
+
+
+def _describe(board: str) -> str:
+    # A board whose target.mk is incomplete must not break every verb's parser: say why here,
+    # and `deploy --target` with it fails with the same message.
+    try:
+        return get_target(board).description
+    except TinylocError as exc:
+        return f"unusable ({exc})"
+
+
 def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="prepared dataset the test windows come from (default: random windows, no labels)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of --data (default test)")
@@ -75,30 +89,6 @@ def _window_args(p: argparse.ArgumentParser) -> None:
                    help=f"number of test windows (default: {DEFAULT_WINDOWS}, or {WINDOWS_PER_CLASS} per class "
                         "of --data when that is more, at most the whole split)")
     p.add_argument("--crf", help="JSON side file with CRF parameters, for a .tflite without tinyloc metadata")
-
-
-def default_windows(data_dir, split: str, windows: int | None) -> int:
-    """``windows``, or enough test windows that a macro-F1 over them can see every class."""
-    if windows is not None:
-        return windows
-    if data_dir is None:
-        return DEFAULT_WINDOWS
-    from tinyloc_tf.data import load_prepared
-
-    data = load_prepared(data_dir)
-    return min(len(data.split(split)), max(DEFAULT_WINDOWS, WINDOWS_PER_CLASS * data.num_classes))
-
-
-def class_coverage(data_dir, split: str, windows: int) -> tuple[int, int]:
-    """``(classes among the exported windows' labels, classes of the data)``."""
-    import numpy as np
-
-    from tinyloc_tf.data import load_prepared
-    from tinyloc_tf.deployment.export_c import pick_windows
-
-    data = load_prepared(data_dir)
-    part = data.split(split)
-    return len(np.unique(part.y[pick_windows(len(part), windows)])), data.num_classes
 
 
 def _export_c(args) -> int:
@@ -179,7 +169,6 @@ def _print_report(report: dict, json_out) -> int:
 def _deploy_streaming(args) -> int:
     from tinyloc_tf.deployment.firmware import FirmwareError, RamBudgetError
     from tinyloc_tf.deployment.streaming_firmware import deploy_streaming
-    from tinyloc_tf.errors import TinylocError
 
     window_only = {"--windows": args.windows, "--crf": args.crf, "--arena-bytes": args.arena_bytes,
                    "--kernels": args.kernels, "--debug": args.debug or None}

@@ -5,11 +5,11 @@
     report = deploy("m.tflite", target="m55", ram_kb=64, data_dir="data/house")
 
 ``deploy`` exports the model (:mod:`tinyloc_tf.deployment.export_c`), builds the firmware
-with the arena it needs, runs it on the target's emulator (QEMU for ``m55`` and ``m4``, Renode
-for ``stm32l4``) and returns a JSON-able dict: agreement with
-the host TFLM, macro-F1 on the exported windows, arena / flash / RAM bytes from the ELF and
-instructions per inference. The RAM budget is the linker script's RAM region, so a model
-that does not fit fails to link (:class:`RamBudgetError`), and the firmware itself stops
+with the arena it needs, runs it on the target's emulator (QEMU or Renode, as the board's
+``target.mk`` says; the boards: :mod:`tinyloc_tf.deployment.targets`) and returns a JSON-able
+dict: agreement with the host TFLM, macro-F1 on the exported windows, arena / flash / RAM bytes
+from the ELF and instructions per inference. The RAM budget is the linker script's RAM region,
+so a model that does not fit fails to link (:class:`RamBudgetError`), and the firmware itself stops
 with a distinct exit status when its arena is too small, the schema version differs, an op
 is not registered or the tensors have unexpected shapes (:class:`FirmwareError`).
 
@@ -25,13 +25,14 @@ TFLM builds: ``kernels`` is ``cmsis-nn`` (Arm's CMSIS-NN kernels, the default wh
 (TFLM's error strings and DCHECKs compiled out, everything ``-Os``) or ``debug`` (TFLM logs
 why a model fails).
 
-Emulators (``EMULATOR`` in ``tflm_app/targets/*/target.mk``): QEMU (``qemu-system-arm``) for
-``m55`` and ``m4``, Renode for ``stm32l4`` (``TINYLOC_RENODE`` or ``renode`` on PATH, through
-``tflm_app/targets/stm32l4/run_renode.sh``). Both count instructions, not cycles. An Arm FVP is
-used for the M55 when ``TINYLOC_FVP`` names its binary (Corstone-300); any other emulator
-through ``TINYLOC_EMULATOR``, a command with ``{elf}`` and ``{target}`` placeholders that
-prints the semihosting output and exits with the firmware's status; those two report
-SysTick-derived numbers that mean cycles or time, not instructions.
+Emulators (``EMULATOR`` in ``tflm_app/targets/*/target.mk``): QEMU (``qemu-system-arm``, the
+board's ``QEMU_MACHINE``) or Renode (``TINYLOC_RENODE`` or ``renode`` on PATH, through the
+board's ``run_renode.sh``, e.g. ``tflm_app/targets/stm32l4/``). Both count instructions, not
+cycles. An Arm FVP is used for a board whose ``TARGET_FVP`` is ``corstone-300`` (the M55) when
+``TINYLOC_FVP`` names its binary; any other emulator through ``TINYLOC_EMULATOR``, a command
+with ``{elf}`` and ``{target}`` placeholders that prints the semihosting output and exits with
+the firmware's status; those two report SysTick-derived numbers that mean cycles or time, not
+instructions.
 """
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.deployment.targets import APP_DIR, DEFAULT_TARGET, Target, get_target, target_names
+# The probe arena's bound moved to the registry with Target.probe_arena_bytes; kept here for
+# the callers that read fw.PROBE_ARENA_BYTES.
+from tinyloc_tf.deployment.targets import PROBE_ARENA_BYTES  # noqa: F401
 from tinyloc_tf.errors import TinylocError
 
-APP_DIR = Path(__file__).resolve().parents[2] / "tflm_app"
-TARGETS = ("m55", "m4", "stm32l4")
+#: The boards of tflm_app/targets, as found at import (scripts/measure_firmware.py's choices);
+#: code that must see a board added later calls target_names().
+TARGETS = target_names()
 BACKENDS = ("tflm", "aot")
 KERNELS = ("cmsis-nn", "reference")
 BUILDS = ("release", "debug")
@@ -72,9 +78,6 @@ EXIT_STATUS = {
 
 DEFAULT_STACK_BYTES = 4096
 DEFAULT_HEAP_BYTES = 512  # newlib-nano's std FILE structs (436 B) on the first write
-PROBE_ARENA_BYTES = 256 * 1024
-#: RAM of a probe build that is not arena: .data/.bss besides it, stack and heap, with room.
-PROBE_OTHER_RAM_BYTES = 12 * 1024
 #: Headroom above the measured stack use before a smaller stack reserve is suggested.
 STACK_MARGIN_BYTES = 256
 #: Symbols of the exported test data: in flash, but not part of a deployed application.
@@ -104,46 +107,6 @@ class RamBudgetError(TinylocError):
 # --------------------------------------------------------------------------- environment
 
 
-@dataclass
-class Target:
-    """A board of tflm_app/targets/<name>/target.mk."""
-
-    name: str
-    cpu_flags: str
-    tflm_arch: str
-    board: str
-    emulator: str  # "qemu" or "renode"
-    sysclk_hz: int
-    ram_max_bytes: int
-    qemu_machine: str = ""
-
-    @classmethod
-    def load(cls, name: str) -> "Target":
-        path = APP_DIR / "targets" / name / "target.mk"
-        if name not in TARGETS or not path.is_file():
-            raise TinylocError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
-        values = {}
-        for line in path.read_text().splitlines():
-            match = re.match(r"^\s*([A-Z_]+)\s*:=\s*(.*?)\s*$", line)
-            if match:
-                values[match.group(1)] = match.group(2)
-        return cls(
-            name=name,
-            cpu_flags=values["CPU_FLAGS"],
-            tflm_arch=values["TFLM_TARGET_ARCH"],
-            board=values["BOARD_NAME"],
-            emulator=values["EMULATOR"],
-            sysclk_hz=int(values["SYSCLK_HZ"]),
-            ram_max_bytes=int(values["RAM_MAX_BYTES"], 0),
-            qemu_machine=values.get("QEMU_MACHINE", ""),
-        )
-
-    @property
-    def probe_arena_bytes(self) -> int:
-        """The arena of a probe build: as big as the board's RAM allows, at most 256 KiB."""
-        return min(PROBE_ARENA_BYTES, self.ram_max_bytes - PROBE_OTHER_RAM_BYTES)
-
-
 def renode_command() -> str | None:
     """The Renode launcher: ``TINYLOC_RENODE``, else ``renode`` on PATH (None when neither)."""
     value = os.environ.get("TINYLOC_RENODE")
@@ -159,7 +122,7 @@ def missing_tools(target: str | None = None, run: bool = True) -> list[str]:
     if not run:
         return missing
     custom = os.environ.get("TINYLOC_FVP") or os.environ.get("TINYLOC_EMULATOR")
-    if target == "stm32l4":
+    if target is not None and get_target(target).emulator == "renode":
         if not os.environ.get("TINYLOC_EMULATOR") and renode_command() is None:
             missing.append("renode")
     elif not custom and shutil.which("qemu-system-arm") is None:
@@ -171,7 +134,7 @@ def require_tools(target: str | None = None, run: bool = True) -> None:
     missing = missing_tools(target, run)
     if "renode" in missing:
         raise TinylocError(
-            "Renode is missing (the stm32l4 target's emulator): scripts/get_renode.sh builds it; then set "
+            f"Renode is missing (the {target} target's emulator): scripts/get_renode.sh builds it; then set "
             "TINYLOC_RENODE to the command it prints, or put a Renode release's `renode` on PATH"
         )
     if missing:
@@ -223,7 +186,7 @@ def default_kernels(target: str, build: str = "release") -> str:
     root = tflm_root(required=False)
     if root is None:
         return "cmsis-nn"
-    spec = Target.load(target)
+    spec = get_target(target)
     if tflm_library(root, spec, "cmsis-nn", build).is_file():
         return "cmsis-nn"
     return "reference" if tflm_library(root, spec, "reference", build).is_file() else "cmsis-nn"
@@ -281,7 +244,7 @@ def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner
     ``kernels`` / ``build_type`` pick the TFLM library (default: :func:`default_kernels`).
     ``harness``: ``window`` (src/main.cc) or ``streaming`` (src/streaming_main.cc).
     """
-    spec = Target.load(target)
+    spec = get_target(target)
     require_tools(target, run=False)
     _check_choice("build", build_type, BUILDS)
     if runner == "tflm":
@@ -479,17 +442,17 @@ def emulator_command(elf, target: str) -> tuple[list[str], str]:
     custom = os.environ.get("TINYLOC_EMULATOR")
     if custom:
         return shlex.split(custom.format(elf=shlex.quote(str(elf)), target=target)), "custom"
+    spec = get_target(target)
     fvp = os.environ.get("TINYLOC_FVP")
-    if fvp and target == "m55":
+    if fvp and spec.fvp == "corstone-300":
         # Flags of TFLM's own Corstone-300 test script, plus semihosting.
         return [fvp, "-C", "mps3_board.visualisation.disable-visualisation=1",
                 "-C", "mps3_board.telnetterminal0.start_telnet=0", "-C", 'mps3_board.uart0.out_file=-',
                 "-C", "mps3_board.uart0.unbuffered_output=1", "-C", "cpu0.semihosting-enable=1",
                 "-a", str(elf)], "fvp"
-    spec = Target.load(target)
     if spec.emulator == "renode":
-        # run_renode.sh prints the UART on stdout and exits with the firmware's exit line.
-        return [str(APP_DIR / "targets" / target / "run_renode.sh"), str(elf)], "renode"
+        # The board's run_renode.sh prints the UART on stdout and exits with the firmware's exit line.
+        return [str(spec.directory / "run_renode.sh"), str(elf)], "renode"
     return ["qemu-system-arm", "-M", spec.qemu_machine, "-nographic", "-monitor", "none", "-serial", "null",
             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0,align=off,sleep=off",
             "-kernel", str(elf)], "qemu"
@@ -614,7 +577,7 @@ class StepBar:
 
 def deploy(
     tflite_path,
-    target: str = "m55",
+    target: str = DEFAULT_TARGET,
     ram_kb: int = 64,
     backend: str = "tflm",
     data_dir=None,
@@ -640,7 +603,7 @@ def deploy(
 
     if backend not in BACKENDS:
         raise TinylocError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    spec = Target.load(target)
+    spec = get_target(target)
     require_tools(target)
     _check_choice("build", build_type, BUILDS)
     if backend == "tflm":

@@ -425,6 +425,25 @@ def tflm_blocker(model) -> str | None:
     return _not_deployable(buf, tflm_message(done.stderr) or f"exit status {done.returncode}")
 
 
+def crf_weights(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``transitions [K, K]``, ``start [K]``, ``end [K]`` from a ``.tflite``'s metadata."""
+    from tinyloc_tf.compression.metadata import read_metadata
+
+    crf = read_metadata(model)["crf"]
+    return tuple(np.asarray(crf[key], dtype=np.float32) for key in ("transitions", "start", "end"))
+
+
+def predict_paths(model, X, runtime: str = "tflm", arena_kb: float | None = None,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(paths int32 [N, T], emissions float32 [N, T, K])`` of a ``.tflite`` on windows ``X``:
+    run it (:func:`run_tflite`), then Viterbi with the CRF weights in its metadata."""
+    from tinyloc_tf.models.crf import viterbi_decode
+
+    buf = model_bytes(model)
+    emissions = run_tflite(buf, X, runtime=runtime, arena_kb=arena_kb, progress=progress)
+    return viterbi_decode(emissions, *crf_weights(buf)), emissions
+
+
 def _not_deployable(buf: bytes, detail: str) -> str:
     from tinyloc_tf.compression.metadata import read_metadata
 
@@ -456,7 +475,6 @@ def evaluate_tflite(
     """
     from tinyloc_tf.compression.metadata import metadata_bytes, read_metadata
     from tinyloc_tf.data import PreparedDataset, load_prepared
-    from tinyloc_tf.models.crf import viterbi_decode
     from tinyloc_tf.training.metrics import score_paths
 
     if runtime not in RUNTIMES:
@@ -504,9 +522,7 @@ def evaluate_tflite(
         blocker = tflm_blocker(buf)
         report["tflm_deployable"], report["note"] = blocker is None, blocker
 
-    emissions = run_tflite(buf, part.X, runtime=report["runtime"], arena_kb=arena_kb, progress=progress)
-    crf = meta["crf"]
-    paths = viterbi_decode(emissions, crf["transitions"], crf["start"], crf["end"])
+    paths, emissions = predict_paths(buf, part.X, runtime=report["runtime"], arena_kb=arena_kb, progress=progress)
     scores = score_paths(part.y, paths, list(meta.get("classes") or dataset.class_names))
     report.update(
         macro_f1=scores["macro_f1"],
@@ -547,7 +563,7 @@ def _check_data_matches(meta: dict, dataset) -> None:
 
 def _load_run_for(run_dir, dataset):
     """The Keras model of a training run folder, checked against ``dataset`` (before any scoring)."""
-    from tinyloc_tf.compression.cli import check_model_fits_data, load_run
+    from tinyloc_tf.training.artifacts import check_model_fits_data, load_run
 
     tagger, _ = load_run(Path(run_dir))
     check_model_fits_data(tagger, dataset, what=f"the model of {run_dir}")

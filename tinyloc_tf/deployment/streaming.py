@@ -157,7 +157,7 @@ def _tensor_count(buf: bytes) -> int:
 
 def _float_agreement(run_dir, streams, emissions, crf: dict, lags) -> dict:
     """How far the int8 step model drifts from the float one over whole streams."""
-    from tinyloc_tf.compression.cli import load_run
+    from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.models.mamba_step import build_step_model, run_stream
     from tinyloc_tf.models.online_decoding import decode_stream
     from pathlib import Path

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.deployment.targets import DEFAULT_TARGET, get_target
 from tinyloc_tf.errors import TinylocError
 
 STREAM_SOURCES = ("stream_data.h", "stream_settings.cc", "test_stream.cc")
@@ -143,7 +144,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     return manifest
 
 
-def deploy_streaming(tflite_path, target: str = "m55", ram_kb: int = 64, backend: str = "aot", data_dir=None,
+def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64, backend: str = "aot", data_dir=None,
                      split: str = "test", stream: int | None = None, samples: int | None = None,
                      method: str = "viterbi", lag: int = 10, out_dir=None, stack_bytes: int | None = None,
                      heap_bytes: int | None = None, progress: bool = True, timeout: float = 600.0) -> dict:
@@ -155,7 +156,7 @@ def deploy_streaming(tflite_path, target: str = "m55", ram_kb: int = 64, backend
                            f"the {backend} runner takes one input and one output")
     if data_dir is None:
         raise TinylocError("--streaming needs --data: the prepared dataset whose stream the firmware replays")
-    spec = fw.Target.load(target)
+    spec = get_target(target)
     fw.require_tools(target)
     stack_bytes = fw.DEFAULT_STACK_BYTES if stack_bytes is None else int(stack_bytes)
     heap_bytes = fw.DEFAULT_HEAP_BYTES if heap_bytes is None else int(heap_bytes)

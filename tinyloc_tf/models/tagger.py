@@ -17,9 +17,8 @@ import keras
 import numpy as np
 
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.families import get_family
 from tinyloc_tf.models.crf import CRF, viterbi_decode
-
-FAMILIES = ("mamba", "mdcsa")
 
 
 @keras.saving.register_keras_serializable(package="tinyloc")
@@ -120,18 +119,6 @@ class SequenceTagger(keras.Model):
         return cls(encoder=encoder, crf=crf, augmentation=augmentation, **config)
 
 
-def _encoder_class(family: str):
-    if family == "mdcsa":
-        from tinyloc_tf.models.mdcsa import MDCSAEncoder
-
-        return MDCSAEncoder
-    if family == "mamba":
-        from tinyloc_tf.models.mamba import MambaEncoder
-
-        return MambaEncoder
-    raise TinylocError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
-
-
 def build_model(
     family: str,
     *,
@@ -152,8 +139,8 @@ def build_model(
     ``head_dropout``; Mamba: ``dropout``). ``augmentation``: a training-time input layer
     (:class:`SequenceTagger`). The model is built for inputs ``[None, T, F]``.
     """
-    family = str(family).lower()
-    encoder_class = _encoder_class(family)
+    family = get_family(family).name
+    encoder_class = get_family(family).encoder_class()
     sizes = {"features": features, "classes": classes, "hidden": hidden, "layers": layers, "steps": steps}
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -163,6 +150,8 @@ def build_model(
         encoder = encoder_class(**sizes, int8_friendly=bool(int8_friendly), name="encoder", **family_options)
     except (TypeError, ValueError) as exc:  # unknown or ill-typed family options
         raise TinylocError(f"build_model({family!r}): bad option: {exc}") from exc
+    if not isinstance(getattr(encoder, "head", None), keras.layers.Layer):
+        raise TinylocError(f"model family {family!r}: its encoder must end in a layer named `head` (tinyloc_tf/families.py)")
     build_kwargs = {"family": family, **sizes, "int8_friendly": bool(int8_friendly), **family_options}
     model = SequenceTagger(encoder, CRF(sizes["classes"], name="crf"), build_kwargs, augmentation=augmentation,
                            name=f"{family}_tagger")

@@ -17,7 +17,7 @@ selective, qat); a float32 Keras model or a dynamic-range model never is one.
 
 Sizes: ``flash_bytes`` of a converted variant is its ``.tflite`` file, which the firmware
 embeds whole (its metadata carries the CRF weights Viterbi needs; see
-``training.sweep.compress_run``); of a float32 model 4 bytes per parameter (the paper's
+``workflows.compress.compress_run``); of a float32 model 4 bytes per parameter (the paper's
 "size"); of a classical baseline its 8-bit footprint. ``arena_bytes`` is the smallest tensor arena host TFLM runs the model in.
 Budgets are KiB (1024 bytes), the unit of MCU RAM and flash sizes.
 """
@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.families import family_names, get_family
+from tinyloc_tf.training.artifacts import load_run, sweep_run, sweep_runs, variant_path, variant_records
 from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
 
 BUDGETS_KB = (64, 32)
@@ -81,7 +83,7 @@ def collect_rows(sweep_dir: str | os.PathLike) -> pd.DataFrame:
     plus one row per classical baseline. Columns: :data:`COLUMNS`."""
     sweep_dir = Path(sweep_dir)
     rows = []
-    for run_dir in sorted((sweep_dir / "runs").glob("*")):
+    for run_dir in sorted(sweep_runs(sweep_dir).glob("*")):
         metrics_path = run_dir / "metrics.json"
         if not metrics_path.is_file():
             continue  # unfinished runs never get a folder; anything else here is not a run
@@ -101,14 +103,14 @@ def collect_rows(sweep_dir: str | os.PathLike) -> pd.DataFrame:
             "flash_bytes": 4 * metrics["params"], "arena_bytes": np.nan, "metadata_bytes": np.nan,
             "agreement_with_keras": 1.0, "note": "Keras float32 model (not converted)",
         })
-        for variant_path in sorted((run_dir / "variants").glob("*.json")):
-            variant = _read_json(variant_path)
-            _need(variant, ("runtime", "deployable", "flash_bytes", "val", "test"), variant_path)
+        for record_path in variant_records(run_dir):
+            variant = _read_json(record_path)
+            _need(variant, ("runtime", "deployable", "flash_bytes", "val", "test"), record_path)
             for split in ("val", "test"):
-                _need(variant[split], ("macro_f1", "accuracy"), variant_path)
+                _need(variant[split], ("macro_f1", "accuracy"), record_path)
             arena = variant.get("arena_bytes")
             rows.append({
-                **base, "variant": variant_path.stem, "runtime": variant["runtime"],
+                **base, "variant": record_path.stem, "runtime": variant["runtime"],
                 "deployable": bool(variant["deployable"]),
                 "val_macro_f1": variant["val"]["macro_f1"], "val_accuracy": variant["val"]["accuracy"],
                 "test_macro_f1": variant["test"]["macro_f1"], "test_accuracy": variant["test"]["accuracy"],
@@ -294,7 +296,7 @@ def plot_f1_vs_size(frame: pd.DataFrame, path: Path) -> None:
     # colour = variant, marker = family, hollow = distilled student
     colours = {"float32": "tab:grey", "int8": "tab:blue", "dynamic": "tab:orange", "selective": "tab:green",
                "qat": "tab:red", "sklearn": "black"}
-    markers = {"mamba": "o", "mdcsa": "s", "baseline": "X"}
+    markers = {**{name: get_family(name).marker for name in family_names()}, "baseline": "X"}
     for (family, kind, variant), group in frame.groupby(["family", "kind", "variant"]):
         colour = colours.get(variant, "tab:purple")
         label = "baselines" if family == "baseline" else f"{family} {variant}" + (" KD" if kind == "distill" else "")
@@ -359,8 +361,8 @@ def stitch_windows(X: np.ndarray, y: np.ndarray, hop: int, windows: int) -> tupl
 
 
 def _row_source(sweep_dir: Path, row: pd.Series) -> Path:
-    run = sweep_dir / "runs" / row["run"]
-    return run / "metrics.json" if row["variant"] == "float32" else run / "variants" / f"{row['variant']}.json"
+    run = sweep_run(sweep_dir, row["run"])
+    return run / "metrics.json" if row["variant"] == "float32" else variant_path(run, row["variant"], ".json")
 
 
 def _variant_confusion(sweep_dir: Path, row: pd.Series) -> np.ndarray | None:
@@ -370,21 +372,13 @@ def _variant_confusion(sweep_dir: Path, row: pd.Series) -> np.ndarray | None:
 
 def _timeline_paths(sweep_dir: Path, row: pd.Series, X: np.ndarray) -> np.ndarray:
     """Viterbi paths of the chosen model on ``X``: its .tflite in TFLM when it has one."""
-    from tinyloc_tf.models.crf import viterbi_decode
-
-    tflite = sweep_dir / "runs" / row["run"] / "variants" / f"{row['variant']}.tflite"
+    run = sweep_run(sweep_dir, row["run"])
+    tflite = variant_path(run, row["variant"])
     if tflite.is_file():
-        from tinyloc_tf.compression.metadata import read_metadata
-        from tinyloc_tf.deployment.host import run_tflite
+        from tinyloc_tf.deployment.host import predict_paths
 
-        crf = read_metadata(tflite)["crf"]
-        params = [np.asarray(crf[key], dtype=np.float32) for key in ("transitions", "start", "end")]
-        return viterbi_decode(run_tflite(tflite, X, runtime=row["runtime"]), *params)
-    import keras
-
-    import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
-
-    return keras.models.load_model(sweep_dir / "runs" / row["run"] / "model.keras").decode(X)
+        return predict_paths(tflite, X, runtime=row["runtime"])[0]
+    return load_run(run)[0].decode(X)
 
 
 # --------------------------------------------------------------------------- the report

@@ -21,7 +21,8 @@ from pathlib import Path
 from tinyloc_tf.arguments import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
-from tinyloc_tf.training.trainer import DEFAULTS, FAMILIES
+from tinyloc_tf.families import family_names
+from tinyloc_tf.training.trainer import DEFAULTS
 
 HEADLINE = (
     "family", "hidden", "layers", "params", "val_macro_f1", "val_accuracy", "test_macro_f1",
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    train.add_argument("--model", required=True, help=f"model family: {' | '.join(FAMILIES)}")
+    train.add_argument("--model", required=True, help=f"model family: {' | '.join(family_names())}")
     train.add_argument("--hidden", type=positive_int, required=True, help="hidden size H")
     train.add_argument("--layers", type=positive_int, required=True, help="layers L (MDCSA: 1 or 3)")
     train.add_argument("--out", type=Path, required=True, help="run folder to write")
@@ -66,7 +67,7 @@ def register(subparsers) -> None:
     )
     distill.add_argument("--teacher", type=Path, required=True, help="teacher run folder (with model.keras)")
     distill.add_argument("--data", type=Path, required=True, help="prepared dataset folder (the teacher's)")
-    distill.add_argument("--student-model", required=True, help=f"student family: {' | '.join(FAMILIES)}")
+    distill.add_argument("--student-model", required=True, help=f"student family: {' | '.join(family_names())}")
     distill.add_argument("--hidden", type=positive_int, required=True, help="student hidden size H")
     distill.add_argument("--layers", type=positive_int, required=True, help="student layers L")
     distill.add_argument("--out", type=Path, required=True, help="run folder to write")

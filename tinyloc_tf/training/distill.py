@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.training.artifacts import load_run
 from tinyloc_tf.training import trainer
 
 METHODS = ("viterbi", "marginals", "features")
@@ -42,23 +43,7 @@ METHODS = ("viterbi", "marginals", "features")
 
 def load_teacher(teacher_run: str | os.PathLike):
     """``(teacher model, its config.json or {})`` from a run folder."""
-    run = Path(teacher_run)
-    model_path = run / "model.keras"
-    if not run.is_dir():
-        raise TinylocError(f"teacher run {run} not found")
-    if not model_path.is_file():
-        raise TinylocError(f"teacher run {run} has no model.keras (was `tinyloc train` finished?)")
-    import keras
-
-    import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
-
-    try:
-        model = keras.models.load_model(model_path, compile=False)
-    except Exception as exc:  # a corrupt or foreign file: say which one
-        raise TinylocError(f"cannot load teacher model {model_path}: {exc}") from exc
-    config_path = run / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    return model, config
+    return load_run(teacher_run, what="teacher run")
 
 
 def check_teacher(teacher, teacher_config: dict, data, teacher_run) -> None:

@@ -29,14 +29,10 @@ import numpy as np
 
 from tinyloc_tf.atomic import check_output, staged_folder
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.families import get_family
 from tinyloc_tf.lifetime import raise_if_interrupted
 from tinyloc_tf.training.recipe import Recipe
 
-FAMILIES = ("mamba", "mdcsa")
-
-# Files of a finished run folder; ``metrics.json`` is written last inside the staging
-# folder, and the folder only appears under its real name once all of them exist.
-RUN_FILES = ("model.keras", "history.csv", "config.json", "metrics.json")
 
 # lr 5e-3 / batch 32: on the synthetic house, Mamba H8L1 reaches val macro-F1 0.83 in 40
 # epochs, against 0.68 with 1e-3 / 64 (docs/training.md).
@@ -47,9 +43,7 @@ DEFAULTS = dict(epochs=100, batch_size=32, lr=5e-3, patience=15, seed=0)
 
 
 def check_family(family: str) -> str:
-    if family not in FAMILIES:
-        raise TinylocError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
-    return family
+    return get_family(family).name
 
 
 def check_training_args(hidden: int, layers: int, epochs: int, batch_size: int, lr: float, patience: int) -> None:

@@ -14,42 +14,12 @@ why a stage was skipped when it was.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int
 from tinyloc_tf.errors import TinylocError
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "pipeline", help="main job: synthetic house -> sweep -> int8 -> report -> deploy on an emulated Cortex-M",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="working folder (default runs/pipeline)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the house, the split and training (default 0)")
-    parser.add_argument("--grid", default="small", help="sweep grid: small (default) or paper (hours)")
-    # 40 epochs of batch 32 at lr 5e-3: enough optimiser steps for the smallest models on the
-    # house's ~700 training windows (25 epochs of batch 64 at 1e-3 left H4 models untrained;
-    # docs/training.md, "Recipe").
-    parser.add_argument("--epochs", type=positive_int, default=40, help="most epochs per run (default 40)")
-    parser.add_argument("--patience", type=non_negative_int, default=10, help="early-stopping patience (default 10)")
-    parser.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
-    parser.add_argument("--lr", type=positive_float, default=5e-3, help="peak learning rate (default 5e-3)")
-    # Distillation is off by default: on the house it has not been shown to help (the plain KD
-    # made Mamba H4L1 worse, docs/training.md), and it doubles the sweep's time.
-    parser.add_argument("--distill", action="store_true", help="distil each family's teacher into its smaller models")
-    parser.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
-                        help="input representation of the prepared house (default powed; docs/data.md)")
-    parser.add_argument("--jobs", type=positive_int, default=2,
-                        help="runs in parallel worker processes (default 2: small models use one core well)")
-    parser.add_argument("--target", choices=("m55", "m4"), default="m55", help="Cortex-M target (default m55)")
-    parser.add_argument("--ram-kb", type=positive_int, default=32, help="RAM and flash budget of the deployed model in KiB (default 32)")
-    parser.add_argument("--backend", choices=("auto", "tflm", "aot"), default="auto",
-                        help="firmware model runner: auto = tflm when TFLM_ROOT is set, else aot")
-    parser.set_defaults(handler=_pipeline)
+from tinyloc_tf.training.artifacts import sweep_run, variant_path
 
 
 def _stage(summary: dict, name: str) -> None:
@@ -79,9 +49,9 @@ def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
         summary["deploy"] = {"skipped": reason, "run": best["run"]}
         print(f"deploy skipped: {reason}")
         return
-    tflite = args.work / "sweep" / "runs" / best["run"] / "variants" / f"{best['variant']}.tflite"
+    tflite = variant_path(sweep_run(args.work / "sweep", best["run"]), best["variant"])
     print(f"deploying {best['run']} ({best['variant']}) on {args.target}, {budget_kb} KiB RAM, backend {backend}")
-    from tinyloc_tf.deployment.cli import default_windows
+    from tinyloc_tf.deployment.export_c import default_windows
 
     data_dir = str(args.work / "data")
     result = deploy(str(tflite), target=args.target, ram_kb=budget_kb, backend=backend,
@@ -90,11 +60,12 @@ def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
     print(json.dumps(summary["deploy"], indent=2, default=str))
 
 
-def _pipeline(args) -> int:
+def run_pipeline(args) -> int:
+    """The whole job for the ``tinyloc pipeline`` arguments ``args`` (see the module docstring)."""
     from tinyloc_tf.data.inhome import prepare_inhome
     from tinyloc_tf.data.synth import synthesize_house
     from tinyloc_tf.reports.report import collect_rows, write_report
-    from tinyloc_tf.training.sweep import sweep
+    from tinyloc_tf.workflows.sweep import sweep
 
     work: Path = args.work.absolute()
     args.work = work

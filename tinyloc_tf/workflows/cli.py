@@ -1,4 +1,6 @@
-"""``tinyloc sweep``: train the grid, pick teachers, distil, convert and score every variant.
+"""``tinyloc sweep`` and ``tinyloc pipeline``, the orchestration verbs.
+
+``tinyloc sweep``: train the grid, pick teachers, distil, convert and score every variant.
 
     tinyloc sweep --data DIR --out SWEEP [--family mamba|mdcsa|both] [--grid paper|small]
                   [--max-params N] [--jobs N | --ray ADDRESS|auto|local]
@@ -14,21 +16,31 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int, unit_interval
+from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, sweep_variant_names
+from tinyloc_tf.deployment.targets import target_names
+from tinyloc_tf.families import family_names, grid_names
 from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
-from tinyloc_tf.training.sweep import DEFAULT_VARIANTS, GRIDS, VARIANTS, check_families, parse_variants
+from tinyloc_tf.workflows.plan import DEFAULT_VARIANTS, check_families, parse_variants
 
 
 def register(subparsers) -> None:
+    _register_sweep(subparsers)
+    _register_pipeline(subparsers)
+
+
+def _register_sweep(subparsers) -> None:
     parser = subparsers.add_parser(
         "sweep", help="train a grid of models, distil the best into the smaller ones, convert and score them",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", required=True, help="prepared dataset folder")
     parser.add_argument("--out", required=True, help="sweep folder (created; reused to resume)")
-    parser.add_argument("--family", default="both", help="mamba | mdcsa | both (default both)")
-    parser.add_argument("--grid", default="small", help=f"configuration grid: {' | '.join(GRIDS)} (default small)")
+    parser.add_argument("--family", default="both",
+                        help=f"{' | '.join(family_names())} | both (every family; default both)")
+    parser.add_argument("--grid", default="small", help=f"configuration grid: {' | '.join(grid_names())} (default small)")
     parser.add_argument("--max-params", type=positive_int, help="skip configurations with more trainable parameters")
     where = parser.add_argument_group("where runs execute")
     where.add_argument("--jobs", type=positive_int, default=1,
@@ -52,9 +64,9 @@ def register(subparsers) -> None:
     kd.add_argument("--no-distill", action="store_true", help="skip distillation")
     comp = parser.add_argument_group("compression")
     comp.add_argument("--quant", default=",".join(DEFAULT_VARIANTS),
-                      help=f"variants to convert and score, comma-separated from {', '.join(VARIANTS)}, "
+                      help=f"variants to convert and score, comma-separated from {', '.join(sweep_variant_names())}, "
                            f"or 'none' (default {','.join(DEFAULT_VARIANTS)})")
-    comp.add_argument("--qat-epochs", type=positive_int, default=3, help="fine-tuning epochs of the qat variant (default 3)")
+    add_convert_arguments(parser, with_seed=False)  # the sweep's --seed seeds conversion too
     parser.add_argument("--no-baselines", action="store_true", help="skip k-NN, random forest, logistic regression")
     parser.set_defaults(handler=_sweep)
 
@@ -64,14 +76,14 @@ def _sweep(args) -> int:
     check_families(args.family)
     recipe_from_args(args)
     variants = parse_variants(args.quant)
-    from tinyloc_tf.training.sweep import sweep
+    from tinyloc_tf.workflows.sweep import sweep
 
     result = sweep(
         args.data, args.out, family=args.family, grid=args.grid, max_params=args.max_params,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
         int8_friendly=not args.exact, recipe=recipe_from_args(args), alpha=args.alpha, distill_method=args.distill_method,
         distill=not args.no_distill, baselines=not args.no_baselines, variants=variants,
-        qat_epochs=args.qat_epochs, jobs=args.jobs, ray_address=args.ray,
+        convert_options=convert_options_from_args(args), jobs=args.jobs, ray_address=args.ray,
     )
     summary = {
         "out": str(args.out),
@@ -83,3 +95,34 @@ def _sweep(args) -> int:
     }
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _register_pipeline(subparsers) -> None:
+    from tinyloc_tf.workflows import pipeline
+
+    parser = subparsers.add_parser(
+        "pipeline", help="main job: synthetic house -> sweep -> int8 -> report -> deploy on an emulated Cortex-M",
+        description=pipeline.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="working folder (default runs/pipeline)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the house, the split and training (default 0)")
+    parser.add_argument("--grid", default="small", help="sweep grid: small (default) or paper (hours)")
+    # 40 epochs of batch 32 at lr 5e-3: enough optimiser steps for the smallest models on the
+    # house's ~700 training windows (25 epochs of batch 64 at 1e-3 left H4 models untrained;
+    # docs/training.md, "Recipe").
+    parser.add_argument("--epochs", type=positive_int, default=40, help="most epochs per run (default 40)")
+    parser.add_argument("--patience", type=non_negative_int, default=10, help="early-stopping patience (default 10)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
+    parser.add_argument("--lr", type=positive_float, default=5e-3, help="peak learning rate (default 5e-3)")
+    # Distillation is off by default: on the house it has not been shown to help (the plain KD
+    # made Mamba H4L1 worse, docs/training.md), and it doubles the sweep's time.
+    parser.add_argument("--distill", action="store_true", help="distil each family's teacher into its smaller models")
+    parser.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
+                        help="input representation of the prepared house (default powed; docs/data.md)")
+    parser.add_argument("--jobs", type=positive_int, default=2,
+                        help="runs in parallel worker processes (default 2: small models use one core well)")
+    parser.add_argument("--target", choices=target_names(), default="m55", help="Cortex-M board (default m55; docs/firmware.md)")
+    parser.add_argument("--ram-kb", type=positive_int, default=32, help="RAM and flash budget of the deployed model in KiB (default 32)")
+    parser.add_argument("--backend", choices=("auto", "tflm", "aot"), default="auto",
+                        help="firmware model runner: auto = tflm when TFLM_ROOT is set, else aot")
+    parser.set_defaults(handler=pipeline.run_pipeline)

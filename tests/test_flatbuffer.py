@@ -1,0 +1,93 @@
+"""compression/flatbuffer.py: the one reader (and writer) of .tflite flatbuffers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinyloc_tf.compression import flatbuffer as fbm
+from tinyloc_tf.errors import TinylocError
+
+
+def tiny_model() -> bytes:
+    """x int8 [1, 3] -> ADD(x, constant int8 [3], per-channel zero points) -> custom op -> y.
+
+    Built with the schema's object API (no converter), with one metadata entry.
+    """
+    import flatbuffers
+
+    s = fbm.tflite_schema()
+    model = s.ModelT()
+    model.version = 3
+    constant = np.array([1, -2, 3], dtype=np.int8)
+    model.buffers = [s.BufferT() for _ in range(3)]
+    model.buffers[1].data = constant.view(np.uint8).copy()
+    model.buffers[2].data = np.frombuffer(b"hello", dtype=np.uint8).copy()
+
+    def tensor(shape, buffer, scale=None, zero_points=None):
+        t = s.TensorT()
+        t.shape, t.type, t.buffer = shape, s.TensorType.INT8, buffer
+        if scale is not None:
+            t.quantization = s.QuantizationParametersT()
+            t.quantization.scale, t.quantization.zeroPoint = scale, zero_points
+        return t
+
+    sub = s.SubGraphT()
+    sub.tensors = [tensor([1, 3], 0, [0.5], [-1]), tensor([3], 1, [0.1, 0.2, 0.3]), tensor([1, 3], 0), tensor([1, 3], 0)]
+    sub.inputs, sub.outputs = [0], [3]
+    add, custom = s.OperatorT(), s.OperatorT()
+    add.opcodeIndex, add.inputs, add.outputs = 0, [0, 1], [2]
+    custom.opcodeIndex, custom.inputs, custom.outputs = 1, [2, -1], [3]
+    sub.operators = [add, custom]
+    model.subgraphs = [sub]
+    codes = [s.OperatorCodeT(), s.OperatorCodeT()]
+    codes[0].builtinCode = codes[0].deprecatedBuiltinCode = s.BuiltinOperator.ADD
+    codes[1].builtinCode = codes[1].deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+    codes[1].customCode = "MyOp"
+    model.operatorCodes = codes
+    entry = s.MetadataT()
+    entry.name, entry.buffer = "note", 2
+    model.metadata = [entry]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=fbm.TFLITE_FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def test_reads_ops_types_quantization_constants_and_metadata(tmp_path):
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(tiny_model())
+    fb = fbm.read_model(path)
+    assert fb.where == str(path) and fb.inputs == [0] and fb.outputs == [3]
+    assert [fb.op_name(op) for op in fb.operators] == ["ADD", "CUSTOM:MyOp"] == fb.opcode_names()
+    assert fbm.indices(fb.operators[1].inputs) == [2, -1]
+    assert {fb.type_name(t) for t in fb.tensors} == {"INT8"}
+
+    scales, zero_points, dim = fbm.tensor_quantization(fb.tensors[0])
+    assert scales.dtype == np.float32 and scales.tolist() == [0.5] and zero_points.tolist() == [-1] and dim == 0
+    scales, zero_points, _ = fbm.tensor_quantization(fb.tensors[1])
+    assert len(scales) == 3 and zero_points.tolist() == [0, 0, 0]  # missing zero points read as 0
+    assert fbm.tensor_quantization(fb.tensors[2]) == (None, None, 0)
+
+    assert fb.tensor_data(fb.tensors[1]).tolist() == [1, -2, 3]
+    assert fb.tensor_data(fb.tensors[0]) is None  # buffer 0: the empty sentinel
+    assert fb.metadata() == {"note": b"hello"}
+    # Bytes read the same; written back they still read the same.
+    again = fbm.read_model(fbm.pack_model(fbm.read_model(path.read_bytes()).model))
+    assert again.metadata() == {"note": b"hello"} and again.opcode_names() == fb.opcode_names()
+
+
+def test_damaged_models_are_one_error_naming_the_file(tmp_path):
+    buf = tiny_model()
+    path = tmp_path / "cut.tflite"
+    path.write_bytes(buf[: len(buf) // 2])
+    with pytest.raises(TinylocError, match=r"cut\.tflite: truncated or corrupted"):
+        fbm.read_model(path)
+    with pytest.raises(TinylocError, match="junk: not a TFLite flatbuffer"):
+        fbm.read_model(b"\x00" * 16, "junk")
+    with pytest.raises(TinylocError, match=r"nope\.tflite: no such \.tflite file"):
+        fbm.model_bytes(tmp_path / "nope.tflite")
+
+    model = fbm.unpack_model(buf)
+    model.subgraphs[0].operators[0].opcodeIndex = 7
+    with pytest.raises(TinylocError, match="bad.tflite: .*missing opcode 7"):
+        fbm.read_model(fbm.pack_model(model), "bad.tflite")

@@ -1,0 +1,298 @@
+"""Reading and writing ``.tflite`` flatbuffers: the one module that walks the TFLite schema.
+
+::
+
+    fb = read_model("m.tflite")            # or bytes; checked whole, errors name the file
+    for op in fb.operators:                # the main subgraph
+        fb.op_name(op), [fb.type_name(fb.tensors[i]) for i in indices(op.inputs)]
+    scales, zero_points, dim = tensor_quantization(fb.tensors[fb.inputs[0]])
+    weights = fb.tensor_data(fb.tensors[3])   # numpy, or None for a non-constant tensor
+    fb.metadata()                          # {name: bytes}
+    buf = pack_model(fb.model)             # after editing the object tree
+
+Parsing uses the schema's generated Python object API (``schema_py_generated``, shipped in the
+tflite-micro wheel, so no TensorFlow is needed); writing re-aligns the result with TFLM's own
+``tflite_flatbuffer_align`` (the Python object API does not honour the schema's 16-byte
+``force_align`` on buffer data, which Cortex-M kernels rely on).
+
+Callers: ``compression/metadata.py`` (the ``tinyloc`` metadata entries),
+``compression/convert.py`` (op tables, float-op and int8 checks), ``deployment/export_c.py``
+(``inspect_tflite``) and ``deployment/aot/reader.py`` (the AOT compiler's graph).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyloc_tf.errors import TinylocError, shown
+
+TFLITE_FILE_IDENTIFIER = b"TFL3"
+
+#: TensorType name -> numpy dtype, for the types whose buffers read as plain little-endian arrays.
+NUMPY_DTYPES = {
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "FLOAT64": np.float64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+def tflite_schema():
+    """The TFLite flatbuffer schema bindings (the tflite-micro wheel ships them)."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
+
+    return schema_py_generated
+
+
+# --------------------------------------------------------------------------- schema tables
+
+
+@functools.cache
+def enum_names(enum_class) -> dict[int, str]:
+    """``{value: name}`` of one of the schema's enum classes (``BuiltinOperator``, ``TensorType``)."""
+    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def builtin_op_names() -> dict[int, str]:
+    """``{BuiltinOperator code: name}``."""
+    return enum_names(tflite_schema().BuiltinOperator)
+
+
+def tensor_type_names() -> dict[int, str]:
+    """``{TensorType code: name}`` (``"INT8"``, ``"FLOAT32"``, ...)."""
+    return enum_names(tflite_schema().TensorType)
+
+
+def decode_name(value) -> str:
+    """A flatbuffer string field (bytes, str or None) as ``str``."""
+    if value is None:
+        return ""
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def indices(vector) -> list[int]:
+    """A tensor-index vector of the object API (numpy array, list or None) as ``list[int]``."""
+    return [] if vector is None else [int(i) for i in vector]
+
+
+def builtin_code(code) -> int:
+    """The builtin operator of an ``OperatorCodeT`` (codes over 127 live in ``builtinCode`` only)."""
+    return max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+
+
+def opcode_name(code) -> str:
+    """``"FULLY_CONNECTED"``, or ``"CUSTOM:<custom code>"`` for a custom operator."""
+    builtin = builtin_code(code)
+    name = builtin_op_names().get(builtin, f"BUILTIN_{builtin}")
+    if name == "CUSTOM":
+        name = f"CUSTOM:{decode_name(code.customCode) or '?'}"
+    return name
+
+
+def tensor_quantization(tensor) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """``(scales float32 [C], zero points int64 [C], quantized dimension)`` of a ``TensorT``;
+    ``(None, None, 0)`` when it is not quantized. Missing zero points read as 0."""
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None, None, 0
+    scales = np.asarray(q.scale, dtype=np.float32)
+    zero_points = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0] * len(scales), dtype=np.int64)
+    return scales, zero_points, int(q.quantizedDimension or 0)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Flatbuffer:
+    """A checked ``.tflite``: its bytes, where they came from and the schema's object tree."""
+
+    buf: bytes
+    where: str
+    model: Any  # ModelT
+
+    @property
+    def subgraph(self):
+        """The main (first) subgraph."""
+        return self.model.subgraphs[0]
+
+    @property
+    def tensors(self) -> list:
+        return self.subgraph.tensors or []
+
+    @property
+    def operators(self) -> list:
+        return self.subgraph.operators or []
+
+    @property
+    def inputs(self) -> list[int]:
+        return indices(self.subgraph.inputs)
+
+    @property
+    def outputs(self) -> list[int]:
+        return indices(self.subgraph.outputs)
+
+    def opcode_names(self) -> list[str]:
+        """:func:`opcode_name` of every operator code, by opcode index."""
+        return [opcode_name(code) for code in self.model.operatorCodes or []]
+
+    def op_name(self, operator) -> str:
+        return opcode_name(self.model.operatorCodes[operator.opcodeIndex])
+
+    def type_name(self, tensor) -> str:
+        return tensor_type_names().get(tensor.type, f"TYPE_{tensor.type}")
+
+    def buffer_bytes(self, index: int) -> bytes:
+        """The data of buffer ``index`` (``b""`` when it has none)."""
+        buffers = self.model.buffers or []
+        if not 0 <= index < len(buffers):
+            return b""
+        buffer = buffers[index]
+        # Models over 2 GB keep buffers outside the flatbuffer (offset/size).
+        offset, size = int(buffer.offset or 0), int(buffer.size or 0)
+        if offset > 1 and size > 0:
+            return bytes(self.buf[offset : offset + size])
+        return b"" if buffer.data is None else np.asarray(buffer.data, dtype=np.uint8).tobytes()
+
+    def tensor_data(self, tensor) -> np.ndarray | None:
+        """A constant tensor's values (a copy, shaped), or None when it has no data.
+
+        Buffer 0 is the schema's empty sentinel: a tensor pointing at it has no data.
+        """
+        raw = self.buffer_bytes(tensor.buffer) if tensor.buffer else b""
+        if not raw:
+            return None
+        name = self.type_name(tensor)
+        if name not in NUMPY_DTYPES:
+            raise TinylocError(f"{self.where}: constant tensor of type {name} cannot be read as an array")
+        values = np.frombuffer(raw, dtype=np.dtype(NUMPY_DTYPES[name]).newbyteorder("<")).copy()
+        shape = tuple(indices(tensor.shape))
+        if values.size != (int(np.prod(shape, dtype=np.int64)) if shape else 1):
+            raise TinylocError(
+                f"{self.where}: truncated or corrupted .tflite (a {name} tensor of shape {list(shape)} "
+                f"has {values.size} values); convert the model again"
+            )
+        return values.reshape(shape)
+
+    def metadata(self) -> dict[str, bytes]:
+        """Every metadata entry as ``{name: raw bytes}``."""
+        return {decode_name(entry.name): self.buffer_bytes(entry.buffer) for entry in self.model.metadata or []}
+
+
+def _source(model, where: str | None) -> tuple[bytes, str]:
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), where or "the given model bytes"
+    path = Path(model)
+    if not path.is_file():
+        raise TinylocError(f"{path}: no such .tflite file")
+    return path.read_bytes(), str(path)
+
+
+def _check_identifier(buf: bytes, where: str) -> None:
+    if len(buf) < 8 or buf[4:8] != TFLITE_FILE_IDENTIFIER:
+        raise TinylocError(
+            f"{where}: not a TFLite flatbuffer (file identifier {bytes(buf[4:8])!r}, expected b'TFL3')"
+        )
+
+
+def _check_tree(model) -> None:
+    """The references a reader follows point at things that exist (ValueError otherwise)."""
+    buffers = len(model.buffers or [])
+    for subgraph in model.subgraphs or []:
+        tensors = subgraph.tensors or []
+        for tensor in tensors:
+            if not 0 <= tensor.buffer < max(buffers, 1):
+                raise ValueError(f"tensor points at missing buffer {tensor.buffer}")
+        for vector in (subgraph.inputs, subgraph.outputs):
+            for index in indices(vector):
+                if not 0 <= index < len(tensors):
+                    raise ValueError(f"subgraph input or output is missing tensor {index}")
+        for operator in subgraph.operators or []:
+            if not 0 <= operator.opcodeIndex < len(model.operatorCodes or []):
+                raise ValueError(f"operator uses missing opcode {operator.opcodeIndex}")
+            for index in indices(operator.inputs) + indices(operator.outputs):
+                if not -1 <= index < len(tensors):
+                    raise ValueError(f"operator uses missing tensor {index}")
+    for entry in model.metadata or []:
+        if not 0 <= entry.buffer < buffers:
+            raise ValueError(f"metadata entry {decode_name(entry.name)!r} points at missing buffer {entry.buffer}")
+
+
+def read_model(model, where: str | None = None) -> Flatbuffer:
+    """``model`` (bytes, or the path of a ``.tflite`` file) unpacked and checked.
+
+    Every table is read once, so a truncated or corrupted file is one clear error naming
+    ``where`` (the path, else ``where``, else "the given model bytes") rather than a
+    ``struct.error`` (or a crash in an interpreter) later. The flatbuffers Python package has
+    no verifier; unpacking the whole object tree reads every offset, which is what a verifier
+    checks.
+    """
+    buf, where = _source(model, where)
+    _check_identifier(buf, where)
+    try:
+        tree = unpack_model(buf)
+        _check_tree(tree)
+    except Exception as exc:  # struct.error, IndexError, UnicodeDecodeError, ... from a damaged file
+        raise TinylocError(
+            f"{where}: truncated or corrupted .tflite ({type(exc).__name__}: {shown(exc)}); "
+            "convert the model again"
+        ) from exc
+    if not tree.subgraphs:
+        raise TinylocError(f"{where}: the model has no subgraph")
+    return Flatbuffer(buf, where, tree)
+
+
+def model_bytes(model: bytes | bytearray | memoryview | str | os.PathLike) -> bytes:
+    """The flatbuffer of ``model`` (bytes, or the path of a ``.tflite`` file).
+
+    A file is checked whole (:func:`read_model`); bytes, which a caller has usually just made
+    or checked, only for the TFLite file identifier.
+    """
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        buf, where = _source(model, None)
+        _check_identifier(buf, where)
+        return buf
+    return read_model(model).buf
+
+
+def unpack_model(buf: bytes):
+    """The flatbuffer as the schema's mutable object tree (``ModelT``), unchecked."""
+    schema = tflite_schema()
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(buf, 0))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def pack_model(model_object) -> bytes:
+    """Serialise a ``ModelT`` and re-align its buffers to 16 bytes (TFLM's own aligner)."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model_object.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
+    return align(bytes(builder.Output()))
+
+
+def align(buf: bytes) -> bytes:
+    """Repack ``buf`` through the flatbuffers C++ API, which honours ``force_align: 16``."""
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+
+    with tempfile.TemporaryDirectory(prefix="tinyloc-align-") as tmp:
+        src, dst = Path(tmp) / "in.tflite", Path(tmp) / "out.tflite"
+        src.write_bytes(buf)
+        tflite_flatbuffer_align_wrapper.align_tflite_model(str(src), str(dst))
+        if not dst.is_file():
+            raise TinylocError("tflite_flatbuffer_align produced no output")
+        return dst.read_bytes()

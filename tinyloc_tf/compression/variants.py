@@ -1,0 +1,155 @@
+"""Quantisation variants and conversion options: the one list ``--quant`` accepts.
+
+A :class:`Variant` says how a Keras model becomes a ``.tflite``: its converter (by import
+path, resolved lazily so ``tinyloc --help`` loads no TensorFlow), whether it needs
+calibration windows, whether its inputs and outputs are int8, whether TFLM can run it,
+and an optional step that changes the model first (QAT's fine-tuning). ``convert()``,
+``tinyloc convert``, ``tinyloc sweep`` and the report read this registry; a new variant is
+one converter function plus one :func:`register_variant` line::
+
+    register_variant(Variant(
+        name="int8-trimmed", summary="int8, 5 % of calibration windows trimmed",
+        converter="my_variants:convert_trimmed",   # (graph, windows, options) -> (bytes, report)
+        calibrated=True, int8_io=True, runs_in_tflm=True,
+    ))
+
+:class:`ConvertOptions` holds every option a conversion takes, with one set of defaults and
+one set of command-line flags shared by ``convert`` and ``sweep``, so an option reaches the
+sweep as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, fields
+
+from tinyloc_tf.errors import TinylocError
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    summary: str  # what it stands for (docs/compression.md)
+    converter: str  # "module:function": (graph, windows | None, ConvertOptions) -> (bytes, report dict)
+    calibrated: bool  # needs representative training windows
+    int8_io: bool  # int8 input and output tensors, checked after conversion
+    runs_in_tflm: bool  # TFLM has kernels for every op it makes
+    prepare: str | None = None  # "module:function" (model, X, y, validation, options) -> (model, report)
+    in_sweep: bool = True  # float32 is not: a run's own Keras model is its float score
+
+    def convert_function(self):
+        return _resolve(self.converter)
+
+    def prepare_function(self):
+        return _resolve(self.prepare) if self.prepare else None
+
+
+def _resolve(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_VARIANTS: dict[str, Variant] = {}
+
+
+def register_variant(variant: Variant) -> Variant:
+    _VARIANTS[variant.name] = variant
+    return variant
+
+
+def unregister_variant(name: str) -> None:
+    _VARIANTS.pop(name, None)
+
+
+def variant_names() -> tuple[str, ...]:
+    return tuple(_VARIANTS)
+
+
+def sweep_variant_names() -> tuple[str, ...]:
+    return tuple(name for name, variant in _VARIANTS.items() if variant.in_sweep)
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return _VARIANTS[name]
+    except KeyError:
+        raise TinylocError(f"unknown quantization {name!r}; choose one of {', '.join(_VARIANTS)}") from None
+
+
+_CONVERT = "tinyloc_tf.compression.convert"
+register_variant(Variant("float32", "no quantization (the paper's baseline)", f"{_CONVERT}:convert_float32",
+                         calibrated=False, int8_io=False, runs_in_tflm=True, in_sweep=False))
+register_variant(Variant("int8", "full-integer post-training quantization (the paper's static)",
+                         f"{_CONVERT}:convert_int8", calibrated=True, int8_io=True, runs_in_tflm=True))
+register_variant(Variant("dynamic", "int8 weights, float activations (the paper's dynamic; LiteRT only)",
+                         f"{_CONVERT}:convert_dynamic", calibrated=False, int8_io=False, runs_in_tflm=False))
+register_variant(Variant("selective", "int8 except outlier ops kept in float (the LLM.int8() analogue)",
+                         f"{_CONVERT}:convert_selective", calibrated=True, int8_io=False, runs_in_tflm=True))
+register_variant(Variant("qat", "quantization-aware fine-tuning, then int8", f"{_CONVERT}:convert_int8",
+                         calibrated=True, int8_io=True, runs_in_tflm=True,
+                         prepare="tinyloc_tf.compression.qat:prepare"))
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Every option of a conversion (the defaults are the command line's)."""
+
+    representative_size: int = 256  # calibration windows (a seeded subset of train)
+    seed: int = 0  # of that subset and of QAT
+    calibration_trim: float = 0.0  # percent of the most extreme windows left out of calibration
+    selective_threshold: float = 0.7  # selective: rmse/scale above which an op stays float
+    qat_epochs: int = 3
+    qat_lr: float = 1e-4
+    qat_batch_size: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> ConvertOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values or {}) - known)
+        if unknown:
+            raise TinylocError(f"unknown conversion option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**(values or {}))
+
+    def replace(self, **values) -> ConvertOptions:
+        return self.from_dict({**self.to_dict(), **values})
+
+    def convert_kwargs(self) -> dict:
+        """These options as :func:`~tinyloc_tf.compression.convert.convert`'s keyword arguments."""
+        return {
+            "representative_size": self.representative_size, "seed": self.seed,
+            "calibration_trim": self.calibration_trim, "selective_threshold": self.selective_threshold,
+            "qat_options": {"epochs": self.qat_epochs, "lr": self.qat_lr, "batch_size": self.qat_batch_size},
+        }
+
+
+def add_convert_arguments(parser, *, with_seed: bool = True) -> None:
+    """The conversion flags of ``tinyloc convert`` and ``tinyloc sweep`` (one definition)."""
+    from tinyloc_tf.arguments import non_negative_float, non_negative_int, percent, positive_float, positive_int
+
+    d = ConvertOptions()
+    group = parser.add_argument_group("conversion (every variant that uses the option)")
+    group.add_argument("--representative-size", type=positive_int, default=d.representative_size,
+                       help=f"training windows used for int8 calibration (seeded subset; default {d.representative_size})")
+    if with_seed:
+        group.add_argument("--seed", type=non_negative_int, default=d.seed,
+                           help=f"seed of the representative subset and QAT (default {d.seed})")
+    group.add_argument("--calibration-trim", type=percent, default=d.calibration_trim, metavar="PCT",
+                       help="leave out of int8 calibration the PCT %% of training windows with the most "
+                            "extreme emissions (default 0; see docs/compression.md)")
+    group.add_argument("--selective-threshold", type=non_negative_float, default=d.selective_threshold,
+                       help=f"selective: keep ops in float whose rmse/scale exceeds this (default {d.selective_threshold})")
+    group.add_argument("--qat-epochs", type=positive_int, default=d.qat_epochs,
+                       help=f"qat: fine-tuning epochs (default {d.qat_epochs})")
+    group.add_argument("--qat-lr", type=positive_float, default=d.qat_lr, help=f"qat: Adam learning rate (default {d.qat_lr:g})")
+    group.add_argument("--qat-batch-size", type=positive_int, default=d.qat_batch_size,
+                       help=f"qat: batch size (default {d.qat_batch_size})")
+
+
+def convert_options_from_args(args) -> ConvertOptions:
+    return ConvertOptions.from_dict({f.name: getattr(args, f.name) for f in fields(ConvertOptions)})

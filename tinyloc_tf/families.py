@@ -1,0 +1,102 @@
+"""Model families: the one list of what ``--model`` / ``--family`` accept.
+
+A family is an encoder (``[B, T, F] -> [B, T, K]`` emissions) that
+:class:`~tinyloc_tf.models.tagger.SequenceTagger` puts in front of the CRF head. Each
+entry names, by import path, its encoder class and its parameter-count formula, and
+carries its sweep grids and plot marker, so nothing else keeps a list of families::
+
+    register_family(Family(
+        name="gru",
+        encoder="my_models.gru:GRUEncoder",            # keras Layer(features, classes, hidden,
+                                                        #   layers, steps, int8_friendly, name)
+        param_count="my_models.gru:gru_param_count",   # (features, classes, hidden, layers) -> int
+        grids={"small": [(8, 1), (4, 1)]},
+    ))
+
+The encoder must end in a ``Dense(K)`` layer named ``head`` (feature distillation taps its
+input). Entries are resolved lazily: importing this module loads no TensorFlow, so
+``tinyloc --help`` stays fast. ``docs/architecture.md`` lists what else a family may add.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+from tinyloc_tf.errors import TinylocError
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    encoder: str  # "module:Class"
+    param_count: str  # "module:function"
+    grids: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # grid -> [(hidden, layers)]
+    marker: str = "^"  # matplotlib marker of its points in the report plots
+
+    def encoder_class(self):
+        return _resolve(self.encoder)
+
+    def count_params(self, features: int, classes: int, hidden: int, layers: int) -> int:
+        """Trainable parameters of a configuration (MODELS.md's formulas), without building it."""
+        return int(_resolve(self.param_count)(features, classes, hidden, layers))
+
+
+def _resolve(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add (or replace) a family; returns it."""
+    _FAMILIES[family.name] = family
+    return family
+
+
+def unregister_family(name: str) -> None:
+    _FAMILIES.pop(name, None)
+
+
+def family_names() -> tuple[str, ...]:
+    return tuple(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    try:
+        return _FAMILIES[str(name).lower()]
+    except KeyError:
+        raise TinylocError(f"unknown model family {name!r}; choose one of {', '.join(_FAMILIES)}") from None
+
+
+def grid_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(grid for family in _FAMILIES.values() for grid in family.grids))
+
+
+# The paper's grids (MODELS.md), a small grid that runs in minutes on a laptop, and
+# "budget": the paper-grid configurations whose int8 form can fit the 32 / 64 KiB budgets on
+# our datasets (MODELS.md sizes), at most two depths per width, which the results tables use.
+register_family(Family(
+    name="mdcsa",
+    encoder="tinyloc_tf.models.mdcsa:MDCSAEncoder",
+    param_count="tinyloc_tf.models.mdcsa:mdcsa_param_count",
+    grids={
+        "paper": [(h, l) for h in (256, 128, 64, 32, 16, 8, 4, 2) for l in (3, 1)],
+        "small": [(16, 1), (8, 1), (4, 1)],
+        "budget": [(16, 3), (16, 1), (8, 3), (8, 1), (4, 1)],
+    },
+    marker="s",
+))
+register_family(Family(
+    name="mamba",
+    encoder="tinyloc_tf.models.mamba:MambaEncoder",
+    param_count="tinyloc_tf.models.mamba:mamba_param_count",
+    grids={
+        "paper": [(h, l) for h in (1, 2, 4, 8, 16, 32, 64, 128) for l in (1, 2, 4)],
+        "small": [(32, 1), (16, 1), (8, 1), (4, 1)],
+        "budget": [(32, 2), (32, 1), (16, 2), (16, 1), (8, 1), (4, 1)],
+    },
+    marker="o",
+))

@@ -1,0 +1,105 @@
+"""What training, sweeps and compression leave on disk, and how to read it back.
+
+::
+
+    RUN/model.keras, history.csv, config.json, metrics.json     a run (train, distil, refit)
+    SWEEP/sweep.json, teachers.json, tensorflow.log             a sweep's settings and choices
+    SWEEP/runs/<run>/                                           one run folder per configuration
+    SWEEP/runs/<run>/variants/<variant>.tflite | .json          a converted variant, its scores
+    SWEEP/baselines/baselines.json                              the classical baselines
+
+Every module that reads or writes these paths goes through here, so the layout is spelled
+out once. (Running a ``.tflite`` and decoding its paths is the runtime's job:
+:func:`tinyloc_tf.deployment.host.predict_paths`.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from tinyloc_tf.errors import TinylocError, shown
+
+# Files of a finished run folder; ``metrics.json`` is written last inside the staging
+# folder, and the folder only appears under its real name once all of them exist.
+RUN_FILES = ("model.keras", "history.csv", "config.json", "metrics.json")
+
+
+def sweep_runs(sweep_dir: str | os.PathLike) -> Path:
+    return Path(sweep_dir) / "runs"
+
+
+def sweep_run(sweep_dir: str | os.PathLike, run: str) -> Path:
+    return sweep_runs(sweep_dir) / run
+
+
+def variant_path(run_dir: str | os.PathLike, variant: str, suffix: str = ".tflite") -> Path:
+    """``RUN/variants/<variant><suffix>`` (``.tflite`` or ``.json``)."""
+    return Path(run_dir) / "variants" / f"{variant}{suffix}"
+
+
+def variant_records(run_dir: str | os.PathLike) -> list[Path]:
+    """The finished variants of a run: their ``.json`` files, sorted by name."""
+    return sorted((Path(run_dir) / "variants").glob("*.json"))
+
+
+def baselines_dir(sweep_dir: str | os.PathLike) -> Path:
+    return Path(sweep_dir) / "baselines"
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict | None:
+    """A finished run's ``metrics.json``, or None while it is not finished."""
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def json_bytes(payload: dict) -> bytes:
+    """Indented JSON with numpy values as plain numbers, for :func:`~tinyloc_tf.atomic.write_atomic`."""
+
+    def default(value):
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+        return str(value)
+
+    return (json.dumps(payload, indent=2, default=default) + "\n").encode()
+
+
+def load_run(run: str | os.PathLike, what: str = "run"):
+    """``(tagger, config)`` of a run folder; ``what`` names it in errors (e.g. "teacher run")."""
+    run = Path(run)
+    model_path, config_path = run / "model.keras", run / "config.json"
+    if not run.is_dir():
+        raise TinylocError(f"{what} {run} not found")
+    if not model_path.is_file():
+        raise TinylocError(f"{what} {run} has no model.keras (is it a finished training run folder?)")
+    config = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise TinylocError(f"{config_path}: not valid JSON ({shown(exc, 120)})") from exc
+    import keras
+
+    import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
+
+    try:
+        tagger = keras.models.load_model(model_path)
+    except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise TinylocError(f"{model_path}: cannot load the Keras model ({shown(exc, 200)})") from exc
+    return tagger, config
+
+
+def check_model_fits_data(tagger, dataset, what: str = "the model") -> None:
+    """A Keras tagger's features, classes and window length must be the dataset's."""
+    config = getattr(tagger, "build_config", {}) or {}
+    expected = {"features": dataset.num_features, "classes": dataset.num_classes, "steps": dataset.steps}
+    wrong = {k: (config.get(k), v) for k, v in expected.items() if config.get(k) not in (None, v)}
+    if wrong:
+        detail = ", ".join(f"{k}: model {m}, data {d}" for k, (m, d) in wrong.items())
+        raise TinylocError(f"{what} does not fit {dataset.path} ({detail})")

@@ -1,0 +1,1 @@
+"""workflows: orchestration over the stages (the sweep and the main pipeline)."""

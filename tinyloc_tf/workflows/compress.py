@@ -1,0 +1,123 @@
+"""The compression phase of a sweep: convert each finished run into its variants, score each.
+
+A variant's ``.tflite`` is written before its ``.json``, both through temporary names, so a
+variant counts as done exactly when its JSON exists (``training/artifacts.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tinyloc_tf.atomic import write_atomic
+from tinyloc_tf.compression.variants import ConvertOptions
+from tinyloc_tf.training.artifacts import json_bytes, load_run, sweep_run, variant_path
+from tinyloc_tf.workflows.execute import worker_environment
+
+
+def score_variant(buf: bytes, data, runtime: str, keras_paths: dict | None = None) -> dict:
+    """``{"val": scores, "test": scores}`` of a ``.tflite`` decoded with the CRF in its metadata.
+
+    Scores are :func:`~tinyloc_tf.training.metrics.score_paths` plus ``agreement_with_keras``
+    (fraction of steps where the Viterbi path equals the float Keras model's) when
+    ``keras_paths`` is given.
+    """
+    import numpy as np
+
+    from tinyloc_tf.deployment.host import predict_paths
+    from tinyloc_tf.training.metrics import score_paths
+
+    scores = {}
+    for split in ("val", "test"):
+        part = data.split(split)
+        paths, _ = predict_paths(buf, part.X, runtime=runtime)
+        scores[split] = score_paths(part.y, paths, data.class_names)
+        if keras_paths is not None:
+            scores[split]["agreement_with_keras"] = float(np.mean(paths == keras_paths[split]))
+    return scores
+
+
+def compress_run(run_dir: str | os.PathLike, data, variants, options: ConvertOptions | None = None) -> dict:
+    """Convert one finished run into ``variants`` and score each on val and test.
+
+    Writes ``RUN/variants/<variant>.tflite`` and then ``RUN/variants/<variant>.json``::
+
+        {"variant", "run", "runtime": "tflm" | "litert", "deployable": bool, "note",
+         "flash_bytes", "metadata_bytes", "arena_bytes" (None off TFLM),
+         "val": {macro_f1, accuracy, per_class_f1, confusion_matrix, steps, agreement_with_keras},
+         "test": {...}, "conversion": {ops, float_ops, kept_float, qat, ...}}
+
+    ``flash_bytes`` is the ``.tflite`` file: what the firmware embeds, including the
+    metadata (``metadata_bytes`` of it) that carries the CRF weights Viterbi needs.
+    Deployable variants are scored in host TFLM with the smallest working arena
+    (``find_arena_bytes``, in child processes); the others (dynamic range: hybrid ops) with
+    LiteRT and ``deployable: false``. Variants whose JSON exists are read back, not redone.
+    ``options``: every conversion option (their defaults: ``ConvertOptions()``).
+    Returns ``{variant: record}``.
+    """
+    from tinyloc_tf.data import PreparedDataset, load_prepared
+
+    run_dir = Path(run_dir)
+    data = data if isinstance(data, PreparedDataset) else load_prepared(data)
+    options = options if options is not None else ConvertOptions()
+    records, tagger, keras_paths = {}, None, None
+    for variant in variants:
+        json_path = variant_path(run_dir, variant, ".json")
+        if json_path.is_file():
+            records[variant] = json.loads(json_path.read_text())
+            continue
+        if tagger is None:
+            tagger, _ = load_run(run_dir)
+            keras_paths = {split: tagger.decode(data.split(split).X) for split in ("val", "test")}
+        records[variant] = _convert_and_score(run_dir, tagger, data, variant, keras_paths, options)
+    return records
+
+
+def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, options: ConvertOptions) -> dict:
+    from tinyloc_tf.compression.convert import convert, data_metadata
+    from tinyloc_tf.compression.metadata import metadata_bytes
+    from tinyloc_tf.deployment.host import find_arena_bytes, tflm_blocker
+
+    metadata = data_metadata(data)
+    metadata["run"] = {"name": run_dir.name}
+    kwargs = options.convert_kwargs()
+    kwargs["qat_options"]["progress"] = False
+    result = convert(tagger, variant, representative=data.train.X, metadata=metadata, labels=data.train.y,
+                     validation=(data.val.X, data.val.y), **kwargs)
+    buf = result.tflite
+    blocker = tflm_blocker(buf)
+    runtime = "tflm" if blocker is None else "litert"
+    record = {
+        "variant": variant,
+        "run": run_dir.name,
+        "runtime": runtime,
+        "deployable": blocker is None,
+        "note": blocker,
+        "flash_bytes": len(buf),
+        "metadata_bytes": metadata_bytes(buf),
+        "arena_bytes": find_arena_bytes(buf) if blocker is None else None,
+        **score_variant(buf, data, runtime, keras_paths),
+        "conversion": {key: value for key, value in result.report.items() if key != "bytes"},
+        "data_sha256": data.fingerprint(),
+    }
+    write_atomic(variant_path(run_dir, variant, ".tflite"), buf)
+    write_atomic(variant_path(run_dir, variant, ".json"), json_bytes(record))
+    return record
+
+
+def execute_compression(run_name: str, settings: dict) -> dict:
+    """Task wrapper of :func:`compress_run` for one run of the sweep (a worker or a Ray task)."""
+    worker_environment(settings)
+    return compress_run(sweep_run(settings["sweep_dir"], run_name), settings["data"], settings["variants"],
+                        sweep_convert_options(settings))
+
+
+def sweep_convert_options(settings: dict) -> ConvertOptions:
+    """The conversion options a sweep (its ``sweep.json`` settings) converts with."""
+    options = settings.get("convert_options")
+    if options is None:  # a sweep folder from before conversion options were recorded
+        options = {"seed": settings.get("seed", 0), "qat_epochs": settings.get("qat_epochs", 3)}
+    return ConvertOptions.from_dict(options)
+
+

@@ -1,0 +1,94 @@
+"""A sweep's plan: which runs to train, which teacher to pick, whom to distil it into.
+
+Grids and parameter counts come from the family registry (``tinyloc_tf/families.py``);
+the variants a sweep can make from the variant registry (``compression/variants.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyloc_tf.compression.variants import sweep_variant_names
+from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.families import family_names, get_family, grid_names
+
+DEFAULT_VARIANTS = ("int8", "dynamic")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: a baseline training run or a distilled student."""
+
+    family: str
+    hidden: int
+    layers: int
+    teacher: str | None = None  # run name of the teacher; None for a baseline run
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-H{self.hidden}L{self.layers}" + ("-kd" if self.teacher else "")
+
+
+def param_count(family: str, features: int, classes: int, hidden: int, layers: int) -> int:
+    """Trainable parameters of a configuration (the family's formula, ``families.py``)."""
+    return get_family(family).count_params(features, classes, hidden, layers)
+
+
+def check_families(family: str) -> tuple[str, ...]:
+    """``--family``: one registered family, or ``both`` / ``all`` for every one."""
+    if family in ("both", "all"):
+        return family_names()
+    if family not in family_names():
+        raise TinylocError(f"unknown --family {family!r}; expected {', '.join(family_names())}, or all")
+    return (family,)
+
+
+def parse_variants(text: str | None) -> tuple[str, ...]:
+    """``"int8,dynamic"`` -> ``("int8", "dynamic")``; ``"none"`` or ``""`` -> no compression phase."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in sweep_variant_names()]
+    if unknown:
+        hint = " (the float32 model is the run itself)" if "float32" in unknown else ""
+        raise TinylocError(f"unknown --quant variant {unknown[0]!r}{hint}; "
+                           f"choose from {', '.join(sweep_variant_names())} or none")
+    return names
+
+
+def plan_baseline_runs(families, grid: str, features: int, classes: int, max_params: int | None) -> list[RunSpec]:
+    """The grid's configurations per family with at most ``max_params`` trainable parameters."""
+    if grid not in grid_names():
+        raise TinylocError(f"unknown grid {grid!r}; expected one of {', '.join(grid_names())}")
+    specs = []
+    for family in families:
+        for hidden, layers in get_family(family).grids.get(grid, ()):
+            if max_params is None or param_count(family, features, classes, hidden, layers) <= max_params:
+                specs.append(RunSpec(family, hidden, layers))
+    return specs
+
+
+def pick_teacher(results: dict[str, dict], family: str) -> str | None:
+    """The family's baseline run with the best *validation* macro-F1 (ties: fewer params).
+
+    Test scores are in ``results`` too; they are never looked at here.
+    """
+    candidates = [
+        (metrics["val_macro_f1"], -metrics["params"], name)
+        for name, metrics in results.items()
+        if metrics.get("family") == family and "distill" not in metrics and not name.endswith("-kd")
+    ]
+    return max(candidates)[2] if candidates else None
+
+
+def plan_students(baselines: list[RunSpec], results: dict[str, dict], teacher: str) -> list[RunSpec]:
+    """Every trained configuration of the teacher's family with fewer parameters than the teacher."""
+    teacher_params = results[teacher]["params"]
+    family = results[teacher]["family"]
+    return [
+        RunSpec(spec.family, spec.hidden, spec.layers, teacher=teacher)
+        for spec in baselines
+        if spec.family == family and spec.name in results and results[spec.name]["params"] < teacher_params
+    ]
+
+
