@@ -20,10 +20,9 @@ input). Entries are resolved lazily: importing this module loads no TensorFlow, 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
-from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.registry import Registry, resolve
 
 
 @dataclass(frozen=True)
@@ -35,44 +34,25 @@ class Family:
     marker: str = "^"  # matplotlib marker of its points in the report plots
 
     def encoder_class(self):
-        return _resolve(self.encoder)
+        return resolve(self.encoder)
 
     def count_params(self, features: int, classes: int, hidden: int, layers: int) -> int:
         """Trainable parameters of a configuration (MODELS.md's formulas), without building it."""
-        return int(_resolve(self.param_count)(features, classes, hidden, layers))
+        return int(resolve(self.param_count)(features, classes, hidden, layers))
 
 
-def _resolve(path: str):
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-_FAMILIES: dict[str, Family] = {}
-
-
-def register_family(family: Family) -> Family:
-    """Add (or replace) a family; returns it."""
-    _FAMILIES[family.name] = family
-    return family
-
-
-def unregister_family(name: str) -> None:
-    _FAMILIES.pop(name, None)
-
-
-def family_names() -> tuple[str, ...]:
-    return tuple(_FAMILIES)
+FAMILIES: Registry[Family] = Registry("model family")
+register_family = FAMILIES.register
+unregister_family = FAMILIES.unregister
+family_names = FAMILIES.names
 
 
 def get_family(name: str) -> Family:
-    try:
-        return _FAMILIES[str(name).lower()]
-    except KeyError:
-        raise TinylocError(f"unknown model family {name!r}; choose one of {', '.join(_FAMILIES)}") from None
+    return FAMILIES.get(str(name).lower())
 
 
 def grid_names() -> tuple[str, ...]:
-    return tuple(dict.fromkeys(grid for family in _FAMILIES.values() for grid in family.grids))
+    return tuple(dict.fromkeys(grid for family in FAMILIES.entries() for grid in family.grids))
 
 
 # The paper's grids (MODELS.md), a small grid that runs in minutes on a laptop, and

@@ -20,10 +20,10 @@ sweep as soon as it exists.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass, fields
 
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.registry import Registry, resolve
 
 
 @dataclass(frozen=True)
@@ -38,42 +38,21 @@ class Variant:
     in_sweep: bool = True  # float32 is not: a run's own Keras model is its float score
 
     def convert_function(self):
-        return _resolve(self.converter)
+        return resolve(self.converter)
 
     def prepare_function(self):
-        return _resolve(self.prepare) if self.prepare else None
+        return resolve(self.prepare) if self.prepare else None
 
 
-def _resolve(path: str):
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-_VARIANTS: dict[str, Variant] = {}
-
-
-def register_variant(variant: Variant) -> Variant:
-    _VARIANTS[variant.name] = variant
-    return variant
-
-
-def unregister_variant(name: str) -> None:
-    _VARIANTS.pop(name, None)
-
-
-def variant_names() -> tuple[str, ...]:
-    return tuple(_VARIANTS)
+VARIANTS: Registry[Variant] = Registry("quantization")
+register_variant = VARIANTS.register
+unregister_variant = VARIANTS.unregister
+variant_names = VARIANTS.names
+get_variant = VARIANTS.get
 
 
 def sweep_variant_names() -> tuple[str, ...]:
-    return tuple(name for name, variant in _VARIANTS.items() if variant.in_sweep)
-
-
-def get_variant(name: str) -> Variant:
-    try:
-        return _VARIANTS[name]
-    except KeyError:
-        raise TinylocError(f"unknown quantization {name!r}; choose one of {', '.join(_VARIANTS)}") from None
+    return tuple(variant.name for variant in VARIANTS.entries() if variant.in_sweep)
 
 
 _CONVERT = "tinyloc_tf.compression.convert"
