@@ -21,57 +21,31 @@ def _number(text: str, kind):
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (counts, sizes, epochs)."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _bounded(name: str, kind, accept, rule: str, doc: str):
+    """An argument type: a ``kind`` number for which ``accept(value)`` holds, else ``rule``."""
+
+    def parse(text: str):
+        value = _number(text, kind)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {value if kind is int else format(value, 'g')}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = doc
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (seeds, patience)."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (learning rates, sizes in KiB, durations)."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value:g}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (weights, thresholds)."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value:g}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A share strictly between 0 and 1 (validation fraction)."""
-    value = _number(text, float)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value:g}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A weight in [0, 1] (distillation alpha)."""
-    value = _number(text, float)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
-    return value
-
-
-def percent(text: str) -> float:
-    """A percentage in [0, 100)."""
-    value = _number(text, float)
-    if not 0.0 <= value < 100.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 100), got {value:g}")
-    return value
+positive_int = _bounded("positive_int", int, lambda v: v >= 1, "must be at least 1",
+                        "An integer >= 1 (counts, sizes, epochs).")
+non_negative_int = _bounded("non_negative_int", int, lambda v: v >= 0, "must be 0 or more",
+                            "An integer >= 0 (seeds, patience).")
+positive_float = _bounded("positive_float", float, lambda v: v > 0, "must be more than 0",
+                          "A finite number > 0 (learning rates, sizes in KiB, durations).")
+non_negative_float = _bounded("non_negative_float", float, lambda v: v >= 0, "must be 0 or more",
+                              "A finite number >= 0 (weights, thresholds).")
+fraction = _bounded("fraction", float, lambda v: 0.0 < v < 1.0, "must be between 0 and 1 (exclusive)",
+                    "A share strictly between 0 and 1 (validation fraction).")
+unit_interval = _bounded("unit_interval", float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]",
+                         "A weight in [0, 1] (distillation alpha).")
+percent = _bounded("percent", float, lambda v: 0.0 <= v < 100.0, "must be in [0, 100)",
+                   "A percentage in [0, 100).")

@@ -365,6 +365,15 @@ def _selective(graph, windows: np.ndarray, threshold: float) -> tuple[bytes, lis
     return _run_converter(quantize, "selective", graph), kept
 
 
+def file_report(buf: bytes) -> dict:
+    """What a finished ``.tflite`` holds: its size, its metadata's share, its ops, the ops
+    left in float and the int8 weight tensors."""
+    from tinyloc_tf.compression.metadata import metadata_bytes
+
+    return {"bytes": len(buf), "metadata_bytes": metadata_bytes(buf), "ops": op_counts(buf),
+            "float_ops": float_ops(buf), "int8_weight_tensors": int8_weight_tensors(buf)}
+
+
 def convert(
     model,
     quant: str = "int8",
@@ -435,15 +444,7 @@ def convert(
     if variant.prepare:  # what the preparation did, without its per-epoch history
         payload[quant] = {k: v for k, v in report[quant].items() if k != "history"}
     buf = finalize(raw, payload, strip=strip)
-    from tinyloc_tf.compression.metadata import metadata_bytes
-
-    report.update(
-        bytes=len(buf),
-        metadata_bytes=metadata_bytes(buf),
-        ops=op_counts(buf),
-        float_ops=float_ops(buf),
-        int8_weight_tensors=int8_weight_tensors(buf),
-    )
+    report.update(file_report(buf))
     if variant.int8_io:
         _check_int8_io(buf, quant)
     return Conversion(buf, report)

@@ -190,10 +190,7 @@ def convert_streaming(
     """
     import tensorflow as tf
 
-    from tinyloc_tf.compression.convert import (
-        Conversion, _run_converter, finalize, float_ops, int8_weight_tensors, model_metadata, op_counts,
-    )
-    from tinyloc_tf.compression.metadata import metadata_bytes
+    from tinyloc_tf.compression.convert import Conversion, _run_converter, file_report, finalize, model_metadata
     from tinyloc_tf.models.mamba_step import build_step_model
 
     if quant not in STREAMING_QUANT_MODES:
@@ -233,14 +230,6 @@ def convert_streaming(
     if "representative" in report:
         payload["representative"] = report["representative"]
     buf = finalize(raw, payload, strip=strip)
-    report.update(
-        bytes_with_names=len(raw),
-        bytes=len(buf),
-        metadata_bytes=metadata_bytes(buf),
-        ops=op_counts(buf),
-        operators=sum(op_counts(buf).values()),
-        float_ops=float_ops(buf),
-        int8_weight_tensors=int8_weight_tensors(buf),
-        state_bytes=layout["state_bytes"],
-    )
+    report.update(bytes_with_names=len(raw), **file_report(buf), state_bytes=layout["state_bytes"])
+    report["operators"] = sum(report["ops"].values())
     return Conversion(buf, report)
