@@ -307,26 +307,24 @@ def _add_sub_params(L: Lowering, op: Operator, is_sub: bool) -> dict:
     }
 
 
-def lower_add(L: Lowering, op: Operator):
+def _lower_add_sub(L: Lowering, op: Operator, name: str):
+    """ADD and SUB share their kernel parameters; ``name`` is "ADD" or "SUB"."""
     if _is_float(L, op.inputs[0]):
-        return _binary_float(L, op, "ADD", _activation(op))
+        return _binary_float(L, op, name, _activation(op))
     a, b = op.inputs[:2]
     out = op.outputs[0]
-    p = L.struct("tl_add_params", _add_sub_params(L, op, is_sub=False))
+    p = L.struct("tl_add_params", _add_sub_params(L, op, is_sub=name == "SUB"))
     bc = L.struct("tl_broadcast", broadcast_desc(L.t(a).shape, L.t(b).shape, L.t(out).shape))
-    L.emit(f"tl_add_s8(&{p}, &{bc}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out],
+    L.emit(f"tl_{name.lower()}_s8(&{p}, &{bc}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out],
            inplace=_binary_inplace(L, a, b, out))
+
+
+def lower_add(L: Lowering, op: Operator):
+    return _lower_add_sub(L, op, "ADD")
 
 
 def lower_sub(L: Lowering, op: Operator):
-    if _is_float(L, op.inputs[0]):
-        return _binary_float(L, op, "SUB", _activation(op))
-    a, b = op.inputs[:2]
-    out = op.outputs[0]
-    p = L.struct("tl_add_params", _add_sub_params(L, op, is_sub=True))
-    bc = L.struct("tl_broadcast", broadcast_desc(L.t(a).shape, L.t(b).shape, L.t(out).shape))
-    L.emit(f"tl_sub_s8(&{p}, &{bc}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out],
-           inplace=_binary_inplace(L, a, b, out))
+    return _lower_add_sub(L, op, "SUB")
 
 
 def lower_squared_difference(L: Lowering, op: Operator):
