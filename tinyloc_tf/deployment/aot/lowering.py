@@ -287,24 +287,39 @@ def _add_sub_params(L: Lowering, op: Operator, is_sub: bool) -> dict:
         r1 = float(s1) / twice_max
         r2 = float(s2) / twice_max
         ro = twice_max / ((1 << left_shift) * float(so))
+    lo, hi = quant.activation_range_int8(_activation(op), so, L.t(out).zero_point)
+    return _rescaled_pair_params(L, a, b, out, r1, r2, quant.quantize_multiplier_smaller_than_one(ro),
+                                 left_shift, lo, hi)
+
+
+def _rescaled_pair_params(L: Lowering, a: int, b: int, out: int, r1: float, r2: float, output: tuple[int, int],
+                          left_shift: int, lo: int, hi: int) -> dict:
+    """``tl_add_params`` of a two-input op that rescales both inputs by ``r1``, ``r2`` (each
+    below one) after ``left_shift``, and the result by ``output = (multiplier, shift)``."""
     m1, sh1 = quant.quantize_multiplier_smaller_than_one(r1)
     m2, sh2 = quant.quantize_multiplier_smaller_than_one(r2)
-    mo, sho = quant.quantize_multiplier_smaller_than_one(ro)
-    lo, hi = quant.activation_range_int8(_activation(op), so, L.t(out).zero_point)
     return {
         "input1_offset": -L.t(a).zero_point,
         "input2_offset": -L.t(b).zero_point,
         "output_offset": L.t(out).zero_point,
         "input1_multiplier": m1,
         "input2_multiplier": m2,
-        "output_multiplier": mo,
+        "output_multiplier": output[0],
         "input1_shift": sh1,
         "input2_shift": sh2,
-        "output_shift": sho,
+        "output_shift": output[1],
         "left_shift": left_shift,
         "act_min": lo,
         "act_max": hi,
     }
+
+
+def _emit_binary(L: Lowering, kernel: str, params_type: str, params: dict, a: int, b: int, out: int) -> None:
+    """``kernel(&params, &broadcast, a, b, out)`` for an int8 two-input op with broadcasting."""
+    p = L.struct(params_type, params)
+    bc = L.struct("tl_broadcast", broadcast_desc(L.t(a).shape, L.t(b).shape, L.t(out).shape))
+    L.emit(f"{kernel}(&{p}, &{bc}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out],
+           inplace=_binary_inplace(L, a, b, out))
 
 
 def _lower_add_sub(L: Lowering, op: Operator, name: str):
@@ -313,10 +328,7 @@ def _lower_add_sub(L: Lowering, op: Operator, name: str):
         return _binary_float(L, op, name, _activation(op))
     a, b = op.inputs[:2]
     out = op.outputs[0]
-    p = L.struct("tl_add_params", _add_sub_params(L, op, is_sub=name == "SUB"))
-    bc = L.struct("tl_broadcast", broadcast_desc(L.t(a).shape, L.t(b).shape, L.t(out).shape))
-    L.emit(f"tl_{name.lower()}_s8(&{p}, &{bc}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out],
-           inplace=_binary_inplace(L, a, b, out))
+    _emit_binary(L, f"tl_{name.lower()}_s8", "tl_add_params", _add_sub_params(L, op, is_sub=name == "SUB"), a, b, out)
 
 
 def lower_add(L: Lowering, op: Operator):
@@ -339,26 +351,8 @@ def lower_squared_difference(L: Lowering, op: Operator):
     r1 = float(s1) / twice_max
     r2 = float(s2) / twice_max
     ro = (twice_max * twice_max) / float(quant.F32(1 << (left_shift * 2)) * so)
-    m1, sh1 = quant.quantize_multiplier_smaller_than_one(r1)
-    m2, sh2 = quant.quantize_multiplier_smaller_than_one(r2)
-    mo, sho = quant.quantize_multiplier(ro)
-    p = L.struct("tl_add_params", {
-        "input1_offset": -L.t(a).zero_point,
-        "input2_offset": -L.t(b).zero_point,
-        "output_offset": L.t(out).zero_point,
-        "input1_multiplier": m1,
-        "input2_multiplier": m2,
-        "output_multiplier": mo,
-        "input1_shift": sh1,
-        "input2_shift": sh2,
-        "output_shift": sho,
-        "left_shift": left_shift,
-        "act_min": -128,
-        "act_max": 127,
-    })
-    bc = L.struct("tl_broadcast", broadcast_desc(L.t(a).shape, L.t(b).shape, L.t(out).shape))
-    L.emit(f"tl_squared_difference_s8(&{p}, &{bc}, {{T{a}}}, {{T{b}}}, {{T{out}}});",
-           [a, b], [out], inplace=_binary_inplace(L, a, b, out))
+    params = _rescaled_pair_params(L, a, b, out, r1, r2, quant.quantize_multiplier(ro), left_shift, -128, 127)
+    _emit_binary(L, "tl_squared_difference_s8", "tl_add_params", params, a, b, out)
 
 
 def lower_mul(L: Lowering, op: Operator):
@@ -370,7 +364,7 @@ def lower_mul(L: Lowering, op: Operator):
     real = float(L.t(a).scale) * float(L.t(b).scale) / float(L.t(out).scale)
     m, sh = quant.quantize_multiplier(real)
     lo, hi = quant.activation_range_int8(_activation(op), L.t(out).scale, L.t(out).zero_point)
-    p = L.struct("tl_mul_params", {
+    params = {
         "input1_offset": -L.t(a).zero_point,
         "input2_offset": -L.t(b).zero_point,
         "output_offset": L.t(out).zero_point,
@@ -378,10 +372,8 @@ def lower_mul(L: Lowering, op: Operator):
         "output_shift": sh,
         "act_min": lo,
         "act_max": hi,
-    })
-    bc = L.struct("tl_broadcast", broadcast_desc(L.t(a).shape, L.t(b).shape, L.t(out).shape))
-    L.emit(f"tl_mul_s8(&{p}, &{bc}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out],
-           inplace=_binary_inplace(L, a, b, out))
+    }
+    _emit_binary(L, "tl_mul_s8", "tl_mul_params", params, a, b, out)
 
 
 def lower_div(L: Lowering, op: Operator):
