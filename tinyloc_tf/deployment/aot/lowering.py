@@ -535,13 +535,17 @@ def lower_relu(L: Lowering, op: Operator):
     if _is_float(L, x):
         return _unary_float(L, op, "RELU")
     _require_int8(L, x, out)
-    real = float(L.t(x).scale / L.t(out).scale)
-    m, sh = quant.quantize_multiplier(real)
     zp = L.t(out).zero_point
     act_min = max(-128, zp + int(quant.c_round(float(np.float32(0.0) / L.t(out).scale))))
+    _emit_requantize(L, x, out, float(L.t(x).scale / L.t(out).scale), act_min)
+
+
+def _emit_requantize(L: Lowering, x: int, out: int, real: float, act_min: int = -128) -> None:
+    """int8 ``out = clamp(zp_out + (x - zp_x) * real, act_min, 127)``, in place when possible."""
+    m, sh = quant.quantize_multiplier(real)
     p = L.struct("tl_requant_params", {
         "input_zero_point": L.t(x).zero_point,
-        "output_zero_point": zp,
+        "output_zero_point": L.t(out).zero_point,
         "multiplier": m,
         "shift": sh,
         "act_min": act_min,
@@ -565,18 +569,7 @@ def lower_quantize(L: Lowering, op: Operator):
         )
         return
     _require_int8(L, x)
-    real = float(tx.scale) / float(to.scale)
-    m, sh = quant.quantize_multiplier(real)
-    p = L.struct("tl_requant_params", {
-        "input_zero_point": tx.zero_point,
-        "output_zero_point": to.zero_point,
-        "multiplier": m,
-        "shift": sh,
-        "act_min": -128,
-        "act_max": 127,
-    })
-    L.emit(f"tl_requantize_s8(&{p}, {tx.size}, {{T{x}}}, {{T{out}}});", [x], [out],
-           inplace=[(out, x)])
+    _emit_requantize(L, x, out, float(tx.scale) / float(to.scale))
 
 
 def lower_dequantize(L: Lowering, op: Operator):
