@@ -42,24 +42,19 @@ def child(args) -> None:
     import keras
 
     from tinyloc_tf.data import load_prepared
-    from tinyloc_tf.models import build_model
-    from tinyloc_tf.training.trainer import count_params, fit_with_validation, seed_everything
+    from tinyloc_tf.training.recipe import Recipe
+    from tinyloc_tf.training.trainer import count_params, fit_model
 
     data = load_prepared(args.child_data)
-    seed_everything(0)
     base = rss_mib()
-    model = build_model(args.child_family, features=data.num_features, classes=data.num_classes,
-                        hidden=args.child_hidden, layers=args.child_layers, steps=data.steps)
-    model.compile(optimizer=keras.optimizers.Adam(DEFAULTS["lr"]))
     times, clock = [], {}
     timer = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: clock.update(start=time.perf_counter()),
         on_epoch_end=lambda epoch, logs: times.append(time.perf_counter() - clock["start"]),
     )
-    fit_with_validation(
-        model, model, data.train.X, data.train.y, (data.val.X, data.val.y),
-        epochs=args.epochs, batch_size=args.batch_size, patience=args.epochs, verbose=0, callbacks=(timer,),
-    )
+    model = fit_model(data, args.child_family, args.child_hidden, args.child_layers, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=DEFAULTS["lr"], patience=args.epochs, seed=0,
+                      recipe=Recipe.legacy(), verbose=0, callbacks=(timer,))[0]
     steady = times[1:] or times
     print(json.dumps({
         "params": count_params(model),

@@ -303,6 +303,35 @@ def load_data(data_dir):
 # --------------------------------------------------------------------------- entry point
 
 
+def fit_model(data, family: str, hidden: int, layers: int, *, epochs: int = DEFAULTS["epochs"],
+              batch_size: int = DEFAULTS["batch_size"], lr: float = DEFAULTS["lr"],
+              patience: int = DEFAULTS["patience"], seed: int = DEFAULTS["seed"], int8_friendly: bool = False,
+              recipe=None, verbose: int = 1, desc: str | None = None, callbacks: tuple = ()):
+    """Build and train a model in memory on a loaded dataset (what ``train_run`` does before
+    it scores and writes): ``(model, history, best_epoch, epochs_run, fit_seconds)``.
+
+    For measurements that need the trained model, not a run folder. ``recipe`` None is the
+    default :class:`~tinyloc_tf.training.recipe.Recipe`; ``callbacks`` go to
+    :func:`fit_with_validation`.
+    """
+    from tinyloc_tf.models import build_model
+
+    recipe = recipe if recipe is not None else Recipe()
+    seed_everything(seed)
+    model = build_model(
+        family, features=data.num_features, classes=data.num_classes, hidden=int(hidden),
+        layers=int(layers), steps=data.steps, int8_friendly=bool(int8_friendly),
+        augmentation=recipe.augmentation(data.meta["scaling"], seed), **recipe.family_options(),
+    )
+    model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(data.train), batch_size)))
+    history, best_epoch, epochs_run, fit_seconds = fit_with_validation(
+        model, model, data.train.X, data.train.y, (data.val.X, data.val.y),
+        epochs=epochs, batch_size=batch_size, patience=patience, verbose=verbose,
+        desc=desc or f"train {family} H{hidden}L{layers}", callbacks=callbacks,
+    )
+    return model, history, best_epoch, epochs_run, fit_seconds
+
+
 def train_run(
     data_dir: str | os.PathLike,
     family: str,
@@ -333,21 +362,10 @@ def train_run(
     check_training_args(hidden, layers, epochs, batch_size, lr, patience)
     out = check_out(out, overwrite, inputs=(data_dir,))
     data = load_data(data_dir)
-
-    from tinyloc_tf.models import build_model
-
     recipe = recipe if recipe is not None else Recipe()
-    seed_everything(seed)
-    model = build_model(
-        family, features=data.num_features, classes=data.num_classes, hidden=int(hidden),
-        layers=int(layers), steps=data.steps, int8_friendly=bool(int8_friendly),
-        augmentation=recipe.augmentation(data.meta["scaling"], seed), **recipe.family_options(),
-    )
-    model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(data.train), batch_size)))
-    history, best_epoch, epochs_run, fit_seconds = fit_with_validation(
-        model, model, data.train.X, data.train.y, (data.val.X, data.val.y),
-        epochs=epochs, batch_size=batch_size, patience=patience, verbose=verbose,
-        desc=f"train {family} H{hidden}L{layers}",
+    model, history, best_epoch, epochs_run, fit_seconds = fit_model(
+        data, family, hidden, layers, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+        seed=seed, int8_friendly=int8_friendly, recipe=recipe, verbose=verbose,
     )
     scores = score_splits(model, data)
     metrics = run_metrics(
