@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import OpModel, options, run_wheel
 from tinyloc_tf.deployment.aot import SUPPORTED_OPS, UnsupportedOperator, compile_tflite
-from tinyloc_tf.deployment.aot.host import build_and_load, compile_kernel_objects, host_compiler
+from tinyloc_tf.deployment.aot.host import build_and_load, host_compiler
 from tinyloc_tf.deployment.aot.planner import Buffer, greedy_plan
 from tinyloc_tf.errors import TinylocError
 
-from test_aot_kernels import OpModel, options, run_wheel
-
-S = pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
+# The model builders (helpers.py) and the reference interpreter come from the tflite-micro wheel.
+pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
+pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
 
 def _needs_cc():
@@ -29,13 +30,6 @@ def _needs_cc():
         host_compiler()
     except TinylocError as exc:
         pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def kernel_objects(tmp_path_factory):
-    """The kernels compiled once for this module's host builds."""
-    _needs_cc()
-    return compile_kernel_objects(tmp_path_factory.mktemp("aot-kernel-objects"))
 
 
 # ---------------------------------------------------------------------------

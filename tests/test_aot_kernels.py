@@ -17,97 +17,16 @@ import math
 import numpy as np
 import pytest
 
+from helpers import OpModel, options, run_wheel
 from tinyloc_tf.deployment.aot import compile_tflite
-from tinyloc_tf.deployment.aot.host import (
-    HostModel,
-    build_shared_library,
-    compile_kernel_objects,
-    host_compiler,
-)
+from tinyloc_tf.deployment.aot.host import HostModel, build_shared_library, host_compiler
 
-S = pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
-runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+# The model builders (helpers.py) and the reference interpreter come from the tflite-micro wheel.
+pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
+pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
 VARIANTS = 10  # random variants per operator
 INPUTS = 4  # random input tensors per variant
-
-_TYPES = {"int8": 9, "int32": 2, "float32": 0}
-_NP = {"int8": np.int8, "int32": np.int32, "float32": np.float32}
-
-
-class OpModel:
-    """A tiny .tflite model written directly through the schema object API."""
-
-    def __init__(self):
-        self.tensors = []
-        self.buffers = [S.BufferT()]
-        self.opcodes: list[int] = []
-        self.ops = []
-
-    def tensor(self, shape, dtype="int8", scale=None, zero_point=None, data=None, qdim=0):
-        t = S.TensorT()
-        t.shape = [int(d) for d in shape]
-        t.type = _TYPES[dtype]
-        t.name = f"t{len(self.tensors)}".encode()
-        if scale is not None:
-            q = S.QuantizationParametersT()
-            q.scale = [float(s) for s in np.atleast_1d(scale)]
-            zp = np.zeros(len(q.scale), dtype=np.int64) if zero_point is None else np.atleast_1d(zero_point)
-            q.zeroPoint = [int(z) for z in zp]
-            q.quantizedDimension = int(qdim)
-            t.quantization = q
-        t.buffer = 0
-        if data is not None:
-            b = S.BufferT()
-            b.data = np.ascontiguousarray(np.asarray(data, dtype=_NP[dtype])).view(np.uint8).reshape(-1).tolist()
-            self.buffers.append(b)
-            t.buffer = len(self.buffers) - 1
-        self.tensors.append(t)
-        return len(self.tensors) - 1
-
-    def op(self, name, inputs, outputs, options=None, options_type=None):
-        code = getattr(S.BuiltinOperator, name)
-        if code not in self.opcodes:
-            self.opcodes.append(code)
-        o = S.OperatorT()
-        o.opcodeIndex = self.opcodes.index(code)
-        o.inputs = list(inputs)
-        o.outputs = list(outputs)
-        if options is not None:
-            o.builtinOptionsType = getattr(S.BuiltinOptions, options_type)
-            o.builtinOptions = options
-        self.ops.append(o)
-
-    def build(self, inputs, outputs) -> bytes:
-        import flatbuffers
-
-        m = S.ModelT()
-        m.version = 3
-        codes = []
-        for c in self.opcodes:
-            oc = S.OperatorCodeT()
-            oc.builtinCode = c
-            oc.deprecatedBuiltinCode = min(c, 127)
-            oc.version = 1
-            codes.append(oc)
-        m.operatorCodes = codes
-        sg = S.SubGraphT()
-        sg.tensors = self.tensors
-        sg.operators = self.ops
-        sg.inputs = list(inputs)
-        sg.outputs = list(outputs)
-        m.subgraphs = [sg]
-        m.buffers = self.buffers
-        b = flatbuffers.Builder(1024)
-        b.Finish(m.Pack(b), file_identifier=b"TFL3")
-        return bytes(b.Output())
-
-
-def options(cls_name, **fields):
-    o = getattr(S, cls_name)()
-    for k, v in fields.items():
-        setattr(o, k, v)
-    return o
 
 
 # ---------------------------------------------------------------------------
@@ -128,22 +47,6 @@ def act(rng, name="ACT"):
 
 # ---------------------------------------------------------------------------
 # running and comparing
-
-@pytest.fixture(scope="session")
-def kernel_objects(tmp_path_factory):
-    try:
-        host_compiler()
-    except Exception as exc:  # no C compiler on this machine
-        pytest.skip(str(exc))
-    return compile_kernel_objects(tmp_path_factory.mktemp("aot-kernels"))
-
-
-def run_wheel(buf: bytes, x: np.ndarray) -> np.ndarray:
-    it = runtime.Interpreter.from_bytes(buf, arena_size=256 * 1024)
-    it.set_input(x, 0)
-    it.invoke()
-    return np.asarray(it.get_output(0)).reshape(-1)
-
 
 def check_variants(models, kernel_objects, tmp_path, seed=0, input_fn=None, tables=True):
     """Compile every (label, model bytes, input shape) into one library and
@@ -537,98 +440,139 @@ def test_reductions_match_tflm(opname, kernel_objects, tmp_path):
 # ---------------------------------------------------------------------------
 # data movement (the output of each is a plain copy of input bytes)
 
-def _same_q(rng):
-    return act(rng)
+def _transpose(rng, v, shape, s, z):
+    perm = rng.permutation(len(shape)).astype(np.int32)
+    m = OpModel()
+    x = m.tensor(shape, scale=s, zero_point=z)
+    p = m.tensor([len(perm)], "int32", data=perm)
+    y = m.tensor([shape[i] for i in perm], scale=s, zero_point=z)
+    m.op("TRANSPOSE", [x, p], [y], options("TransposeOptionsT"), "TransposeOptions")
+    return f"TRANSPOSE {shape} {perm.tolist()}", m.build([x], [y]), shape
 
 
-def test_layout_ops_match_tflm(kernel_objects, tmp_path):
-    rng = np.random.default_rng(61)
+def _reshape(rng, v, shape, s, z):
+    # the output is a view (copied out at the end)
+    m = OpModel()
+    x = m.tensor(shape, scale=s, zero_point=z)
+    ns = m.tensor([2], "int32", data=np.array([int(np.prod(shape[:-1])), shape[-1]], np.int32))
+    y = m.tensor([int(np.prod(shape[:-1])), shape[-1]], scale=s, zero_point=z)
+    m.op("RESHAPE", [x, ns], [y])
+    return f"RESHAPE {shape}", m.build([x], [y]), shape
+
+
+def _concatenation(rng, v, shape, s, z):
+    # the input with a constant along a random axis, the constant first in odd variants and
+    # the axis counted from the end in variant 3
+    axis = int(rng.integers(0, len(shape)))
+    other = list(shape)
+    other[axis] = int(rng.integers(1, 4))
+    out = list(shape)
+    out[axis] += other[axis]
+    m = OpModel()
+    x = m.tensor(shape, scale=s, zero_point=z)
+    c = m.tensor(other, scale=s, zero_point=z, data=rng.integers(-128, 128, size=other, dtype=np.int8))
+    y = m.tensor(out, scale=s, zero_point=z)
+    m.op("CONCATENATION", [c, x] if v % 2 else [x, c], [y],
+         options("ConcatenationOptionsT", axis=axis - len(shape) if v == 3 else axis),
+         "ConcatenationOptions")
+    return f"CONCATENATION {shape}+{other} axis={axis}", m.build([x], [y]), shape
+
+
+def _pack(rng, v, shape, s, z):
+    # the input with a constant
+    axis = int(rng.integers(0, len(shape) + 1))
+    out = list(shape)
+    out.insert(axis, 2)
+    m = OpModel()
+    x = m.tensor(shape, scale=s, zero_point=z)
+    c = m.tensor(shape, scale=s, zero_point=z, data=rng.integers(-128, 128, size=shape, dtype=np.int8))
+    y = m.tensor(out, scale=s, zero_point=z)
+    m.op("PACK", [x, c], [y], options("PackOptionsT", valuesCount=2, axis=axis), "PackOptions")
+    return f"PACK {shape} axis={axis}", m.build([x], [y]), shape
+
+
+def _unpack(rng, v, shape, s, z):
+    # the model's output is one random slice
+    axis = int(rng.integers(0, len(shape)))
+    n = shape[axis]
+    piece = [d for i, d in enumerate(shape) if i != axis]
+    m = OpModel()
+    x = m.tensor(shape, scale=s, zero_point=z)
+    outs = [m.tensor(piece, scale=s, zero_point=z) for _ in range(n)]
+    m.op("UNPACK", [x], outs, options("UnpackOptionsT", num=n, axis=axis), "UnpackOptions")
+    pick = outs[int(rng.integers(0, n))]
+    return f"UNPACK {shape} axis={axis}", m.build([x], [pick]), shape
+
+
+def _split(rng, v, shape, s, z):
+    # into two halves; the model's output is the first half in even variants, the second in odd
+    axis = int(rng.integers(0, len(shape)))
+    big = list(shape)
+    big[axis] = 2 * shape[axis]
+    m = OpModel()
+    ax = m.tensor([], "int32", data=np.array(axis, np.int32))
+    x = m.tensor(big, scale=s, zero_point=z)
+    outs = [m.tensor(shape, scale=s, zero_point=z) for _ in range(2)]
+    m.op("SPLIT", [ax, x], outs, options("SplitOptionsT", numSplits=2), "SplitOptions")
+    return f"SPLIT {big} axis={axis}", m.build([x], [outs[v % 2]]), big
+
+
+def _split_v(rng, v, shape, s, z):
+    # sizes 1 and the rest; the model's output is the last piece
+    axis = int(rng.integers(0, len(shape)))
+    big = list(shape)
+    big[axis] = 2 * shape[axis]
+    sizes = [1, big[axis] - 1] if big[axis] > 1 else [1]
+    m = OpModel()
+    x = m.tensor(big, scale=s, zero_point=z)
+    sz = m.tensor([len(sizes)], "int32", data=np.array(sizes, np.int32))
+    ax = m.tensor([], "int32", data=np.array(axis, np.int32))
+    outs = []
+    for k in sizes:
+        o_shape = list(big)
+        o_shape[axis] = k
+        outs.append(m.tensor(o_shape, scale=s, zero_point=z))
+    m.op("SPLIT_V", [x, sz, ax], outs, options("SplitVOptionsT", numSplits=len(sizes)), "SplitVOptions")
+    return f"SPLIT_V {big} {sizes} axis={axis}", m.build([x], [outs[-1]]), big
+
+
+def _pad(rng, v, shape, s, z):
+    # PAD in even variants, PADV2 with a constant pad value in odd ones
+    pads = rng.integers(0, 3, size=(len(shape), 2)).astype(np.int32)
+    out = [d + int(a + b) for d, (a, b) in zip(shape, pads)]
+    m = OpModel()
+    x = m.tensor(shape, scale=s, zero_point=z)
+    pt = m.tensor([len(shape), 2], "int32", data=pads)
+    ins = [x, pt]
+    if v % 2:
+        ins.append(m.tensor([], scale=s, zero_point=z, data=np.array(int(rng.integers(-128, 128)), np.int8)))
+    y = m.tensor(out, scale=s, zero_point=z)
+    opname = "PADV2" if v % 2 else "PAD"
+    m.op(opname, ins, [y])
+    return f"{opname} {shape} {pads.tolist()}", m.build([x], [y]), shape
+
+
+LAYOUT_OPS = {
+    "TRANSPOSE": _transpose,
+    "RESHAPE": _reshape,
+    "CONCATENATION": _concatenation,
+    "PACK": _pack,
+    "UNPACK": _unpack,
+    "SPLIT": _split,
+    "SPLIT_V": _split_v,
+    "PAD": _pad,  # and PADV2
+}
+
+
+@pytest.mark.parametrize("seed, build", [pytest.param(61 + i, build, id=name)
+                                         for i, (name, build) in enumerate(LAYOUT_OPS.items())])
+def test_layout_ops_match_tflm(seed, build, kernel_objects, tmp_path):
+    rng = np.random.default_rng(seed)
     models = []
-    for v in range(4):
-        s, z = _same_q(rng)
-        # TRANSPOSE
+    for v in range(4):  # the variant number picks the options each builder alternates
+        s, z = act(rng)
         shape = r_shape(rng, int(rng.integers(2, 6)), hi=5)
-        perm = rng.permutation(len(shape)).astype(np.int32)
-        m = OpModel()
-        x = m.tensor(shape, scale=s, zero_point=z)
-        p = m.tensor([len(perm)], "int32", data=perm)
-        y = m.tensor([shape[i] for i in perm], scale=s, zero_point=z)
-        m.op("TRANSPOSE", [x, p], [y], options("TransposeOptionsT"), "TransposeOptions")
-        models.append((f"TRANSPOSE {shape} {perm.tolist()}", m.build([x], [y]), shape))
-        # RESHAPE -> output is a view (copied out at the end)
-        m = OpModel()
-        x = m.tensor(shape, scale=s, zero_point=z)
-        ns = m.tensor([2], "int32", data=np.array([int(np.prod(shape[:-1])), shape[-1]], np.int32))
-        y = m.tensor([int(np.prod(shape[:-1])), shape[-1]], scale=s, zero_point=z)
-        m.op("RESHAPE", [x, ns], [y])
-        models.append((f"RESHAPE {shape}", m.build([x], [y]), shape))
-        # CONCATENATION of the input with a constant along a random axis
-        axis = int(rng.integers(0, len(shape)))
-        other = list(shape)
-        other[axis] = int(rng.integers(1, 4))
-        out = list(shape)
-        out[axis] += other[axis]
-        m = OpModel()
-        x = m.tensor(shape, scale=s, zero_point=z)
-        c = m.tensor(other, scale=s, zero_point=z, data=rng.integers(-128, 128, size=other, dtype=np.int8))
-        y = m.tensor(out, scale=s, zero_point=z)
-        m.op("CONCATENATION", [c, x] if v % 2 else [x, c], [y],
-             options("ConcatenationOptionsT", axis=axis - len(shape) if v == 3 else axis),
-             "ConcatenationOptions")
-        models.append((f"CONCATENATION {shape}+{other} axis={axis}", m.build([x], [y]), shape))
-        # PACK the input with a constant / UNPACK and pick one slice
-        axis = int(rng.integers(0, len(shape) + 1))
-        out = list(shape)
-        out.insert(axis, 2)
-        m = OpModel()
-        x = m.tensor(shape, scale=s, zero_point=z)
-        c = m.tensor(shape, scale=s, zero_point=z, data=rng.integers(-128, 128, size=shape, dtype=np.int8))
-        y = m.tensor(out, scale=s, zero_point=z)
-        m.op("PACK", [x, c], [y], options("PackOptionsT", valuesCount=2, axis=axis), "PackOptions")
-        models.append((f"PACK {shape} axis={axis}", m.build([x], [y]), shape))
-        axis = int(rng.integers(0, len(shape)))
-        n = shape[axis]
-        piece = [d for i, d in enumerate(shape) if i != axis]
-        m = OpModel()
-        x = m.tensor(shape, scale=s, zero_point=z)
-        outs = [m.tensor(piece, scale=s, zero_point=z) for _ in range(n)]
-        m.op("UNPACK", [x], outs, options("UnpackOptionsT", num=n, axis=axis), "UnpackOptions")
-        pick = outs[int(rng.integers(0, n))]
-        models.append((f"UNPACK {shape} axis={axis}", m.build([x], [pick]), shape))
-        # SPLIT / SPLIT_V
-        axis = int(rng.integers(0, len(shape)))
-        big = list(shape)
-        big[axis] = 2 * shape[axis]
-        m = OpModel()
-        ax = m.tensor([], "int32", data=np.array(axis, np.int32))
-        x = m.tensor(big, scale=s, zero_point=z)
-        outs = [m.tensor(shape, scale=s, zero_point=z) for _ in range(2)]
-        m.op("SPLIT", [ax, x], outs, options("SplitOptionsT", numSplits=2), "SplitOptions")
-        models.append((f"SPLIT {big} axis={axis}", m.build([x], [outs[v % 2]]), big))
-        sizes = [1, big[axis] - 1] if big[axis] > 1 else [1]
-        m = OpModel()
-        x = m.tensor(big, scale=s, zero_point=z)
-        sz = m.tensor([len(sizes)], "int32", data=np.array(sizes, np.int32))
-        ax = m.tensor([], "int32", data=np.array(axis, np.int32))
-        outs = []
-        for k in sizes:
-            o_shape = list(big)
-            o_shape[axis] = k
-            outs.append(m.tensor(o_shape, scale=s, zero_point=z))
-        m.op("SPLIT_V", [x, sz, ax], outs, options("SplitVOptionsT", numSplits=len(sizes)), "SplitVOptions")
-        models.append((f"SPLIT_V {big} {sizes} axis={axis}", m.build([x], [outs[-1]]), big))
-        # PAD / PADV2
-        pads = rng.integers(0, 3, size=(len(shape), 2)).astype(np.int32)
-        out = [d + int(a + b) for d, (a, b) in zip(shape, pads)]
-        m = OpModel()
-        x = m.tensor(shape, scale=s, zero_point=z)
-        pt = m.tensor([len(shape), 2], "int32", data=pads)
-        ins = [x, pt]
-        if v % 2:
-            ins.append(m.tensor([], scale=s, zero_point=z, data=np.array(int(rng.integers(-128, 128)), np.int8)))
-        y = m.tensor(out, scale=s, zero_point=z)
-        m.op("PADV2" if v % 2 else "PAD", ins, [y])
-        models.append((f"PAD {shape} {pads.tolist()}", m.build([x], [y]), shape))
+        models.append(build(rng, v, shape, s, z))
     assert check_variants(models, kernel_objects, tmp_path) > 0
 
 

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 
-from test_data_uji import small_tables, write_folder
+from helpers import small_tables, write_folder
 from tinyloc_tf.cli import main
 from tinyloc_tf.compression import convert as conv
 from tinyloc_tf.data import Split, load_prepared, write_prepared

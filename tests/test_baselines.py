@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from test_training import write_toy_dataset  # noqa: E402  (pytest puts tests/ on sys.path)
+from helpers import write_toy_dataset
 from tinyloc_tf.data import Split, load_prepared, write_prepared
 from tinyloc_tf.errors import DataError, TinylocError
 from tinyloc_tf.training import baselines

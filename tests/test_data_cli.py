@@ -18,7 +18,7 @@ from tinyloc_tf.cli import build_parser, main
 from tinyloc_tf.data import load_prepared, uji
 from tinyloc_tf.data.download import download, extract_zip
 from tinyloc_tf.errors import DataError, TinylocError
-from test_data_uji import small_tables, write_folder
+from helpers import small_tables, write_folder
 
 
 def _offline(*args, **kwargs):

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import small_tables, write_folder, write_zip
 from tinyloc_tf.data import load_prepared
 from tinyloc_tf.data.prepared import sha256_file
 from tinyloc_tf.data.uji import (
-    COLUMNS,
     NOT_HEARD_DBM,
     TEST_CSV,
     TRAIN_CSV,
@@ -29,53 +29,7 @@ from tinyloc_tf.data.uji import (
 from tinyloc_tf.errors import DataError
 
 # ----------------------------------------------------------------------------- small data
-
-# Two floors of one building, 8 reference points each on a 4 x 2 grid (10 m apart), 4 scans
-# per point. AP k is heard on floor k // 4 only; APs 8.. are never heard in training.
-
-
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    full = [{column: row.get(column, 100) for column in COLUMNS} for row in rows]
-    return pd.DataFrame(full, columns=list(COLUMNS))
-
-
-def _scan(building, floor, x, y, rssi: dict[int, int], user=1) -> dict:
-    row = {f"WAP{k + 1:03d}": value for k, value in rssi.items()}
-    row.update(LONGITUDE=-7600.0 + x, LATITUDE=4864800.0 + y, FLOOR=floor, BUILDINGID=building,
-               SPACEID=100 + floor, RELATIVEPOSITION=1, USERID=user, PHONEID=13, TIMESTAMP=1371713733)
-    return row
-
-
-def small_tables(rng_seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rng = np.random.default_rng(rng_seed)
-    train, test = [], []
-    for floor in (0, 1):
-        for gx in range(4):
-            for gy in range(2):
-                for repeat in range(4):
-                    rssi = {4 * floor + ap: int(rng.integers(-95, -40)) for ap in range(4)}
-                    train.append(_scan(0, floor, 10.0 * gx, 10.0 * gy, rssi, user=repeat))
-        for gx in range(4):
-            rssi = {4 * floor + ap: int(rng.integers(-95, -40)) for ap in range(4)}
-            test.append(_scan(0, floor, 10.0 * gx + 1.0, 4.0, rssi))
-    test[0]["WAP001"] = -20  # stronger than anything in training: clipped to 1
-    test[1]["WAP010"] = -52  # an access point never heard in training
-    return _frame(train), _frame(test)
-
-
-def write_folder(folder: Path, train: pd.DataFrame, test: pd.DataFrame, nested: bool = False) -> Path:
-    target = folder / "UJIndoorLoc" if nested else folder
-    target.mkdir(parents=True, exist_ok=True)
-    train.to_csv(target / TRAIN_CSV, index=False)
-    test.to_csv(target / TEST_CSV, index=False)
-    return folder
-
-
-def write_zip(path: Path, train: pd.DataFrame, test: pd.DataFrame) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(f"UJIndoorLoc/{TRAIN_CSV}", train.to_csv(index=False))
-        archive.writestr(f"UJIndoorLoc/{TEST_CSV}", test.to_csv(index=False))
-    return path
+# small_tables, write_folder and write_zip are in helpers.py.
 
 
 @pytest.fixture

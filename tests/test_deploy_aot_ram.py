@@ -15,7 +15,7 @@ needs_arm = pytest.mark.skipif(
 @needs_arm
 @pytest.mark.slow
 def test_aot_ram_overflow_message_has_no_placeholder_arena(tmp_path):
-    from test_export_c import fc_model_bytes
+    from helpers import fc_model_bytes
 
     model = tmp_path / "fc.tflite"
     model.write_bytes(fc_model_bytes())

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_training import write_toy_dataset  # noqa: E402  (pytest puts tests/ on sys.path)
+from helpers import write_toy_dataset
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training import distill
 

@@ -15,93 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import CLASSES, crf_params, fc_model_bytes
 from tinyloc_tf.deployment import export_c as ec
 from tinyloc_tf.errors import TinylocError
 
 REPO = Path(__file__).resolve().parents[1]
+
 T, F, K = 4, 6, 3
-CLASSES = ["kitchen", 'hall "main"', "bedroom"]
-
-
-def fc_model_bytes(steps: int = T, features: int = F, classes: int = K, seed: int = 0, version: int = 3,
-                   metadata: bool = True) -> bytes:
-    """An int8 .tflite: x int8 [1, T, F] -> FULLY_CONNECTED (keep dims) -> int8 [1, T, K].
-
-    With ``metadata`` it carries tinyloc metadata (CRF, class names, scaling) like a model from
-    ``tinyloc convert``.
-    """
-    import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-
-    rng = np.random.default_rng(seed)
-    in_scale, in_zp = 1.0 / 255.0, -128
-    w_scale = 0.02
-    out_scale, out_zp = 0.05, 5
-
-    def quant(scale, zp):
-        q = s.QuantizationParametersT()
-        q.scale, q.zeroPoint = [float(scale)], [int(zp)]
-        return q
-
-    def tensor(shape, ttype, buffer, q):
-        t = s.TensorT()
-        t.shape, t.type, t.buffer, t.quantization = list(shape), ttype, buffer, q
-        return t
-
-    def buffer(array=None):
-        b = s.BufferT()
-        if array is not None:
-            b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8).copy()
-        return b
-
-    weights = rng.integers(-127, 128, size=(classes, features), dtype=np.int8)
-    bias = rng.integers(-2000, 2000, size=(classes,)).astype(np.int32)
-    model = s.ModelT()
-    model.version = version
-    model.buffers = [buffer(), buffer(), buffer(weights), buffer(bias), buffer()]
-    sub = s.SubGraphT()
-    sub.tensors = [
-        tensor((1, steps, features), s.TensorType.INT8, 1, quant(in_scale, in_zp)),
-        tensor((classes, features), s.TensorType.INT8, 2, quant(w_scale, 0)),
-        tensor((classes,), s.TensorType.INT32, 3, quant(in_scale * w_scale, 0)),
-        tensor((1, steps, classes), s.TensorType.INT8, 4, quant(out_scale, out_zp)),
-    ]
-    sub.inputs, sub.outputs = [0], [3]
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
-    op.builtinOptionsType = s.BuiltinOptions.FullyConnectedOptions
-    op.builtinOptions = s.FullyConnectedOptionsT()
-    op.builtinOptions.keepNumDims = True
-    sub.operators = [op]
-    model.subgraphs = [sub]
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.FULLY_CONNECTED
-    code.version = 1
-    model.operatorCodes = [code]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    buf = bytes(builder.Output())
-    if not metadata:
-        return buf
-    from tinyloc_tf.compression.metadata import write_metadata
-
-    return write_metadata(buf, {
-        "classes": CLASSES[:classes] if classes <= len(CLASSES) else [f"c{i}" for i in range(classes)],
-        "features": [f"ap{i}" for i in range(features)],
-        "T": steps,
-        "scaling": {"min": [-110.0] * features, "max": [-30.0] * features},
-        "crf": crf_params(classes, seed),
-        "quant": "int8",
-    })
-
-
-def crf_params(classes: int = K, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed + 100)
-    return {
-        "transitions": rng.normal(size=(classes, classes)).round(3).tolist(),
-        "start": rng.normal(size=classes).round(3).tolist(),
-        "end": rng.normal(size=classes).round(3).tolist(),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +89,7 @@ def test_inspect_rejects_float_and_non_tflite(tmp_path):
         ec.inspect_tflite(b"\x00" * 32, "junk")
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
 
-    from tinyloc_tf.compression.metadata import pack_model, unpack_model
+    from tinyloc_tf.compression.flatbuffer import pack_model, unpack_model
 
     model = unpack_model(fc_model_bytes(metadata=False))
     model.subgraphs[0].tensors[0].type = s.TensorType.FLOAT32

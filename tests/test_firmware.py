@@ -326,7 +326,7 @@ def test_aot_backend_absent_is_a_clear_error(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def fc_model(tmp_path_factory):
-    from test_export_c import fc_model_bytes
+    from helpers import fc_model_bytes
 
     path = tmp_path_factory.mktemp("fc") / "fc.tflite"
     path.write_bytes(fc_model_bytes())
@@ -445,7 +445,7 @@ def test_unsupported_op_stops_with_its_name(fc_model, tmp_path):
 @needs_tflm
 @pytest.mark.slow
 def test_schema_version_mismatch_stops(tmp_path):
-    from test_export_c import fc_model_bytes
+    from helpers import fc_model_bytes
 
     model = tmp_path / "v2.tflite"
     model.write_bytes(fc_model_bytes(version=2))
@@ -459,7 +459,7 @@ def test_schema_version_mismatch_stops(tmp_path):
 @needs_tflm
 @pytest.mark.slow
 def test_input_shape_mismatch_stops(fc_model, tmp_path):
-    from test_export_c import fc_model_bytes
+    from helpers import fc_model_bytes
 
     wide = tmp_path / "wide.tflite"
     wide.write_bytes(fc_model_bytes(features=7))

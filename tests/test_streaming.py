@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import tiny_run_folder
 from tinyloc_tf.data.prepared import Split
 from tinyloc_tf.data.streams import split_streams
 from tinyloc_tf.errors import TinylocError
@@ -262,56 +263,13 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
     assert np.array_equal(np.stack(got), want)
 
 
-@pytest.fixture(scope="module")
-def stream_data(tmp_path_factory):
-    """A prepared folder whose windows (T = 20, hop 10) are cut from continuous runs."""
-    from tinyloc_tf.data.prepared import load_prepared, write_prepared
-
-    rng = np.random.default_rng(11)
-    signatures = rng.random((3, 5))
-
-    def windows(runs, length):
-        X, y = [], []
-        for _ in range(runs):
-            rooms = np.repeat(rng.integers(0, 3, length // 25 + 1), 25)[:length]
-            run = np.clip(signatures[rooms] + rng.normal(0, 0.05, (length, 5)), 0, 1)
-            for s in range(0, length - 20 + 1, 10):
-                X.append(run[s:s + 20])
-                y.append(rooms[s:s + 20])
-        return Split(np.stack(X).astype(np.float32), np.stack(y).astype(np.int32))
-
-    splits = {"train": windows(4, 200), "val": windows(1, 100), "test": windows(2, 150)}
-    meta = {"features": [f"ap{i}" for i in range(5)], "classes": ["a", "b", "c"], "T": 20,
-            "scaling": {"min": [-110.0] * 5, "max": [-30.0] * 5}, "labels": "room", "source": "test runs",
-            "source_sha256": "0" * 64}
-    return load_prepared(write_prepared(tmp_path_factory.mktemp("data") / "runs", splits, meta))
-
-
-def _run_folder(tmp_path_factory, dataset, family):
-    import json
-
-    import keras
-
-    from tinyloc_tf.models import build_model
-
-    keras.utils.set_random_seed(0)
-    tagger = build_model(family, features=5, classes=3, hidden=4, layers=1, steps=20, int8_friendly=True)
-    tagger.compile(optimizer=keras.optimizers.Adam(0.02))
-    tagger.fit(dataset.train.X, dataset.train.y, batch_size=16, epochs=2, verbose=0)
-    run = tmp_path_factory.mktemp("runs") / family
-    run.mkdir()
-    tagger.save(run / "model.keras")
-    (run / "config.json").write_text(json.dumps({"data_dir": str(dataset.path), "build_config": tagger.build_config}))
-    return run
-
-
 @pytest.mark.slow
 def test_convert_and_evaluate_streaming_commands(stream_data, tmp_path_factory, tmp_path, capsys):
     import json
 
     from tinyloc_tf.cli import main
 
-    run = _run_folder(tmp_path_factory, stream_data, "mamba")
+    run = tiny_run_folder(tmp_path_factory, stream_data, "mamba")
     out = tmp_path / "step.tflite"
     assert main(["convert", str(run), "--quant", "int8", "--streaming", "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -333,6 +291,6 @@ def test_convert_and_evaluate_streaming_commands(stream_data, tmp_path_factory, 
     capsys.readouterr()
     assert main(["evaluate", str(window), "--streaming", "--data", str(stream_data.path), "--quiet"]) == 2
     assert "not a streaming step model" in capsys.readouterr().err
-    mdcsa = _run_folder(tmp_path_factory, stream_data, "mdcsa")
+    mdcsa = tiny_run_folder(tmp_path_factory, stream_data, "mdcsa")
     assert main(["convert", str(mdcsa), "--quant", "int8", "--streaming", "--out", str(tmp_path / "m.tflite")]) == 2
     assert "stays a window model" in capsys.readouterr().err

@@ -10,16 +10,16 @@ import json
 
 import pytest
 
-from test_streaming import _run_folder, stream_data  # noqa: F401  (pytest puts tests/ on sys.path; a fixture)
+from helpers import tiny_run_folder
 from tinyloc_tf.deployment.firmware import deploy_skip_reason
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def mamba_run(stream_data, tmp_path_factory):  # noqa: F811
+def mamba_run(stream_data, tmp_path_factory):
     """A tiny Mamba (H4L1, 2 epochs) trained on the toy runs."""
-    return _run_folder(tmp_path_factory, stream_data, "mamba")
+    return tiny_run_folder(tmp_path_factory, stream_data, "mamba")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def _deploy(args, capsys):
 
 @pytest.mark.parametrize("target, decoder, samples", [("m55", "viterbi", None), ("m4", "filter", 60)])
 # --backend is left out: --streaming defaults to aot.
-def test_streaming_firmware_is_bit_exact_with_host(step_tflite, stream_data, tmp_path, capsys,  # noqa: F811
+def test_streaming_firmware_is_bit_exact_with_host(step_tflite, stream_data, tmp_path, capsys,
                                                    target, decoder, samples):
     reason = deploy_skip_reason("aot", target)
     if reason:
@@ -66,7 +66,7 @@ def test_streaming_firmware_is_bit_exact_with_host(step_tflite, stream_data, tmp
     assert report["ram_bytes"] <= 64 * 1024 and report["test_data_bytes"] > 0
 
 
-def test_streaming_deploy_refuses_what_it_cannot_run(mamba_run, step_tflite, stream_data, tmp_path,  # noqa: F811
+def test_streaming_deploy_refuses_what_it_cannot_run(mamba_run, step_tflite, stream_data, tmp_path,
                                                      capsys):
     from tinyloc_tf.cli import main
 

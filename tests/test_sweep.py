@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from test_training import write_toy_dataset  # noqa: E402  (pytest puts tests/ on sys.path)
+from helpers import write_toy_dataset
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.families import get_family
 from tinyloc_tf.workflows import execute, plan

@@ -1,4 +1,4 @@
-"""Training loop, run folders, metrics: small data written with ``write_prepared``."""
+"""Training loop, run folders, metrics: small data written with ``helpers.write_toy_dataset``."""
 
 from __future__ import annotations
 
@@ -8,37 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tinyloc_tf.data import Split, write_prepared
+from helpers import write_toy_dataset
 from tinyloc_tf.errors import DataError, TinylocError
 from tinyloc_tf.training import metrics
-
-# --------------------------------------------------------------------------- toy data
-
-
-def write_toy_dataset(out, *, steps=5, features=6, classes=3, sizes=(96, 32, 32), seed=0):
-    """A learnable prepared dataset: each room has its own RSSI signature plus noise; a
-    window starts in one room and may move to another part-way (so paths have transitions)."""
-    rng = np.random.default_rng(seed)
-    signatures = rng.uniform(0.1, 0.9, size=(classes, features))
-    splits = {}
-    for name, count in zip(("train", "val", "test"), sizes):
-        y = np.repeat(rng.integers(classes, size=(count, 1)), steps, axis=1)
-        moves = rng.integers(1, steps + 1, size=count)  # steps == no move
-        for row, (cut, room) in enumerate(zip(moves, rng.integers(classes, size=count))):
-            y[row, cut:] = room
-        X = signatures[y] + rng.normal(0.0, 0.08, size=(count, steps, features))
-        splits[name] = Split(np.clip(X, 0, 1).astype(np.float32), y.astype(np.int32))
-    meta = {
-        "features": [f"ap{i}" for i in range(features)],
-        "classes": [f"room{k}" for k in range(classes)],
-        "T": steps,
-        "scaling": {"min": [-120.0] * features, "max": [0.0] * features},
-        "labels": "room",
-        "source": "toy",
-        "source_sha256": "0" * 64,
-    }
-    return write_prepared(out, splits, meta)
-
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
