@@ -36,6 +36,7 @@ class Variant:
     runs_in_tflm: bool  # TFLM has kernels for every op it makes
     prepare: str | None = None  # "module:function" (model, X, y, validation, options) -> (model, report)
     in_sweep: bool = True  # float32 is not: a run's own Keras model is its float score
+    colour: str = "tab:purple"  # matplotlib colour of its points in the report plots
 
     def convert_function(self):
         return resolve(self.converter)
@@ -51,22 +52,30 @@ variant_names = VARIANTS.names
 get_variant = VARIANTS.get
 
 
+def calibrated_variant_names() -> tuple[str, ...]:
+    """Variants whose activations are int8 (calibrated): the candidates for an MCU budget."""
+    return tuple(variant.name for variant in VARIANTS.entries() if variant.calibrated)
+
+
 def sweep_variant_names() -> tuple[str, ...]:
     return tuple(variant.name for variant in VARIANTS.entries() if variant.in_sweep)
 
 
 _CONVERT = "tinyloc_tf.compression.convert"
 register_variant(Variant("float32", "no quantization (the paper's baseline)", f"{_CONVERT}:convert_float32",
-                         calibrated=False, int8_io=False, runs_in_tflm=True, in_sweep=False))
+                         calibrated=False, int8_io=False, runs_in_tflm=True, in_sweep=False, colour="tab:grey"))
 register_variant(Variant("int8", "full-integer post-training quantization (the paper's static)",
-                         f"{_CONVERT}:convert_int8", calibrated=True, int8_io=True, runs_in_tflm=True))
+                         f"{_CONVERT}:convert_int8", calibrated=True, int8_io=True, runs_in_tflm=True,
+                         colour="tab:blue"))
 register_variant(Variant("dynamic", "int8 weights, float activations (the paper's dynamic; LiteRT only)",
-                         f"{_CONVERT}:convert_dynamic", calibrated=False, int8_io=False, runs_in_tflm=False))
+                         f"{_CONVERT}:convert_dynamic", calibrated=False, int8_io=False, runs_in_tflm=False,
+                         colour="tab:orange"))
 register_variant(Variant("selective", "int8 except outlier ops kept in float (the LLM.int8() analogue)",
-                         f"{_CONVERT}:convert_selective", calibrated=True, int8_io=False, runs_in_tflm=True))
+                         f"{_CONVERT}:convert_selective", calibrated=True, int8_io=False, runs_in_tflm=True,
+                         colour="tab:green"))
 register_variant(Variant("qat", "quantization-aware fine-tuning, then int8", f"{_CONVERT}:convert_int8",
                          calibrated=True, int8_io=True, runs_in_tflm=True,
-                         prepare="tinyloc_tf.compression.qat:prepare"))
+                         prepare="tinyloc_tf.compression.qat:prepare", colour="tab:red"))
 
 
 # --------------------------------------------------------------------------- options

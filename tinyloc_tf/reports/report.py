@@ -33,14 +33,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tinyloc_tf.compression.variants import calibrated_variant_names, get_variant, variant_names
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.families import family_names, get_family
 from tinyloc_tf.training.artifacts import load_run, sweep_run, sweep_runs, variant_path, variant_records
 from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
 
 BUDGETS_KB = (64, 32)
-# Variants that are int8 models: the only candidates for "best under a budget".
-INT8_VARIANTS = ("int8", "selective", "qat")
+# Variants that are int8 models (calibrated, compression/variants.py): the only candidates
+# for "best under a budget".
+INT8_VARIANTS = calibrated_variant_names()
 # Paper table columns: (column title, run kind, variant). Selective and QAT columns are
 # added when the sweep made those variants.
 PAPER_COLUMNS = (
@@ -207,7 +209,7 @@ def paper_table(frame: pd.DataFrame, budget_kb: int) -> str:
                 note = ""
             else:
                 fit = bool(row["flash_bytes"] <= limit)
-                note = " (host only)" if variant == "dynamic" else " (float)"
+                note = " (float)" if get_variant(variant).runs_in_tflm else " (host only)"
             any_fit |= fit
             cell = (f"{_pct(row['test_macro_f1'])} / {_pct(row['test_accuracy'])} / "
                     f"{_kb(row['flash_bytes'])} / {_kb(row['arena_bytes'])}{note}")
@@ -294,8 +296,7 @@ def plot_f1_vs_size(frame: pd.DataFrame, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     # colour = variant, marker = family, hollow = distilled student
-    colours = {"float32": "tab:grey", "int8": "tab:blue", "dynamic": "tab:orange", "selective": "tab:green",
-               "qat": "tab:red", "sklearn": "black"}
+    colours = {**{name: get_variant(name).colour for name in variant_names()}, "sklearn": "black"}
     markers = {**{name: get_family(name).marker for name in family_names()}, "baseline": "X"}
     for (family, kind, variant), group in frame.groupby(["family", "kind", "variant"]):
         colour = colours.get(variant, "tab:purple")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import sweep_run, variant_path
+from tinyloc_tf.workflows.plan import DEFAULT_VARIANTS
 
 
 def _stage(summary: dict, name: str) -> None:
@@ -92,7 +93,7 @@ def run_pipeline(args) -> int:
     _stage(summary, "sweep")
     result = sweep(data, work / "sweep", family="both", grid=args.grid, epochs=args.epochs,
                    patience=args.patience, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   jobs=args.jobs, distill=args.distill, variants=("int8", "dynamic"))
+                   jobs=args.jobs, distill=args.distill, variants=DEFAULT_VARIANTS)
     summary["teachers"] = result["teachers"]
     _stage_done(summary, "sweep", work)
 
