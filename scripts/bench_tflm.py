@@ -81,7 +81,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
 
-    from tinyloc_tf.compression.metadata import model_bytes, read_metadata
+    from tinyloc_tf.compression.flatbuffer import model_bytes
+    from tinyloc_tf.compression.metadata import read_metadata
     from tinyloc_tf.data import load_prepared
 
     data = load_prepared(args.data) if args.data else None

@@ -34,7 +34,6 @@ from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.reports.card import (
-    REPO,
     card_commands,
     data_recipe,
     display_path,
@@ -43,14 +42,11 @@ from tinyloc_tf.reports.card import (
     read_card,
     refit_commands,
     relative_command,
-    repo_relative,
     shell_command,
     shipped_names,
     write_card,
 )
 
-# REPO, repo_relative, relative_command and _cmd are read here by tests/test_relative_paths.py.
-_cmd = shell_command
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import zipfile
 from pathlib import Path
 
 import keras

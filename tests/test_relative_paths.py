@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from tinyloc_tf.reports import card
 
-import ship_models  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # an absolute path: a slash-led word of at least two components, not a URL
 ABSOLUTE = re.compile(r"(?<![\w.:/])/(?:[\w.-]+/)+[\w.-]*")
@@ -30,9 +28,9 @@ def strings(node):
 def test_model_cards_hold_no_absolute_paths():
     cards = sorted((REPO / "models").glob("*/*.json"))
     assert cards
-    for card in cards:
-        found = [text for text in strings(json.loads(card.read_text())) if ABSOLUTE.search(text)]
-        assert not found, f"{card}: {found[:3]}"
+    for path in cards:
+        found = [text for text in strings(json.loads(path.read_text())) if ABSOLUTE.search(text)]
+        assert not found, f"{path}: {found[:3]}"
 
 
 def test_commands_in_the_docs_hold_no_absolute_paths():
@@ -42,9 +40,9 @@ def test_commands_in_the_docs_hold_no_absolute_paths():
         assert not found, f"{page}: {found[:3]}"
 
 
-def test_ship_models_records_repository_relative_paths():
-    repo = ship_models.REPO
-    assert ship_models.repo_relative(repo / "models" / "x") == "models/x"
-    assert ship_models.repo_relative(repo.parent / "shared" / "a.zip") == "../shared/a.zip"
-    assert ship_models._cmd("tinyloc", "report", repo.parent / "sweeps" / "s") == "tinyloc report ../sweeps/s"
-    assert ship_models.relative_command(f"tinyloc pipeline --work {repo / 'runs'}") == "tinyloc pipeline --work runs"
+def test_model_cards_record_repository_relative_paths():
+    repo = card.REPO
+    assert card.repo_relative(repo / "models" / "x") == "models/x"
+    assert card.repo_relative(repo.parent / "shared" / "a.zip") == "../shared/a.zip"
+    assert card.shell_command("tinyloc", "report", repo.parent / "sweeps" / "s") == "tinyloc report ../sweeps/s"
+    assert card.relative_command(f"tinyloc pipeline --work {repo / 'runs'}") == "tinyloc pipeline --work runs"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tinyloc_tf.arguments import non_negative_int, positive_float
 from tinyloc_tf.atomic import check_output, write_atomic
-from tinyloc_tf.errors import TinylocError, shown
+from tinyloc_tf.errors import TinylocError
 
 from tinyloc_tf.training.artifacts import check_model_fits_data, load_run
 from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, variant_names

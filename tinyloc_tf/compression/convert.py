@@ -249,7 +249,8 @@ def finalize(buf: bytes, metadata: dict | None, strip: bool = True) -> bytes:
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from tinyloc_tf.compression.metadata import pack_model, set_payload, unpack_model
+    from tinyloc_tf.compression.flatbuffer import pack_model, unpack_model
+    from tinyloc_tf.compression.metadata import set_payload
 
     model_object = unpack_model(buf)
     if strip:

@@ -38,16 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-# model_bytes, unpack_model and tflite_schema are imported from here by modules that predate
-# flatbuffer.py (compression/streaming.py, deployment/host.py, deployment/streaming.py, ...).
-from tinyloc_tf.compression.flatbuffer import (  # noqa: F401
-    decode_name,
-    model_bytes,
-    pack_model,
-    read_model,
-    tflite_schema,
-    unpack_model,
-)
+from tinyloc_tf.compression.flatbuffer import decode_name, pack_model, read_model, tflite_schema
 from tinyloc_tf.errors import TinylocError
 
 METADATA_NAME = "tinyloc"

@@ -97,7 +97,7 @@ def _append_requantize(model_object, graph, source: int, like: int) -> int:
     """Append ``QUANTIZE(source) -> new tensor`` with the quantization of tensor ``like``."""
     import copy
 
-    from tinyloc_tf.compression.metadata import tflite_schema
+    from tinyloc_tf.compression.flatbuffer import tflite_schema
 
     schema = tflite_schema()
     code_index = next((i for i, c in enumerate(model_object.operatorCodes)
@@ -131,7 +131,7 @@ def canonicalise(raw: bytes, input_names: list[str], output_count: int) -> tuple
     Returns the flatbuffer and what was done (``requantized``: state output positions that
     needed a QUANTIZE).
     """
-    from tinyloc_tf.compression.metadata import pack_model, unpack_model
+    from tinyloc_tf.compression.flatbuffer import pack_model, unpack_model
 
     model_object = unpack_model(raw)
     graph = model_object.subgraphs[0]

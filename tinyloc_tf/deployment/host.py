@@ -66,7 +66,7 @@ class NotDeployableError(TinylocError):
 
 def model_bytes(model) -> bytes:
     """``model`` as flatbuffer bytes: bytes-like, or the path of a ``.tflite`` file."""
-    from tinyloc_tf.compression.metadata import model_bytes as _model_bytes
+    from tinyloc_tf.compression.flatbuffer import model_bytes as _model_bytes
 
     return _model_bytes(model)
 

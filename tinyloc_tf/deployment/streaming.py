@@ -150,7 +150,7 @@ def evaluate_streaming(model, data, split: str = "test", lags=DEFAULT_LAGS, run_
 
 
 def _tensor_count(buf: bytes) -> int:
-    from tinyloc_tf.compression.metadata import unpack_model
+    from tinyloc_tf.compression.flatbuffer import unpack_model
 
     return len(unpack_model(buf).subgraphs[0].tensors)
 

@@ -102,7 +102,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
         f"constexpr int kStateTotalBytes = {sum(state_bytes)};",
         f"constexpr float kOutputScale = {_hexfloat(emission_io.scale)};",
         f"constexpr int32_t kOutputZeroPoint = {int(emission_io.zero_point)};",
-        f"// Online decoder: forward filtering (1) or fixed-lag Viterbi with kDecoderLag (0).",
+        "// Online decoder: forward filtering (1) or fixed-lag Viterbi with kDecoderLag (0).",
         f"constexpr int kDecoderFilter = {1 if method == 'filter' else 0};",
         f"constexpr int kDecoderLag = {0 if method == 'filter' else int(lag)};",
         "",
