@@ -53,7 +53,7 @@ def _register_sweep(subparsers) -> None:
     fit.add_argument("--patience", type=non_negative_int, default=5, help="early-stopping patience on val macro-F1 (default 5)")
     fit.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default 64)")
     fit.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    fit.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    fit.add_argument("--seed", type=non_negative_int, default=0, help="seed of training and of the conversion (calibration subset, QAT) (default 0)")
     fit.add_argument("--exact", action="store_true",
                      help="build the exact models instead of the int8-friendly form TFLM runs in int8")
     add_recipe_arguments(parser)
