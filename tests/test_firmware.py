@@ -54,12 +54,13 @@ needs_renode = pytest.mark.skipif(
 )
 
 
-def _library_missing(kernels: str, target: str = "m4") -> str | None:
+def _library_missing(kernels: str, target: str = "m4", build: str = "release") -> str | None:
     root = _tflm_root()
     if root is None:
         return "TFLM_ROOT is not set"
-    library = fw.tflm_library(root, fw.Target.load(target), kernels, "release")
-    return None if library.is_file() else f"no {kernels} library for {target} ({library}; scripts/get_tflm.sh)"
+    library = fw.tflm_library(root, fw.Target.load(target), kernels, build)
+    flag = " --debug" if build == "debug" else ""
+    return None if library.is_file() else f"no {kernels} {build} library for {target} ({library}; scripts/get_tflm.sh{flag})"
 
 
 def kernel_sets(target: str = "m4"):
@@ -440,6 +441,25 @@ def test_unsupported_op_stops_with_its_name(fc_model, tmp_path):
     result = _tflm_build_and_run(gen, tmp_path)
     assert result.status == 12 and result.error["error"] == "unsupported_op"
     assert "FULLY_CONNECTED" in result.error["message"]
+
+
+@pytest.mark.skipif(bool(_library_missing("reference", build="debug")),
+                    reason=_library_missing("reference", build="debug") or "")
+@pytest.mark.slow
+def test_debug_build_runs_the_model_and_carries_tflm_log(fc_model, tmp_path):
+    """`deploy --debug` links TFLM's debug library: the same emissions as the release build,
+    plus TFLM's error log (its messages are compiled out of the release library)."""
+    message = b"failed to prepare with status"  # TFLM's log line when a kernel refuses a model
+    report = fw.deploy(fc_model, target="m4", ram_kb=32, windows=2, out_dir=tmp_path / "deploy", progress=False,
+                       kernels="reference", build_type="debug")
+    assert report["build"] == "debug" and report["emissions_bit_exact"] and report["path_agreement"] == 1.0
+    gen = tmp_path / "gen"
+    export_c(fc_model, gen, windows=1)
+    elves = {build: fw.build(gen, "m4", 32, 8192, tmp_path / build, runner="tflm", kernels="reference",
+                             build_type=build).elf for build in fw.BUILDS}
+    assert message in Path(elves["debug"]).read_bytes()
+    assert message not in Path(elves["release"]).read_bytes()
+    assert fw.check_run(fw.run(elves["debug"], "m4", timeout=120))["windows"] == 1
 
 
 @needs_tflm
