@@ -37,6 +37,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tinyloc_tf.deployment import firmware as fw
+from tinyloc_tf.deployment.targets import target_names
 from tinyloc_tf.errors import TinylocError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def skip_reason(target: str, backend: str, kernels: str | None) -> str | None:
     reason = fw.deploy_skip_reason(backend, target)
     if reason or backend != "tflm":
         return reason
-    library = fw.tflm_library(fw.tflm_root(), fw.Target.load(target), kernels, "release")
+    library = fw.tflm_library(fw.tflm_root(), fw.get_target(target), kernels, "release")
     return None if library.is_file() else f"no {kernels} library ({library.name} in {library.parent}; scripts/get_tflm.sh)"
 
 
@@ -258,7 +259,7 @@ def write_outputs(rows, out: Path, readme: Path | None) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", type=Path, help="models with cards (default: models/*/*.tflite)")
-    p.add_argument("--targets", nargs="+", default=list(fw.TARGETS), choices=fw.TARGETS)
+    p.add_argument("--targets", nargs="+", default=list(target_names()), choices=target_names())
     p.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
     p.add_argument("--windows", type=int, default=64, help="test windows per model (default 64)")
     p.add_argument("--data-for", action="append", default=[], metavar="DATASET=DIR",

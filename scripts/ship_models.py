@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.training.artifacts import sweep_run, variant_path
 from tinyloc_tf.reports.card import (
     card_commands,
     data_recipe,
@@ -74,7 +75,7 @@ def refit_variant(sweep_dir: Path, row, settings: dict, dataset) -> Path:
 
     refit_dir = sweep_dir / "refits" / row["run"]
     if not (refit_dir / "metrics.json").is_file():
-        refit_run(sweep_dir / "runs" / row["run"], refit_dir, data_dir=settings["data"], verbose=0)
+        refit_run(sweep_run(sweep_dir, row["run"]), refit_dir, data_dir=settings["data"], verbose=0)
     compress_run(refit_dir, dataset, [row["variant"]], sweep_convert_options(settings))
     return refit_dir
 
@@ -118,8 +119,8 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
 
             iterator = tqdm(picks, desc=f"ship {name}", unit="model")
         for budget, row, candidates in iterator:
-            run_dir = refit_variant(sweep_dir, row, settings, dataset) if refit else sweep_dir / "runs" / row["run"]
-            source = run_dir / "variants" / f"{row['variant']}.tflite"
+            run_dir = refit_variant(sweep_dir, row, settings, dataset) if refit else sweep_run(sweep_dir, row["run"])
+            source = variant_path(run_dir, row["variant"])
             buf = source.read_bytes()
             record = json.loads(source.with_suffix(".json").read_text())
             if max(record["flash_bytes"], record["arena_bytes"] or 0) > budget * 1024:
@@ -127,7 +128,7 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
                                    f"no longer fit {budget} KiB")
             tflite_name, card_name = shipped_names(budget)
             shipped = display_path(out / name / tflite_name)
-            refit_record = {"refit": refit_commands(sweep_dir / "runs" / row["run"], run_dir, row["variant"],
+            refit_record = {"refit": refit_commands(sweep_run(sweep_dir, row["run"]), run_dir, row["variant"],
                                                     settings["data"], source)} if refit else {}
             card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, dataset=dataset,
                              shipped=shipped, buf=buf, recipe=recipe, candidates=candidates, run_dir=run_dir,

@@ -21,6 +21,7 @@ import pytest
 
 from tinyloc_tf.deployment import firmware as fw
 from tinyloc_tf.deployment.export_c import HarnessData, ModelInfo, export_c, host_paths, write_sources
+from tinyloc_tf.deployment.targets import PROBE_ARENA_BYTES
 from tinyloc_tf.errors import TinylocError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def _tflm_root():
 
 needs_tflm = pytest.mark.skipif(
     _tflm_root() is None or bool(fw.missing_tools()) or not any(
-        fw.tflm_library(_tflm_root(), fw.Target.load("m4"), k, "release").is_file() for k in fw.KERNELS),
+        fw.tflm_library(_tflm_root(), fw.get_target("m4"), k, "release").is_file() for k in fw.KERNELS),
     reason="TFLM_ROOT is not set to a TensorFlow Lite Micro tree with an M4 library (scripts/get_tflm.sh fetches "
     "and builds one); TFLM firmware tests skipped",
 )
@@ -58,7 +59,7 @@ def _library_missing(kernels: str, target: str = "m4", build: str = "release") -
     root = _tflm_root()
     if root is None:
         return "TFLM_ROOT is not set"
-    library = fw.tflm_library(root, fw.Target.load(target), kernels, build)
+    library = fw.tflm_library(root, fw.get_target(target), kernels, build)
     flag = " --debug" if build == "debug" else ""
     return None if library.is_file() else f"no {kernels} {build} library for {target} ({library}; scripts/get_tflm.sh{flag})"
 
@@ -187,7 +188,7 @@ def _harness_boots(target, echo_gen, tmp_path):
     assert summary["correct_steps"] == int((expected["paths"] == expected["labels"]).sum())
     assert 0 < summary["stack_used_bytes"] < summary["stack_bytes"] == fw.DEFAULT_STACK_BYTES
     assert summary["heap_used_bytes"] <= summary["heap_bytes"]
-    assert summary["instructions_max"] > 0 and summary["sysclk_hz"] == fw.Target.load(target).sysclk_hz
+    assert summary["instructions_max"] > 0 and summary["sysclk_hz"] == fw.get_target(target).sysclk_hz
     sizes = firmware.sizes
     assert sizes["ram_bytes"] <= 32 * 1024
     assert sizes["ram_bytes"] >= 1024 + fw.DEFAULT_STACK_BYTES + fw.DEFAULT_HEAP_BYTES
@@ -276,14 +277,14 @@ def test_firmware_failure_status_reaches_the_host(echo_gen, tmp_path):
 
 
 def test_target_files_are_read():
-    m55, m4, l4 = fw.Target.load("m55"), fw.Target.load("m4"), fw.Target.load("stm32l4")
+    m55, m4, l4 = fw.get_target("m55"), fw.get_target("m4"), fw.get_target("stm32l4")
     assert (m55.qemu_machine, m55.tflm_arch, m55.sysclk_hz) == ("mps3-an547", "cortex-m55", 32_000_000)
     assert (m4.qemu_machine, m4.tflm_arch, m4.sysclk_hz) == ("mps2-an386", "cortex-m4+fp", 25_000_000)
     # STM32L432KC (datasheet DS11451): M4F at 80 MHz, 64 KB SRAM; the probe arena fits in it.
     assert (l4.emulator, l4.tflm_arch, l4.sysclk_hz, l4.ram_max_bytes) == ("renode", "cortex-m4+fp", 80_000_000, 65536)
-    assert 32 * 1024 < l4.probe_arena_bytes < l4.ram_max_bytes and m4.probe_arena_bytes == fw.PROBE_ARENA_BYTES
+    assert 32 * 1024 < l4.probe_arena_bytes < l4.ram_max_bytes and m4.probe_arena_bytes == PROBE_ARENA_BYTES
     with pytest.raises(TinylocError, match="unknown target 'm7'"):
-        fw.Target.load("m7")
+        fw.get_target("m7")
 
 
 def test_emulator_command_defaults_to_qemu_with_icount(monkeypatch):
@@ -408,7 +409,7 @@ def test_every_too_small_arena_ends_in_status_10_at_once(kernels, tmp_path):
     model = REPO / "models" / "ujiindoorloc" / "32kb.tflite"
     gen = tmp_path / "export"
     export_c(model, gen, windows=1)
-    needed, _ = fw._probe_arena(gen, fw.Target.load("m4"), tmp_path / "probe", fw.DEFAULT_STACK_BYTES,
+    needed, _ = fw._probe_arena(gen, fw.get_target("m4"), tmp_path / "probe", fw.DEFAULT_STACK_BYTES,
                                 fw.DEFAULT_HEAP_BYTES, kernels, "release")
     sizes = sorted({8, 64, 256, 1024, needed // 4, needed // 2, 3 * needed // 4, needed - 256, needed - 64,
                     needed - 8, needed - 1})

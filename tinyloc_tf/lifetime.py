@@ -32,10 +32,6 @@ def note_interrupt() -> None:
     _interrupt.set()
 
 
-def interrupted() -> bool:
-    return _interrupt.is_set()
-
-
 def clear_interrupt() -> None:
     """Forget a recorded Ctrl-C (the command line does this when a command ends)."""
     _interrupt.clear()

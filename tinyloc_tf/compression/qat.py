@@ -194,7 +194,7 @@ def fine_tune(
         X_val = np.asarray(X_val, dtype=np.float32)
         parts = [np.asarray(quantized_output(grid_emissions(tf.constant(X_val[i : i + 256])), lo, hi))
                  for i in range(0, len(X_val), 256)]
-        return macro_f1(np.asarray(y_val), viterbi_decode(np.concatenate(parts), *tagger.crf.numpy_weights()))
+        return macro_f1(np.asarray(y_val), viterbi_decode(np.concatenate(parts), *tagger.crf.get_weights()))
 
     lo, hi = emission_range()
     before = val_score(lo, hi)

@@ -104,9 +104,6 @@ class ConvertOptions:
             raise TinylocError(f"unknown conversion option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**(values or {}))
 
-    def replace(self, **values) -> ConvertOptions:
-        return self.from_dict({**self.to_dict(), **values})
-
     def convert_kwargs(self) -> dict:
         """These options as :func:`~tinyloc_tf.compression.convert.convert`'s keyword arguments."""
         return {

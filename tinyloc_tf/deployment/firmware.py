@@ -50,15 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyloc_tf.deployment.targets import APP_DIR, DEFAULT_TARGET, Target, get_target, target_names
-# The probe arena's bound moved to the registry with Target.probe_arena_bytes; kept here for
-# the callers that read fw.PROBE_ARENA_BYTES.
-from tinyloc_tf.deployment.targets import PROBE_ARENA_BYTES  # noqa: F401
+from tinyloc_tf.deployment.targets import APP_DIR, DEFAULT_TARGET, Target, get_target
 from tinyloc_tf.errors import TinylocError
 
-#: The boards of tflm_app/targets, as found at import (scripts/measure_firmware.py's choices);
-#: code that must see a board added later calls target_names().
-TARGETS = target_names()
 BACKENDS = ("tflm", "aot")
 KERNELS = ("cmsis-nn", "reference")
 BUILDS = ("release", "debug")

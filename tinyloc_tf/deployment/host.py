@@ -575,7 +575,7 @@ def _keras_paths(tagger, X) -> tuple[np.ndarray, np.ndarray]:
     from tinyloc_tf.models.crf import viterbi_decode
 
     emissions = tagger.emissions(X)
-    return viterbi_decode(emissions, *tagger.crf.numpy_weights()), emissions
+    return viterbi_decode(emissions, *tagger.crf.get_weights()), emissions
 
 
 if __name__ == "__main__":

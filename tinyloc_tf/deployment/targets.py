@@ -66,11 +66,6 @@ class Target:
     qemu_machine: str = ""
     fvp: str = ""
 
-    @classmethod
-    def load(cls, name: str) -> "Target":
-        """The board ``name`` (:func:`get_target`; kept for the callers that load through the class)."""
-        return get_target(name)
-
     @property
     def probe_arena_bytes(self) -> int:
         """The arena of a probe build: as big as the board's RAM allows, at most 256 KiB."""

@@ -63,12 +63,6 @@ class CRF(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_tags": self.num_tags}
 
-    def numpy_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``transitions [K, K]``, ``start [K]``, ``end [K]`` as float32 numpy, the arguments
-        of :func:`viterbi_decode` after the emissions."""
-        return tuple(np.asarray(ops.convert_to_numpy(w), dtype=np.float32)
-                     for w in (self.transitions, self.start, self.end))
-
     # -- scores -------------------------------------------------------------------------
 
     def _check(self, emissions):

@@ -88,12 +88,10 @@ class SequenceTagger(keras.Model):
         :func:`~tinyloc_tf.models.crf.viterbi_decode`, which gives exactly the paths of the
         graph :meth:`CRF.viterbi` (tested) and is what decodes TFLM's emissions too.
         """
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 3:
-            raise TinylocError(f"decode expects windows [N, T, F], got shape {x.shape}")
-        if len(x) == 0:
-            return np.zeros((0, x.shape[1]), dtype=np.int32)
-        return viterbi_decode(self.emissions(x, batch_size), *self.crf.numpy_weights())
+        emissions = self.emissions(x, batch_size)
+        if len(emissions) == 0:
+            return np.zeros(emissions.shape[:2], dtype=np.int32)
+        return viterbi_decode(emissions, *self.crf.get_weights())
 
     def get_config(self):
         return {
@@ -139,8 +137,8 @@ def build_model(
     ``head_dropout``; Mamba: ``dropout``). ``augmentation``: a training-time input layer
     (:class:`SequenceTagger`). The model is built for inputs ``[None, T, F]``.
     """
-    family = get_family(family).name
-    encoder_class = get_family(family).encoder_class()
+    spec = get_family(family)
+    family, encoder_class = spec.name, spec.encoder_class()
     sizes = {"features": features, "classes": classes, "hidden": hidden, "layers": layers, "steps": steps}
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -74,6 +74,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.training.artifacts import sweep_run, variant_path
 
 #: The repository root: cards record their paths relative to it.
 REPO = Path(__file__).resolve().parents[2]
@@ -350,9 +351,9 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
     from tinyloc_tf.deployment.host import evaluate_tflite
     from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
 
-    run_dir = run_dir or sweep_dir / "runs" / row["run"]
-    variant_path = run_dir / "variants" / f"{row['variant']}.json"
-    variant = json.loads(variant_path.read_text())
+    run_dir = run_dir or sweep_run(sweep_dir, row["run"])
+    record_path = variant_path(run_dir, row["variant"], ".json")
+    variant = json.loads(record_path.read_text())
     if run_dir.parent.name == "refits":  # the refit's own record: sizes and scores of the shipped file
         row = {**row, "flash_bytes": variant["flash_bytes"], "arena_bytes": variant["arena_bytes"]}
     run_config = json.loads((run_dir / "config.json").read_text())
@@ -363,7 +364,7 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
         report = evaluate_tflite(buf, dataset, split=split, runtime="tflm")
         report["model"] = str(shipped)  # what `tinyloc evaluate <shipped path>` prints
         reports[split] = report
-    check_against_sweep(row, variant, reports, variant_path)
+    check_against_sweep(row, variant, reports, record_path)
 
     meta = dataset.meta
     paper = (PAPER_HEADLINE.get(paper_key(meta)) or {}).get(budget_kb)

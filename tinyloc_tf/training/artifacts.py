@@ -2,7 +2,8 @@
 
 ::
 
-    RUN/model.keras, history.csv, config.json, metrics.json     a run (train, distil, refit)
+    RUN/model.keras, history.csv, config.json, metrics.json     a run (train, distil, refit);
+                                                                metrics.json written last
     SWEEP/sweep.json, teachers.json, tensorflow.log             a sweep's settings and choices
     SWEEP/runs/<run>/                                           one run folder per configuration
     SWEEP/runs/<run>/variants/<variant>.tflite | .json          a converted variant, its scores
@@ -21,10 +22,6 @@ import zipfile
 from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError, shown
-
-# Files of a finished run folder; ``metrics.json`` is written last inside the staging
-# folder, and the folder only appears under its real name once all of them exist.
-RUN_FILES = ("model.keras", "history.csv", "config.json", "metrics.json")
 
 
 def sweep_runs(sweep_dir: str | os.PathLike) -> Path:

@@ -111,7 +111,7 @@ def _keras_callbacks():
             from tinyloc_tf.training.metrics import accuracy, macro_f1
 
             emissions = self.tagger.emissions(self.X, self.batch_size)
-            paths = viterbi_decode(emissions, *self.tagger.crf.numpy_weights())
+            paths = viterbi_decode(emissions, *self.tagger.crf.get_weights())
             if logs is not None:
                 logs["val_nll"] = float(self.tagger.crf.nll(emissions, self.y))
                 logs["val_macro_f1"] = macro_f1(self.y, paths)

@@ -76,7 +76,6 @@ def compress_run(run_dir: str | os.PathLike, data, variants, options: ConvertOpt
 
 def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, options: ConvertOptions) -> dict:
     from tinyloc_tf.compression.convert import convert, data_metadata
-    from tinyloc_tf.compression.metadata import metadata_bytes
     from tinyloc_tf.deployment.host import find_arena_bytes, tflm_blocker
 
     metadata = data_metadata(data)
@@ -94,8 +93,8 @@ def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, o
         "runtime": runtime,
         "deployable": blocker is None,
         "note": blocker,
-        "flash_bytes": len(buf),
-        "metadata_bytes": metadata_bytes(buf),
+        "flash_bytes": result.report["bytes"],
+        "metadata_bytes": result.report["metadata_bytes"],
         "arena_bytes": find_arena_bytes(buf) if blocker is None else None,
         **score_variant(buf, data, runtime, keras_paths),
         "conversion": {key: value for key, value in result.report.items() if key != "bytes"},
