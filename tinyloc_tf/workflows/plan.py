@@ -39,7 +39,7 @@ def check_families(family: str) -> tuple[str, ...]:
     if family in ("both", "all"):
         return family_names()
     if family not in family_names():
-        raise TinylocError(f"unknown --family {family!r}; expected {', '.join(family_names())}, or all")
+        raise TinylocError(f"unknown --family {family!r}; expected {', '.join(family_names())}, or both (every family)")
     return (family,)
 
 
