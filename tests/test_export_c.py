@@ -59,6 +59,23 @@ def test_resolver_method_names(op, method):
     assert ec.resolver_method(op) == method
 
 
+def test_int8_only_kernels_are_registered_only_where_every_instance_is_int8(fc_tflite):
+    """The int8-only registration links no other type's code, so it is chosen only when no
+    instance of the operator reads or writes another type; the rest get the generic one."""
+    from tinyloc_tf.compression.flatbuffer import read_model, tensor_type_names
+
+    fb = read_model(fc_tflite)
+    assert ec.int8_only_ops(fb) == {"FULLY_CONNECTED"}
+    assert ec.op_registration("FULLY_CONNECTED", {"FULLY_CONNECTED"}) == (
+        "AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8())")
+    assert ec.op_registration("FULLY_CONNECTED", set()) == "AddFullyConnected()"
+    assert ec.op_registration("RESHAPE", {"RESHAPE"}) == "AddReshape()"  # TFLM has no int8-only RESHAPE
+
+    int16 = {name: code for code, name in tensor_type_names().items()}["INT16"]
+    fb.tensors[fb.outputs[0]].type = int16
+    assert ec.int8_only_ops(fb) == set()
+
+
 def test_hexfloat_is_exact_float32():
     values = np.random.default_rng(3).normal(scale=50, size=200).astype(np.float32)
     for v in values:
@@ -128,7 +145,9 @@ def test_export_writes_every_file_with_host_expectations(exported, fc_tflite):
     settings = (exported / "model_settings.cc").read_text()
     assert '"hall \\"main\\""' in settings  # class names escaped
     ops = (exported / "model_ops.h").read_text()
-    assert "kModelOpCount = 1;" in ops and "resolver.AddFullyConnected()" in ops
+    assert "kModelOpCount = 1;" in ops
+    assert "resolver.AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8())" in ops
+    assert '#include "tensorflow/lite/micro/kernels/fully_connected.h"' in ops
     data = (exported / "model_data.cc").read_text()
     assert f"g_tinyloc_model[{fc_tflite.stat().st_size}]" in data and "alignas(16)" in data
 

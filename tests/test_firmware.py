@@ -21,6 +21,7 @@ import pytest
 
 from tinyloc_tf.deployment import firmware as fw
 from tinyloc_tf.deployment.export_c import HarnessData, ModelInfo, export_c, host_paths, write_sources
+from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.deployment.targets import PROBE_ARENA_BYTES
 from tinyloc_tf.errors import TinylocError
 
@@ -360,6 +361,27 @@ def test_deploy_tflm_is_bit_exact_with_host_tflm(target, kernels, fc_model, tmp_
 
 
 @needs_tflm
+@pytest.mark.slow
+@pytest.mark.parametrize("kernels", kernel_sets())
+def test_deploy_profile_times_every_operator_type(kernels, fc_model, tmp_path):
+    report = fw.deploy(fc_model, target="m4", ram_kb=32, windows=4, out_dir=tmp_path, progress=False,
+                       kernels=kernels, profile=True)
+    profile = report["op_profile"]
+    assert [r["op"] for r in profile["ops"]] == ["FULLY_CONNECTED"] and profile["ops"][0]["calls"] == 1
+    fc = profile["ops"][0]["instructions"]
+    assert 0 < fc < profile["instructions_per_inference"]
+    assert fc + profile["outside_kernels"] == pytest.approx(profile["instructions_per_inference"])
+    # The report's own counts come from the build without timer reads: no more than the profiled one.
+    assert 0 < report["instructions_per_inference"] <= profile["instructions_per_inference"]
+
+
+def test_profile_is_refused_for_the_aot_backend(fc_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(fw, "require_tools", lambda *a, **k: None)
+    with pytest.raises(TinylocError, match="aot backend has no operators"):
+        fw.deploy(fc_model, target="m4", backend="aot", out_dir=tmp_path, progress=False, profile=True)
+
+
+@needs_tflm
 @needs_renode
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", fw.BACKENDS)
@@ -503,4 +525,14 @@ def test_generated_op_registration_matches_tflm_api(fc_model):
            "TANH", "SOFTMAX", "MEAN", "SUM", "RSQRT", "RESHAPE", "PACK", "UNPACK", "SPLIT", "SPLIT_V", "PAD",
            "CONCATENATION", "STRIDED_SLICE", "TRANSPOSE", "MINIMUM", "RELU", "QUANTIZE", "DEQUANTIZE", "GATHER", "SQUARED_DIFFERENCE"]
     missing = [op for op in ops if f"TfLiteStatus {resolver_method(op)}(" not in header]
+    assert not missing
+
+
+@needs_tflm
+def test_int8_only_registrations_exist_in_their_tflm_headers():
+    from tinyloc_tf.deployment.export_c import INT8_REGISTRATIONS
+
+    kernels = _tflm_root() / "tensorflow/lite/micro/kernels"
+    missing = [op for op, header in INT8_REGISTRATIONS.items()
+               if f"TFLMRegistration Register_{op}_INT8();" not in (kernels / header).read_text()]
     assert not missing

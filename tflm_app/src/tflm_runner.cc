@@ -16,6 +16,9 @@
 #include "model_runner.h"
 #include "model_settings.h"  // generated: kSteps, kFeatures, kClasses, quantization
 #include "output.h"
+#ifdef TINYLOC_OP_PROFILE
+#include "tflm_op_profile.h"
+#endif
 #include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
 #include "tensorflow/lite/micro/compatibility.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
@@ -231,6 +234,9 @@ extern "C" int runner_init(void) {
   }
   int status = CheckOps(model);
   if (status != kRunnerOk) return status;
+#ifdef TINYLOC_OP_PROFILE
+  op_profile_attach(*g_resolver, model);
+#endif
 
   status = Allocate(model, ARENA_BYTES);
   if (status == kRunnerArenaTooSmall) {

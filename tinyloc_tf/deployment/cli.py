@@ -49,6 +49,9 @@ def register(subparsers) -> None:
                    "scripts/get_tflm.sh built its library)")
     p.add_argument("--debug", action="store_true",
                    help="link TFLM's debug library, which logs why a model fails (get_tflm.sh --debug)")
+    p.add_argument("--profile", action="store_true",
+                   help="tflm backend: also run a build that times every operator type, and add the "
+                   "instructions per operator (op_profile) to the report")
     p.add_argument("--arena-bytes", type=positive_int, help="force the TFLM tensor arena size (default: measured on the target)")
     p.add_argument("--stack-bytes", type=positive_int, default=4096, help="stack reserved in the RAM budget (default 4096)")
     p.add_argument("--build-dir", help="keep the build here (default: a temporary folder)")
@@ -134,6 +137,7 @@ def _deploy(args) -> int:
             crf_file=args.crf,
             kernels=args.kernels,
             build_type="debug" if args.debug else "release",
+            profile=args.profile,
         )
     except (RamBudgetError, FirmwareError) as exc:
         return _failed(exc)
@@ -171,7 +175,8 @@ def _deploy_streaming(args) -> int:
     from tinyloc_tf.deployment.streaming_firmware import deploy_streaming
 
     window_only = {"--windows": args.windows, "--crf": args.crf, "--arena-bytes": args.arena_bytes,
-                   "--kernels": args.kernels, "--debug": args.debug or None}
+                   "--kernels": args.kernels, "--debug": args.debug or None,
+                   "--profile": args.profile or None}
     given = [name for name, value in window_only.items() if value is not None]
     if given:
         raise TinylocError(f"{', '.join(given)} apply to window models, not to --streaming")

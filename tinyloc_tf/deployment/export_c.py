@@ -71,6 +71,7 @@ class ModelInfo:
     schema_version: int
     model_bytes: int
     sha256: str = ""
+    int8_ops: list[str] = field(default_factory=list)  # ops of ``ops`` whose every instance is int8
 
 
 def _tensor_io(fb: Flatbuffer, index: int, which: str):
@@ -99,6 +100,51 @@ def resolver_method(op: str) -> str:
     return "Add" + name.replace("Lstm", "LSTM").replace("BatchMatmul", "BatchMatMul")
 
 
+#: Operators with an int8-only kernel registration in TFLM (``Register_<OP>_INT8()``, declared in
+#: the header named): its CMSIS-NN build then links no float, int16 or int4 paths and no
+#: reference fallback (about a sixth of the CMSIS-NN firmware's code); the reference build maps
+#: it to the generic kernel.
+INT8_REGISTRATIONS = {
+    "ADD": "add.h",
+    "AVERAGE_POOL_2D": "pooling.h",
+    "BATCH_MATMUL": "batch_matmul.h",
+    "CONV_2D": "conv.h",
+    "DEPTHWISE_CONV_2D": "depthwise_conv.h",
+    "FULLY_CONNECTED": "fully_connected.h",
+    "MAXIMUM": "maximum_minimum.h",
+    "MAX_POOL_2D": "pooling.h",
+    "MINIMUM": "maximum_minimum.h",
+    "MUL": "mul.h",
+    "PAD": "pad.h",
+    "SOFTMAX": "softmax.h",
+    "SVDF": "svdf.h",
+    "TRANSPOSE": "transpose.h",
+    "TRANSPOSE_CONV": "transpose_conv.h",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "unidirectional_sequence_lstm.h",
+}
+
+
+def int8_only_ops(fb: Flatbuffer) -> set[str]:
+    """Operators of ``fb`` every instance of which reads an int8 first input and writes int8
+    outputs, its other inputs int8 or int32 (biases): those the int8-only kernels run."""
+    typed: dict[str, bool] = {}
+    for op in fb.operators:
+        name = fb.op_name(op)
+        ins = [fb.type_name(fb.tensors[i]) for i in indices(op.inputs) if i >= 0]
+        outs = [fb.type_name(fb.tensors[i]) for i in indices(op.outputs) if i >= 0]
+        ok = bool(ins) and ins[0] == "INT8" and set(ins) <= {"INT8", "INT32"} and set(outs) == {"INT8"}
+        typed[name] = typed.get(name, True) and ok
+    return {name for name, ok in typed.items() if ok}
+
+
+def op_registration(op: str, int8_ops) -> str:
+    """The ``MicroMutableOpResolver`` call registering ``op``: the int8-only kernel where TFLM
+    has one and the model needs no other type, else the generic one."""
+    if op in int8_ops and op in INT8_REGISTRATIONS:
+        return f"{resolver_method(op)}(tflite::Register_{op}_INT8())"
+    return f"{resolver_method(op)}()"
+
+
 def inspect_tflite(buf: bytes, where: str = "model") -> ModelInfo:
     """Geometry, quantization and operator list of an int8 ``.tflite`` flatbuffer."""
     fb = read_model(buf, where)
@@ -122,6 +168,7 @@ def inspect_tflite(buf: bytes, where: str = "model") -> ModelInfo:
         output_scale=out_scale,
         output_zero_point=out_zp,
         ops=sorted(ops),
+        int8_ops=sorted(int8_only_ops(fb)),
         schema_version=int(fb.model.version),
         model_bytes=len(buf),
         sha256=hashlib.sha256(buf).hexdigest(),
@@ -307,7 +354,11 @@ def model_sources(buf: bytes, info: ModelInfo) -> dict[str, str]:
         f"const unsigned int g_tinyloc_model_len = {len(buf)};\n"
     )
     calls = "\n".join(
-        f"  if (resolver.{resolver_method(op)}() != kTfLiteOk) return kTfLiteError;  // {op}" for op in info.ops
+        f"  if (resolver.{op_registration(op, info.int8_ops)} != kTfLiteOk) return kTfLiteError;  // {op}"
+        for op in info.ops
+    )
+    kernel_headers = sorted(
+        {f'"tensorflow/lite/micro/kernels/{INT8_REGISTRATIONS[op]}"' for op in info.int8_ops if op in INT8_REGISTRATIONS}
     )
     ops_h = _header(
         "model_ops.h",
@@ -316,7 +367,7 @@ def model_sources(buf: bytes, info: ModelInfo) -> dict[str, str]:
         "template <unsigned int kCapacity>\n"
         "inline TfLiteStatus RegisterModelOps(tflite::MicroMutableOpResolver<kCapacity>& resolver) {\n"
         f"{calls}\n  return kTfLiteOk;\n}}\n",
-        includes=('"tensorflow/lite/micro/micro_mutable_op_resolver.h"',),
+        includes=('"tensorflow/lite/micro/micro_mutable_op_resolver.h"', *kernel_headers),
     )
     return {"model_data.h": data_h, "model_data.cc": data_cc, "model_ops.h": ops_h}
 

@@ -209,13 +209,14 @@ class Build:
 def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir, runner: str,
                runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
                heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), kernels: str = "cmsis-nn",
-               build_type: str = "release", lto: bool = False, harness: str = "window") -> list[str]:
+               build_type: str = "release", lto: bool = False, harness: str = "window",
+               profile: bool = False) -> list[str]:
     args = [
         "make", "-s", "-C", str(APP_DIR), f"-j{min(os.cpu_count() or 1, 4)}",
         f"GEN_DIR={Path(gen_dir).resolve()}", f"TARGET={target.name}", f"RAM_KB={int(ram_kb)}",
         f"ARENA_BYTES={int(arena_bytes)}", f"STACK_BYTES={int(stack_bytes)}", f"HEAP_BYTES={int(heap_bytes)}",
         f"BUILD_DIR={Path(build_dir).resolve()}", f"RUNNER={runner}", f"KERNELS={kernels}", f"BUILD={build_type}",
-        f"LTO={1 if lto else 0}", f"HARNESS={harness}",
+        f"LTO={1 if lto else 0}", f"HARNESS={harness}", f"PROFILE={1 if profile else 0}",
     ]
     if runner == "tflm":
         args.append(f"TFLM_ROOT={tflm_root()}")
@@ -231,10 +232,11 @@ def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir
 def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner: str = "tflm",
           runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
           heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), timeout: float = 3600.0, kernels: str | None = None,
-          build_type: str = "release", lto: bool = False, harness: str = "window") -> Build:
+          build_type: str = "release", lto: bool = False, harness: str = "window", profile: bool = False) -> Build:
     """Compile and link the firmware; :class:`RamBudgetError` when it does not fit ``ram_kb``.
 
     ``defines`` are extra preprocessor names (``TINYLOC_ARENA_SEARCH`` for a probe build).
+    ``profile``: the TFLM runner times every operator type (src/tflm_op_profile.cc).
     ``kernels`` / ``build_type`` pick the TFLM library (default: :func:`default_kernels`).
     ``harness``: ``window`` (src/main.cc) or ``streaming`` (src/streaming_main.cc).
     """
@@ -253,7 +255,7 @@ def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner
             print(f"building TFLM's {kernels} {build_type} library for {spec.tflm_arch} in {root} "
                   "(10-45 minutes, once)", flush=True)
     args = _make_args(gen_dir, spec, ram_kb, arena_bytes, build_dir, runner, runner_srcs, runner_cppflags,
-                      stack_bytes, heap_bytes, defines, kernels, build_type, lto, harness)
+                      stack_bytes, heap_bytes, defines, kernels, build_type, lto, harness, profile)
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -508,6 +510,31 @@ def _probe_arena(gen: Path, spec: Target, build_dir: Path, stack_bytes: int, hea
     return int(search["arena_min_bytes"]), int(summary["stack_used_bytes"])
 
 
+def op_profile(records: list[dict], inferences: int) -> dict:
+    """Where a profiled run's instructions went: per operator type, per inference.
+
+    ``ops``: ``{op, calls, instructions, share}`` sorted by instructions (``calls`` and
+    ``instructions`` per inference, ``share`` of the profiled invoke); ``outside_kernels``: the
+    rest of the invoke (TFLM's interpreter loop, the harness' copies, the timer reads).
+    """
+    summary = next((r for r in records if r.get("event") == "summary"), None)
+    rows = [r for r in records if r.get("event") == "op_profile"]
+    if summary is None or not rows or inferences <= 0:
+        raise FirmwareError("the profiled firmware printed no op_profile lines (was it built with PROFILE=1?)")
+    total = summary["instructions_total"] / inferences
+    ops = sorted(
+        ({"op": r["op"], "calls": r["calls"] / inferences, "instructions": r["instructions"] / inferences} for r in rows),
+        key=lambda r: -r["instructions"],
+    )
+    for r in ops:
+        r["share"] = r["instructions"] / total if total else None
+    return {
+        "instructions_per_inference": total,
+        "ops": ops,
+        "outside_kernels": total - sum(r["instructions"] for r in ops),
+    }
+
+
 def _round8(n: int) -> int:
     return int(n) // 8 * 8
 
@@ -585,8 +612,13 @@ def deploy(
     kernels: str | None = None,
     build_type: str = "release",
     lto: bool = False,
+    profile: bool = False,
 ) -> dict:
     """Export, build and run ``tflite_path`` on ``target`` within ``ram_kb``; the JSON report.
+
+    ``profile`` (TFLM backend): a second build that times every operator type adds
+    ``op_profile`` (:func:`op_profile`) to the report; the report's other numbers come from the
+    build without the timer reads.
 
     ``arena_bytes`` forces the TFLM arena (default: what the probe run measured), e.g. to see
     the firmware's own too-small-arena failure. ``kernels`` (``cmsis-nn`` / ``reference``,
@@ -606,7 +638,10 @@ def deploy(
         _check_choice("kernel set", kernels, KERNELS)
     else:
         kernels = None  # the AOT backend has its own kernels
-    steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"]
+        if profile:
+            raise TinylocError("--profile times TFLM's kernels; the aot backend has no operators to time "
+                               "(its generated C is one function per layer: see `tinyloc compile`)")
+    steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"] + (["profile"] if profile else [])
     step = StepBar(steps, f"deploy {target}/{backend}", progress)
 
     with tempfile.TemporaryDirectory(prefix="tinyloc-deploy-") as tmp:
@@ -642,6 +677,12 @@ def deploy(
             result = run(firmware.elf, target)
             summary = check_run(result, arena_needed=probe_arena)
             step("run")
+            if profile:
+                profiled = build(gen, target, ram_kb, arena, work / "profile", runner, stack_bytes=stack_bytes,
+                                 heap_bytes=heap_bytes, kernels=kernels, build_type=build_type, lto=lto, profile=True)
+                profile_run = run(profiled.elf, target)
+                check_run(profile_run, arena_needed=probe_arena)
+                step("profile")
         finally:
             step.close()
 
@@ -685,6 +726,8 @@ def deploy(
             "executed_instructions": result.executed_instructions,  # Renode: the whole run
             "emulator": emulator,
         }
+        if profile:
+            report["op_profile"] = op_profile(profile_run.records, n_windows)
         if summary["heap_used_bytes"] > summary["heap_bytes"]:
             raise FirmwareError(
                 f"the firmware used {summary['heap_used_bytes']} bytes of heap, more than the {summary['heap_bytes']} reserved "
