@@ -375,10 +375,30 @@ def test_deploy_profile_times_every_operator_type(kernels, fc_model, tmp_path):
     assert 0 < report["instructions_per_inference"] <= profile["instructions_per_inference"]
 
 
-def test_profile_is_refused_for_the_aot_backend(fc_model, tmp_path, monkeypatch):
+HOUSE_MODEL = Path(__file__).resolve().parents[1] / "models" / "synth-house-a" / "32kb.tflite"
+
+
+@needs_tflm
+@pytest.mark.skipif(not HOUSE_MODEL.is_file(), reason="the synthetic-house model is not shipped")
+@pytest.mark.slow
+@pytest.mark.parametrize("kernels", kernel_sets())
+def test_table_activations_are_bit_exact_and_take_a_load_per_element(kernels, tmp_path):
+    """An MDCSA with int8 LOGISTIC and TANH: with --tables the firmware's emissions still equal
+    the host TFLM's, and both operators drop to a few instructions per element."""
+    report = fw.deploy(HOUSE_MODEL, target="m4", ram_kb=32, windows=2, out_dir=tmp_path, progress=False,
+                       kernels=kernels, tables=True, profile=True)
+    assert report["activation_tables"] and report["emissions_bit_exact"] and report["path_agreement"] == 1.0
+    ops = {r["op"]: r for r in report["op_profile"]["ops"]}
+    assert {"LOGISTIC", "TANH"} <= set(ops)
+    assert all(ops[op]["share"] < 0.02 for op in ("LOGISTIC", "TANH"))  # 3-14 % with TFLM's kernels
+
+
+@pytest.mark.parametrize("flag, message", [("profile", "aot backend has no operators"),
+                                           ("tables", "aot backend has its own")])
+def test_tflm_only_options_are_refused_for_the_aot_backend(flag, message, fc_model, tmp_path, monkeypatch):
     monkeypatch.setattr(fw, "require_tools", lambda *a, **k: None)
-    with pytest.raises(TinylocError, match="aot backend has no operators"):
-        fw.deploy(fc_model, target="m4", backend="aot", out_dir=tmp_path, progress=False, profile=True)
+    with pytest.raises(TinylocError, match=message):
+        fw.deploy(fc_model, target="m4", backend="aot", out_dir=tmp_path, progress=False, **{flag: True})
 
 
 @needs_tflm

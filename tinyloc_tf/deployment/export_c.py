@@ -10,6 +10,7 @@ writes into ``out/``:
 model_data.h/.cc    the flatbuffer as a 16-byte aligned C array (``g_tinyloc_model``)
 model_ops.h         ``RegisterModelOps(resolver)``: exactly the model's operators, for TFLM's
                     ``MicroMutableOpResolver<kModelOpCount>``
+model_tables.cc     the int8 activations' lookup tables (``op_tables.py``), for ``make TABLES=1``
 model_settings.h/cc T, F, K, input/output quantization, class names, feature scaling, CRF
 test_windows.h/.cc  N int8 windows, the host TFLM emissions and Viterbi paths for them, labels
 test_windows.npz    the same arrays (plus window indices) for the host side of ``deploy``
@@ -46,6 +47,7 @@ SOURCE_FILES = (
     "model_data.h",
     "model_data.cc",
     "model_ops.h",
+    "model_tables.cc",
     "model_settings.h",
     "model_settings.cc",
     "test_windows.h",
@@ -353,10 +355,22 @@ def model_sources(buf: bytes, info: ModelInfo) -> dict[str, str]:
         f"{_array_body(np.frombuffer(buf, np.uint8), lambda b: f'0x{int(b):02x}', per_line=16)}\n}};\n"
         f"const unsigned int g_tinyloc_model_len = {len(buf)};\n"
     )
-    calls = "\n".join(
-        f"  if (resolver.{op_registration(op, info.int8_ops)} != kTfLiteOk) return kTfLiteError;  // {op}"
-        for op in info.ops
-    )
+    from tinyloc_tf.deployment.op_tables import TABLE_OPS, activation_tables
+
+    def register(call: str, op: str, note: str = "") -> str:
+        return f"  if (resolver.{call} != kTfLiteOk) return kTfLiteError;  // {op}{note}"
+
+    lines = []
+    for op in info.ops:
+        generic = register(op_registration(op, info.int8_ops), op)
+        if op in TABLE_OPS and op in info.int8_ops:
+            table = register(f"{resolver_method(op)}(Register_TABLE_{op}())", op, " as a lookup table")
+            lines += ["#ifdef TINYLOC_TABLE_KERNELS", table, "#else", generic, "#endif"]
+        else:
+            lines.append(generic)
+    calls = "\n".join(lines)
+    uses_tables = any(op in TABLE_OPS for op in info.int8_ops)
+    tables = activation_tables(buf) if uses_tables else []
     kernel_headers = sorted(
         {f'"tensorflow/lite/micro/kernels/{INT8_REGISTRATIONS[op]}"' for op in info.int8_ops if op in INT8_REGISTRATIONS}
     )
@@ -369,7 +383,30 @@ def model_sources(buf: bytes, info: ModelInfo) -> dict[str, str]:
         f"{calls}\n  return kTfLiteOk;\n}}\n",
         includes=('"tensorflow/lite/micro/micro_mutable_op_resolver.h"', *kernel_headers),
     )
-    return {"model_data.h": data_h, "model_data.cc": data_cc, "model_ops.h": ops_h}
+    if uses_tables:
+        ops_h = ops_h.replace("\n\n// Registers", '\n#ifdef TINYLOC_TABLE_KERNELS\n#include "table_kernel.h"\n#endif\n\n// Registers', 1)
+    return {"model_data.h": data_h, "model_data.cc": data_cc, "model_ops.h": ops_h,
+            "model_tables.cc": tables_source(tables)}
+
+
+def tables_source(tables) -> str:
+    """``model_tables.cc``: the activation tables (``kActivationTables``, see ``src/table_kernel.h``)."""
+    from tinyloc_tf.compression.flatbuffer import tflite_schema
+
+    codes = vars(tflite_schema().BuiltinOperator)
+    entries = []
+    for t in tables:
+        values = _array_body(t.values, per_line=16, indent="      ")
+        entries.append(
+            f"    {{{codes[t.op]}, {_hexfloat(t.input_scale)}, {t.input_zero_point}, {_hexfloat(t.output_scale)}, "
+            f"{t.output_zero_point},  // {t.op}\n     {{\n{values}\n     }}}},"
+        )
+    body = "\n".join(entries) if entries else "    {},  // the model has no table operator"
+    return (
+        f"// {GENERATED_NOTE}\n#include \"table_kernel.h\"\n\n"
+        f"const ActivationTable kActivationTables[] = {{\n{body}\n}};\n"
+        f"const int kActivationTableCount = {len(tables)};\n"
+    )
 
 
 def settings_sources(info: ModelInfo, data: HarnessData) -> dict[str, str]:

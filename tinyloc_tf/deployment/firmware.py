@@ -210,13 +210,14 @@ def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir
                runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
                heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), kernels: str = "cmsis-nn",
                build_type: str = "release", lto: bool = False, harness: str = "window",
-               profile: bool = False) -> list[str]:
+               profile: bool = False, tables: bool = False) -> list[str]:
     args = [
         "make", "-s", "-C", str(APP_DIR), f"-j{min(os.cpu_count() or 1, 4)}",
         f"GEN_DIR={Path(gen_dir).resolve()}", f"TARGET={target.name}", f"RAM_KB={int(ram_kb)}",
         f"ARENA_BYTES={int(arena_bytes)}", f"STACK_BYTES={int(stack_bytes)}", f"HEAP_BYTES={int(heap_bytes)}",
         f"BUILD_DIR={Path(build_dir).resolve()}", f"RUNNER={runner}", f"KERNELS={kernels}", f"BUILD={build_type}",
         f"LTO={1 if lto else 0}", f"HARNESS={harness}", f"PROFILE={1 if profile else 0}",
+        f"TABLES={1 if tables else 0}",
     ]
     if runner == "tflm":
         args.append(f"TFLM_ROOT={tflm_root()}")
@@ -232,11 +233,13 @@ def _make_args(gen_dir, target: Target, ram_kb: int, arena_bytes: int, build_dir
 def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner: str = "tflm",
           runner_srcs=(), runner_cppflags: str = "", stack_bytes: int = DEFAULT_STACK_BYTES,
           heap_bytes: int = DEFAULT_HEAP_BYTES, defines=(), timeout: float = 3600.0, kernels: str | None = None,
-          build_type: str = "release", lto: bool = False, harness: str = "window", profile: bool = False) -> Build:
+          build_type: str = "release", lto: bool = False, harness: str = "window", profile: bool = False,
+          tables: bool = False) -> Build:
     """Compile and link the firmware; :class:`RamBudgetError` when it does not fit ``ram_kb``.
 
     ``defines`` are extra preprocessor names (``TINYLOC_ARENA_SEARCH`` for a probe build).
     ``profile``: the TFLM runner times every operator type (src/tflm_op_profile.cc).
+    ``tables``: the TFLM runner answers int8 LOGISTIC and TANH from lookup tables (src/table_kernel.cc).
     ``kernels`` / ``build_type`` pick the TFLM library (default: :func:`default_kernels`).
     ``harness``: ``window`` (src/main.cc) or ``streaming`` (src/streaming_main.cc).
     """
@@ -255,7 +258,8 @@ def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner
             print(f"building TFLM's {kernels} {build_type} library for {spec.tflm_arch} in {root} "
                   "(10-45 minutes, once)", flush=True)
     args = _make_args(gen_dir, spec, ram_kb, arena_bytes, build_dir, runner, runner_srcs, runner_cppflags,
-                      stack_bytes, heap_bytes, defines, kernels, build_type, lto, harness, profile)
+                      stack_bytes, heap_bytes, defines, kernels, build_type, lto, harness, profile,
+                      tables)
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -497,11 +501,11 @@ def check_run(result: Run, arena_needed: int | None = None) -> dict:
 
 
 def _probe_arena(gen: Path, spec: Target, build_dir: Path, stack_bytes: int, heap_bytes: int,
-                 kernels: str, build_type: str) -> tuple[int, int]:
+                 kernels: str, build_type: str, tables: bool = False) -> tuple[int, int]:
     """Smallest TFLM arena on ``spec`` (bisected on the target) and the stack the run used."""
     probe = build(gen, spec.name, spec.ram_max_bytes // 1024, spec.probe_arena_bytes, build_dir, "tflm",
                   stack_bytes=stack_bytes, heap_bytes=heap_bytes, defines=["TINYLOC_ARENA_SEARCH"],
-                  kernels=kernels, build_type=build_type)
+                  kernels=kernels, build_type=build_type, tables=tables)
     result = run(probe.elf, spec.name)
     summary = check_run(result)
     search = next((r for r in result.records if r.get("event") == "arena_search"), None)
@@ -613,12 +617,14 @@ def deploy(
     build_type: str = "release",
     lto: bool = False,
     profile: bool = False,
+    tables: bool = False,
 ) -> dict:
     """Export, build and run ``tflite_path`` on ``target`` within ``ram_kb``; the JSON report.
 
     ``profile`` (TFLM backend): a second build that times every operator type adds
     ``op_profile`` (:func:`op_profile`) to the report; the report's other numbers come from the
-    build without the timer reads.
+    build without the timer reads. ``tables`` (TFLM backend): int8 LOGISTIC and TANH answered from
+    lookup tables computed by the host TFLM (:mod:`tinyloc_tf.deployment.op_tables`).
 
     ``arena_bytes`` forces the TFLM arena (default: what the probe run measured), e.g. to see
     the firmware's own too-small-arena failure. ``kernels`` (``cmsis-nn`` / ``reference``,
@@ -641,6 +647,8 @@ def deploy(
         if profile:
             raise TinylocError("--profile times TFLM's kernels; the aot backend has no operators to time "
                                "(its generated C is one function per layer: see `tinyloc compile`)")
+        if tables:
+            raise TinylocError("--tables replaces TFLM's activation kernels; the aot backend has its own")
     steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"] + (["profile"] if profile else [])
     step = StepBar(steps, f"deploy {target}/{backend}", progress)
 
@@ -658,14 +666,14 @@ def deploy(
                 runner_srcs, runner_cppflags = _aot_runner(Path(tflite_path), work / "aot")
             else:
                 probe_arena, probe_stack = _probe_arena(gen, spec, work / "probe", stack_bytes, heap_bytes,
-                                                        kernels, build_type)
+                                                        kernels, build_type, tables)
             step(steps[1])
 
             arena = int(arena_bytes) if arena_bytes is not None else int(probe_arena or 16)
             try:
                 firmware = build(gen, target, ram_kb, arena, work / "build", runner, runner_srcs, runner_cppflags,
                                  stack_bytes=stack_bytes, heap_bytes=heap_bytes, kernels=kernels,
-                                 build_type=build_type, lto=lto)
+                                 build_type=build_type, lto=lto, tables=tables)
             except RamBudgetError as exc:
                 smaller = _round8(stack_bytes - exc.overflow)
                 if probe_stack is not None and smaller >= probe_stack + STACK_MARGIN_BYTES:
@@ -679,7 +687,8 @@ def deploy(
             step("run")
             if profile:
                 profiled = build(gen, target, ram_kb, arena, work / "profile", runner, stack_bytes=stack_bytes,
-                                 heap_bytes=heap_bytes, kernels=kernels, build_type=build_type, lto=lto, profile=True)
+                                 heap_bytes=heap_bytes, kernels=kernels, build_type=build_type, lto=lto, profile=True,
+                                 tables=tables)
                 profile_run = run(profiled.elf, target)
                 check_run(profile_run, arena_needed=probe_arena)
                 step("profile")
@@ -698,6 +707,7 @@ def deploy(
             "board": spec.board if emulator in ("qemu", "renode") else emulator,
             "backend": backend,
             "kernels": kernels,
+            "activation_tables": bool(tables),
             "build": build_type,
             "lto": bool(lto),
             "ram_kb": int(ram_kb),
