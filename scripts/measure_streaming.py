@@ -6,8 +6,9 @@ Per run:
 - window mode, int8 in host TFLM: the usual test-window score (``evaluate_tflite``), and
   the same window model on the continuous test streams cut into consecutive T-sample
   windows (each from a zero state, Viterbi per window), so both modes score the same samples;
-- streaming mode: the int8 step model in host TFLM over whole streams (``evaluate_streaming``:
-  forward filtering and fixed-lag Viterbi at lags 0, 5, 10, 20, drift against float);
+- streaming mode: the step model in host TFLM over whole streams, per --quant (int8, and int16x8:
+  int16 activations and state, int8 weights) (``evaluate_streaming``: forward filtering and
+  fixed-lag Viterbi at lags 0, 5, 10, 20, drift against float);
 - state resets (float step model): the state zeroed every R samples, R in --resets,
   against never, with fixed-lag Viterbi at lag 10.
 Prints a markdown table; ``--out`` keeps the JSON.
@@ -59,7 +60,7 @@ def _float_resets(step, streams, crf, resets, lag, classes):
     return out
 
 
-def measure(data_dir: Path, run: Path, resets, trim: float) -> dict:
+def measure(data_dir: Path, run: Path, resets, trim: float, quants=("int8", "int16x8")) -> dict:
     from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.compression.streaming import convert_streaming
@@ -81,12 +82,13 @@ def measure(data_dir: Path, run: Path, resets, trim: float) -> dict:
     chunked = score_paths(np.concatenate([y for _, y in pairs])[None], np.concatenate([p for p, _ in pairs])[None],
                           dataset.class_names)
     train_streams = [s.X for s in split_streams(dataset.train, name="train")]
-    stream_buf = convert_streaming(tagger, train_streams, meta, quant="int8").tflite
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "step.tflite"
-        path.write_bytes(stream_buf)
-        streaming = evaluate_streaming(path, dataset, run_dir=run)
-    streaming["model"] = None
+    streaming = {}
+    for quant in quants:
+        stream_buf = convert_streaming(tagger, train_streams, meta, quant=quant).tflite
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "step.tflite"
+            path.write_bytes(stream_buf)
+            streaming[quant] = {**evaluate_streaming(path, dataset, run_dir=run), "model": None}
     step = build_step_model(tagger)
     return {
         "run": str(run),
@@ -108,21 +110,26 @@ def main(argv=None) -> int:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--resets", type=int, nargs="*", default=[20, 100])
     parser.add_argument("--calibration-trim", type=float, default=0.0)
+    parser.add_argument("--quant", nargs="+", default=["int8", "int16x8"], choices=["int8", "int16x8"],
+                        help="step-model quantizations to score (default both)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    results = [measure(args.data, run, args.resets, args.calibration_trim) for run in args.runs]
+    results = [measure(args.data, run, args.resets, args.calibration_trim, args.quant) for run in args.runs]
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     pct = lambda v: f"{100 * v:.2f}"  # noqa: E731
-    print("| run | params | window: test windows | window: streams in T-chunks | stream: filter | "
-          "lag 0 | lag 5 | lag 10 | lag 20 | int8 vs float argmax |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | params | window int8: test windows | window int8: streams in T-chunks | step model | "
+          "stream: filter | lag 0 | lag 5 | lag 10 | lag 20 | vs float argmax | flash B | state B |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        d, s = r["window"], r["streaming"]["decoders"]
-        print(f"| {r['run']} | {r['params']} | {pct(d['test_windows']['macro_f1'])} | "
-              f"{pct(d['test_streams_chunked']['macro_f1'])} | {pct(s['filter']['macro_f1'])} | "
-              + " | ".join(pct(s[f'viterbi_lag{lag}']['macro_f1']) for lag in (0, 5, 10, 20))
-              + f" | {pct(r['streaming']['float_agreement']['argmax'])} |")
+        d = r["window"]
+        for quant, report in r["streaming"].items():
+            s = report["decoders"]
+            print(f"| {r['run']} | {r['params']} | {pct(d['test_windows']['macro_f1'])} | "
+                  f"{pct(d['test_streams_chunked']['macro_f1'])} | {quant} | {pct(s['filter']['macro_f1'])} | "
+                  + " | ".join(pct(s[f'viterbi_lag{lag}']['macro_f1']) for lag in (0, 5, 10, 20))
+                  + f" | {pct(report['float_agreement']['argmax'])} | {report['flash_bytes']:,} | "
+                  f"{report['state_bytes']:,} |")
     return 0
 
 

@@ -282,6 +282,19 @@ def test_convert_and_evaluate_streaming_commands(stream_data, tmp_path_factory, 
     assert 0.0 <= report["decoders"]["viterbi_lag3"]["macro_f1"] <= 1.0
     assert report["float_agreement"]["argmax"] > 0.8
 
+    # int16 activations and state (int8 weights): no float op, and closer to the float step model.
+    wide = tmp_path / "step16.tflite"
+    assert main(["convert", str(run), "--quant", "int16x8", "--streaming", "--out", str(wide)]) == 0
+    summary16 = json.loads(capsys.readouterr().out)
+    assert summary16["float_ops"] == {} and summary16["state_bytes"] == 2 * summary["state_bytes"]
+    assert main(["evaluate", str(wide), "--streaming", "--data", str(stream_data.path), "--run", str(run),
+                 "--lags", "0", "3", "--quiet"]) == 0
+    report16 = json.loads(capsys.readouterr().out)
+    for part in ("mean_abs_diff_first_fifth", "mean_abs_diff_last_fifth"):
+        assert report16["float_agreement"][part] < report["float_agreement"][part] / 4
+    assert main(["convert", str(run), "--quant", "int16x8", "--out", str(tmp_path / "w16.tflite")]) == 2
+    assert "add --streaming" in capsys.readouterr().err
+
     # A step model is not a window model, and the other way round; MDCSA has no step form.
     assert main(["evaluate", str(out), "--data", str(stream_data.path), "--quiet"]) == 2
     assert main(["convert", str(run), "--quant", "dynamic", "--streaming", "--out", str(tmp_path / "d.tflite")]) == 2

@@ -25,6 +25,9 @@ from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import check_model_fits_data, load_run
 from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, variant_names
 
+#: Quantizations only the streaming step model has (compression/streaming.py).
+STREAMING_ONLY_QUANT = ("int16x8",)
+
 
 def register(subparsers) -> None:
     convert = subparsers.add_parser(
@@ -32,13 +35,14 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     convert.add_argument("run", type=Path, help="training run folder (with model.keras and config.json)")
-    convert.add_argument("--quant", required=True, choices=variant_names(), help="conversion variant")
+    convert.add_argument("--quant", required=True, choices=[*variant_names(), *STREAMING_ONLY_QUANT],
+                         help="conversion variant (int16x8: --streaming only, int16 activations and state)")
     convert.add_argument("--data", type=Path, help="prepared dataset folder (default: the run's data_dir)")
     convert.add_argument("--out", type=Path, required=True, help=".tflite file to write")
     add_convert_arguments(convert)
     convert.add_argument("--streaming", action="store_true",
                          help="Mamba only: the step model (one sample per call, state as inputs/outputs; "
-                              "--quant int8 or float32; see docs/streaming.md)")
+                              "--quant int8, int16x8 or float32; see docs/streaming.md)")
     convert.add_argument("--keep-names", action="store_true", help="do not strip tensor names (debugging)")
     convert.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     convert.set_defaults(handler=_convert)
@@ -68,6 +72,8 @@ def register(subparsers) -> None:
 
 
 def _convert(args) -> int:
+    if args.quant in STREAMING_ONLY_QUANT and not args.streaming:
+        raise TinylocError(f"--quant {args.quant} converts the streaming step model; add --streaming")
     check_output(args.out, overwrite=args.overwrite, inputs=(args.run, args.data))
     tagger, config = load_run(args.run)
     data_dir = args.data or (Path(config["data_dir"]) if config.get("data_dir") else None)

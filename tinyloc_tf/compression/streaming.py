@@ -29,7 +29,9 @@ import numpy as np
 
 from tinyloc_tf.errors import TinylocError
 
-STREAMING_QUANT_MODES = ("float32", "int8")
+STREAMING_QUANT_MODES = ("float32", "int8", "int16x8")
+#: Bytes per state element of each mode.
+STATE_ELEMENT_BYTES = {"float32": 4, "int8": 1, "int16x8": 2}
 DEFAULT_REPRESENTATIVE_STEPS = 512
 
 
@@ -200,18 +202,22 @@ def convert_streaming(
     report: dict = {"quant": quant, "streaming": True}
 
     converter = tf.lite.TFLiteConverter.from_keras_model(step)
-    if quant == "int8":
+    if quant in ("int8", "int16x8"):
         if calibration is None:
-            raise TinylocError("int8 streaming conversion needs training streams [n, F] for calibration")
+            raise TinylocError(f"{quant} streaming conversion needs training streams [n, F] for calibration")
         steps = calibration_steps(step, calibration, representative_size, seed, progress=progress)
         report["representative"] = {"steps": int(len(steps[0])), "seed": int(seed), "from": "training streams"}
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: (
             {name: values[i : i + 1] for name, values in zip(input_names, steps)} for i in range(len(steps[0]))
         )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        if quant == "int8":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = converter.inference_output_type = tf.int8
+        else:
+            # int16 activations (the state among them), int8 weights: TFLite's 16x8 mode.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            converter.inference_input_type = converter.inference_output_type = tf.int16
     raw = _run_converter(converter.convert, quant, step)
     raw, done = canonicalise(raw, input_names, len(step.outputs))
     report.update(done)
@@ -222,7 +228,7 @@ def convert_streaming(
         "inputs": input_names,
         "outputs": ["emissions"] + input_names[1:],
         "state_shapes": shapes[1:],
-        "state_bytes": state_elements * (1 if quant == "int8" else 4),
+        "state_bytes": state_elements * STATE_ELEMENT_BYTES[quant],
         "window_T": (getattr(model, "build_config", None) or {}).get("steps"),
         **done,
     }
