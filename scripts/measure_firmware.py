@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Benchmark the shipped models on the emulated Cortex-M boards: TFLM (reference and CMSIS-NN
-kernels) against the AOT-compiled C, and write the tables.
+"""Benchmark the shipped models on the emulated Cortex-M boards: TFLM (reference kernels, CMSIS-NN
+kernels, CMSIS-NN with table activations) against the AOT-compiled C, and write the tables.
 
     TFLM_ROOT=... TINYLOC_RENODE=... .venv/bin/python scripts/measure_firmware.py \
         --out docs/results/firmware --readme README.md
 
 For every model (default: every models/*/*.tflite, each with its model card) x target (m55 and
-m4 on QEMU, stm32l4 on Renode) x runtime (tflm-reference, tflm-cmsis-nn, aot) it runs
+m4 on QEMU, stm32l4 on Renode) x runtime (tflm-reference, tflm-cmsis-nn, tflm-cmsis-nn+tables:
+`deploy --tables`, aot) it runs
 `tinyloc deploy` (tinyloc_tf.deployment.firmware.deploy, release build) with the card's RAM
 budget on --windows test windows of the card's data, and writes
 
@@ -41,11 +42,15 @@ from tinyloc_tf.deployment.targets import target_names
 from tinyloc_tf.errors import TinylocError
 
 REPO = Path(__file__).resolve().parents[1]
-RUNTIMES = {  # name: (backend, TFLM kernels)
-    "tflm-reference": ("tflm", "reference"),
-    "tflm-cmsis-nn": ("tflm", "cmsis-nn"),
-    "aot": ("aot", None),
+RUNTIMES = {  # name: (backend, TFLM kernels, activation tables)
+    "tflm-reference": ("tflm", "reference", False),
+    "tflm-cmsis-nn": ("tflm", "cmsis-nn", False),
+    "tflm-cmsis-nn+tables": ("tflm", "cmsis-nn", True),
+    "aot": ("aot", None, False),
 }
+#: The README's short names of the runtimes.
+RUNTIME_TITLES = {"tflm-reference": "TFLM reference", "tflm-cmsis-nn": "TFLM CMSIS-NN",
+                  "tflm-cmsis-nn+tables": "TFLM CMSIS-NN + tables", "aot": "AOT"}
 README_BEGIN, README_END = "<!-- device-table:begin -->", "<!-- device-table:end -->"
 #: The part class the paper targets (its Table 1): what "fits" means in the tables.
 PART_FLASH_BYTES, PART_RAM_BYTES = 128 * 1024, 32 * 1024
@@ -76,12 +81,12 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def measure(models, targets, runtimes, windows, data_for, lto, command) -> list[dict]:
+def measure(models, targets, runtimes, windows, data_for, lto, command, profile=False) -> list[dict]:
     rows = []
     jobs = [(m, t, r) for m in models for t in targets for r in runtimes]
     for model, target, runtime in tqdm(jobs, desc="deploy", unit="run"):
         card = json.loads(model.with_suffix(".json").read_text())
-        backend, kernels = RUNTIMES[runtime]
+        backend, kernels, tables = RUNTIMES[runtime]
         row = {"model": str(model.relative_to(REPO)) if model.is_relative_to(REPO) else str(model),
                "model_sha256": _sha256(model), "dataset": card["dataset"], "budget_kb": card["budget_kb"],
                "target": target, "runtime": runtime, "measured_with": command}
@@ -94,7 +99,8 @@ def measure(models, targets, runtimes, windows, data_for, lto, command) -> list[
             continue
         try:
             report = fw.deploy(model, target=target, ram_kb=card["budget_kb"], backend=backend, data_dir=data,
-                               windows=windows, kernels=kernels, lto=lto, progress=False)
+                               windows=windows, kernels=kernels, lto=lto, progress=False,
+                               profile=profile and backend == "tflm", tables=tables)
             rows.append({**row, **report, "model": row["model"], "windows_requested": windows})
         except TinylocError as exc:
             rows.append({**row, "error": str(exc)})
@@ -153,9 +159,10 @@ def breakdown_table(rows) -> str:
 
 
 def device_table(rows) -> str:
-    """The README's table: the three runtimes side by side per model and target."""
-    head = ("| model | target | TFLM reference: instr. / flash KiB | TFLM CMSIS-NN: instr. / flash KiB | "
-            "AOT: instr. / flash KiB | emissions vs host TFLM (CMSIS-NN) | RAM KiB (ref / CMSIS-NN / AOT) |")
+    """The README's table: the runtimes side by side per model and target."""
+    runtimes = [name for name in RUNTIMES if any(r["runtime"] == name for r in rows)]
+    head = ("| model | target | " + " | ".join(f"{RUNTIME_TITLES[n]}: instr. / flash KiB" for n in runtimes)
+            + " | emissions vs host TFLM | RAM KiB (" + " / ".join(RUNTIME_TITLES[n] for n in runtimes) + ") |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     keys = []
     for r in rows:
@@ -164,19 +171,82 @@ def device_table(rows) -> str:
     for model, target in keys:
         by = {r["runtime"]: r for r in rows if r["model"] == model and r["target"] == target}
         first = next(iter(by.values()))
-        cells, ram = [], []
-        for runtime in RUNTIMES:
+        cells, ram, inexact = [], [], []
+        for runtime in runtimes:
             r = by.get(runtime)
             if r is None or "instructions_per_inference" not in r:
                 cells.append("not measured")
                 ram.append("-")
-            else:
-                cells.append(f"{r['instructions_per_inference']:,.0f} / {_kib(r['flash_bytes'])}")
-                ram.append(_kib(r["ram_bytes"]))
-        cmsis = by.get("tflm-cmsis-nn")
-        exact = _exact(cmsis) if cmsis and "instructions_per_inference" in cmsis else "-"
+                continue
+            cells.append(f"{r['instructions_per_inference']:,.0f} / {_kib(r['flash_bytes'])}")
+            ram.append(_kib(r["ram_bytes"]))
+            if not r["emissions_bit_exact"]:
+                inexact.append(f"{RUNTIME_TITLES[runtime]}: {_exact(r)}")
+        measured = [r for r in by.values() if "instructions_per_inference" in r]
+        exact = "; ".join(inexact) if inexact else ("bit-exact" if measured else "-")
         lines.append(f"| {first['dataset']} {first['budget_kb']} KiB | {target} | " + " | ".join(cells)
                      + f" | {exact} | {' / '.join(ram)} |")
+    return "\n".join(lines)
+
+
+#: Operators under this share of every profiled runtime's invoke are summed into one row.
+PROFILE_MIN_SHARE = 0.02
+
+
+def profile_table(rows) -> str:
+    """Per model, target and operator type: instructions per inference of every profiled TFLM
+    runtime (``deploy --profile``), and each against TFLM's reference kernels."""
+    runtimes = [name for name in RUNTIMES if any(r["runtime"] == name and "op_profile" in r for r in rows)]
+    faster = [name for name in runtimes if name != "tflm-reference"]
+    head = ("| model | target | operator | calls | "
+            + " | ".join(f"{RUNTIME_TITLES[n]}: instr. (share)" for n in runtimes)
+            + "".join(f" | {RUNTIME_TITLES[n]} / reference" for n in faster) + " |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    keys = []
+    for r in rows:
+        if "op_profile" in r and (r["model"], r["target"]) not in keys:
+            keys.append((r["model"], r["target"]))
+    for model, target in keys:
+        by = {r["runtime"]: r["op_profile"] for r in rows
+              if r["model"] == model and r["target"] == target and "op_profile" in r}
+        first = next(r for r in rows if r["model"] == model)
+        ops = {}
+        for runtime, prof in by.items():
+            for o in prof["ops"]:
+                ops.setdefault(o["op"], {})[runtime] = dict(o)
+            ops.setdefault("outside kernels", {})[runtime] = {"instructions": prof["outside_kernels"], "calls": None}
+        for o in ops.values():
+            for runtime, entry in o.items():
+                entry["share"] = entry["instructions"] / by[runtime]["instructions_per_inference"]
+        major = {n: o for n, o in ops.items()
+                 if n == "outside kernels" or max(e["share"] for e in o.values()) >= PROFILE_MIN_SHARE}
+        minor = [o for n, o in ops.items() if n not in major]
+        if minor:
+            rest = {}
+            for o in minor:
+                for runtime, entry in o.items():
+                    acc = rest.setdefault(runtime, {"instructions": 0.0, "share": 0.0, "calls": None})
+                    acc["instructions"] += entry["instructions"]
+                    acc["share"] += entry["share"]
+            major[f"{len(minor)} other operator types"] = rest
+        totals = {runtime: {"instructions": prof["instructions_per_inference"], "share": 1.0, "calls": None}
+                  for runtime, prof in by.items()}
+        order = sorted(major, key=lambda n: (n == "outside kernels" or n.endswith("operator types"),
+                                             -max(e["instructions"] for e in major[n].values())))
+        for name, o in [*((n, major[n]) for n in order), ("invoke (profiled build)", totals)]:
+            cells = []
+            for runtime in runtimes:
+                e = o.get(runtime)
+                cells.append("-" if e is None else f"{e['instructions']:,.0f} ({100 * e['share']:.0f} %)")
+            ref = o.get("tflm-reference")
+            for runtime in faster:
+                e = o.get(runtime)
+                cells.append(f"{e['instructions'] / ref['instructions']:.2f}x"
+                             if ref and e and ref["instructions"] else "-")
+            calls = next((e["calls"] for e in o.values() if e.get("calls") is not None), None)
+            calls = "" if calls is None else f"{calls:g}"
+            lines.append(f"| {first['dataset']} {first['budget_kb']} KiB | {target} | {name} | {calls} | "
+                         + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -230,6 +300,11 @@ def write_outputs(rows, out: Path, readme: Path | None) -> None:
     commands = sorted({r["measured_with"] for r in rows if "measured_with" in r})
     text = [
         "# Shipped models on the emulated Cortex-M boards: TFLM (reference, CMSIS-NN) vs AOT", "",
+        "Runtimes: `tflm-reference` = TFLM's portable kernels; `tflm-cmsis-nn` = TFLM's CMSIS-NN kernels (Helium on "
+        "the M55, the DSP extension on the M4), TFLM's reference kernels for the operators CMSIS-NN lacks; "
+        "`tflm-cmsis-nn+tables` = the same, with int8 LOGISTIC and TANH answered from 256-entry tables that the host "
+        "TFLM computes (`tinyloc deploy --tables`, `tflm_app/src/table_kernel.cc`; CMSIS-NN has no int8 kernel for "
+        "either); `aot` = the model compiled to C by `tinyloc compile`.", "",
         "Made with (TFLM libraries from `scripts/get_tflm.sh`, Renode from `scripts/get_renode.sh`, data prepared "
         "as each model card records; each row of the JSON files names its command):", "", "```", *commands, "```", "",
         "m55 = Cortex-M55 on QEMU mps3-an547, m4 = Cortex-M4F on QEMU mps2-an386, stm32l4 = Cortex-M4F "
@@ -246,6 +321,16 @@ def write_outputs(rows, out: Path, readme: Path | None) -> None:
         "runner with its weights), `model` = the .tflite array, `libc` = newlib-nano, libm, libgcc, "
         "libstdc++; `other` = alignment padding.", "", breakdown_table(rows), "",
     ]
+    if any("op_profile" in r for r in rows):
+        text += [
+            "## Where the instructions go (per operator type)", "",
+            "`tinyloc deploy --profile`: a second build in which every operator type's kernel is called "
+            "through a timer read (`tflm_app/src/tflm_op_profile.cc`); instructions per inference summed over "
+            "the nodes of each type, and the share of the profiled invoke. \"outside kernels\" is the rest of "
+            "the invoke: TFLM's interpreter loop, the harness' input and output copies and the timer reads. "
+            f"Operator types under {100 * PROFILE_MIN_SHARE:.0f} % of both invokes are summed in one row.", "",
+            profile_table(rows), "",
+        ]
     (out / "README.md").write_text("\n".join(text))
     if readme is not None:
         content = readme.read_text()
@@ -265,6 +350,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-for", action="append", default=[], metavar="DATASET=DIR",
                    help="prepared data of a card's dataset, instead of the card's `data prepare --out`")
     p.add_argument("--lto", action="store_true", help="link with -flto")
+    p.add_argument("--profile", action="store_true",
+                   help="TFLM runtimes: also time every operator type (tinyloc deploy --profile) and write "
+                   "the per-operator table")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "firmware")
     p.add_argument("--readme", type=Path, help="also rewrite this README's device table")
     p.add_argument("--tables-only", action="store_true", help="measure nothing: rewrite the tables from OUT/*.json")
@@ -284,7 +372,7 @@ def main(argv=None) -> int:
     command = ".venv/bin/python scripts/measure_firmware.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     command = re.sub(r"\s+", " ", command).strip()
     rows = [] if args.tables_only else measure(models, args.targets, args.runtimes, args.windows, data_for, args.lto,
-                                               command)
+                                               command, args.profile)
     all_rows = merge_previous(rows, args.out)
     write_outputs(all_rows, args.out, args.readme)
     print(results_table(rows))
