@@ -1,4 +1,4 @@
-"""Streaming firmware (AOT backend) on QEMU: a step model over a recorded stream, sample by sample.
+"""Streaming firmware (AOT and TFLM backends) on QEMU: a step model over a recorded stream, sample by sample.
 
 The firmware carries the state in its own buffers and decodes with the C online decoder; its
 emissions must equal host TFLM's bit for bit and its decisions the Python decoder's.
@@ -11,6 +11,7 @@ import json
 import pytest
 
 from helpers import tiny_run_folder
+from tinyloc_tf.compression.streaming import streaming_layout
 from tinyloc_tf.deployment.firmware import deploy_skip_reason
 
 pytestmark = pytest.mark.slow
@@ -28,6 +29,15 @@ def step_tflite(mamba_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("step") / "step.tflite"
     assert main(["convert", str(mamba_run), "--quant", "int8", "--streaming", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def step16_tflite(mamba_run, tmp_path_factory):
+    from tinyloc_tf.cli import main
+
+    out = tmp_path_factory.mktemp("step16") / "step16.tflite"
+    assert main(["convert", str(mamba_run), "--quant", "int16x8", "--streaming", "--out", str(out)]) == 0
     return out
 
 
@@ -73,9 +83,9 @@ def test_streaming_deploy_refuses_what_it_cannot_run(mamba_run, step_tflite, str
     reason = deploy_skip_reason("aot", "m55")
     if reason:
         pytest.skip(reason)
-    status, _, err = _deploy([str(step_tflite), "--streaming", "--backend", "tflm", "--data", str(stream_data.path)],
-                             capsys)
-    assert status == 2 and "--streaming runs with --backend aot" in err
+    status, _, err = _deploy([str(step_tflite), "--streaming", "--backend", "aot", "--kernels", "reference",
+                              "--data", str(stream_data.path)], capsys)
+    assert status == 2 and "--kernels picks TFLM's kernels" in err
     status, _, err = _deploy([str(step_tflite), "--streaming", "--data", str(stream_data.path), "--windows", "4"],
                              capsys)
     assert status == 2 and "--windows apply to window models" in err
@@ -89,3 +99,33 @@ def test_streaming_deploy_refuses_what_it_cannot_run(mamba_run, step_tflite, str
     assert main(["convert", str(mamba_run), "--quant", "int8", "--out", str(window)]) == 0
     status, _, err = _deploy([str(window), "--streaming", "--backend", "aot", "--data", str(stream_data.path)], capsys)
     assert status == 2 and "not a streaming step model" in err
+
+
+def _tflm_library_missing(target, kernels):
+    from tinyloc_tf.deployment import firmware as fw
+
+    reason = deploy_skip_reason("tflm", target)
+    if reason:
+        return reason
+    library = fw.tflm_library(fw.tflm_root(), fw.get_target(target), kernels, "release")
+    return None if library.is_file() else f"no {kernels} library for {target} ({library})"
+
+
+@pytest.mark.parametrize("quant, kernels", [("int8", "cmsis-nn"), ("int8", "reference"), ("int16x8", "reference")])
+def test_tflm_streaming_firmware_is_bit_exact_with_host(quant, kernels, step_tflite, step16_tflite, stream_data,
+                                                        tmp_path, capsys):
+    """TFLM's interpreter runs the step model too, int8 and int16x8 (int16 state), with the
+    state in the harness' buffers: bit-exact with the host TFLM, the decoder's path identical."""
+    reason = _tflm_library_missing("m55", kernels)
+    if reason:
+        pytest.skip(reason)
+    model = step_tflite if quant == "int8" else step16_tflite
+    status, out, err = _deploy([str(model), "--streaming", "--backend", "tflm", "--kernels", kernels, "--target",
+                                "m55", "--data", str(stream_data.path), "--lag", "3", "--samples", "80"], capsys)
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["backend"] == "tflm" and report["kernels"] == kernels
+    assert report["emissions_bit_exact"] and report["path_agreement"] == 1.0
+    int8_state = streaming_layout(step_tflite)["state_bytes"]
+    assert report["state_bytes"] == (2 if quant == "int16x8" else 1) * int8_state
+    assert report["arena_bytes"] > 0 and report["flash_breakdown"]["tflm"] > 10_000

@@ -29,11 +29,12 @@ namespace {
 
 constexpr int kBackpointerRows = kDecoderLag > 0 ? kDecoderLag : 1;
 
-// Working memory, counted in the RAM budget like everything else in .bss.
-int8_t g_sample[kStreamFeatures];
-int8_t g_state_in[kStateTotalBytes];
-int8_t g_state_out[kStateTotalBytes];
-int8_t g_emission_q[kStreamClasses];
+// Working memory, counted in the RAM budget like everything else in .bss. The tensors' element
+// types (int8, or int16 for an int16x8 step model) come from stream_data.h; the runner moves bytes.
+StreamSample g_sample[kStreamFeatures];
+alignas(4) int8_t g_state_in[kStateTotalBytes];
+alignas(4) int8_t g_state_out[kStateTotalBytes];
+StreamEmission g_emission_q[kStreamClasses];
 float g_emission[kStreamClasses];
 // Decoder state: the filter uses transition weights, alpha and work; Viterbi the rest.
 float g_transition_weights[kDecoderFilter ? kStreamClasses * kStreamClasses : 1];
@@ -78,10 +79,11 @@ int main(void) {
   if (status != kRunnerOk) return status;  // the runner printed why
 
   // Zero state: each state input's zero point. Buffers of the runner's arrays.
-  g_inputs[0] = g_sample;
-  g_outputs[0] = g_emission_q;
+  g_inputs[0] = reinterpret_cast<const int8_t*>(g_sample);
+  g_outputs[0] = reinterpret_cast<int8_t*>(g_emission_q);
   for (int i = 0, offset = 0; i < kStateCount; offset += kStateBytes[i], ++i) {
-    memset(g_state_in + offset, kStateZeroPoint[i], static_cast<size_t>(kStateBytes[i]));
+    StreamState* state = reinterpret_cast<StreamState*>(g_state_in + offset);
+    for (size_t j = 0; j < kStateBytes[i] / sizeof(StreamState); ++j) state[j] = kStateZeroPoint[i];
     g_inputs[1 + i] = g_state_in + offset;
     g_outputs[1 + i] = g_state_out + offset;
   }
@@ -100,7 +102,7 @@ int main(void) {
 
   for (int t = 0; t < kStreamSamples; ++t) {
     // The sample arrives (a radio's buffer on a wearable); not part of the per-sample cost.
-    memcpy(g_sample, kStreamInput + t * kStreamFeatures, kStreamFeatures);
+    memcpy(g_sample, kStreamInput + t * kStreamFeatures, sizeof(g_sample));
 
     const uint64_t start = timing_ticks();
     const int invoke_status = runner_invoke_io(g_inputs, g_outputs);

@@ -1,4 +1,5 @@
-// model_runner.h implemented with TensorFlow Lite Micro's interpreter.
+// model_runner.h (window models) and streaming_runner.h (step models, HARNESS=streaming, which
+// defines TINYLOC_STREAMING) implemented with TensorFlow Lite Micro's interpreter.
 //
 // The model is the generated C array (model_data.h), the op resolver registers exactly the
 // model's operators (generated model_ops.h) and the tensor arena is a static buffer of
@@ -14,8 +15,13 @@
 #include "model_data.h"      // generated: g_tinyloc_model, g_tinyloc_model_len
 #include "model_ops.h"       // generated: kModelOpCount, RegisterModelOps()
 #include "model_runner.h"
-#include "model_settings.h"  // generated: kSteps, kFeatures, kClasses, quantization
 #include "output.h"
+#ifdef TINYLOC_STREAMING
+#include "stream_data.h"  // generated: sample, state and emission types and sizes
+#include "streaming_runner.h"
+#else
+#include "model_settings.h"  // generated: kSteps, kFeatures, kClasses, quantization
+#endif
 #ifdef TINYLOC_OP_PROFILE
 #include "tflm_op_profile.h"
 #endif
@@ -179,6 +185,7 @@ int CheckOps(const tflite::Model* model) {
   return kRunnerOk;
 }
 
+#ifndef TINYLOC_STREAMING
 // A tensor must be int8 [1, steps, width] with the quantization the harness was generated for.
 int CheckTensor(const char* which, const TfLiteTensor* tensor, int width, float scale, int32_t zero_point) {
   if (tensor == nullptr) return output_error(kRunnerShapeMismatch, "model has no %s tensor", which);
@@ -197,6 +204,61 @@ int CheckTensor(const char* which, const TfLiteTensor* tensor, int width, float 
   }
   return kRunnerOk;
 }
+
+// The window harness: one int8 [1, T, F] input, one int8 [1, T, K] output.
+int CheckInputsAndOutputs() {
+  if (g_interpreter->inputs_size() != 1 || g_interpreter->outputs_size() != 1) {
+    return output_error(kRunnerShapeMismatch, "model has %u inputs and %u outputs, the harness expects 1 and 1",
+                        static_cast<unsigned>(g_interpreter->inputs_size()),
+                        static_cast<unsigned>(g_interpreter->outputs_size()));
+  }
+  const int status = CheckTensor("input", g_interpreter->input(0), kFeatures, kInputScale, kInputZeroPoint);
+  if (status != kRunnerOk) return status;
+  return CheckTensor("output", g_interpreter->output(0), kClasses, kOutputScale, kOutputZeroPoint);
+}
+#else
+// A step-model tensor must have the type and byte size the stream export was made for.
+int CheckStreamTensor(const char* which, int index, const TfLiteTensor* tensor, TfLiteType type, size_t bytes) {
+  if (tensor == nullptr || tensor->type != type || tensor->bytes != bytes) {
+    return output_error(kRunnerShapeMismatch, "%s %d is %s of %u bytes, the harness expects %s of %u bytes", which,
+                        index, tensor ? TfLiteTypeGetName(tensor->type) : "missing",
+                        tensor ? static_cast<unsigned>(tensor->bytes) : 0u, TfLiteTypeGetName(type),
+                        static_cast<unsigned>(bytes));
+  }
+  return kRunnerOk;
+}
+
+constexpr TfLiteType TypeOf(int8_t) { return kTfLiteInt8; }
+constexpr TfLiteType TypeOf(int16_t) { return kTfLiteInt16; }
+
+// The streaming harness: the sample and each state in, the emissions and each new state out,
+// every state output quantized like its input (the harness copies it back byte for byte).
+int CheckInputsAndOutputs() {
+  const unsigned count = 1 + kStateCount;
+  if (g_interpreter->inputs_size() != count || g_interpreter->outputs_size() != count) {
+    return output_error(kRunnerShapeMismatch, "model has %u inputs and %u outputs, the stream export has %u and %u",
+                        static_cast<unsigned>(g_interpreter->inputs_size()),
+                        static_cast<unsigned>(g_interpreter->outputs_size()), count, count);
+  }
+  int status = CheckStreamTensor("input", 0, g_interpreter->input(0), TypeOf(StreamSample{}),
+                                 kStreamFeatures * sizeof(StreamSample));
+  if (status == kRunnerOk) {
+    status = CheckStreamTensor("output", 0, g_interpreter->output(0), TypeOf(StreamEmission{}),
+                               kStreamClasses * sizeof(StreamEmission));
+  }
+  for (int i = 0; status == kRunnerOk && i < kStateCount; ++i) {
+    const TfLiteTensor* in = g_interpreter->input(1 + i);
+    const TfLiteTensor* out = g_interpreter->output(1 + i);
+    status = CheckStreamTensor("input", 1 + i, in, TypeOf(StreamState{}), kStateBytes[i]);
+    if (status == kRunnerOk) status = CheckStreamTensor("output", 1 + i, out, TypeOf(StreamState{}), kStateBytes[i]);
+    if (status == kRunnerOk &&
+        (in->params.scale != out->params.scale || in->params.zero_point != out->params.zero_point)) {
+      status = output_error(kRunnerShapeMismatch, "state %d is quantized differently as output and input", i);
+    }
+  }
+  return status;
+}
+#endif
 
 #ifdef TINYLOC_ARENA_SEARCH
 // Probe builds only (tinyloc deploy's first run): the smallest arena AllocateTensors accepts,
@@ -259,16 +321,26 @@ extern "C" int runner_init(void) {
     return output_error(kRunnerInitFailed, "AllocateTensors failed again after the arena search");
   }
 #endif
-  if (g_interpreter->inputs_size() != 1 || g_interpreter->outputs_size() != 1) {
-    return output_error(kRunnerShapeMismatch, "model has %u inputs and %u outputs, the harness expects 1 and 1",
-                        static_cast<unsigned>(g_interpreter->inputs_size()),
-                        static_cast<unsigned>(g_interpreter->outputs_size()));
-  }
-  status = CheckTensor("input", g_interpreter->input(0), kFeatures, kInputScale, kInputZeroPoint);
-  if (status != kRunnerOk) return status;
-  return CheckTensor("output", g_interpreter->output(0), kClasses, kOutputScale, kOutputZeroPoint);
+  return CheckInputsAndOutputs();
 }
 
+#ifdef TINYLOC_STREAMING
+extern "C" int runner_invoke_io(const int8_t* const* inputs, int8_t* const* outputs) {
+  if (g_interpreter == nullptr) return output_error(kRunnerInitFailed, "runner_invoke_io before runner_init");
+  for (unsigned i = 0; i < g_interpreter->inputs_size(); ++i) {
+    TfLiteTensor* tensor = g_interpreter->input(i);
+    memcpy(tensor->data.raw, inputs[i], tensor->bytes);
+  }
+  if (g_interpreter->Invoke() != kTfLiteOk) {
+    return output_error(kRunnerInvokeFailed, "Invoke failed (see the TFLM log on stderr)");
+  }
+  for (unsigned i = 0; i < g_interpreter->outputs_size(); ++i) {
+    const TfLiteTensor* tensor = g_interpreter->output(i);
+    memcpy(outputs[i], tensor->data.raw, tensor->bytes);
+  }
+  return kRunnerOk;
+}
+#else
 extern "C" int runner_invoke(const int8_t* input, int8_t* output) {
   if (g_interpreter == nullptr) return output_error(kRunnerInitFailed, "runner_invoke before runner_init");
   memcpy(g_interpreter->input(0)->data.int8, input, kSteps * kFeatures);
@@ -278,6 +350,7 @@ extern "C" int runner_invoke(const int8_t* input, int8_t* output) {
   memcpy(output, g_interpreter->output(0)->data.int8, kSteps * kClasses);
   return kRunnerOk;
 }
+#endif
 
 extern "C" size_t runner_arena_used(void) {
   return g_interpreter != nullptr ? g_interpreter->arena_used_bytes() : 0;

@@ -179,7 +179,7 @@ def _deploy_streaming(args) -> int:
     from tinyloc_tf.deployment.streaming_firmware import deploy_streaming
 
     window_only = {"--windows": args.windows, "--crf": args.crf, "--arena-bytes": args.arena_bytes,
-                   "--kernels": args.kernels, "--debug": args.debug or None,
+                   "--debug": args.debug or None,
                    "--profile": args.profile or None, "--tables": args.tables or None}
     given = [name for name, value in window_only.items() if value is not None]
     if given:
@@ -189,7 +189,7 @@ def _deploy_streaming(args) -> int:
         report = deploy_streaming(args.tflite, target=args.target, ram_kb=args.ram_kb, backend=args.backend,
                                   data_dir=args.data, split=args.split, stream=args.stream, samples=args.samples,
                                   method=args.decoder, lag=args.lag, out_dir=args.build_dir,
-                                  stack_bytes=args.stack_bytes)
+                                  stack_bytes=args.stack_bytes, kernels=args.kernels)
     except (RamBudgetError, FirmwareError) as exc:
         return _failed(exc)
     return _print_report(report, args.json_out)

@@ -158,9 +158,6 @@ def inspect_tflite(buf: bytes, where: str = "model") -> ModelInfo:
     out_shape, out_scale, out_zp = _tensor_io(fb, fb.outputs[0], "output")
     if in_shape[1] != out_shape[1]:
         raise TinylocError(f"{where}: input has {in_shape[1]} steps but output {out_shape[1]}")
-    # A custom operator registers under its custom code (TFLite_Detection_PostProcess ->
-    # AddDetectionPostprocess), a builtin one under its name.
-    ops = {name.removeprefix("CUSTOM:") for name in fb.opcode_names()}
     return ModelInfo(
         steps=in_shape[1],
         features=in_shape[2],
@@ -169,12 +166,23 @@ def inspect_tflite(buf: bytes, where: str = "model") -> ModelInfo:
         input_zero_point=in_zp,
         output_scale=out_scale,
         output_zero_point=out_zp,
-        ops=sorted(ops),
-        int8_ops=sorted(int8_only_ops(fb)),
-        schema_version=int(fb.model.version),
-        model_bytes=len(buf),
-        sha256=hashlib.sha256(buf).hexdigest(),
+        **operator_fields(fb),
     )
+
+
+def operator_fields(fb: Flatbuffer) -> dict:
+    """The :class:`ModelInfo` fields that the op resolver and the flatbuffer array need, for any
+    graph (the streaming step model too): operators, int8-only ones, schema, size, digest."""
+    # A custom operator registers under its custom code (TFLite_Detection_PostProcess ->
+    # AddDetectionPostprocess), a builtin one under its name.
+    ops = {name.removeprefix("CUSTOM:") for name in fb.opcode_names()}
+    return {
+        "ops": sorted(ops),
+        "int8_ops": sorted(int8_only_ops(fb)),
+        "schema_version": int(fb.model.version),
+        "model_bytes": len(fb.buf),
+        "sha256": hashlib.sha256(fb.buf).hexdigest(),
+    }
 
 
 # --------------------------------------------------------------------------- what goes with it

@@ -501,12 +501,12 @@ def check_run(result: Run, arena_needed: int | None = None) -> dict:
 
 
 def _probe_arena(gen: Path, spec: Target, build_dir: Path, stack_bytes: int, heap_bytes: int,
-                 kernels: str, build_type: str, tables: bool = False) -> tuple[int, int]:
+                 kernels: str, build_type: str, tables: bool = False, harness: str = "window") -> tuple[int, int]:
     """Smallest TFLM arena on ``spec`` (bisected on the target) and the stack the run used."""
     probe = build(gen, spec.name, spec.ram_max_bytes // 1024, spec.probe_arena_bytes, build_dir, "tflm",
                   stack_bytes=stack_bytes, heap_bytes=heap_bytes, defines=["TINYLOC_ARENA_SEARCH"],
-                  kernels=kernels, build_type=build_type, tables=tables)
-    result = run(probe.elf, spec.name)
+                  kernels=kernels, build_type=build_type, tables=tables, harness=harness)
+    result = run(probe.elf, spec.name, timeout=900.0)
     summary = check_run(result)
     search = next((r for r in result.records if r.get("event") == "arena_search"), None)
     if search is None:

@@ -7,11 +7,17 @@
 The exporter writes the stream and what the host expects of it (``GEN_DIR``):
 
 ==================  ==========================================================================
-stream_data.h       geometry, state tensors (bytes, zero points), output quantization, decoder
+stream_data.h       geometry, tensor element types, state tensors (bytes, zero points), output
+                    quantization, decoder
 stream_settings.cc  CRF transitions and start scores, state sizes and zero points
-test_stream.cc      the int8 samples, host TFLM's int8 emissions and the Python decoder's path
+test_stream.cc      the quantized samples, host TFLM's emissions and the Python decoder's path
 test_stream.npz     the same arrays plus the labels, for the host side of the report
+model_data.cc ...   the flatbuffer, its op resolver and activation tables (``export_c.model_sources``),
+                    for the TFLM backend
 ==================  ==========================================================================
+
+The step model's tensors are int8, or int16 for an int16x8 model (``convert --streaming
+--quant int16x8``, TFLM backend only: the AOT compiler takes int8).
 
 The firmware (``tflm_app/src/streaming_main.cc``, ``make HARNESS=streaming``) runs the stream
 from a zero state, copying each state output back to its input byte for byte as
@@ -32,7 +38,9 @@ from tinyloc_tf.errors import TinylocError
 
 STREAM_SOURCES = ("stream_data.h", "stream_settings.cc", "test_stream.cc")
 #: Backends that implement src/streaming_runner.h.
-STREAMING_BACKENDS = ("aot",)
+STREAMING_BACKENDS = ("aot", "tflm")
+#: numpy dtype -> C type of the step model's tensors the harness takes.
+C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t"}
 
 
 def pick_stream(data_dir, split: str = "test", stream: int | None = None, samples: int | None = None):
@@ -57,7 +65,9 @@ def pick_stream(data_dir, split: str = "test", stream: int | None = None, sample
 def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: int | None = None,
                   samples: int | None = None, method: str = "viterbi", lag: int = 10) -> dict:
     """Write the firmware's stream sources into ``out_dir``; returns the manifest."""
-    from tinyloc_tf.deployment.export_c import _array_body, _header, _hexfloat, _write_text
+    from tinyloc_tf.compression.flatbuffer import read_model
+    from tinyloc_tf.deployment.export_c import (ModelInfo, _array_body, _header, _hexfloat, _write_text,
+                                                model_sources, operator_fields)
     from tinyloc_tf.deployment.host import _check_data_matches, dequantize, model_bytes, quantize
     from tinyloc_tf.deployment.streaming import StreamRunner
     from tinyloc_tf.models.online_decoding import METHODS, decode_stream
@@ -79,8 +89,10 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     start = np.asarray(crf["start"], np.float32)
     sample_io, emission_io, states = runner.inputs[0], runner.outputs[0], runner.inputs[1:]
     for io in [sample_io, emission_io, *states]:
-        if io.dtype != np.int8:
-            raise TinylocError(f"{tflite_path}: the firmware runs int8 step models; a tensor is {io.dtype}")
+        if io.dtype not in C_TYPES or not io.quantized:
+            raise TinylocError(f"{tflite_path}: the firmware runs int8 or int16 step models; a tensor is {io.dtype}")
+    if len({io.dtype for io in states}) > 1:
+        raise TinylocError(f"{tflite_path}: the state tensors have different types; the firmware takes one")
     features, classes = int(sample_io.shape[-1]), int(emission_io.shape[-1])
     if transitions.shape != (classes, classes):
         raise TinylocError(f"{tflite_path}: CRF transitions {transitions.shape} for {classes} classes")
@@ -89,12 +101,18 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     emissions_q, _ = runner.run(X)
     emissions_q = emissions_q.reshape(len(X), classes)
     host_path = decode_stream(dequantize(emissions_q, emission_io), transitions, start, method, lag)
-    state_bytes = [int(np.prod(io.shape)) for io in states]
+    state_type = C_TYPES[states[0].dtype] if states else "int8_t"
+    state_bytes = [int(np.prod(io.shape)) * io.dtype.itemsize for io in states]
     state_zero = [int(io.zero_point) for io in states]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     header = _header("stream_data.h", "\n".join([
+        "// Element types of the step model's tensors (the runner moves their bytes).",
+        f"using StreamSample = {C_TYPES[sample_io.dtype]};",
+        f"using StreamEmission = {C_TYPES[emission_io.dtype]};",
+        f"using StreamState = {state_type};",
+        "",
         f"constexpr int kStreamSamples = {len(X)};",
         f"constexpr int kStreamFeatures = {features};",
         f"constexpr int kStreamClasses = {classes};",
@@ -107,38 +125,43 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
         f"constexpr int kDecoderLag = {0 if method == 'filter' else int(lag)};",
         "",
         "extern const int32_t kStateBytes[kStateCount];",
-        "extern const int8_t kStateZeroPoint[kStateCount];",
+        "extern const StreamState kStateZeroPoint[kStateCount];",
         "extern const float kCrfTransitions[kStreamClasses * kStreamClasses];  // [prev * K + next]",
         "extern const float kCrfStart[kStreamClasses];",
         "",
         "// The recorded stream and what host TFLM and the Python decoder made of it.",
-        "extern const int8_t kStreamInput[kStreamSamples * kStreamFeatures];",
-        "extern const int8_t kHostEmissions[kStreamSamples * kStreamClasses];",
+        "extern const StreamSample kStreamInput[kStreamSamples * kStreamFeatures];",
+        "extern const StreamEmission kHostEmissions[kStreamSamples * kStreamClasses];",
         "extern const uint8_t kHostPath[kStreamSamples];",
         "",
     ]))
     settings = "\n".join([
         '#include "stream_data.h"', "",
         f"const int32_t kStateBytes[kStateCount] = {{\n{_array_body(state_bytes)}\n}};",
-        f"const int8_t kStateZeroPoint[kStateCount] = {{\n{_array_body(state_zero)}\n}};",
+        f"const StreamState kStateZeroPoint[kStateCount] = {{\n{_array_body(state_zero)}\n}};",
         f"const float kCrfTransitions[kStreamClasses * kStreamClasses] = {{\n{_array_body(transitions, _hexfloat, 6)}\n}};",
         f"const float kCrfStart[kStreamClasses] = {{\n{_array_body(start, _hexfloat, 6)}\n}};", "",
     ])
     data = "\n".join([
         '#include "stream_data.h"', "",
-        f"const int8_t kStreamInput[kStreamSamples * kStreamFeatures] = {{\n{_array_body(inputs_q)}\n}};",
-        f"const int8_t kHostEmissions[kStreamSamples * kStreamClasses] = {{\n{_array_body(emissions_q)}\n}};",
+        f"const StreamSample kStreamInput[kStreamSamples * kStreamFeatures] = {{\n{_array_body(inputs_q)}\n}};",
+        f"const StreamEmission kHostEmissions[kStreamSamples * kStreamClasses] = {{\n{_array_body(emissions_q)}\n}};",
         f"const uint8_t kHostPath[kStreamSamples] = {{\n{_array_body(host_path)}\n}};", "",
     ])
     manifest_path = out / "stream_manifest.json"
     manifest_path.unlink(missing_ok=True)
-    for name, text in zip(STREAM_SOURCES, (header, settings, data)):
+    sources = dict(zip(STREAM_SOURCES, (header, settings, data)))
+    sources.update(model_sources(buf, ModelInfo(
+        steps=1, features=features, classes=classes, input_scale=sample_io.scale,
+        input_zero_point=sample_io.zero_point, output_scale=emission_io.scale,
+        output_zero_point=emission_io.zero_point, **operator_fields(read_model(buf)))))
+    for name, text in sources.items():
         _write_text(out / name, text)
     np.savez(out / "test_stream.npz", inputs=inputs_q, host_emissions=emissions_q, host_path=host_path,
              labels=np.asarray(y, np.int32))
     manifest = {"model": str(tflite_path), "data": str(data_dir), "split": split, "stream": index,
                 "samples": int(len(X)), "decoder": method, "lag": 0 if method == "filter" else int(lag),
-                "state_bytes": int(sum(state_bytes)), "files": [*STREAM_SOURCES, "test_stream.npz"]}
+                "state_bytes": int(sum(state_bytes)), "files": [*sources, "test_stream.npz"]}
     # The manifest goes last: its presence marks a complete export.
     _write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -147,20 +170,30 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
 def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64, backend: str = "aot", data_dir=None,
                      split: str = "test", stream: int | None = None, samples: int | None = None,
                      method: str = "viterbi", lag: int = 10, out_dir=None, stack_bytes: int | None = None,
-                     heap_bytes: int | None = None, progress: bool = True, timeout: float = 600.0) -> dict:
-    """Export, build and run a step model over one recorded stream on ``target``; the report."""
+                     heap_bytes: int | None = None, progress: bool = True, timeout: float = 600.0,
+                     kernels: str | None = None) -> dict:
+    """Export, build and run a step model over one recorded stream on ``target``; the report.
+
+    ``backend``: ``aot`` (the compiled C, int8 models) or ``tflm`` (TFLM's interpreter with
+    ``kernels``, int8 or int16x8 models; its arena is measured on the target first).
+    """
     from tinyloc_tf.deployment import firmware as fw
 
     if backend not in STREAMING_BACKENDS:
-        raise TinylocError(f"--streaming runs with --backend {' or '.join(STREAMING_BACKENDS)}; "
-                           f"the {backend} runner takes one input and one output")
+        raise TinylocError(f"--streaming runs with --backend {' or '.join(STREAMING_BACKENDS)}, not {backend}")
     if data_dir is None:
         raise TinylocError("--streaming needs --data: the prepared dataset whose stream the firmware replays")
     spec = get_target(target)
     fw.require_tools(target)
     stack_bytes = fw.DEFAULT_STACK_BYTES if stack_bytes is None else int(stack_bytes)
     heap_bytes = fw.DEFAULT_HEAP_BYTES if heap_bytes is None else int(heap_bytes)
-    steps = ["export", "aot compile", "build", "run"]
+    if backend == "tflm":
+        fw.tflm_root()  # fail before the export when there is no TFLM
+        kernels = kernels or fw.default_kernels(target)
+        fw._check_choice("kernel set", kernels, fw.KERNELS)
+    elif kernels is not None:
+        raise TinylocError("--kernels picks TFLM's kernels; the aot backend has its own")
+    steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"]
     step = fw.StepBar(steps, f"deploy --streaming {target}/{backend}", progress)
 
     with tempfile.TemporaryDirectory(prefix="tinyloc-deploy-") as tmp:
@@ -170,10 +203,15 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
         try:
             manifest = export_stream(tflite_path, gen, data_dir, split, stream, samples, method, lag)
             step("export")
-            runner_srcs, runner_cppflags = fw._aot_runner(Path(tflite_path), work / "aot")
-            step("aot compile")
-            firmware = fw.build(gen, target, ram_kb, 16, work / "build", backend, runner_srcs, runner_cppflags,
-                                stack_bytes=stack_bytes, heap_bytes=heap_bytes, harness="streaming")
+            runner_srcs, runner_cppflags, arena = (), "", 16
+            if backend == "aot":
+                runner_srcs, runner_cppflags = fw._aot_runner(Path(tflite_path), work / "aot")
+            else:
+                arena, _ = fw._probe_arena(gen, spec, work / "probe", stack_bytes, heap_bytes, kernels, "release",
+                                           harness="streaming")
+            step(steps[1])
+            firmware = fw.build(gen, target, ram_kb, arena, work / "build", backend, runner_srcs, runner_cppflags,
+                                stack_bytes=stack_bytes, heap_bytes=heap_bytes, harness="streaming", kernels=kernels)
             step("build")
             result = fw.run(firmware.elf, target, timeout=timeout)
             summary = fw.check_run(result)
@@ -202,6 +240,7 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
         "target": target,
         "board": spec.board if emulator in ("qemu", "renode") else emulator,
         "backend": backend,
+        "kernels": kernels,
         "ram_kb": int(ram_kb),
         "stream": {k: manifest[k] for k in ("data", "split", "stream", "samples")},
         "decoder": manifest["decoder"],
@@ -213,7 +252,8 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
         "path_agreement": float(np.mean(path == expected["host_path"])),
         "path_agreement_firmware_count": summary["path_equal"] / max(summary["decisions"], 1),
         **fw._scores(labels, path),
-        "arena_bytes": int(summary["arena_used_bytes"]),
+        # TFLM: the smallest arena AllocateTensors accepts (what the build reserved); AOT: its plan.
+        "arena_bytes": arena if backend == "tflm" else int(summary["arena_used_bytes"]),
         "state_bytes": int(summary["state_bytes"]),
         **firmware.sizes,
         "flash_breakdown": firmware.flash_breakdown,
