@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Benchmark the shipped models on the emulated Cortex-M boards: TFLM (reference kernels, CMSIS-NN
-kernels, CMSIS-NN with table activations) against the AOT-compiled C, and write the tables.
+kernels, CMSIS-NN with tinyloc's optimisations) against the AOT-compiled C, and write the tables.
 
     TFLM_ROOT=... TINYLOC_RENODE=... .venv/bin/python scripts/measure_firmware.py \
         --out docs/results/firmware --readme README.md
 
 For every model (default: every models/*/*.tflite, each with its model card) x target (m55 and
-m4 on QEMU, stm32l4 on Renode) x runtime (tflm-reference, tflm-cmsis-nn, tflm-cmsis-nn+tables:
-`deploy --tables`, aot) it runs
+m4 on QEMU, stm32l4 on Renode) x runtime (tflm-reference, tflm-cmsis-nn, tflm-cmsis-nn+optimized:
+`deploy --optimize`, aot) it runs
 `tinyloc deploy` (tinyloc_tf.deployment.firmware.deploy, release build) with the card's RAM
 budget on --windows test windows of the card's data, and writes
 
@@ -42,15 +42,15 @@ from tinyloc_tf.deployment.targets import target_names
 from tinyloc_tf.errors import TinylocError
 
 REPO = Path(__file__).resolve().parents[1]
-RUNTIMES = {  # name: (backend, TFLM kernels, activation tables)
+RUNTIMES = {  # name: (backend, TFLM kernels, tinyloc's optimisations: deploy --optimize)
     "tflm-reference": ("tflm", "reference", False),
     "tflm-cmsis-nn": ("tflm", "cmsis-nn", False),
-    "tflm-cmsis-nn+tables": ("tflm", "cmsis-nn", True),
+    "tflm-cmsis-nn+optimized": ("tflm", "cmsis-nn", True),
     "aot": ("aot", None, False),
 }
 #: The README's short names of the runtimes.
 RUNTIME_TITLES = {"tflm-reference": "TFLM reference", "tflm-cmsis-nn": "TFLM CMSIS-NN",
-                  "tflm-cmsis-nn+tables": "TFLM CMSIS-NN + tables", "aot": "AOT"}
+                  "tflm-cmsis-nn+optimized": "TFLM CMSIS-NN optimized", "aot": "AOT"}
 README_BEGIN, README_END = "<!-- device-table:begin -->", "<!-- device-table:end -->"
 #: The part class the paper targets (its Table 1): what "fits" means in the tables.
 PART_FLASH_BYTES, PART_RAM_BYTES = 128 * 1024, 32 * 1024
@@ -86,7 +86,7 @@ def measure(models, targets, runtimes, windows, data_for, lto, command, profile=
     jobs = [(m, t, r) for m in models for t in targets for r in runtimes]
     for model, target, runtime in tqdm(jobs, desc="deploy", unit="run"):
         card = json.loads(model.with_suffix(".json").read_text())
-        backend, kernels, tables = RUNTIMES[runtime]
+        backend, kernels, optimize = RUNTIMES[runtime]
         row = {"model": str(model.relative_to(REPO)) if model.is_relative_to(REPO) else str(model),
                "model_sha256": _sha256(model), "dataset": card["dataset"], "budget_kb": card["budget_kb"],
                "target": target, "runtime": runtime, "measured_with": command}
@@ -100,7 +100,7 @@ def measure(models, targets, runtimes, windows, data_for, lto, command, profile=
         try:
             report = fw.deploy(model, target=target, ram_kb=card["budget_kb"], backend=backend, data_dir=data,
                                windows=windows, kernels=kernels, lto=lto, progress=False,
-                               profile=profile and backend == "tflm", tables=tables)
+                               profile=profile and backend == "tflm", optimize=optimize)
             rows.append({**row, **report, "model": row["model"], "windows_requested": windows})
         except TinylocError as exc:
             rows.append({**row, "error": str(exc)})
@@ -302,9 +302,11 @@ def write_outputs(rows, out: Path, readme: Path | None) -> None:
         "# Shipped models on the emulated Cortex-M boards: TFLM (reference, CMSIS-NN) vs AOT", "",
         "Runtimes: `tflm-reference` = TFLM's portable kernels; `tflm-cmsis-nn` = TFLM's CMSIS-NN kernels (Helium on "
         "the M55, the DSP extension on the M4), TFLM's reference kernels for the operators CMSIS-NN lacks; "
-        "`tflm-cmsis-nn+tables` = the same, with int8 LOGISTIC and TANH answered from 256-entry tables that the host "
-        "TFLM computes (`tinyloc deploy --tables`, `tflm_app/src/table_kernel.cc`; CMSIS-NN has no int8 kernel for "
-        "either); `aot` = the model compiled to C by `tinyloc compile`.", "",
+        "`tflm-cmsis-nn+optimized` = the same with tinyloc's bit-exact optimisations (`tinyloc deploy --optimize`): "
+        "int8 LOGISTIC and TANH answered from 256-entry tables (`tflm_app/src/table_kernel.cc`; CMSIS-NN has no int8 "
+        "kernel for either) and single-row fully connected layers given a 2-D output, which CMSIS-NN runs with "
+        "`arm_fully_connected_s8` (`tinyloc_tf/deployment/graph_rewrite.py`); `aot` = the model compiled to C by "
+        "`tinyloc compile`.", "",
         "Made with (TFLM libraries from `scripts/get_tflm.sh`, Renode from `scripts/get_renode.sh`, data prepared "
         "as each model card records; each row of the JSON files names its command):", "", "```", *commands, "```", "",
         "m55 = Cortex-M55 on QEMU mps3-an547, m4 = Cortex-M4F on QEMU mps2-an386, stm32l4 = Cortex-M4F "

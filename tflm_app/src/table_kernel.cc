@@ -9,7 +9,7 @@
 namespace {
 
 struct TableOpData {
-  const int8_t* by_value;  // the table's entry for input 0: by_value[q] for q in [-128, 127]
+  const int8_t* table;  // indexed by the input's bit pattern: table[(uint8_t)q]
 };
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -41,18 +41,18 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (input != nullptr) micro_context->DeallocateTempTfLiteTensor(input);
   if (output != nullptr) micro_context->DeallocateTempTfLiteTensor(output);
   if (table == nullptr) return kTfLiteError;  // not a node the tables were exported for
-  static_cast<TableOpData*>(node->user_data)->by_value = table->values + 128;
+  static_cast<TableOpData*>(node->user_data)->table = table->values;
   return kTfLiteOk;
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  const int8_t* by_value = static_cast<const TableOpData*>(node->user_data)->by_value;
+  const int8_t* table = static_cast<const TableOpData*>(node->user_data)->table;
   const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
   TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
   const int count = tflite::micro::GetTensorShape(input).FlatSize();
   const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
   int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
-  for (int i = 0; i < count; ++i) out[i] = by_value[in[i]];
+  for (int i = 0; i < count; ++i) out[i] = table[static_cast<uint8_t>(in[i])];
   return kTfLiteOk;
 }
 

@@ -1,8 +1,8 @@
 // int8 activations as 256-entry lookup tables (make TABLES=1; `tinyloc deploy --tables`).
 //
 // TFLM computes int8 LOGISTIC and TANH per element in fixed point, and CMSIS-NN has no int8
-// kernel for either. Each node's output is a function of its input value alone, so the host
-// runs TFLM's own kernel over the 256 input values (tinyloc_tf/deployment/op_tables.py) and
+// kernel for either. Each node's output is a function of its input value alone, so the export
+// evaluates TFLM's arithmetic on the 256 input values (tinyloc_tf/deployment/op_tables.py) and
 // the firmware looks the answer up: bit-exact with TFLM, one load per element.
 #ifndef TINYLOC_TABLE_KERNEL_H_
 #define TINYLOC_TABLE_KERNEL_H_
@@ -11,7 +11,7 @@
 
 #include "tensorflow/lite/micro/micro_common.h"
 
-// One table of the model (generated model_tables.cc): values[q + 128] answers input q.
+// One table of the model (generated model_tables.cc): values[(uint8_t)q] answers input q.
 struct ActivationTable {
   int op;  // tflite::BuiltinOperator
   float input_scale;

@@ -49,9 +49,10 @@ def register(subparsers) -> None:
                    "scripts/get_tflm.sh built its library)")
     p.add_argument("--debug", action="store_true",
                    help="link TFLM's debug library, which logs why a model fails (get_tflm.sh --debug)")
-    p.add_argument("--tables", action="store_true",
-                   help="tflm backend: int8 LOGISTIC and TANH from 256-entry lookup tables that the host "
-                   "TFLM computes (bit-exact; CMSIS-NN has no kernel for either)")
+    p.add_argument("--optimize", action="store_true",
+                   help="tflm backend: tinyloc's bit-exact optimisations for TFLM's kernels: int8 LOGISTIC "
+                   "and TANH from 256-entry tables the host TFLM computes, single-row fully connected "
+                   "layers as 2-D (docs/firmware.md)")
     p.add_argument("--profile", action="store_true",
                    help="tflm backend: also run a build that times every operator type, and add the "
                    "instructions per operator (op_profile) to the report")
@@ -141,7 +142,7 @@ def _deploy(args) -> int:
             kernels=args.kernels,
             build_type="debug" if args.debug else "release",
             profile=args.profile,
-            tables=args.tables,
+            optimize=args.optimize,
         )
     except (RamBudgetError, FirmwareError) as exc:
         return _failed(exc)
@@ -180,7 +181,7 @@ def _deploy_streaming(args) -> int:
 
     window_only = {"--windows": args.windows, "--crf": args.crf, "--arena-bytes": args.arena_bytes,
                    "--debug": args.debug or None,
-                   "--profile": args.profile or None, "--tables": args.tables or None}
+                   "--profile": args.profile or None, "--optimize": args.optimize or None}
     given = [name for name, value in window_only.items() if value is not None]
     if given:
         raise TinylocError(f"{', '.join(given)} apply to window models, not to --streaming")

@@ -585,8 +585,13 @@ def export_c(
     split: str = "test",
     crf_file: str | os.PathLike | None = None,
     seed: int = 0,
+    optimize: bool = False,
 ) -> dict:
     """Export ``tflite_path`` with ``windows`` test windows into ``out_dir``; returns the manifest.
+
+    With ``optimize`` the firmware gets the graph after :mod:`tinyloc_tf.deployment.graph_rewrite`
+    (same arithmetic, layouts TFLM's optimised kernels run faster); the expected emissions still
+    come from the original model.
 
     With ``data_dir`` (a prepared dataset matching the model) the windows are real windows of
     ``split``, spread evenly over it, with their labels. Without, they are uniform random
@@ -655,5 +660,12 @@ def export_c(
         input_table=from_dbm[0] if from_dbm else None,
         input_dbm=from_dbm[1] if from_dbm else None,
     )
-    out = write_sources(out_dir, buf, info, data, manifest)
+    device_buf, device_info = buf, info
+    if optimize:
+        from tinyloc_tf.deployment.graph_rewrite import single_row_fully_connected_2d
+
+        device_buf, rewritten = single_row_fully_connected_2d(buf)
+        device_info = inspect_tflite(device_buf, str(path))
+        manifest["graph_rewrites"] = {"single_row_fully_connected_2d": rewritten}
+    out = write_sources(out_dir, device_buf, device_info, data, manifest)
     return json.loads((out / "manifest.json").read_text())

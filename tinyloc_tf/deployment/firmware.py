@@ -617,14 +617,16 @@ def deploy(
     build_type: str = "release",
     lto: bool = False,
     profile: bool = False,
-    tables: bool = False,
+    optimize: bool = False,
 ) -> dict:
     """Export, build and run ``tflite_path`` on ``target`` within ``ram_kb``; the JSON report.
 
     ``profile`` (TFLM backend): a second build that times every operator type adds
     ``op_profile`` (:func:`op_profile`) to the report; the report's other numbers come from the
-    build without the timer reads. ``tables`` (TFLM backend): int8 LOGISTIC and TANH answered from
-    lookup tables computed by the host TFLM (:mod:`tinyloc_tf.deployment.op_tables`).
+    build without the timer reads. ``optimize`` (TFLM backend): tinyloc's bit-exact optimisations
+    for TFLM's kernels: int8 LOGISTIC and TANH answered from lookup tables computed by the host
+    TFLM (:mod:`tinyloc_tf.deployment.op_tables`) and single-row fully connected layers made 2-D
+    (:mod:`tinyloc_tf.deployment.graph_rewrite`).
 
     ``arena_bytes`` forces the TFLM arena (default: what the probe run measured), e.g. to see
     the firmware's own too-small-arena failure. ``kernels`` (``cmsis-nn`` / ``reference``,
@@ -647,8 +649,8 @@ def deploy(
         if profile:
             raise TinylocError("--profile times TFLM's kernels; the aot backend has no operators to time "
                                "(its generated C is one function per layer: see `tinyloc compile`)")
-        if tables:
-            raise TinylocError("--tables replaces TFLM's activation kernels; the aot backend has its own")
+        if optimize:
+            raise TinylocError("--optimize rewrites the model for TFLM's kernels; the aot backend has its own")
     steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"] + (["profile"] if profile else [])
     step = StepBar(steps, f"deploy {target}/{backend}", progress)
 
@@ -657,7 +659,8 @@ def deploy(
         work.mkdir(parents=True, exist_ok=True)
         gen = work / "export"
         try:
-            manifest = export_c(tflite_path, gen, data_dir=data_dir, windows=windows, crf_file=crf_file)
+            manifest = export_c(tflite_path, gen, data_dir=data_dir, windows=windows, crf_file=crf_file,
+                                optimize=optimize)
             step("export")
 
             runner, runner_srcs, runner_cppflags = backend, (), ""
@@ -666,14 +669,14 @@ def deploy(
                 runner_srcs, runner_cppflags = _aot_runner(Path(tflite_path), work / "aot")
             else:
                 probe_arena, probe_stack = _probe_arena(gen, spec, work / "probe", stack_bytes, heap_bytes,
-                                                        kernels, build_type, tables)
+                                                        kernels, build_type, optimize)
             step(steps[1])
 
             arena = int(arena_bytes) if arena_bytes is not None else int(probe_arena or 16)
             try:
                 firmware = build(gen, target, ram_kb, arena, work / "build", runner, runner_srcs, runner_cppflags,
                                  stack_bytes=stack_bytes, heap_bytes=heap_bytes, kernels=kernels,
-                                 build_type=build_type, lto=lto, tables=tables)
+                                 build_type=build_type, lto=lto, tables=optimize)
             except RamBudgetError as exc:
                 smaller = _round8(stack_bytes - exc.overflow)
                 if probe_stack is not None and smaller >= probe_stack + STACK_MARGIN_BYTES:
@@ -688,7 +691,7 @@ def deploy(
             if profile:
                 profiled = build(gen, target, ram_kb, arena, work / "profile", runner, stack_bytes=stack_bytes,
                                  heap_bytes=heap_bytes, kernels=kernels, build_type=build_type, lto=lto, profile=True,
-                                 tables=tables)
+                                 tables=optimize)
                 profile_run = run(profiled.elf, target)
                 check_run(profile_run, arena_needed=probe_arena)
                 step("profile")
@@ -707,7 +710,7 @@ def deploy(
             "board": spec.board if emulator in ("qemu", "renode") else emulator,
             "backend": backend,
             "kernels": kernels,
-            "activation_tables": bool(tables),
+            "optimized": bool(optimize),
             "build": build_type,
             "lto": bool(lto),
             "ram_kb": int(ram_kb),
@@ -736,6 +739,8 @@ def deploy(
             "executed_instructions": result.executed_instructions,  # Renode: the whole run
             "emulator": emulator,
         }
+        if optimize:
+            report["graph_rewrites"] = manifest.get("graph_rewrites", {})
         if profile:
             report["op_profile"] = op_profile(profile_run.records, n_windows)
         if summary["heap_used_bytes"] > summary["heap_bytes"]:
