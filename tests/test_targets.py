@@ -110,3 +110,8 @@ def test_the_registry_imports_no_tensorflow():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_helium_is_the_m55_boards_alone():
+    assert get_target("m55").has_helium
+    assert not get_target("m4").has_helium and not get_target("stm32l4").has_helium

@@ -585,13 +585,14 @@ def export_c(
     split: str = "test",
     crf_file: str | os.PathLike | None = None,
     seed: int = 0,
-    optimize: bool = False,
+    rewrite_fully_connected: bool = False,
 ) -> dict:
     """Export ``tflite_path`` with ``windows`` test windows into ``out_dir``; returns the manifest.
 
-    With ``optimize`` the firmware gets the graph after :mod:`tinyloc_tf.deployment.graph_rewrite`
-    (same arithmetic, layouts TFLM's optimised kernels run faster); the expected emissions still
-    come from the original model.
+    With ``rewrite_fully_connected`` the firmware gets the graph after
+    :func:`tinyloc_tf.deployment.graph_rewrite.single_row_fully_connected_2d` (same arithmetic,
+    the layout CMSIS-NN runs faster without Helium); the expected emissions still come from the
+    original model.
 
     With ``data_dir`` (a prepared dataset matching the model) the windows are real windows of
     ``split``, spread evenly over it, with their labels. Without, they are uniform random
@@ -661,7 +662,7 @@ def export_c(
         input_dbm=from_dbm[1] if from_dbm else None,
     )
     device_buf, device_info = buf, info
-    if optimize:
+    if rewrite_fully_connected:
         from tinyloc_tf.deployment.graph_rewrite import single_row_fully_connected_2d
 
         device_buf, rewritten = single_row_fully_connected_2d(buf)

@@ -625,8 +625,9 @@ def deploy(
     ``op_profile`` (:func:`op_profile`) to the report; the report's other numbers come from the
     build without the timer reads. ``optimize`` (TFLM backend): tinyloc's bit-exact optimisations
     for TFLM's kernels: int8 LOGISTIC and TANH answered from lookup tables computed by the host
-    TFLM (:mod:`tinyloc_tf.deployment.op_tables`) and single-row fully connected layers made 2-D
-    (:mod:`tinyloc_tf.deployment.graph_rewrite`).
+    TFLM (:mod:`tinyloc_tf.deployment.op_tables`) and, on a target without Helium, single-row
+    fully connected layers made 2-D (:mod:`tinyloc_tf.deployment.graph_rewrite`; with Helium
+    CMSIS-NN runs the original layout faster).
 
     ``arena_bytes`` forces the TFLM arena (default: what the probe run measured), e.g. to see
     the firmware's own too-small-arena failure. ``kernels`` (``cmsis-nn`` / ``reference``,
@@ -660,7 +661,7 @@ def deploy(
         gen = work / "export"
         try:
             manifest = export_c(tflite_path, gen, data_dir=data_dir, windows=windows, crf_file=crf_file,
-                                optimize=optimize)
+                                rewrite_fully_connected=optimize and not spec.has_helium)
             step("export")
 
             runner, runner_srcs, runner_cppflags = backend, (), ""
@@ -740,7 +741,7 @@ def deploy(
             "emulator": emulator,
         }
         if optimize:
-            report["graph_rewrites"] = manifest.get("graph_rewrites", {})
+            report["graph_rewrites"] = manifest.get("graph_rewrites", {"single_row_fully_connected_2d": 0})
         if profile:
             report["op_profile"] = op_profile(profile_run.records, n_windows)
         if summary["heap_used_bytes"] > summary["heap_bytes"]:

@@ -9,7 +9,9 @@ a FULLY_CONNECTED that keeps its 3-D output (``keep_num_dims``). TFLM's CMSIS-NN
 such a layer, when its depth is a multiple of 4, to ``arm_convolve_1x1_s8_fast`` instead of
 ``arm_fully_connected_s8``; on a Cortex-M4 (DSP extension, no Helium) that path runs a single row
 (T = 1, the UJIIndoorLoc models) at 0.64x of the reference kernel, against 0.11x on the M55.
-The rewrite gives every FULLY_CONNECTED whose output has one row a 2-D output ``[1, units]`` and
+On the M55 (Helium) the 3-D form is the faster one, so ``deploy --optimize`` rewrites for
+targets without Helium only. The rewrite gives every FULLY_CONNECTED whose output has one row a
+2-D output ``[1, units]`` and
 a RESHAPE back to the original tensor, so the rest of the graph is unchanged. Both kernels
 compute the same int8 sums and requantization; the deploy check compares every emission with
 the host TFLM on the original model.

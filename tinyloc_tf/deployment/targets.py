@@ -50,6 +50,10 @@ PROBE_ARENA_BYTES = 256 * 1024
 PROBE_OTHER_RAM_BYTES = 12 * 1024
 
 
+#: TFLM target architectures with Helium (MVE).
+HELIUM_CPUS = ("cortex-m55", "cortex-m85")
+
+
 @dataclass(frozen=True)
 class Target:
     """A board of ``tflm_app/targets/<name>/target.mk``: what the Python side needs of it."""
@@ -65,6 +69,12 @@ class Target:
     directory: Path
     qemu_machine: str = ""
     fvp: str = ""
+
+    @property
+    def has_helium(self) -> bool:
+        """The CPU has Arm's M-profile vector extension (Helium: Cortex-M55, M85), for which
+        CMSIS-NN has its own kernels."""
+        return any(self.tflm_arch.startswith(cpu) for cpu in HELIUM_CPUS)
 
     @property
     def probe_arena_bytes(self) -> int:
