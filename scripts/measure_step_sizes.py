@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Flash and arena of the streaming step model for every Mamba size up to H32L2.
+
+    python scripts/measure_step_sizes.py DATA [--hidden 1 2 4 8 16 32] [--layers 1 2] [--out sizes.json]
+
+Per (hidden, layers) of the paper's Mamba grid (int8-friendly, DATA's features and classes): the
+step model converted to int8 and to int16x8 (``convert_streaming``, calibrated on DATA's training
+streams, with the metadata `tinyloc convert` writes), and its flatbuffer size, operators, tensors, host-TFLM arena and state bytes, and
+whether flash and arena both fit 32 KiB. Sizes depend on the architecture, not on the weights,
+so the models are left untrained (seeded). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BUDGET_BYTES = 32 * 1024
+
+
+def measure(data_dir: Path, hidden, layers, calibration_steps: int) -> list[dict]:
+    import keras
+    from tqdm import tqdm
+
+    from tinyloc_tf.compression.convert import data_metadata
+    from tinyloc_tf.compression.flatbuffer import read_model
+    from tinyloc_tf.compression.streaming import convert_streaming
+    from tinyloc_tf.data import load_prepared
+    from tinyloc_tf.data.streams import split_streams
+    from tinyloc_tf.deployment.host import find_arena_bytes
+    from tinyloc_tf.models import build_model
+
+    dataset = load_prepared(data_dir)
+    streams = [s.X for s in split_streams(dataset.train, name="train")]
+    rows = []
+    for h, n_layers in tqdm([(h, n) for h in hidden for n in layers], desc="step models", unit="model"):
+        keras.utils.set_random_seed(0)
+        tagger = build_model("mamba", features=dataset.num_features, classes=dataset.num_classes, hidden=h,
+                             layers=n_layers, steps=dataset.steps, int8_friendly=True)
+        for quant in ("int8", "int16x8"):
+            result = convert_streaming(tagger, streams, data_metadata(dataset), quant=quant,
+                                       representative_size=calibration_steps)
+            fb = read_model(result.tflite)
+            arena = find_arena_bytes(result.tflite)
+            rows.append({
+                "hidden": h, "layers": n_layers, "quant": quant, "params": int(tagger.count_params()),
+                "flash_bytes": len(result.tflite), "arena_bytes": arena, "operators": len(fb.operators),
+                "tensors": len(fb.tensors), "state_bytes": result.report["state_bytes"],
+                "fits_32kb": len(result.tflite) <= BUDGET_BYTES and arena <= BUDGET_BYTES,
+            })
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path, help="prepared in-home dataset (features, classes, training streams)")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--calibration-steps", type=int, default=256)
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    rows = measure(args.data, args.hidden, args.layers, args.calibration_steps)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    print("| model | params | step model | flash B | B / param | TFLM arena B | operators | tensors | state B | fits 32 KiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| H{r['hidden']}L{r['layers']} | {r['params']:,} | {r['quant']} | {r['flash_bytes']:,} | "
+              f"{r['flash_bytes'] / r['params']:.1f} | {r['arena_bytes']:,} | {r['operators']} | {r['tensors']} | "
+              f"{r['state_bytes']:,} | {'yes' if r['fits_32kb'] else 'no'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
