@@ -282,6 +282,21 @@ def test_convert_and_evaluate_streaming_commands(stream_data, tmp_path_factory, 
     assert 0.0 <= report["decoders"]["viterbi_lag3"]["macro_f1"] <= 1.0
     assert report["float_agreement"]["argmax"] > 0.8
 
+    # A reset schedule: the state goes back to zero every N samples, exactly as N-sample pieces.
+    from tinyloc_tf.deployment.streaming import StreamRunner
+
+    runner = StreamRunner(out)
+    X = split_streams(stream_data.test, name="test")[0].X
+    raw, _ = runner.run(X, reset_every=40)
+    pieces = np.concatenate([runner.run(X[a : a + 40])[0] for a in range(0, len(X), 40)])
+    np.testing.assert_array_equal(raw, pieces)
+    assert not np.array_equal(raw, runner.run(X)[0])
+    assert main(["evaluate", str(out), "--streaming", "--data", str(stream_data.path), "--reset-every", "40",
+                 "--lags", "3", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["reset_every"] == 40
+    assert main(["evaluate", str(out), "--data", str(stream_data.path), "--reset-every", "40", "--quiet"]) == 2
+    assert "--reset-every applies to --streaming" in capsys.readouterr().err
+
     # int16 activations and state (int8 weights): no float op, and closer to the float step model.
     wide = tmp_path / "step16.tflite"
     assert main(["convert", str(run), "--quant", "int16x8", "--streaming", "--out", str(wide)]) == 0

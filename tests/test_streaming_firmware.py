@@ -129,3 +129,16 @@ def test_tflm_streaming_firmware_is_bit_exact_with_host(quant, kernels, step_tfl
     int8_state = streaming_layout(step_tflite)["state_bytes"]
     assert report["state_bytes"] == (2 if quant == "int16x8" else 1) * int8_state
     assert report["arena_bytes"] > 0 and report["flash_breakdown"]["tflm"] > 10_000
+
+
+def test_streaming_firmware_resets_its_state_on_schedule(step_tflite, stream_data, tmp_path, capsys):
+    """--reset-every N: the firmware zeroes its state before samples N, 2N, ... like the host
+    runner, so it stays bit-exact with the host's emissions computed the same way."""
+    reason = deploy_skip_reason("aot", "m4")
+    if reason:
+        pytest.skip(reason)
+    status, out, err = _deploy([str(step_tflite), "--streaming", "--target", "m4", "--data", str(stream_data.path),
+                                "--samples", "50", "--reset-every", "7", "--lag", "2"], capsys)
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["reset_every"] == 7 and report["emissions_bit_exact"] and report["path_agreement"] == 1.0

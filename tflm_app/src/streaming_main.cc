@@ -51,6 +51,14 @@ int8_t* g_outputs[1 + kStateCount];
 int64_t g_path_equal = 0;
 int64_t g_decisions = 0;
 
+// Zero state: each state input's zero point.
+void reset_state() {
+  for (int i = 0, offset = 0; i < kStateCount; offset += kStateBytes[i], ++i) {
+    StreamState* state = reinterpret_cast<StreamState*>(g_state_in + offset);
+    for (size_t j = 0; j < kStateBytes[i] / sizeof(StreamState); ++j) state[j] = kStateZeroPoint[i];
+  }
+}
+
 void decided(int32_t sample, int32_t room) {
   ++g_decisions;
   g_path_equal += room == kHostPath[sample];
@@ -71,6 +79,7 @@ int main(void) {
       .Int("state_bytes", kStateTotalBytes)
       .Int("decoder_filter", kDecoderFilter)
       .Int("lag", kDecoderLag)
+      .Int("reset_every", kResetEvery)
       .End();
 
   const uint64_t init_start = timing_ticks();
@@ -78,15 +87,14 @@ int main(void) {
   const uint64_t init_ticks = timing_ticks() - init_start;
   if (status != kRunnerOk) return status;  // the runner printed why
 
-  // Zero state: each state input's zero point. Buffers of the runner's arrays.
+  // Buffers of the runner's arrays; the state starts at its zero points.
   g_inputs[0] = reinterpret_cast<const int8_t*>(g_sample);
   g_outputs[0] = reinterpret_cast<int8_t*>(g_emission_q);
   for (int i = 0, offset = 0; i < kStateCount; offset += kStateBytes[i], ++i) {
-    StreamState* state = reinterpret_cast<StreamState*>(g_state_in + offset);
-    for (size_t j = 0; j < kStateBytes[i] / sizeof(StreamState); ++j) state[j] = kStateZeroPoint[i];
     g_inputs[1 + i] = g_state_in + offset;
     g_outputs[1 + i] = g_state_out + offset;
   }
+  reset_state();
 
   ForwardFilter filter;
   FixedLagViterbi viterbi;
@@ -105,6 +113,7 @@ int main(void) {
     memcpy(g_sample, kStreamInput + t * kStreamFeatures, sizeof(g_sample));
 
     const uint64_t start = timing_ticks();
+    if (kResetEvery > 0 && t > 0 && t % kResetEvery == 0) reset_state();  // deploy --reset-every
     const int invoke_status = runner_invoke_io(g_inputs, g_outputs);
     const uint64_t model_ticks = timing_ticks() - start;
     if (invoke_status != kRunnerOk) return invoke_status;

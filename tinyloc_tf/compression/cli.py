@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_int, positive_float
+from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int
 from tinyloc_tf.atomic import check_output, write_atomic
 from tinyloc_tf.errors import TinylocError
 
@@ -62,6 +62,8 @@ def register(subparsers) -> None:
                                "sample, with online decoding (forward filtering, fixed-lag Viterbi)")
     evaluate.add_argument("--lags", type=non_negative_int, nargs="+", default=[0, 5, 10, 20],
                           help="--streaming: fixed-lag Viterbi lags in samples (default 0 5 10 20)")
+    evaluate.add_argument("--reset-every", type=positive_int, metavar="N",
+                          help="--streaming: reset the state to zero every N samples (default never)")
     evaluate.add_argument("--out", type=Path, help="also write the JSON report to this file")
     evaluate.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -125,13 +127,15 @@ def _evaluate(args) -> int:
 
     if args.out is not None:
         check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.data, args.run))
+    if args.reset_every is not None and not args.streaming:
+        raise TinylocError("--reset-every applies to --streaming step models")
     if args.streaming:
         from tinyloc_tf.deployment.streaming import evaluate_streaming
 
         if args.runtime != "tflm" or args.arena_kb is not None:
             raise TinylocError("--streaming evaluates in host TFLM with the arena it needs; drop --runtime / --arena-kb")
         report = evaluate_streaming(args.model, args.data, split=args.split, lags=args.lags, run_dir=args.run,
-                                    progress=not args.quiet and sys.stderr.isatty())
+                                    progress=not args.quiet and sys.stderr.isatty(), reset_every=args.reset_every)
     else:
         report = evaluate_tflite(
             args.model, args.data, split=args.split, runtime=args.runtime,

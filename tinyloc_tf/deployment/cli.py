@@ -70,6 +70,8 @@ def register(subparsers) -> None:
     p.add_argument("--decoder", choices=("viterbi", "filter"), default="viterbi",
                    help="--streaming: fixed-lag Viterbi (default) or forward filtering")
     p.add_argument("--lag", type=int, default=10, help="--streaming: fixed-lag Viterbi's lag in samples (default 10)")
+    p.add_argument("--reset-every", type=positive_int, metavar="N",
+                   help="--streaming: reset the state to zero every N samples (default never)")
     p.set_defaults(handler=_deploy)
 
 
@@ -125,6 +127,8 @@ def _deploy(args) -> int:
     if args.streaming:
         args.backend = args.backend or "aot"
         return _deploy_streaming(args)
+    if args.reset_every is not None:
+        raise TinylocError("--reset-every applies to --streaming step models")
     args.backend = args.backend or "tflm"
     args.windows = default_windows(args.data, args.split, args.windows)
     try:
@@ -190,7 +194,8 @@ def _deploy_streaming(args) -> int:
         report = deploy_streaming(args.tflite, target=args.target, ram_kb=args.ram_kb, backend=args.backend,
                                   data_dir=args.data, split=args.split, stream=args.stream, samples=args.samples,
                                   method=args.decoder, lag=args.lag, out_dir=args.build_dir,
-                                  stack_bytes=args.stack_bytes, kernels=args.kernels)
+                                  stack_bytes=args.stack_bytes, kernels=args.kernels,
+                                  reset_every=args.reset_every)
     except (RamBudgetError, FirmwareError) as exc:
         return _failed(exc)
     return _print_report(report, args.json_out)

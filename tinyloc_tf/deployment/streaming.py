@@ -61,19 +61,31 @@ class StreamRunner:
         self.state = [np.array(self.interpreter.get_output(i)) for i in range(1, len(self.outputs))]
         return np.array(self.interpreter.get_output(0))
 
-    def run(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """A whole stream from a zero state: ``X`` float ``[n, F]`` -> (raw ``[n, K]``, float ``[n, K]``)."""
+    def run(self, X, reset_every: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A whole stream from a zero state: ``X`` float ``[n, F]`` -> (raw ``[n, K]``, float ``[n, K]``).
+
+        ``reset_every``: the state goes back to zero before every ``reset_every``-th sample
+        (samples ``N, 2N, ...``), as the firmware does with ``deploy --reset-every``.
+        """
         from tinyloc_tf.deployment.host import dequantize, quantize
 
         X = np.asarray(X, dtype=np.float32)
         features = self.inputs[0].shape[-1]
         if X.ndim != 2 or X.shape[1] != features:
             raise TinylocError(f"a stream must be [n, {features}] samples, got shape {X.shape}")
+        check_reset_every(reset_every)
         self.reset()
         raw = np.empty((len(X), self.outputs[0].shape[-1]), dtype=self.outputs[0].dtype)
         for t in range(len(X)):
+            if reset_every and t and t % reset_every == 0:
+                self.reset()
             raw[t] = self.step(quantize(X[t : t + 1], self.inputs[0]))[0]
         return raw, dequantize(raw, self.outputs[0])
+
+
+def check_reset_every(reset_every: int | None) -> None:
+    if reset_every is not None and (not isinstance(reset_every, (int, np.integer)) or reset_every < 1):
+        raise TinylocError(f"--reset-every must be a whole number of samples >= 1, got {reset_every!r}")
 
 
 def decoder_names(lags=DEFAULT_LAGS) -> list[tuple[str, str, int]]:
@@ -96,13 +108,14 @@ def score_streams(emissions: list[np.ndarray], streams, crf: dict, class_names: 
 
 
 def evaluate_streaming(model, data, split: str = "test", lags=DEFAULT_LAGS, run_dir=None,
-                       progress: bool = False) -> dict:
+                       progress: bool = False, reset_every: int | None = None) -> dict:
     """Score a step ``.tflite`` on the continuous streams of a prepared split, in host TFLM.
 
     Returns the JSON-ready report ``tinyloc evaluate --streaming`` prints: per decoder
     macro-F1 / accuracy over every sample, flash, arena, operators, state bytes; with
     ``run_dir`` (the training run) also the agreement of the int8 emissions' argmax and
     decoded paths with the float step model over the same whole streams (state drift).
+    ``reset_every``: the state goes back to zero every that many samples (both models).
     """
     from tinyloc_tf.compression.convert import op_counts
     from tinyloc_tf.compression.metadata import metadata_bytes, read_metadata
@@ -121,7 +134,8 @@ def evaluate_streaming(model, data, split: str = "test", lags=DEFAULT_LAGS, run_
         from tqdm import tqdm
 
         iterator = tqdm(streams, desc="tflm streaming", unit="stream", leave=False)
-    emissions = [runner.run(s.X)[1] for s in iterator]
+    check_reset_every(reset_every)
+    emissions = [runner.run(s.X, reset_every)[1] for s in iterator]
     classes = list(meta.get("classes") or dataset.class_names)
     report = {
         "model": None if isinstance(model, (bytes, bytearray, memoryview)) else str(model),
@@ -140,12 +154,13 @@ def evaluate_streaming(model, data, split: str = "test", lags=DEFAULT_LAGS, run_
         "metadata_bytes": metadata_bytes(buf),
         "arena_bytes": find_arena_bytes(buf),
         "state_bytes": runner.layout.get("state_bytes"),
+        "reset_every": reset_every,
         "operators": sum(op_counts(buf).values()),
         "tensors": _tensor_count(buf),
         "decoders": score_streams(emissions, streams, meta["crf"], classes, lags),
     }
     if run_dir is not None:
-        report["float_agreement"] = _float_agreement(run_dir, streams, emissions, meta["crf"], lags)
+        report["float_agreement"] = _float_agreement(run_dir, streams, emissions, meta["crf"], lags, reset_every)
     return report
 
 
@@ -155,7 +170,7 @@ def _tensor_count(buf: bytes) -> int:
     return len(unpack_model(buf).subgraphs[0].tensors)
 
 
-def _float_agreement(run_dir, streams, emissions, crf: dict, lags) -> dict:
+def _float_agreement(run_dir, streams, emissions, crf: dict, lags, reset_every: int | None = None) -> dict:
     """How far the int8 step model drifts from the float one over whole streams."""
     from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.models.mamba_step import build_step_model, run_stream
@@ -164,7 +179,10 @@ def _float_agreement(run_dir, streams, emissions, crf: dict, lags) -> dict:
 
     tagger, _ = load_run(Path(run_dir))
     step = build_step_model(tagger)
-    float_emissions = [run_stream(step, s.X) for s in streams]
+    def pieces(X):
+        return [X] if not reset_every else [X[a : a + reset_every] for a in range(0, len(X), reset_every)]
+
+    float_emissions = [np.concatenate([run_stream(step, p) for p in pieces(s.X)]) for s in streams]
     agreement = {"argmax": float(np.mean(np.concatenate(
         [np.argmax(a, 1) == np.argmax(b, 1) for a, b in zip(emissions, float_emissions)])))}
     span = max(float(np.ptp(np.concatenate(float_emissions))), 1e-12)

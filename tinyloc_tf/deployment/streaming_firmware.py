@@ -63,8 +63,13 @@ def pick_stream(data_dir, split: str = "test", stream: int | None = None, sample
 
 
 def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: int | None = None,
-                  samples: int | None = None, method: str = "viterbi", lag: int = 10) -> dict:
-    """Write the firmware's stream sources into ``out_dir``; returns the manifest."""
+                  samples: int | None = None, method: str = "viterbi", lag: int = 10,
+                  reset_every: int | None = None) -> dict:
+    """Write the firmware's stream sources into ``out_dir``; returns the manifest.
+
+    ``reset_every``: the firmware (and the host expectation) resets the state to zero every that
+    many samples.
+    """
     from tinyloc_tf.compression.flatbuffer import read_model
     from tinyloc_tf.deployment.export_c import (ModelInfo, _array_body, _header, _hexfloat, _write_text,
                                                 model_sources, operator_fields)
@@ -98,7 +103,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
         raise TinylocError(f"{tflite_path}: CRF transitions {transitions.shape} for {classes} classes")
 
     inputs_q = quantize(X, sample_io).reshape(len(X), features)
-    emissions_q, _ = runner.run(X)
+    emissions_q, _ = runner.run(X, reset_every)
     emissions_q = emissions_q.reshape(len(X), classes)
     host_path = decode_stream(dequantize(emissions_q, emission_io), transitions, start, method, lag)
     state_type = C_TYPES[states[0].dtype] if states else "int8_t"
@@ -123,6 +128,8 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
         "// Online decoder: forward filtering (1) or fixed-lag Viterbi with kDecoderLag (0).",
         f"constexpr int kDecoderFilter = {1 if method == 'filter' else 0};",
         f"constexpr int kDecoderLag = {0 if method == 'filter' else int(lag)};",
+        "// The state goes back to its zero points before every kResetEvery-th sample (0: never).",
+        f"constexpr int kResetEvery = {int(reset_every or 0)};",
         "",
         "extern const int32_t kStateBytes[kStateCount];",
         "extern const StreamState kStateZeroPoint[kStateCount];",
@@ -161,6 +168,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
              labels=np.asarray(y, np.int32))
     manifest = {"model": str(tflite_path), "data": str(data_dir), "split": split, "stream": index,
                 "samples": int(len(X)), "decoder": method, "lag": 0 if method == "filter" else int(lag),
+                "reset_every": reset_every,
                 "state_bytes": int(sum(state_bytes)), "files": [*sources, "test_stream.npz"]}
     # The manifest goes last: its presence marks a complete export.
     _write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
@@ -171,7 +179,7 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
                      split: str = "test", stream: int | None = None, samples: int | None = None,
                      method: str = "viterbi", lag: int = 10, out_dir=None, stack_bytes: int | None = None,
                      heap_bytes: int | None = None, progress: bool = True, timeout: float = 600.0,
-                     kernels: str | None = None) -> dict:
+                     kernels: str | None = None, reset_every: int | None = None) -> dict:
     """Export, build and run a step model over one recorded stream on ``target``; the report.
 
     ``backend``: ``aot`` (the compiled C, int8 models) or ``tflm`` (TFLM's interpreter with
@@ -201,7 +209,7 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
         work.mkdir(parents=True, exist_ok=True)
         gen = work / "export"
         try:
-            manifest = export_stream(tflite_path, gen, data_dir, split, stream, samples, method, lag)
+            manifest = export_stream(tflite_path, gen, data_dir, split, stream, samples, method, lag, reset_every)
             step("export")
             runner_srcs, runner_cppflags, arena = (), "", 16
             if backend == "aot":
@@ -245,6 +253,7 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
         "stream": {k: manifest[k] for k in ("data", "split", "stream", "samples")},
         "decoder": manifest["decoder"],
         "lag": manifest["lag"],
+        "reset_every": manifest["reset_every"],
         "emissions_bit_exact": summary["emission_values_equal"] == summary["emission_values"],
         "emission_agreement": summary["emission_values_equal"] / max(summary["emission_values"], 1),
         "emission_max_abs_diff": summary["emission_max_abs_diff"],
