@@ -304,8 +304,9 @@ def write_outputs(rows, out: Path, readme: Path | None) -> None:
         "the M55, the DSP extension on the M4), TFLM's reference kernels for the operators CMSIS-NN lacks; "
         "`tflm-cmsis-nn+optimized` = the same with tinyloc's bit-exact optimisations (`tinyloc deploy --optimize`): "
         "int8 LOGISTIC and TANH answered from 256-entry tables (`tflm_app/src/table_kernel.cc`; CMSIS-NN has no int8 "
-        "kernel for either) and single-row fully connected layers given a 2-D output, which CMSIS-NN runs with "
-        "`arm_fully_connected_s8` (`tinyloc_tf/deployment/graph_rewrite.py`); `aot` = the model compiled to C by "
+        "kernel for either) and, on boards without Helium, single-row fully connected layers given a 2-D output, "
+        "which CMSIS-NN runs with `arm_fully_connected_s8` (`tinyloc_tf/deployment/graph_rewrite.py`); `aot` = the "
+        "model compiled to C by "
         "`tinyloc compile`.", "",
         "Made with (TFLM libraries from `scripts/get_tflm.sh`, Renode from `scripts/get_renode.sh`, data prepared "
         "as each model card records; each row of the JSON files names its command):", "", "```", *commands, "```", "",

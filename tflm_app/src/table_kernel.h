@@ -1,4 +1,4 @@
-// int8 activations as 256-entry lookup tables (make TABLES=1; `tinyloc deploy --tables`).
+// int8 activations as 256-entry lookup tables (make TABLES=1; `tinyloc deploy --optimize`).
 //
 // TFLM computes int8 LOGISTIC and TANH per element in fixed point, and CMSIS-NN has no int8
 // kernel for either. Each node's output is a function of its input value alone, so the export
