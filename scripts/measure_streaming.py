@@ -52,8 +52,7 @@ def _float_resets(step, streams, crf, resets, lag, classes):
     for every in [None, *resets]:
         paths = []
         for s in streams:
-            pieces = [s.X] if every is None else [s.X[a:a + every] for a in range(0, len(s), every)]
-            em = np.concatenate([run_stream(step, p) for p in pieces])
+            em = run_stream(step, s.X, reset_every=every)
             paths.append(decode_stream(em, crf["transitions"], crf["start"], "viterbi", lag))
         scores = score_paths(truth, np.concatenate(paths)[None], classes)
         out["never" if every is None else f"every_{every}"] = {"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}

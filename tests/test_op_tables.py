@@ -39,7 +39,7 @@ def test_tables_follow_the_activation_within_one_step():
 @needs_house
 def test_export_registers_table_kernels_only_in_table_builds():
     buf = HOUSE.read_bytes()
-    files = ec.model_sources(buf, ec.inspect_tflite(buf))
+    files = ec.model_sources(buf)
     ops = files["model_ops.h"]
     for op in TABLE_OPS:
         method = ec.resolver_method(op)
@@ -53,6 +53,6 @@ def test_a_model_without_activations_exports_an_empty_table_list():
     from helpers import fc_model_bytes
 
     buf = fc_model_bytes()
-    files = ec.model_sources(buf, ec.inspect_tflite(buf))
+    files = ec.model_sources(buf)
     assert "kActivationTableCount = 0;" in files["model_tables.cc"]
     assert "TINYLOC_TABLE_KERNELS" not in files["model_ops.h"]

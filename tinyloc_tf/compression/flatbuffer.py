@@ -276,6 +276,31 @@ def unpack_model(buf: bytes):
 # --------------------------------------------------------------------------- writing
 
 
+def opcode_index(model_object, builtin: int, version: int = 1) -> int:
+    """Index of ``builtin``'s operator code in an unpacked ``ModelT``, added when it has none."""
+    for i, code in enumerate(model_object.operatorCodes or []):
+        if builtin_code(code) == builtin:
+            return i
+    code = tflite_schema().OperatorCodeT()
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = min(builtin, 127)  # the schema's placeholder for codes over 127
+    code.version = version
+    model_object.operatorCodes.append(code)
+    return len(model_object.operatorCodes) - 1
+
+
+def add_tensor_like(model_object, graph, index: int) -> int:
+    """Append to ``graph`` a copy of its tensor ``index`` with an empty buffer of its own (a new
+    activation with the same type, shape and quantization); the copy's index."""
+    import copy
+
+    tensor = copy.deepcopy(graph.tensors[index])
+    model_object.buffers.append(tflite_schema().BufferT())
+    tensor.buffer = len(model_object.buffers) - 1
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
 def pack_model(model_object) -> bytes:
     """Serialise a ``ModelT`` and re-align its buffers to 16 bytes (TFLM's own aligner)."""
     import flatbuffers

@@ -97,34 +97,19 @@ def _quantization(tensor) -> tuple[tuple[float, ...], tuple[int, ...]]:
 
 def _append_requantize(model_object, graph, source: int, like: int) -> int:
     """Append ``QUANTIZE(source) -> new tensor`` with the quantization of tensor ``like``."""
-    import copy
-
-    from tinyloc_tf.compression.flatbuffer import tflite_schema
+    from tinyloc_tf.compression.flatbuffer import add_tensor_like, opcode_index, tflite_schema
 
     schema = tflite_schema()
-    code_index = next((i for i, c in enumerate(model_object.operatorCodes)
-                       if max(int(c.builtinCode), int(c.deprecatedBuiltinCode)) == schema.BuiltinOperator.QUANTIZE),
-                      None)
-    if code_index is None:
-        code = schema.OperatorCodeT()
-        code.builtinCode = schema.BuiltinOperator.QUANTIZE
-        code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
-        code.version = 2
-        model_object.operatorCodes.append(code)
-        code_index = len(model_object.operatorCodes) - 1
-    out = copy.deepcopy(graph.tensors[like])
-    buffer = schema.BufferT()
-    model_object.buffers.append(buffer)
-    out.buffer = len(model_object.buffers) - 1
-    graph.tensors.append(out)
+    code_index = opcode_index(model_object, schema.BuiltinOperator.QUANTIZE, version=2)
+    out = add_tensor_like(model_object, graph, like)
     op = schema.OperatorT()
     op.opcodeIndex = code_index
     op.inputs = np.array([source], dtype=np.int32)
-    op.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
+    op.outputs = np.array([out], dtype=np.int32)
     op.builtinOptionsType = schema.BuiltinOptions.QuantizeOptions
     op.builtinOptions = schema.QuantizeOptionsT()
     graph.operators.append(op)
-    return len(graph.tensors) - 1
+    return out
 
 
 def canonicalise(raw: bytes, input_names: list[str], output_count: int) -> tuple[bytes, dict]:

@@ -350,15 +350,17 @@ def _header(name: str, body: str, includes: tuple[str, ...] = ("<stdint.h>",)) -
     return f"// {GENERATED_NOTE}\n#ifndef {guard}\n#define {guard}\n\n{incl}\n\n{body}\n#endif  // {guard}\n"
 
 
-def model_sources(buf: bytes, info: ModelInfo) -> dict[str, str]:
-    """``model_data.h/.cc`` and ``model_ops.h`` for ``buf``."""
+def model_sources(buf: bytes) -> dict[str, str]:
+    """``model_data.h/.cc``, ``model_ops.h`` and ``model_tables.cc`` for ``buf`` (any graph: a
+    window model or a streaming step model)."""
+    fields = operator_fields(read_model(buf))
     data_h = _header(
         "model_data.h",
         "// The .tflite flatbuffer; TFLM reads it in place (16-byte aligned for its kernels).\n"
         "extern const unsigned char g_tinyloc_model[];\nextern const unsigned int g_tinyloc_model_len;\n",
     )
     data_cc = (
-        f"// {GENERATED_NOTE}\n// sha256 {info.sha256}\n#include \"model_data.h\"\n\n"
+        f"// {GENERATED_NOTE}\n// sha256 {fields['sha256']}\n#include \"model_data.h\"\n\n"
         f"alignas(16) const unsigned char g_tinyloc_model[{len(buf)}] = {{\n"
         f"{_array_body(np.frombuffer(buf, np.uint8), lambda b: f'0x{int(b):02x}', per_line=16)}\n}};\n"
         f"const unsigned int g_tinyloc_model_len = {len(buf)};\n"
@@ -369,30 +371,29 @@ def model_sources(buf: bytes, info: ModelInfo) -> dict[str, str]:
         return f"  if (resolver.{call} != kTfLiteOk) return kTfLiteError;  // {op}{note}"
 
     lines = []
-    for op in info.ops:
-        generic = register(op_registration(op, info.int8_ops), op)
-        if op in TABLE_OPS and op in info.int8_ops:
+    for op in fields["ops"]:
+        generic = register(op_registration(op, fields["int8_ops"]), op)
+        if op in TABLE_OPS and op in fields["int8_ops"]:
             table = register(f"{resolver_method(op)}(Register_TABLE_{op}())", op, " as a lookup table")
             lines += ["#ifdef TINYLOC_TABLE_KERNELS", table, "#else", generic, "#endif"]
         else:
             lines.append(generic)
     calls = "\n".join(lines)
-    uses_tables = any(op in TABLE_OPS for op in info.int8_ops)
+    uses_tables = any(op in TABLE_OPS for op in fields["int8_ops"])
     tables = activation_tables(buf) if uses_tables else []
     kernel_headers = sorted(
-        {f'"tensorflow/lite/micro/kernels/{INT8_REGISTRATIONS[op]}"' for op in info.int8_ops if op in INT8_REGISTRATIONS}
+        {f'"tensorflow/lite/micro/kernels/{INT8_REGISTRATIONS[op]}"' for op in fields["int8_ops"] if op in INT8_REGISTRATIONS}
     )
+    table_include = '#ifdef TINYLOC_TABLE_KERNELS\n#include "table_kernel.h"\n#endif\n\n' if uses_tables else ""
     ops_h = _header(
         "model_ops.h",
-        "// Registers exactly the operators of the model, so the firmware links only their kernels.\n"
-        f"constexpr unsigned int kModelOpCount = {len(info.ops)};\n\n"
+        f"{table_include}// Registers exactly the operators of the model, so the firmware links only their kernels.\n"
+        f"constexpr unsigned int kModelOpCount = {len(fields['ops'])};\n\n"
         "template <unsigned int kCapacity>\n"
         "inline TfLiteStatus RegisterModelOps(tflite::MicroMutableOpResolver<kCapacity>& resolver) {\n"
         f"{calls}\n  return kTfLiteOk;\n}}\n",
         includes=('"tensorflow/lite/micro/micro_mutable_op_resolver.h"', *kernel_headers),
     )
-    if uses_tables:
-        ops_h = ops_h.replace("\n\n// Registers", '\n#ifdef TINYLOC_TABLE_KERNELS\n#include "table_kernel.h"\n#endif\n\n// Registers', 1)
     return {"model_data.h": data_h, "model_data.cc": data_cc, "model_ops.h": ops_h,
             "model_tables.cc": tables_source(tables)}
 
@@ -538,7 +539,7 @@ def write_sources(out_dir: str | os.PathLike, buf: bytes, info: ModelInfo, data:
     """Write every generated file into ``out_dir`` (each via a temporary name, then renamed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {**model_sources(buf, info), **settings_sources(info, data), **windows_sources(info, data)}
+    files = {**model_sources(buf), **settings_sources(info, data), **windows_sources(info, data)}
     for name, text in files.items():
         _write_text(out / name, text)
     tmp = out / "test_windows.partial.npz"

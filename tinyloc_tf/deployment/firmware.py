@@ -186,6 +186,15 @@ def default_kernels(target: str, build: str = "release") -> str:
     return "reference" if tflm_library(root, spec, "reference", build).is_file() else "cmsis-nn"
 
 
+def tflm_kernels(target: str, kernels: str | None, build: str = "release") -> str:
+    """The kernel set a TFLM deploy links (``kernels``, else :func:`default_kernels`), checked;
+    fails first when there is no TFLM tree, before any export work."""
+    tflm_root()
+    kernels = kernels or default_kernels(target, build)
+    _check_choice("kernel set", kernels, KERNELS)
+    return kernels
+
+
 def _check_choice(name: str, value: str, choices) -> None:
     if value not in choices:
         raise TinylocError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
@@ -642,9 +651,7 @@ def deploy(
     require_tools(target)
     _check_choice("build", build_type, BUILDS)
     if backend == "tflm":
-        tflm_root()  # fail before the export when there is no TFLM
-        kernels = kernels or default_kernels(target, build_type)
-        _check_choice("kernel set", kernels, KERNELS)
+        kernels = tflm_kernels(target, kernels, build_type)
     else:
         kernels = None  # the AOT backend has its own kernels
         if profile:

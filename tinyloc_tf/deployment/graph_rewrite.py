@@ -19,47 +19,36 @@ the host TFLM on the original model.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 
 def single_row_fully_connected_2d(buf: bytes) -> tuple[bytes, int]:
     """``buf`` with each single-row, 3-D-output FULLY_CONNECTED made 2-D; and how many."""
-    from tinyloc_tf.compression.flatbuffer import builtin_code, indices, pack_model, tflite_schema, unpack_model
+    from tinyloc_tf.compression.flatbuffer import (add_tensor_like, builtin_code, decode_name, indices, opcode_index,
+                                                   pack_model, tflite_schema, unpack_model)
 
     schema = tflite_schema()
     model = unpack_model(buf)
     graph = model.subgraphs[0]
-    codes = model.operatorCodes
-    fc = schema.BuiltinOperator.FULLY_CONNECTED
-    rewritten, operators = 0, []
-    reshape_code = None
+    operators, rewritten = [], 0
     for op in graph.operators or []:
         operators.append(op)
-        if builtin_code(codes[op.opcodeIndex]) != fc or op.builtinOptions is None:
+        if builtin_code(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.FULLY_CONNECTED:
             continue
-        out_index = indices(op.outputs)[0]
-        out = graph.tensors[out_index]
-        shape = indices(out.shape)
-        if not op.builtinOptions.keepNumDims or len(shape) < 3 or int(np.prod(shape[:-1])) != 1:
+        out = indices(op.outputs)[0]
+        shape = indices(graph.tensors[out].shape)
+        if op.builtinOptions is None or not op.builtinOptions.keepNumDims or len(shape) < 3 or np.prod(shape[:-1]) != 1:
             continue
-        if reshape_code is None:
-            reshape_code = _opcode_index(model, schema.BuiltinOperator.RESHAPE)
-        flat = copy.deepcopy(out)
-        flat.shape = np.array([1, shape[-1]], dtype=np.int32)
-        flat.shapeSignature = None
-        flat.name = (out.name or b"") + b"/2d" if isinstance(out.name, bytes) else f"{out.name or ''}/2d"
-        model.buffers.append(schema.BufferT())
-        flat.buffer = len(model.buffers) - 1
-        graph.tensors.append(flat)
-        flat_index = len(graph.tensors) - 1
-        op.outputs = np.array([flat_index], dtype=np.int32)
+        flat = add_tensor_like(model, graph, out)
+        graph.tensors[flat].shape = np.array([1, shape[-1]], dtype=np.int32)
+        graph.tensors[flat].shapeSignature = None
+        graph.tensors[flat].name = decode_name(graph.tensors[out].name) + "/2d"
+        op.outputs = np.array([flat], dtype=np.int32)
         op.builtinOptions.keepNumDims = False
         reshape = schema.OperatorT()
-        reshape.opcodeIndex = reshape_code
-        reshape.inputs = np.array([flat_index], dtype=np.int32)
-        reshape.outputs = np.array([out_index], dtype=np.int32)
+        reshape.opcodeIndex = opcode_index(model, schema.BuiltinOperator.RESHAPE)
+        reshape.inputs = np.array([flat], dtype=np.int32)
+        reshape.outputs = np.array([out], dtype=np.int32)
         reshape.builtinOptionsType = schema.BuiltinOptions.ReshapeOptions
         reshape.builtinOptions = schema.ReshapeOptionsT()
         reshape.builtinOptions.newShape = np.array(shape, dtype=np.int32)
@@ -69,18 +58,3 @@ def single_row_fully_connected_2d(buf: bytes) -> tuple[bytes, int]:
         return buf, 0
     graph.operators = operators
     return pack_model(model), rewritten
-
-
-def _opcode_index(model, builtin: int) -> int:
-    """Index of ``builtin``'s operator code in ``model``, added when the model has none."""
-    from tinyloc_tf.compression.flatbuffer import builtin_code, tflite_schema
-
-    for i, code in enumerate(model.operatorCodes):
-        if builtin_code(code) == builtin:
-            return i
-    code = tflite_schema().OperatorCodeT()
-    code.builtinCode = builtin
-    code.deprecatedBuiltinCode = min(builtin, 127)
-    code.version = 1
-    model.operatorCodes.append(code)
-    return len(model.operatorCodes) - 1

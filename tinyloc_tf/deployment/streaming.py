@@ -179,10 +179,7 @@ def _float_agreement(run_dir, streams, emissions, crf: dict, lags, reset_every: 
 
     tagger, _ = load_run(Path(run_dir))
     step = build_step_model(tagger)
-    def pieces(X):
-        return [X] if not reset_every else [X[a : a + reset_every] for a in range(0, len(X), reset_every)]
-
-    float_emissions = [np.concatenate([run_stream(step, p) for p in pieces(s.X)]) for s in streams]
+    float_emissions = [run_stream(step, s.X, reset_every=reset_every) for s in streams]
     agreement = {"argmax": float(np.mean(np.concatenate(
         [np.argmax(a, 1) == np.argmax(b, 1) for a, b in zip(emissions, float_emissions)])))}
     span = max(float(np.ptp(np.concatenate(float_emissions))), 1e-12)

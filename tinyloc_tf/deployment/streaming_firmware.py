@@ -70,9 +70,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     ``reset_every``: the firmware (and the host expectation) resets the state to zero every that
     many samples.
     """
-    from tinyloc_tf.compression.flatbuffer import read_model
-    from tinyloc_tf.deployment.export_c import (ModelInfo, _array_body, _header, _hexfloat, _write_text,
-                                                model_sources, operator_fields)
+    from tinyloc_tf.deployment.export_c import _array_body, _header, _hexfloat, _write_text, model_sources
     from tinyloc_tf.deployment.host import _check_data_matches, dequantize, model_bytes, quantize
     from tinyloc_tf.deployment.streaming import StreamRunner
     from tinyloc_tf.models.online_decoding import METHODS, decode_stream
@@ -158,10 +156,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     manifest_path = out / "stream_manifest.json"
     manifest_path.unlink(missing_ok=True)
     sources = dict(zip(STREAM_SOURCES, (header, settings, data)))
-    sources.update(model_sources(buf, ModelInfo(
-        steps=1, features=features, classes=classes, input_scale=sample_io.scale,
-        input_zero_point=sample_io.zero_point, output_scale=emission_io.scale,
-        output_zero_point=emission_io.zero_point, **operator_fields(read_model(buf)))))
+    sources.update(model_sources(buf))
     for name, text in sources.items():
         _write_text(out / name, text)
     np.savez(out / "test_stream.npz", inputs=inputs_q, host_emissions=emissions_q, host_path=host_path,
@@ -196,9 +191,7 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
     stack_bytes = fw.DEFAULT_STACK_BYTES if stack_bytes is None else int(stack_bytes)
     heap_bytes = fw.DEFAULT_HEAP_BYTES if heap_bytes is None else int(heap_bytes)
     if backend == "tflm":
-        fw.tflm_root()  # fail before the export when there is no TFLM
-        kernels = kernels or fw.default_kernels(target)
-        fw._check_choice("kernel set", kernels, fw.KERNELS)
+        kernels = fw.tflm_kernels(target, kernels)
     elif kernels is not None:
         raise TinylocError("--kernels picks TFLM's kernels; the aot backend has its own")
     steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"]

@@ -162,8 +162,11 @@ def run_step(step_model, sample, state) -> tuple[np.ndarray, list[np.ndarray]]:
     return outputs[0][0], outputs[1:]
 
 
-def run_stream(step_model, X, state=None, return_states: bool = False):
+def run_stream(step_model, X, state=None, return_states: bool = False, reset_every: int | None = None):
     """Float emissions of a whole stream: ``X`` float ``[n, F]`` -> ``[n, K]`` (zero start state).
+
+    ``reset_every``: the state goes back to zero before samples ``N, 2N, ...`` (as the int8
+    ``StreamRunner`` and the firmware do with ``--reset-every``).
 
     With ``return_states`` also returns the inputs each step saw: a list (per state input) of
     ``[n, *shape]`` arrays, the state *before* each sample (for int8 calibration).
@@ -175,6 +178,8 @@ def run_stream(step_model, X, state=None, return_states: bool = False):
     emissions = np.empty((len(X), step_model.outputs[0].shape[-1]), dtype=np.float32)
     seen = [[] for _ in state] if return_states else None
     for t, sample in enumerate(X):
+        if reset_every and t and t % reset_every == 0:
+            state = zero_state(step_model)
         if seen is not None:
             for store, value in zip(seen, state):
                 store.append(value[0])
