@@ -142,3 +142,11 @@ def test_streaming_firmware_resets_its_state_on_schedule(step_tflite, stream_dat
     assert status == 0, err
     report = json.loads(out)
     assert report["reset_every"] == 7 and report["emissions_bit_exact"] and report["path_agreement"] == 1.0
+
+
+def test_an_int16_step_model_is_sent_to_the_tflm_backend(step16_tflite, stream_data, capsys):
+    reason = deploy_skip_reason("aot", "m55")
+    if reason:
+        pytest.skip(reason)
+    status, _, err = _deploy([str(step16_tflite), "--streaming", "--data", str(stream_data.path)], capsys)
+    assert status == 2 and "compiles int8 step models" in err and "--backend tflm" in err

@@ -170,6 +170,17 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     return manifest
 
 
+def _require_int8_io(tflite_path) -> None:
+    """The AOT compiler takes int8 step models; say so, and what runs the others, up front."""
+    from tinyloc_tf.compression.flatbuffer import read_model
+
+    fb = read_model(tflite_path)
+    types = sorted({fb.type_name(fb.tensors[i]) for i in fb.inputs + fb.outputs})
+    if types != ["INT8"]:
+        raise TinylocError(f"{Path(tflite_path).name}: the aot backend compiles int8 step models and this one has "
+                           f"{', '.join(types)} inputs/outputs; run an int16x8 step model with --backend tflm")
+
+
 def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64, backend: str = "aot", data_dir=None,
                      split: str = "test", stream: int | None = None, samples: int | None = None,
                      method: str = "viterbi", lag: int = 10, out_dir=None, stack_bytes: int | None = None,
@@ -192,8 +203,10 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
     heap_bytes = fw.DEFAULT_HEAP_BYTES if heap_bytes is None else int(heap_bytes)
     if backend == "tflm":
         kernels = fw.tflm_kernels(target, kernels)
-    elif kernels is not None:
-        raise TinylocError("--kernels picks TFLM's kernels; the aot backend has its own")
+    else:
+        if kernels is not None:
+            raise TinylocError("--kernels picks TFLM's kernels; the aot backend has its own")
+        _require_int8_io(tflite_path)
     steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"]
     step = fw.StepBar(steps, f"deploy --streaming {target}/{backend}", progress)
 
