@@ -350,10 +350,13 @@ def _header(name: str, body: str, includes: tuple[str, ...] = ("<stdint.h>",)) -
     return f"// {GENERATED_NOTE}\n#ifndef {guard}\n#define {guard}\n\n{incl}\n\n{body}\n#endif  // {guard}\n"
 
 
-def model_sources(buf: bytes) -> dict[str, str]:
-    """``model_data.h/.cc``, ``model_ops.h`` and ``model_tables.cc`` for ``buf`` (any graph: a
-    window model or a streaming step model)."""
-    fields = operator_fields(read_model(buf))
+def model_sources(buf: bytes, info: ModelInfo | None = None) -> dict[str, str]:
+    """``model_data.h/.cc``, ``model_ops.h`` and ``model_tables.cc`` for ``buf``.
+
+    The operator lists come from ``info`` (a window model's :func:`inspect_tflite`), else from
+    ``buf`` itself (any graph: a streaming step model).
+    """
+    fields = operator_fields(read_model(buf)) if info is None else asdict(info)
     data_h = _header(
         "model_data.h",
         "// The .tflite flatbuffer; TFLM reads it in place (16-byte aligned for its kernels).\n"
@@ -539,7 +542,7 @@ def write_sources(out_dir: str | os.PathLike, buf: bytes, info: ModelInfo, data:
     """Write every generated file into ``out_dir`` (each via a temporary name, then renamed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {**model_sources(buf), **settings_sources(info, data), **windows_sources(info, data)}
+    files = {**model_sources(buf, info), **settings_sources(info, data), **windows_sources(info, data)}
     for name, text in files.items():
         _write_text(out / name, text)
     tmp = out / "test_windows.partial.npz"
