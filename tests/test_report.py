@@ -115,6 +115,29 @@ def test_budget_fit_needs_both_flash_and_arena(sweep):
     assert report.best_under(frame[frame["run"] == "mdcsa-H8L1"], 32) is None
 
 
+def test_streaming_variants_get_their_own_best_rows(sweep):
+    """A streaming step model is never the window pick, even with the best validation score;
+    the report gives the streaming variants their own marked rows."""
+    _variant(sweep, "mamba-H16L1", "stream-int8", val=0.95, test=0.66, flash_kib=12, arena_kib=9)
+    _variant(sweep, "mamba-H8L1-kd", "stream-int8", val=0.50, test=0.40, flash_kib=10, arena_kib=8)
+    record = sweep / "runs" / "mamba-H16L1" / "variants" / "stream-int8.json"
+    payload = json.loads(record.read_text())
+    payload["streaming"] = {"decoder": "viterbi", "lag": 10, "reset_every": 50}
+    record.write_text(json.dumps(payload))
+    frame = report.collect_rows(sweep)
+    assert (report.best_under(frame, 64)["run"], report.best_under(frame, 64)["variant"]) == ("mamba-H32L1", "int8")
+    best = report.best_under(frame, 32, streaming=True)
+    assert (best["run"], best["variant"]) == ("mamba-H16L1", "stream-int8")
+    lines = report.write_report(sweep).read_text().splitlines()
+    assert any(line.startswith("| 64 KiB | mamba-H32L1 | int8 |") for line in lines)
+    streaming = [line for line in lines if "**streaming**" in line]
+    assert len(streaming) == 2
+    assert all("| mamba-H16L1 | stream-int8 (lag 10, reset every 50) | 95.00 | 66.00 |" in line for line in streaming)
+    (sweep / "runs" / "mamba-H16L1" / "variants" / "stream-int8.json").unlink()
+    (sweep / "runs" / "mamba-H8L1-kd" / "variants" / "stream-int8.json").unlink()
+    assert "**streaming**" not in report.write_report(sweep).read_text()
+
+
 def test_report_files_and_paper_numbers(sweep, tmp_path):
     path = report.write_report(sweep)
     assert path == sweep / "report.md"

@@ -322,3 +322,53 @@ def test_convert_and_evaluate_streaming_commands(stream_data, tmp_path_factory, 
     mdcsa = tiny_run_folder(tmp_path_factory, stream_data, "mdcsa")
     assert main(["convert", str(mdcsa), "--quant", "int8", "--streaming", "--out", str(tmp_path / "m.tflite")]) == 2
     assert "stays a window model" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- sweep variants
+
+
+def test_sweep_compresses_mamba_runs_into_scored_step_models(stream_data, tmp_path_factory):
+    """stream-int8 / stream-int16x8: the step model, scored over whole streams with fixed-lag
+    Viterbi exactly as ``evaluate --streaming`` scores it; MDCSA runs have no such variant."""
+    import json
+
+    from tinyloc_tf.compression.variants import ConvertOptions
+    from tinyloc_tf.deployment.streaming import evaluate_streaming
+    from tinyloc_tf.training.artifacts import variant_path
+    from tinyloc_tf.workflows.compress import compress_run
+
+    sweep_runs = tmp_path_factory.mktemp("sweep")
+    mamba = shutil.copytree(tiny_run_folder(tmp_path_factory, stream_data, "mamba"), sweep_runs / "mamba-H4L1")
+    options = ConvertOptions(stream_lag=3, stream_reset_every=40)
+    records = compress_run(mamba, stream_data, ["int8", "stream-int8", "stream-int16x8"], options)
+    assert set(records) == {"int8", "stream-int8", "stream-int16x8"}
+    record = records["stream-int8"]
+    assert record["deployable"] and record["runtime"] == "tflm" and record["arena_bytes"] > 0
+    assert record["streaming"] == {"decoder": "viterbi", "lag": 3, "reset_every": 40,
+                                   "state_bytes": record["streaming"]["state_bytes"],
+                                   "operators": record["streaming"]["operators"]}
+    assert record["test"]["steps"] == 300 and len(record["test"]["confusion_matrix"]) == 3
+    assert records["stream-int16x8"]["streaming"]["state_bytes"] == 2 * record["streaming"]["state_bytes"]
+    tflite = variant_path(mamba, "stream-int8")
+    assert json.loads(variant_path(mamba, "stream-int8", ".json").read_text()) == record
+    assert tflite.stat().st_size == record["flash_bytes"]
+    for split in ("val", "test"):
+        same = evaluate_streaming(tflite, stream_data, split=split, lags=(3,), reset_every=40)
+        assert same["decoders"]["viterbi_lag3"]["macro_f1"] == pytest.approx(record[split]["macro_f1"])
+        assert same["decoders"]["viterbi_lag3"]["accuracy"] == pytest.approx(record[split]["accuracy"])
+    # The window int8 file is untouched by the streaming ones; a repeated call only reads back.
+    assert records["int8"]["test"]["steps"] == stream_data.test.y.size
+    assert compress_run(mamba, stream_data, ["stream-int8"], options)["stream-int8"] == record
+
+    mdcsa = shutil.copytree(tiny_run_folder(tmp_path_factory, stream_data, "mdcsa"), sweep_runs / "mdcsa-H4L1")
+    assert set(compress_run(mdcsa, stream_data, ["int8", "stream-int8"], options)) == {"int8"}
+    assert not variant_path(mdcsa, "stream-int8", ".json").exists()
+
+
+def test_window_conversion_refuses_a_streaming_variant(stream_data, tmp_path_factory):
+    from tinyloc_tf.compression.convert import convert
+    from tinyloc_tf.training.artifacts import load_run
+
+    tagger, _ = load_run(tiny_run_folder(tmp_path_factory, stream_data, "mamba"))
+    with pytest.raises(TinylocError, match="--streaming --quant int8"):
+        convert(tagger, "stream-int8", stream_data.train.X)

@@ -23,7 +23,7 @@ from tinyloc_tf.atomic import check_output, write_atomic
 from tinyloc_tf.errors import TinylocError
 
 from tinyloc_tf.training.artifacts import check_model_fits_data, load_run
-from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, variant_names
+from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, window_variant_names
 
 #: Quantizations only the streaming step model has (compression/streaming.py).
 STREAMING_ONLY_QUANT = ("int16x8",)
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     convert.add_argument("run", type=Path, help="training run folder (with model.keras and config.json)")
-    convert.add_argument("--quant", required=True, choices=[*variant_names(), *STREAMING_ONLY_QUANT],
+    convert.add_argument("--quant", required=True, choices=[*window_variant_names(), *STREAMING_ONLY_QUANT],
                          help="conversion variant (int16x8: --streaming only, int16 activations and state)")
     convert.add_argument("--data", type=Path, help="prepared dataset folder (default: the run's data_dir)")
     convert.add_argument("--out", type=Path, required=True, help=".tflite file to write")

@@ -410,6 +410,9 @@ def convert(
         ``ops``, ``float_ops``, ``kept_float`` (selective), ``qat`` (history), sizes.
     """
     variant = get_variant(quant)
+    if variant.streaming:
+        raise TinylocError(f"{quant} is a streaming step model: convert it with "
+                           f"compression.streaming.convert_streaming (tinyloc convert RUN --streaming --quant {variant.streaming})")
     if variant.calibrated and representative is None:
         raise TinylocError(f"{quant} conversion needs representative training windows [N, T, F]")
     report: dict = {"quant": quant}

@@ -37,6 +37,16 @@ class Variant:
     prepare: str | None = None  # "module:function" (model, X, y, validation, options) -> (model, report)
     in_sweep: bool = True  # float32 is not: a run's own Keras model is its float score
     colour: str = "tab:purple"  # matplotlib colour of its points in the report plots
+    # The step model's quantization (compression/streaming.py) for a streaming variant: one
+    # sample per call, scored on whole streams with the online decoder. None: a window model.
+    streaming: str | None = None
+    families: tuple[str, ...] = ()  # the model families it applies to (empty: every family)
+
+    def applies_to(self, family: str, steps: int) -> bool:
+        """Whether a run of ``family`` on windows of ``steps`` samples has this variant."""
+        if self.families and family not in self.families:
+            return False
+        return not (self.streaming and steps < 2)  # a stream needs a time axis
 
     def convert_function(self):
         return resolve(self.converter)
@@ -52,9 +62,16 @@ variant_names = VARIANTS.names
 get_variant = VARIANTS.get
 
 
-def calibrated_variant_names() -> tuple[str, ...]:
-    """Variants whose activations are int8 (calibrated): the candidates for an MCU budget."""
-    return tuple(variant.name for variant in VARIANTS.entries() if variant.calibrated)
+def calibrated_variant_names(streaming: bool = False) -> tuple[str, ...]:
+    """Variants whose activations are integer (calibrated): the candidates for an MCU budget;
+    the window models' by default, the streaming step models' with ``streaming``."""
+    return tuple(variant.name for variant in VARIANTS.entries()
+                 if variant.calibrated and bool(variant.streaming) == streaming)
+
+
+def window_variant_names() -> tuple[str, ...]:
+    """What ``tinyloc convert --quant`` takes for a window model."""
+    return tuple(variant.name for variant in VARIANTS.entries() if not variant.streaming)
 
 
 def sweep_variant_names() -> tuple[str, ...]:
@@ -76,6 +93,14 @@ register_variant(Variant("selective", "int8 except outlier ops kept in float (th
 register_variant(Variant("qat", "quantization-aware fine-tuning, then int8", f"{_CONVERT}:convert_int8",
                          calibrated=True, int8_io=True, runs_in_tflm=True,
                          prepare="tinyloc_tf.compression.qat:prepare", colour="tab:red"))
+# Sweep-only: ``tinyloc convert RUN --streaming --quant int8|int16x8`` makes the same files.
+_STREAM = "tinyloc_tf.compression.streaming:convert_streaming"
+register_variant(Variant("stream-int8", "Mamba step model, int8 state, scored on whole streams (docs/streaming.md)",
+                         _STREAM, calibrated=True, int8_io=True, runs_in_tflm=True, colour="tab:cyan",
+                         streaming="int8", families=("mamba",)))
+register_variant(Variant("stream-int16x8", "Mamba step model, int16 activations and state, int8 weights",
+                         _STREAM, calibrated=True, int8_io=False, runs_in_tflm=True, colour="tab:olive",
+                         streaming="int16x8", families=("mamba",)))
 
 
 # --------------------------------------------------------------------------- options
@@ -92,6 +117,11 @@ class ConvertOptions:
     qat_epochs: int = 3
     qat_lr: float = 1e-4
     qat_batch_size: int = 64
+    # How a sweep scores its streaming variants (stream-*): fixed-lag Viterbi with this lag,
+    # the state reset to zero every that many samples (0: never). Not conversion settings:
+    # ``tinyloc evaluate --streaming`` takes them as --lags / --reset-every.
+    stream_lag: int = 10
+    stream_reset_every: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,8 +143,9 @@ class ConvertOptions:
         }
 
 
-def add_convert_arguments(parser, *, with_seed: bool = True) -> None:
-    """The conversion flags of ``tinyloc convert`` and ``tinyloc sweep`` (one definition)."""
+def add_convert_arguments(parser, *, with_seed: bool = True, sweep: bool = False) -> None:
+    """The conversion flags of ``tinyloc convert`` and ``tinyloc sweep`` (one definition);
+    ``sweep`` adds how the streaming variants are scored."""
     from tinyloc_tf.arguments import non_negative_float, non_negative_int, percent, positive_float, positive_int
 
     d = ConvertOptions()
@@ -134,7 +165,13 @@ def add_convert_arguments(parser, *, with_seed: bool = True) -> None:
     group.add_argument("--qat-lr", type=positive_float, default=d.qat_lr, help=f"qat: Adam learning rate (default {d.qat_lr:g})")
     group.add_argument("--qat-batch-size", type=positive_int, default=d.qat_batch_size,
                        help=f"qat: batch size (default {d.qat_batch_size})")
+    if sweep:
+        group.add_argument("--stream-lag", type=non_negative_int, default=d.stream_lag,
+                           help=f"stream-*: score with fixed-lag Viterbi of this many samples (default {d.stream_lag})")
+        group.add_argument("--stream-reset-every", type=non_negative_int, default=d.stream_reset_every, metavar="N",
+                           help="stream-*: reset the state to zero every N samples, 0 never (default 0)")
 
 
 def convert_options_from_args(args) -> ConvertOptions:
-    return ConvertOptions.from_dict({f.name: getattr(args, f.name) for f in fields(ConvertOptions)})
+    defaults = ConvertOptions()
+    return ConvertOptions.from_dict({f.name: getattr(args, f.name, getattr(defaults, f.name)) for f in fields(ConvertOptions)})

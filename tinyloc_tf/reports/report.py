@@ -43,6 +43,8 @@ BUDGETS_KB = (64, 32)
 # Variants that are int8 models (calibrated, compression/variants.py): the only candidates
 # for "best under a budget".
 INT8_VARIANTS = calibrated_variant_names()
+# Streaming step models (stream-*): candidates of their own, marked as such in the report.
+STREAM_VARIANTS = calibrated_variant_names(streaming=True)
 # Paper table columns: (column title, run kind, variant). Selective and QAT columns are
 # added when the sweep made those variants.
 PAPER_COLUMNS = (
@@ -158,11 +160,12 @@ def fits(frame: pd.DataFrame, budget_kb: int) -> pd.Series:
     return (frame["flash_bytes"] <= limit) & (frame["arena_bytes"] <= limit)
 
 
-def best_under(frame: pd.DataFrame, budget_kb: int) -> pd.Series | None:
+def best_under(frame: pd.DataFrame, budget_kb: int, streaming: bool = False) -> pd.Series | None:
     """The int8 row (int8, selective, QAT) that runs in TFLM and fits ``budget_kb``, with the best
     validation macro-F1 (ties: smaller flash). A "dynamic" file of a tiny model can come out all
-    float and still run in TFLM; it is not an int8 model, so it is never a candidate."""
-    int8_family = frame["variant"].isin(INT8_VARIANTS)
+    float and still run in TFLM; it is not an int8 model, so it is never a candidate.
+    ``streaming``: the best streaming step model (stream-*) instead of the best window model."""
+    int8_family = frame["variant"].isin(STREAM_VARIANTS if streaming else INT8_VARIANTS)
     candidates = frame[int8_family & frame["deployable"].astype(bool) & fits(frame, budget_kb)]
     if candidates.empty:
         return None
@@ -420,6 +423,27 @@ def write_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = N
     return out / "report.md"
 
 
+def _streaming_best_lines(frame, sweep_dir: Path, settings: dict) -> list[str]:
+    """Best-per-budget rows for the streaming step models, when the sweep scored any."""
+    if not frame["variant"].isin(STREAM_VARIANTS).any():
+        return []
+    lines = []
+    for budget in BUDGETS_KB:
+        row = best_under(frame, budget, streaming=True)
+        if row is None:
+            lines.append(f"| {budget} KiB, **streaming** | none fits | | | | | | | | | |")
+            continue
+        scoring = _read_json(_row_source(sweep_dir, row)).get("streaming", {})
+        reset = scoring.get("reset_every")
+        how = f"lag {scoring.get('lag')}" + (f", reset every {reset}" if reset else "")
+        lines.append(f"| {budget} KiB, **streaming** | {row['run']} | {row['variant']} ({how}) | "
+                     f"{_pct(row['val_macro_f1'])} | {_pct(row['test_macro_f1'])} | {_pct(row['test_accuracy'])} | "
+                     f"{_kb(row['flash_bytes'])} | {_kb(row['arena_bytes'])} | | | |")
+    return lines + ["", "Streaming rows: the Mamba run's step model, one sample per call with its state carried, "
+                        "scored over every sample of the split's whole streams with fixed-lag Viterbi "
+                        "(docs/streaming.md); selected among the streaming variants alone."]
+
+
 def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, paper, timeline_windows) -> list[str]:
     files = ["results.csv"]
     frame.to_csv(folder / "results.csv", index=False)
@@ -454,6 +478,7 @@ def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, pape
         lines.append(f"| {budget} KiB | {row['run']} | {row['variant']} | {_pct(row['val_macro_f1'])} | "
                      f"{_pct(row['test_macro_f1'])} | {_pct(row['test_accuracy'])} | {_kb(row['flash_bytes'])} | "
                      f"{_kb(row['arena_bytes'])} | {ref} |")
+    lines += _streaming_best_lines(frame, sweep_dir, settings)
     baselines = frame[frame["kind"] == "baseline"]
     if not baselines.empty:
         ref = best.get(64)

@@ -66,7 +66,7 @@ def _register_sweep(subparsers) -> None:
     comp.add_argument("--quant", default=",".join(DEFAULT_VARIANTS),
                       help=f"variants to convert and score, comma-separated from {', '.join(sweep_variant_names())}, "
                            f"or 'none' (default {','.join(DEFAULT_VARIANTS)})")
-    add_convert_arguments(parser, with_seed=False)  # the sweep's --seed seeds conversion too
+    add_convert_arguments(parser, with_seed=False, sweep=True)  # the sweep's --seed seeds conversion too
     parser.add_argument("--no-baselines", action="store_true", help="skip k-NN, random forest, logistic regression")
     parser.set_defaults(handler=_sweep)
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from tinyloc_tf.atomic import write_atomic
-from tinyloc_tf.compression.variants import ConvertOptions
+from tinyloc_tf.compression.variants import ConvertOptions, get_variant
 from tinyloc_tf.training.artifacts import json_bytes, load_run, sweep_run, variant_path
 from tinyloc_tf.workflows.execute import worker_environment
 
@@ -52,9 +52,11 @@ def compress_run(run_dir: str | os.PathLike, data, variants, options: ConvertOpt
     metadata (``metadata_bytes`` of it) that carries the CRF weights Viterbi needs.
     Deployable variants are scored in host TFLM with the smallest working arena
     (``find_arena_bytes``, in child processes); the others (dynamic range: hybrid ops) with
-    LiteRT and ``deployable: false``. Variants whose JSON exists are read back, not redone.
-    ``options``: every conversion option (their defaults: ``ConvertOptions()``).
-    Returns ``{variant: record}``.
+    LiteRT and ``deployable: false``. A streaming variant (``stream-*``) is the run's step
+    model, scored on the split's whole streams (:func:`_convert_and_score_streaming`); runs
+    it does not apply to (MDCSA, one-scan data) are skipped. Variants whose JSON exists are
+    read back, not redone. ``options``: every conversion option (their defaults:
+    ``ConvertOptions()``). Returns ``{variant: record}``.
     """
     from tinyloc_tf.data import PreparedDataset, load_prepared
 
@@ -70,8 +72,20 @@ def compress_run(run_dir: str | os.PathLike, data, variants, options: ConvertOpt
         if tagger is None:
             tagger, _ = load_run(run_dir)
             keras_paths = {split: tagger.decode(data.split(split).X) for split in ("val", "test")}
-        records[variant] = _convert_and_score(run_dir, tagger, data, variant, keras_paths, options)
+        spec = get_variant(variant)
+        if not spec.applies_to(tagger.build_config.get("family", ""), data.steps):
+            continue
+        if spec.streaming:
+            records[variant] = _convert_and_score_streaming(run_dir, tagger, data, variant, options)
+        else:
+            records[variant] = _convert_and_score(run_dir, tagger, data, variant, keras_paths, options)
     return records
+
+
+def _save(run_dir: Path, variant: str, buf: bytes, record: dict) -> dict:
+    write_atomic(variant_path(run_dir, variant, ".tflite"), buf)
+    write_atomic(variant_path(run_dir, variant, ".json"), json_bytes(record))
+    return record
 
 
 def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, options: ConvertOptions) -> dict:
@@ -100,9 +114,57 @@ def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, o
         "conversion": {key: value for key, value in result.report.items() if key != "bytes"},
         "data_sha256": data.fingerprint(),
     }
-    write_atomic(variant_path(run_dir, variant, ".tflite"), buf)
-    write_atomic(variant_path(run_dir, variant, ".json"), json_bytes(record))
-    return record
+    return _save(run_dir, variant, buf, record)
+
+
+def _convert_and_score_streaming(run_dir: Path, tagger, data, variant: str, options: ConvertOptions) -> dict:
+    """The step model of a Mamba run, calibrated on the training streams, run sample by sample
+    in host TFLM over every val and test stream (from a zero state, reset every
+    ``options.stream_reset_every`` samples) and decoded online with fixed-lag Viterbi
+    (``options.stream_lag``); scored over all samples like a window variant."""
+    import numpy as np
+
+    from tinyloc_tf.compression.convert import data_metadata
+    from tinyloc_tf.compression.streaming import convert_streaming
+    from tinyloc_tf.data.streams import split_streams
+    from tinyloc_tf.deployment.host import crf_weights, find_arena_bytes
+    from tinyloc_tf.deployment.streaming import StreamRunner
+    from tinyloc_tf.models.online_decoding import decode_stream
+    from tinyloc_tf.training.metrics import score_paths
+
+    metadata = data_metadata(data)
+    metadata["run"] = {"name": run_dir.name}
+    quant = get_variant(variant).streaming
+    calibration = [s.X for s in split_streams(data.train, name="train")]
+    result = convert_streaming(tagger, calibration, metadata, quant=quant,
+                               seed=options.seed)
+    buf = result.tflite
+    transitions, start, _ = crf_weights(buf)
+    runner = StreamRunner(buf)
+    reset_every = options.stream_reset_every or None
+    scores = {}
+    for split in ("val", "test"):
+        streams = split_streams(data.split(split), name=split)
+        paths = [decode_stream(runner.run(s.X, reset_every)[1], transitions, start, "viterbi", options.stream_lag)
+                 for s in streams]
+        truth = np.concatenate([s.y for s in streams])[None]
+        scores[split] = score_paths(truth, np.concatenate(paths)[None], data.class_names)
+    record = {
+        "variant": variant,
+        "run": run_dir.name,
+        "runtime": "tflm",
+        "deployable": True,
+        "note": None,
+        "flash_bytes": result.report["bytes"],
+        "metadata_bytes": result.report["metadata_bytes"],
+        "arena_bytes": find_arena_bytes(buf),
+        "streaming": {"decoder": "viterbi", "lag": options.stream_lag, "reset_every": reset_every,
+                      "state_bytes": result.report["state_bytes"], "operators": result.report["operators"]},
+        **scores,
+        "conversion": {key: value for key, value in result.report.items() if key != "bytes"},
+        "data_sha256": data.fingerprint(),
+    }
+    return _save(run_dir, variant, buf, record)
 
 
 def execute_compression(run_name: str, settings: dict) -> dict:

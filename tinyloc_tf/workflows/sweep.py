@@ -60,6 +60,8 @@ def _check_resume(path: Path, settings: dict) -> None:
     if not path.is_file():
         return
     previous = json.loads(path.read_text())
+    if "convert_options" in previous:  # options added since that sweep began take their defaults
+        previous["convert_options"] = ConvertOptions.from_dict(previous["convert_options"]).to_dict()
     changed = [key for key in RESUME_KEYS if key in previous and previous[key] != settings[key]]
     if changed:
         detail = ", ".join(f"{key}: {previous[key]!r} -> {settings[key]!r}" for key in changed)
