@@ -91,3 +91,51 @@ def test_damaged_models_are_one_error_naming_the_file(tmp_path):
     model.subgraphs[0].operators[0].opcodeIndex = 7
     with pytest.raises(TinylocError, match="bad.tflite: .*missing opcode 7"):
         fbm.read_model(fbm.pack_model(model), "bad.tflite")
+
+
+def test_packing_shares_repeated_arrays_and_strings_and_aligns_buffer_data():
+    """pack_model stores an array or string that occurs twice once; the object tree read back
+    is the one written, and every buffer's data starts on 16 bytes."""
+    s = fbm.tflite_schema()
+    model = fbm.unpack_model(tiny_model())
+    graph = model.subgraphs[0]
+    for tensor in graph.tensors:
+        tensor.name = ""
+    twin = fbm.add_tensor_like(model, graph, 1)  # same shape, scales and zero points as tensor 1
+    plain = fbm.pack_model(model)
+
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)  # the library's own packing, one vector per table
+    builder.Finish(model.Pack(builder), file_identifier=fbm.TFLITE_FILE_IDENTIFIER)
+    assert len(plain) < len(bytes(builder.Output()))
+
+    back = fbm.read_model(plain)
+    assert len(back.tensors) == twin + 1
+    for i in (1, twin):
+        scales, zero_points, _ = fbm.tensor_quantization(back.tensors[i])
+        assert scales.tolist() == pytest.approx([0.1, 0.2, 0.3]) and zero_points.tolist() == [0, 0, 0]
+        assert list(back.tensors[i].shape) == [3]
+    assert back.tensor_data(back.tensors[1]).tolist() == [1, -2, 3] and back.metadata() == {"note": b"hello"}
+    root = s.Model.GetRootAs(plain, 0)
+    base = np.frombuffer(plain, np.uint8).ctypes.data
+    starts = [root.Buffers(i).DataAsNumpy().ctypes.data - base
+              for i in range(root.BuffersLength()) if root.Buffers(i).DataLength()]
+    assert starts and all(start % fbm.BYTE_ARRAY_ALIGNMENT == 0 for start in starts)
+    # Shared: the two tensors' quantization tables point at the same scale vector.
+    q1, q2 = root.Subgraphs(0).Tensors(1).Quantization(), root.Subgraphs(0).Tensors(twin).Quantization()
+    assert q1.ScaleAsNumpy().ctypes.data == q2.ScaleAsNumpy().ctypes.data
+
+
+@pytest.mark.parametrize("name", ["synth-house-a/32kb", "ujiindoorloc/64kb", "ujiindoorloc-floors/32kb"])
+def test_repacked_shipped_model_gives_identical_tflm_outputs(name):
+    from pathlib import Path
+
+    from tinyloc_tf.deployment.host import run_tflite
+
+    buf = (Path(__file__).resolve().parents[1] / "models" / f"{name}.tflite").read_bytes()
+    repacked = fbm.pack_model(fbm.unpack_model(buf))
+    assert len(repacked) <= len(buf)
+    shape = list(fbm.read_model(buf).tensors[fbm.read_model(buf).inputs[0]].shape)
+    X = np.random.default_rng(0).uniform(0, 1, (4, *shape[1:])).astype(np.float32)
+    np.testing.assert_array_equal(run_tflite(repacked, X), run_tflite(buf, X))

@@ -11,9 +11,11 @@
     buf = pack_model(fb.model)             # after editing the object tree
 
 Parsing uses the schema's generated Python object API (``schema_py_generated``, shipped in the
-tflite-micro wheel, so no TensorFlow is needed); writing re-aligns the result with TFLM's own
-``tflite_flatbuffer_align`` (the Python object API does not honour the schema's 16-byte
-``force_align`` on buffer data, which Cortex-M kernels rely on).
+tflite-micro wheel, so no TensorFlow is needed). Writing packs the object tree with
+:class:`SharingBuilder`: identical arrays and strings are stored once (the per-channel zero
+points, the empty tensor names, repeated quantization and shape vectors), and byte arrays
+start on 16 bytes (the schema's ``force_align`` on buffer data, which the object API ignores
+and Cortex-M kernels rely on). The file means exactly what the converter wrote; it is smaller.
 
 Callers: ``compression/metadata.py`` (the ``tinyloc`` metadata entries),
 ``compression/convert.py`` (op tables, float-op and int8 checks), ``deployment/export_c.py``
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,23 +302,57 @@ def add_tensor_like(model_object, graph, index: int) -> int:
     return len(graph.tensors) - 1
 
 
-def pack_model(model_object) -> bytes:
-    """Serialise a ``ModelT`` and re-align its buffers to 16 bytes (TFLM's own aligner)."""
+#: Start of every byte array (buffer data): the schema's ``force_align`` for TFLM's kernels.
+BYTE_ARRAY_ALIGNMENT = 16
+
+
+def _sharing_builder():
     import flatbuffers
 
-    builder = flatbuffers.Builder(1024)
+    class SharingBuilder(flatbuffers.Builder):
+        """A flatbuffers builder that writes each distinct array and string once.
+
+        The generated ``Pack`` methods write every tensor's quantization, shape and name as
+        vectors of their own; a flatbuffer may point many tables at one vector, and readers
+        (TFLM, LiteRT, the verifier) cannot tell the difference. The flatbuffers library
+        shares strings on request (``CreateSharedString``) but not arrays, hence this class.
+        Byte arrays are also aligned to :data:`BYTE_ARRAY_ALIGNMENT`.
+        """
+
+        def __init__(self, size: int = 1024):
+            super().__init__(size)
+            self._arrays: dict[tuple[str, bytes], int] = {}
+            self._byte_array = False
+
+        def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' method name)
+            x = np.ascontiguousarray(x)
+            key = (x.dtype.str, x.tobytes())
+            if key not in self._arrays:
+                self._byte_array = x.dtype.itemsize == 1
+                self._arrays[key] = super().CreateNumpyVector(x)
+            return self._arrays[key]
+
+        def StartVector(self, elemSize, numElems, alignment):  # noqa: N802,N803
+            if self._byte_array:
+                alignment, self._byte_array = max(alignment, BYTE_ARRAY_ALIGNMENT), False
+            return super().StartVector(elemSize, numElems, alignment)
+
+        def CreateString(self, s, encoding="utf-8", errors="strict"):  # noqa: N802
+            if self._sharing_string:
+                return super().CreateString(s, encoding, errors)
+            self._sharing_string = True
+            try:
+                return self.CreateSharedString(s, encoding, errors)
+            finally:
+                self._sharing_string = False
+
+        _sharing_string = False
+
+    return SharingBuilder()
+
+
+def pack_model(model_object) -> bytes:
+    """Serialise a ``ModelT`` with shared arrays and strings and 16-byte aligned buffers."""
+    builder = _sharing_builder()
     builder.Finish(model_object.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
-    return align(bytes(builder.Output()))
-
-
-def align(buf: bytes) -> bytes:
-    """Repack ``buf`` through the flatbuffers C++ API, which honours ``force_align: 16``."""
-    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
-
-    with tempfile.TemporaryDirectory(prefix="tinyloc-align-") as tmp:
-        src, dst = Path(tmp) / "in.tflite", Path(tmp) / "out.tflite"
-        src.write_bytes(buf)
-        tflite_flatbuffer_align_wrapper.align_tflite_model(str(src), str(dst))
-        if not dst.is_file():
-            raise TinylocError("tflite_flatbuffer_align produced no output")
-        return dst.read_bytes()
+    return bytes(builder.Output())
