@@ -24,8 +24,8 @@ for rep in minmax dbm; do
   [ -f "$WORK/sweep-area/baselines-$rep/baselines.json" ] || \
     $TINYLOC baselines --data "$WORK/area-$rep" --out "$WORK/sweep-area/baselines-$rep" --quiet
 done
-$TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family mamba --grid small \
-    --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 1 --quant int8 --no-distill
+$TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family both --grid budget \
+    --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
 
 for kind in area floor; do
   $TINYLOC report "$WORK/sweep-$kind" --overwrite
