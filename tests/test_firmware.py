@@ -375,22 +375,23 @@ def test_deploy_profile_times_every_operator_type(kernels, fc_model, tmp_path):
     assert 0 < report["instructions_per_inference"] <= profile["instructions_per_inference"]
 
 
-UJI_MODEL = Path(__file__).resolve().parents[1] / "models" / "ujiindoorloc" / "32kb.tflite"
+# A shipped Mamba (H16L1, UJIIndoorLoc floors): int8 LOGISTIC nodes and seven single-row FCs.
+MAMBA_MODEL = Path(__file__).resolve().parents[1] / "models" / "ujiindoorloc-floors" / "32kb.tflite"
 
 
 @needs_tflm
-@pytest.mark.skipif(not UJI_MODEL.is_file(), reason="the UJIIndoorLoc 32 KiB model is not shipped")
+@pytest.mark.skipif(not MAMBA_MODEL.is_file(), reason="the UJIIndoorLoc floors 32 KiB model is not shipped")
 @pytest.mark.slow
 @pytest.mark.parametrize("kernels", kernel_sets())
 def test_optimized_firmware_is_bit_exact_and_drops_the_slow_paths(kernels, tmp_path):
     """A Mamba with int8 LOGISTIC nodes and single-row fully connected layers: with --optimize
     the firmware's emissions still equal the host TFLM's on the original model, every such
     layer was made 2-D and LOGISTIC drops to a load per element."""
-    report = fw.deploy(UJI_MODEL, target="m4", ram_kb=32, windows=2, out_dir=tmp_path, progress=False,
+    report = fw.deploy(MAMBA_MODEL, target="m4", ram_kb=32, windows=2, out_dir=tmp_path, progress=False,
                        kernels=kernels, optimize=True, profile=True)
     assert report["optimized"] and report["emissions_bit_exact"] and report["path_agreement"] == 1.0
     assert report["graph_rewrites"] == {"single_row_fully_connected_2d": 7}
-    assert report["model_bytes"] > UJI_MODEL.stat().st_size  # the rewritten graph is what the device runs
+    assert report["model_bytes"] > MAMBA_MODEL.stat().st_size  # the rewritten graph is what the device runs
     ops = {r["op"]: r for r in report["op_profile"]["ops"]}
     assert ops["LOGISTIC"]["share"] < 0.02  # 22-28 % with TFLM's kernel
     assert ops["RESHAPE"]["calls"] >= 7
