@@ -110,6 +110,12 @@ def test_bad_arguments_fail_before_training(tmp_path):
         sweep_module.sweep(data, tmp_path / "s", distill_method="magic")
     with pytest.raises(TinylocError, match="at most 10 parameters"):
         sweep_module.sweep(data, tmp_path / "s", max_params=10)
+    # A streaming variant no run can have: MDCSA only, or scans without a time axis.
+    with pytest.raises(TinylocError, match="--quant stream-int8: no run of this sweep can have it"):
+        sweep_module.sweep(data, tmp_path / "s", family="mdcsa", variants="int8,stream-int8")
+    scans = write_toy_dataset(tmp_path / "scans", steps=1)
+    with pytest.raises(TinylocError, match="T = 1; streaming variants need Mamba runs on windows"):
+        sweep_module.sweep(scans, tmp_path / "s", variants="stream-int16x8")
     assert not (tmp_path / "s" / "runs").exists()
 
 

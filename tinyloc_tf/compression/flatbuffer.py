@@ -315,38 +315,31 @@ def _sharing_builder():
         The generated ``Pack`` methods write every tensor's quantization, shape and name as
         vectors of their own; a flatbuffer may point many tables at one vector, and readers
         (TFLM, LiteRT, the verifier) cannot tell the difference. The flatbuffers library
-        shares strings on request (``CreateSharedString``) but not arrays, hence this class.
-        Byte arrays are also aligned to :data:`BYTE_ARRAY_ALIGNMENT`.
+        can share strings (``CreateSharedString``, which the generated code does not call)
+        but not arrays, hence this class.
+        Byte arrays also start on :data:`BYTE_ARRAY_ALIGNMENT`.
         """
 
         def __init__(self, size: int = 1024):
             super().__init__(size)
             self._arrays: dict[tuple[str, bytes], int] = {}
-            self._byte_array = False
+            self._strings: dict[tuple, int] = {}
 
         def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' method name)
             x = np.ascontiguousarray(x)
             key = (x.dtype.str, x.tobytes())
             if key not in self._arrays:
-                self._byte_array = x.dtype.itemsize == 1
+                if x.dtype.itemsize == 1:
+                    # What StartVector does with a vector's own alignment, for 16 bytes.
+                    self.Prep(BYTE_ARRAY_ALIGNMENT, x.size)
                 self._arrays[key] = super().CreateNumpyVector(x)
             return self._arrays[key]
 
-        def StartVector(self, elemSize, numElems, alignment):  # noqa: N802,N803
-            if self._byte_array:
-                alignment, self._byte_array = max(alignment, BYTE_ARRAY_ALIGNMENT), False
-            return super().StartVector(elemSize, numElems, alignment)
-
         def CreateString(self, s, encoding="utf-8", errors="strict"):  # noqa: N802
-            if self._sharing_string:
-                return super().CreateString(s, encoding, errors)
-            self._sharing_string = True
-            try:
-                return self.CreateSharedString(s, encoding, errors)
-            finally:
-                self._sharing_string = False
-
-        _sharing_string = False
+            key = (s, encoding)
+            if key not in self._strings:
+                self._strings[key] = super().CreateString(s, encoding, errors)
+            return self._strings[key]
 
     return SharingBuilder()
 

@@ -93,16 +93,23 @@ def decoder_names(lags=DEFAULT_LAGS) -> list[tuple[str, str, int]]:
     return [("filter", "filter", 0)] + [(f"viterbi_lag{int(lag)}", "viterbi", int(lag)) for lag in lags]
 
 
-def score_streams(emissions: list[np.ndarray], streams, crf: dict, class_names: list[str], lags=DEFAULT_LAGS) -> dict:
-    """Online-decoded scores of per-stream emissions ``[n, K]``: ``{label: {macro_f1, accuracy}}``."""
+def score_decoded(emissions: list[np.ndarray], streams, crf: dict, class_names: list[str], method: str = "viterbi",
+                  lag: int = 0) -> dict:
+    """Every score (:func:`~tinyloc_tf.training.metrics.score_paths`) of per-stream emissions
+    ``[n, K]`` decoded online with one decoder, over all samples of ``streams``."""
     from tinyloc_tf.models.online_decoding import decode_stream
     from tinyloc_tf.training.metrics import score_paths
 
     truth = np.concatenate([s.y for s in streams])[None]
+    paths = np.concatenate([decode_stream(e, crf["transitions"], crf["start"], method, lag) for e in emissions])
+    return score_paths(truth, paths[None], class_names)
+
+
+def score_streams(emissions: list[np.ndarray], streams, crf: dict, class_names: list[str], lags=DEFAULT_LAGS) -> dict:
+    """Online-decoded scores of per-stream emissions ``[n, K]``: ``{label: {macro_f1, accuracy}}``."""
     scores = {}
     for label, method, lag in decoder_names(lags):
-        paths = np.concatenate([decode_stream(e, crf["transitions"], crf["start"], method, lag) for e in emissions])
-        result = score_paths(truth, paths[None], class_names)
+        result = score_decoded(emissions, streams, crf, class_names, method, lag)
         scores[label] = {"macro_f1": result["macro_f1"], "accuracy": result["accuracy"]}
     return scores
 

@@ -423,7 +423,7 @@ def write_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = N
     return out / "report.md"
 
 
-def _streaming_best_lines(frame, sweep_dir: Path, settings: dict) -> list[str]:
+def _streaming_best_lines(frame, sweep_dir: Path) -> list[str]:
     """Best-per-budget rows for the streaming step models, when the sweep scored any."""
     if not frame["variant"].isin(STREAM_VARIANTS).any():
         return []
@@ -478,7 +478,7 @@ def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, pape
         lines.append(f"| {budget} KiB | {row['run']} | {row['variant']} | {_pct(row['val_macro_f1'])} | "
                      f"{_pct(row['test_macro_f1'])} | {_pct(row['test_accuracy'])} | {_kb(row['flash_bytes'])} | "
                      f"{_kb(row['arena_bytes'])} | {ref} |")
-    lines += _streaming_best_lines(frame, sweep_dir, settings)
+    lines += _streaming_best_lines(frame, sweep_dir)
     baselines = frame[frame["kind"] == "baseline"]
     if not baselines.empty:
         ref = best.get(64)

@@ -64,22 +64,34 @@ def compress_run(run_dir: str | os.PathLike, data, variants, options: ConvertOpt
     data = data if isinstance(data, PreparedDataset) else load_prepared(data)
     options = options if options is not None else ConvertOptions()
     records, tagger, keras_paths = {}, None, None
+    family = None
     for variant in variants:
         json_path = variant_path(run_dir, variant, ".json")
         if json_path.is_file():
             records[variant] = json.loads(json_path.read_text())
             continue
+        spec = get_variant(variant)
+        if family is None:  # from config.json: a run a variant does not apply to is never loaded
+            family = _run_family(run_dir)
+        if not spec.applies_to(family, data.steps):
+            continue
         if tagger is None:
             tagger, _ = load_run(run_dir)
-            keras_paths = {split: tagger.decode(data.split(split).X) for split in ("val", "test")}
-        spec = get_variant(variant)
-        if not spec.applies_to(tagger.build_config.get("family", ""), data.steps):
-            continue
         if spec.streaming:
             records[variant] = _convert_and_score_streaming(run_dir, tagger, data, variant, options)
-        else:
-            records[variant] = _convert_and_score(run_dir, tagger, data, variant, keras_paths, options)
+            continue
+        if keras_paths is None:
+            keras_paths = {split: tagger.decode(data.split(split).X) for split in ("val", "test")}
+        records[variant] = _convert_and_score(run_dir, tagger, data, variant, keras_paths, options)
     return records
+
+
+def _run_family(run_dir: Path) -> str:
+    """The model family a run folder's ``config.json`` records (its ``build_config``; "" when it
+    records none, so only variants for every family apply)."""
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    return (config.get("build_config") or {}).get("family", "")
 
 
 def _save(run_dir: Path, variant: str, buf: bytes, record: dict) -> dict:
@@ -122,15 +134,12 @@ def _convert_and_score_streaming(run_dir: Path, tagger, data, variant: str, opti
     in host TFLM over every val and test stream (from a zero state, reset every
     ``options.stream_reset_every`` samples) and decoded online with fixed-lag Viterbi
     (``options.stream_lag``); scored over all samples like a window variant."""
-    import numpy as np
-
     from tinyloc_tf.compression.convert import data_metadata
+    from tinyloc_tf.compression.metadata import read_metadata
     from tinyloc_tf.compression.streaming import convert_streaming
     from tinyloc_tf.data.streams import split_streams
-    from tinyloc_tf.deployment.host import crf_weights, find_arena_bytes
-    from tinyloc_tf.deployment.streaming import StreamRunner
-    from tinyloc_tf.models.online_decoding import decode_stream
-    from tinyloc_tf.training.metrics import score_paths
+    from tinyloc_tf.deployment.host import find_arena_bytes
+    from tinyloc_tf.deployment.streaming import StreamRunner, score_decoded
 
     metadata = data_metadata(data)
     metadata["run"] = {"name": run_dir.name}
@@ -139,16 +148,14 @@ def _convert_and_score_streaming(run_dir: Path, tagger, data, variant: str, opti
     result = convert_streaming(tagger, calibration, metadata, quant=quant,
                                seed=options.seed)
     buf = result.tflite
-    transitions, start, _ = crf_weights(buf)
+    crf = read_metadata(buf)["crf"]
     runner = StreamRunner(buf)
     reset_every = options.stream_reset_every or None
     scores = {}
     for split in ("val", "test"):
         streams = split_streams(data.split(split), name=split)
-        paths = [decode_stream(runner.run(s.X, reset_every)[1], transitions, start, "viterbi", options.stream_lag)
-                 for s in streams]
-        truth = np.concatenate([s.y for s in streams])[None]
-        scores[split] = score_paths(truth, np.concatenate(paths)[None], data.class_names)
+        emissions = [runner.run(s.X, reset_every)[1] for s in streams]
+        scores[split] = score_decoded(emissions, streams, crf, data.class_names, "viterbi", options.stream_lag)
     record = {
         "variant": variant,
         "run": run_dir.name,

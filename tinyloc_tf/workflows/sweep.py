@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 
 from tinyloc_tf.atomic import write_atomic
-from tinyloc_tf.compression.variants import ConvertOptions
+from tinyloc_tf.compression.variants import ConvertOptions, get_variant
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import baselines_dir, json_bytes
 from tinyloc_tf.training.recipe import Recipe
@@ -114,6 +114,10 @@ def sweep(
     if jobs < 1:
         raise TinylocError(f"--jobs must be at least 1, got {jobs}")
     data = load_prepared(data_dir)  # fail early, with the loader's message, on a bad folder
+    for name in variants:
+        if not any(get_variant(name).applies_to(f, data.steps) for f in families):
+            raise TinylocError(f"--quant {name}: no run of this sweep can have it (families {', '.join(families)}, "
+                               f"T = {data.steps}; streaming variants need Mamba runs on windows of T > 1)")
     specs = plan_baseline_runs(families, grid, data.num_features, data.num_classes, max_params)
     if not specs:
         raise TinylocError(f"no configuration of the {grid!r} grid has at most {max_params} parameters")
