@@ -257,6 +257,30 @@ def test_metadata_round_trips_and_carries_what_deployment_needs(mamba, mamba_int
     np.testing.assert_array_equal(run_tflite(rewritten, toy.test.X), run_tflite(mamba_int8.tflite, toy.test.X))
 
 
+def test_numbered_names_are_stored_as_their_rule_and_repack_keeps_every_value(mamba_int8):
+    """520 names WAP001..WAP520 cost a few bytes as a rule, and read back as the list; other
+    lists stay lists. repack() writes an older file again with the same content."""
+    import json
+    import zlib
+
+    from tinyloc_tf.compression.flatbuffer import graph_content
+    from tinyloc_tf.compression.metadata import numbered_run, repack
+
+    names = [f"WAP{i:03d}" for i in range(1, 521)]
+    payload = {"features": names, "classes": ["kitchen", "hall"], "crf": {"start": np.arange(2.0)}}
+    ruled = write_metadata(mamba_int8.tflite, payload)
+    listed = read_metadata(ruled)
+    assert listed["features"] == names and listed["classes"] == ["kitchen", "hall"]
+    text = json.loads(zlib.decompress(metadata_entries(ruled)["tinyloc"]))
+    assert text["numbered_names"] == {"features": {"prefix": "WAP", "digits": 3, "first": 1, "count": 520}}
+    assert len(metadata_entries(ruled)["tinyloc"]) < 200
+    assert numbered_run(["ap_1", "ap_3"]) is None and numbered_run(["a1"]) is None
+    assert numbered_run(["x9", "x10"]) == {"prefix": "x", "digits": 1, "first": 9, "count": 2}
+
+    again = repack(ruled)
+    assert graph_content(again)[0] == graph_content(ruled)[0] and read_metadata(again) == listed
+
+
 def test_single_step_models_store_no_transitions():
     """With T = 1 no path takes a transition, so the metadata keeps zeros (a few bytes)."""
     keras.utils.set_random_seed(0)

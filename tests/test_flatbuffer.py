@@ -139,3 +139,36 @@ def test_repacked_shipped_model_gives_identical_tflm_outputs(name):
     shape = list(fbm.read_model(buf).tensors[fbm.read_model(buf).inputs[0]].shape)
     X = np.random.default_rng(0).uniform(0, 1, (4, *shape[1:])).astype(np.float32)
     np.testing.assert_array_equal(run_tflite(repacked, X), run_tflite(buf, X))
+
+
+def test_packing_shares_equal_tables_and_points_data_less_tensors_at_buffer_zero():
+    """Tables with the same fields (two tensors' equal quantization, empty buffers) are written
+    once; tensors without data all use buffer 0 and the other empty buffers are dropped; what a
+    runtime reads (graph_content) is unchanged, and the object given is not modified."""
+    model = fbm.unpack_model(tiny_model())
+    graph = model.subgraphs[0]
+    graph.tensors[2].buffer = len(model.buffers)  # an activation with an empty buffer of its own
+    model.buffers.append(fbm.tflite_schema().BufferT())
+    twin = fbm.add_tensor_like(model, graph, 0)  # its quantization table equals tensor 0's
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=fbm.TFLITE_FILE_IDENTIFIER)
+    plain = bytes(builder.Output())
+    packed = fbm.pack_model(model)
+    assert len(model.buffers) == 5 and graph.tensors[2].buffer == 3  # the caller's tree as it was
+
+    back = fbm.read_model(packed)
+    assert len(back.model.buffers) == 3  # sentinel, the constant, the metadata entry
+    assert [t.buffer for t in back.tensors] == [0, 1, 0, 0, 0]
+    assert fbm.graph_content(packed) == fbm.graph_content(plain)
+    root = fbm.tflite_schema().Model.GetRootAs(packed, 0)
+    tensors = root.Subgraphs(0)
+    assert tensors.Tensors(0).Quantization()._tab.Pos == tensors.Tensors(twin).Quantization()._tab.Pos
+    assert len(packed) < len(plain)
+
+
+def test_graph_content_sees_a_changed_value():
+    model = fbm.unpack_model(tiny_model())
+    model.subgraphs[0].tensors[0].quantization.zeroPoint = [-2]
+    assert fbm.graph_content(fbm.pack_model(model)) != fbm.graph_content(tiny_model())

@@ -231,6 +231,37 @@ def _check_tree(model) -> None:
             raise ValueError(f"metadata entry {decode_name(entry.name)!r} points at missing buffer {entry.buffer}")
 
 
+def graph_content(model) -> list:
+    """What a runtime reads of a ``.tflite``, independent of the file's layout: per subgraph its
+    inputs, outputs, operators (code, version, inputs, outputs, options) and tensors (type,
+    shape, quantization, constant bytes, variable flag), and the metadata entries' bytes.
+    Two files with equal content run identically."""
+    fb = read_model(model)
+    codes = [(opcode_name(c), int(c.version or 1)) for c in fb.model.operatorCodes or []]
+
+    def options(op):
+        value = op.builtinOptions
+        fields = sorted((k, np.asarray(v).tolist() if isinstance(v, (np.ndarray, list)) else v)
+                        for k, v in vars(value).items()) if value is not None else None
+        custom = None if op.customOptions is None else np.asarray(op.customOptions, np.uint8).tobytes()
+        return op.builtinOptionsType, repr(fields), custom
+
+    def quantization(tensor):
+        scales, zero_points, dim = tensor_quantization(tensor)
+        return None if scales is None else (scales.tobytes(), zero_points.tobytes(), dim)
+
+    graphs = []
+    for graph in fb.model.subgraphs or []:
+        graphs.append((
+            indices(graph.inputs), indices(graph.outputs),
+            [(codes[op.opcodeIndex], indices(op.inputs), indices(op.outputs), options(op))
+             for op in graph.operators or []],
+            [(int(t.type), indices(t.shape), quantization(t), fb.buffer_bytes(t.buffer), bool(t.isVariable))
+             for t in graph.tensors or []],
+        ))
+    return [graphs, fb.metadata()]
+
+
 def read_model(model, where: str | None = None) -> Flatbuffer:
     """``model`` (bytes, or the path of a ``.tflite`` file) unpacked and checked.
 
@@ -310,13 +341,15 @@ def _sharing_builder():
     import flatbuffers
 
     class SharingBuilder(flatbuffers.Builder):
-        """A flatbuffers builder that writes each distinct array and string once.
+        """A flatbuffers builder that writes each distinct array, string and table once.
 
-        The generated ``Pack`` methods write every tensor's quantization, shape and name as
-        vectors of their own; a flatbuffer may point many tables at one vector, and readers
-        (TFLM, LiteRT, the verifier) cannot tell the difference. The flatbuffers library
-        can share strings (``CreateSharedString``, which the generated code does not call)
-        but not arrays, hence this class.
+        The generated ``Pack`` methods write every tensor's quantization, shape and name, and
+        every operator's options, as objects of their own; a flatbuffer may point many
+        references at one object, and readers (TFLM, LiteRT, the verifier) cannot tell the
+        difference. The flatbuffers library shares vtables and, on request, strings
+        (``CreateSharedString``, which the generated code does not call), but not arrays or
+        tables, hence this class. A table is shared when its fields hold the same scalars and
+        point at the same objects; it is written, compared, and rolled back if it is a repeat.
         Byte arrays also start on :data:`BYTE_ARRAY_ALIGNMENT`.
         """
 
@@ -324,6 +357,9 @@ def _sharing_builder():
             super().__init__(size)
             self._arrays: dict[tuple[str, bytes], int] = {}
             self._strings: dict[tuple, int] = {}
+            self._tables: dict[tuple, int] = {}
+            self._fields: list | None = None  # the open table's (slot, kind, value), or None
+            self._table_start = (0, 0)  # (Offset(), len(vtables)) when the open table started
 
         def CreateNumpyVector(self, x):  # noqa: N802 (flatbuffers' method name)
             x = np.ascontiguousarray(x)
@@ -341,11 +377,84 @@ def _sharing_builder():
                 self._strings[key] = super().CreateString(s, encoding, errors)
             return self._strings[key]
 
+        def StartObject(self, numfields):  # noqa: N802
+            self._table_start = (self.Offset(), len(self.vtables))
+            super().StartObject(numfields)
+            self._fields = [numfields]
+
+        def PrependSlot(self, flags, o, x, d):  # noqa: N802
+            if x != d or (self.forceDefaults and d is not None):
+                self._fields.append((o, flags, x))
+            super().PrependSlot(flags, o, x, d)
+
+        def PrependUOffsetTRelativeSlot(self, o, x, d):  # noqa: N802
+            if x != d or self.forceDefaults:
+                self._fields.append((o, "offset", x))  # x: the target's position, not relative
+            super().PrependUOffsetTRelativeSlot(o, x, d)
+
+        def PrependStructSlot(self, v, x, d):  # noqa: N802
+            if x != d:
+                self._fields = None  # inline structs are not tracked: never shared
+            super().PrependStructSlot(v, x, d)
+
+        def EndObject(self):  # noqa: N802
+            offset = super().EndObject()
+            key, self._fields = self._fields, None
+            if key is None:
+                return offset
+            key = tuple(key)
+            if key not in self._tables:
+                self._tables[key] = offset
+                return offset
+            start, vtables = self._table_start
+            self.head = len(self.Bytes) - start  # drop the repeat (and a vtable it may have added)
+            for added in list(self.vtables)[vtables:]:
+                del self.vtables[added]
+            return self._tables[key]
+
     return SharingBuilder()
 
 
+def _without_empty_buffers(model_object):
+    """A copy of a ``ModelT`` whose data-less tensors all use buffer 0 (the schema's empty
+    sentinel, which every reader treats as "no data") and whose unused empty buffers are gone.
+
+    The converter gives every activation a buffer of its own, all empty: a table and a vector
+    entry each, for nothing.
+    """
+    import copy
+
+    model = copy.deepcopy(model_object)
+    buffers = model.buffers or []
+
+    def has_data(index: int) -> bool:
+        buffer = buffers[index]
+        return (buffer.data is not None and len(buffer.data) > 0) or int(buffer.offset or 0) > 1
+
+    tensors = [t for graph in model.subgraphs or [] for t in graph.tensors or []]
+    for tensor in tensors:
+        if 0 <= tensor.buffer < len(buffers) and not has_data(tensor.buffer):
+            tensor.buffer = 0
+    entries = model.metadata or []
+    kept = sorted({0} | {t.buffer for t in tensors} | {e.buffer for e in entries}
+                  | set(indices(model.metadataBuffer)))
+    if not buffers or len(kept) == len(buffers) or kept[-1] >= len(buffers):
+        return model  # nothing to drop (or a reference out of range: left for the reader to report)
+    new_index = {old: new for new, old in enumerate(kept)}
+    model.buffers = [buffers[i] for i in kept]
+    for tensor in tensors:
+        tensor.buffer = new_index[tensor.buffer]
+    for entry in entries:
+        entry.buffer = new_index[entry.buffer]
+    if model.metadataBuffer is not None:
+        model.metadataBuffer = [new_index[i] for i in indices(model.metadataBuffer)]
+    return model
+
+
 def pack_model(model_object) -> bytes:
-    """Serialise a ``ModelT`` with shared arrays and strings and 16-byte aligned buffers."""
+    """Serialise a ``ModelT`` compactly: shared arrays, strings and tables, one empty buffer
+    for every tensor without data, and byte arrays aligned to 16 bytes. ``model_object`` itself
+    is not changed."""
     builder = _sharing_builder()
-    builder.Finish(model_object.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
+    builder.Finish(_without_empty_buffers(model_object).Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
     return bytes(builder.Output())

@@ -84,11 +84,63 @@ def encode_payload(payload: dict) -> tuple[bytes, bytes]:
     document = {"format": FORMAT, **lift(payload, "")}
     if index:
         document["arrays"] = index
-    try:
-        text = json.dumps(document, default=_json_default, separators=(",", ":"), sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise TinylocError(f"metadata cannot be stored as JSON: {exc}") from exc
-    return zlib.compress(text.encode("utf-8"), 9), zlib.compress(bytes(blob), 9)
+    return _document_text(document), zlib.compress(bytes(blob), 9)
+
+
+def _document_text(document: dict) -> bytes:
+    """The compressed JSON of a metadata document (arrays already lifted out)."""
+    def compressed(doc):
+        try:
+            text = json.dumps(doc, default=_json_default, separators=(",", ":"), sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise TinylocError(f"metadata cannot be stored as JSON: {exc}") from exc
+        return zlib.compress(text.encode("utf-8"), 9)
+
+    plain = compressed(document)
+    runs = {key: run for key, value in document.items() if (run := numbered_run(value)) is not None}
+    if not runs:
+        return plain
+    # "WAP001" ... "WAP520": 5 KB of JSON that zlib only halves, stored as their rule.
+    ruled = {key: value for key, value in document.items() if key not in runs}
+    ruled["numbered_names"] = {**document.get("numbered_names", {}), **runs}
+    ruled = compressed(ruled)
+    return ruled if len(ruled) < len(plain) else plain
+
+
+def repack(buf: bytes, where: str = "model") -> bytes:
+    """``buf`` written again by today's :func:`pack_model` and metadata encoding.
+
+    The graph, every constant and every metadata value stay as they are (the arrays blob is
+    kept byte for byte); only the layout of the file changes. For files converted before the
+    packer shared tables and empty buffers, or before numbered names were stored as a rule.
+    """
+    model_object = read_model(buf, where).model
+    entries = {decode_name(entry.name): entry for entry in model_object.metadata or []}
+    if METADATA_NAME in entries:
+        raw = bytes(np.asarray(model_object.buffers[entries[METADATA_NAME].buffer].data, dtype=np.uint8))
+        try:
+            document = json.loads(zlib.decompress(raw).decode("utf-8"))
+        except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TinylocError(f"{where}: {METADATA_NAME!r} metadata is not valid JSON ({exc})") from exc
+        set_metadata_entry(model_object, METADATA_NAME, _document_text(document))
+    return pack_model(model_object)
+
+
+def numbered_run(value) -> dict | None:
+    """``{"prefix", "digits", "first", "count"}`` when ``value`` is a list of at least two names
+    ``prefix + i`` for consecutive ``i`` zero-padded to ``digits``, else None."""
+    import re
+
+    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) for v in value):
+        return None
+    match = re.fullmatch(r"(.*?)(\d+)", value[0])
+    if match is None:
+        return None
+    prefix, digits = match.group(1), len(match.group(2))
+    first = int(match.group(2))
+    if value != [f"{prefix}{i:0{digits}d}" for i in range(first, first + len(value))]:
+        return None
+    return {"prefix": prefix, "digits": digits, "first": first, "count": len(value)}
 
 
 def decode_payload(text: bytes, blob: bytes, where: str = "model") -> dict:
@@ -100,6 +152,12 @@ def decode_payload(text: bytes, blob: bytes, where: str = "model") -> dict:
         raise TinylocError(f"{where}: {METADATA_NAME!r} metadata is not valid JSON ({exc})") from exc
     if document.get("format") != FORMAT:
         raise TinylocError(f"{where}: unknown metadata format {document.get('format')!r}, expected {FORMAT!r}")
+    for key, run in (document.pop("numbered_names", None) or {}).items():
+        try:
+            document[key] = [f"{run['prefix']}{i:0{int(run['digits'])}d}"
+                             for i in range(int(run["first"]), int(run["first"]) + int(run["count"]))]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TinylocError(f"{where}: metadata entry numbered_names.{key} is malformed ({exc!r})") from exc
     for path, spec in (document.pop("arrays", None) or {}).items():
         shape = tuple(int(s) for s in spec["shape"])
         count = int(np.prod(shape)) if shape else 1
