@@ -178,6 +178,7 @@ def test_int8_friendly_forms_differ_from_exact_in_the_scan():
     rng = np.random.default_rng(2)
     dt = rng.uniform(0.05, 1.0, size=(2, 5, 4))
     A = -rng.uniform(0.5, 16.0, size=(4, 16))
+    dt = dt[..., None]  # [b, T, D, 1] against A [D, N]
     exact = keras.ops.convert_to_numpy(decay(dt.astype(np.float32), A.astype(np.float32), False))
     friendly = keras.ops.convert_to_numpy(decay(dt.astype(np.float32), A.astype(np.float32), True))
     assert not np.allclose(exact, friendly, atol=1e-4)

@@ -186,7 +186,7 @@ def test_step_model_from_zero_state_reproduces_the_window_model(mamba_h8l2):
     X = rng.random((2, 20, 6)).astype(np.float32)
     window = np.asarray(mamba_h8l2.encoder(X))
     step = build_step_model(mamba_h8l2)
-    assert [tuple(t.shape) for t in step.inputs] == [(1, 6), (1, 3, 16), (1, 16, 16), (1, 3, 16), (1, 16, 16)]
+    assert [tuple(t.shape) for t in step.inputs] == [(1, 6), (1, 1, 3, 16), (1, 16, 16), (1, 1, 3, 16), (1, 16, 16)]
     for x, w in zip(X, window):
         got = run_stream(step, x)
         assert np.max(np.abs(got - w)) <= 1e-5 * max(1.0, np.abs(w).max())
@@ -215,7 +215,18 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
     result = convert_streaming(mamba_h8l2, [walk[:300]], quant="int8", representative_size=256)
     assert result.report["float_ops"] == {}
     layout = streaming_layout(result.tflite)
-    assert layout["state_shapes"] == [[3, 16], [16, 16], [3, 16], [16, 16]]
+    assert layout["state_shapes"] == [[1, 3, 16], [16, 16], [1, 3, 16], [16, 16]]
+    # Per block: 4 RESHAPEs (x into the conv's layout, the conv's output, B, the readout) and
+    # one STRIDED_SLICE (the new conv buffer); state inputs take their outputs' scales, so no
+    # QUANTIZE is appended.
+    from collections import Counter
+
+    from tinyloc_tf.compression.flatbuffer import read_model
+
+    fb = read_model(result.tflite)
+    ops = Counter(fb.op_name(op) for op in fb.operators)
+    assert ops["RESHAPE"] == 8 and ops["STRIDED_SLICE"] == 2 and "QUANTIZE" not in ops, ops
+    assert result.report["requantized_state_outputs"] == []
     runner = StreamRunner(result.tflite)
     _, emissions = runner.run(walk[300:])
     want = run_stream(build_step_model(mamba_h8l2), walk[300:])
@@ -231,7 +242,8 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
 
 
 @pytest.mark.slow
-def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_path):
+@pytest.mark.parametrize("per_tensor_weights", [False, True], ids=["per-channel", "per-tensor"])
+def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_path, per_tensor_weights):
     import ctypes
 
     from tinyloc_tf.compression.streaming import convert_streaming
@@ -246,7 +258,16 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
         pytest.skip(str(exc))
     rng = np.random.default_rng(9)
     walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (300, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
-    buf = convert_streaming(mamba_h8l2, [walk[:200]], quant="int8", representative_size=128).tflite
+    buf = convert_streaming(mamba_h8l2, [walk[:200]], quant="int8", representative_size=128,
+                            per_tensor_weights=per_tensor_weights).tflite
+    if per_tensor_weights:  # every weight tensor has one scale, and the metadata says so
+        from tinyloc_tf.compression.flatbuffer import read_model, tensor_quantization
+        from tinyloc_tf.compression.metadata import read_metadata
+
+        fb = read_model(buf)
+        weights = [t for t in fb.tensors if fb.type_name(t) == "INT8" and fb.tensor_data(t) is not None]
+        assert weights and all(len(tensor_quantization(t)[0]) == 1 for t in weights)
+        assert read_metadata(buf)["weights"] == "per-tensor"
     report = compile_tflite(buf, tmp_path / "aot")
     assert "runner_invoke_io" in Path(report.header).read_text()
     lib = ctypes.CDLL(str(build_shared_library([report.source], tmp_path / "lib.so", include_dirs=report.include_dirs)))

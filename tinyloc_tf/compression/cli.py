@@ -103,7 +103,8 @@ def _convert(args) -> int:
             raise TinylocError(f"--streaming converts with --quant {' or '.join(STREAMING_QUANT_MODES)}, not {args.quant}")
         result = convert_streaming(
             tagger, [s.X for s in split_streams(dataset.train, name="train")], metadata, quant=args.quant,
-            representative_size=args.representative_size, seed=args.seed, strip=not args.keep_names,
+            representative_size=args.representative_size, seed=args.seed,
+            per_tensor_weights=args.per_tensor_weights, strip=not args.keep_names,
             progress=sys.stderr.isatty(),
         )
     else:

@@ -104,15 +104,18 @@ def _quiet():
             yield
 
 
-def _converter(graph, windows: np.ndarray | None = None, *, optimize: bool = True, int8_io: bool = False):
-    """A ``TFLiteConverter`` for ``graph``: float32 without ``optimize``; with it, int8 weights,
-    and calibrated activations when ``windows`` are given; int8 ops and I/O with ``int8_io``."""
+def _converter(graph, windows: np.ndarray | None = None, *, optimize: bool = True, int8_io: bool = False,
+               per_tensor_weights: bool = False):
+    """A ``TFLiteConverter`` for ``graph``: float32 without ``optimize``; with it, int8 weights
+    (one scale per output channel, or per tensor with ``per_tensor_weights``), and calibrated
+    activations when ``windows`` are given; int8 ops and I/O with ``int8_io``."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(graph)
     if not optimize:
         return converter
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    weights_per_tensor(converter, per_tensor_weights)
     if windows is not None:
         converter.representative_dataset = lambda: ([windows[i : i + 1]] for i in range(len(windows)))
     if int8_io:
@@ -120,6 +123,18 @@ def _converter(graph, windows: np.ndarray | None = None, *, optimize: bool = Tru
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     return converter
+
+
+def weights_per_tensor(converter, enabled: bool) -> None:
+    """Quantize ``converter``'s weights with one scale per tensor when ``enabled``.
+
+    TFLite's option for it is private (``_experimental_disable_per_channel``); the public API
+    has none. Per-channel scales cost 4 bytes per output channel for the weights and 4 more for
+    the bias, plus an 8-byte zero point per channel, in flash, and TFLM keeps a multiplier and a
+    shift per channel in the arena: on a tiny model, a sixth of the file.
+    """
+    if enabled:
+        converter._experimental_disable_per_channel = True
 
 
 # The converters of the variants in ``variants.py``: (graph, windows, options) -> (bytes, report).
@@ -130,7 +145,8 @@ def convert_float32(graph, windows, options: dict) -> tuple[bytes, dict]:
 
 
 def convert_dynamic(graph, windows, options: dict) -> tuple[bytes, dict]:
-    raw = _run_converter(_converter(graph).convert, "dynamic", graph)
+    raw = _run_converter(_converter(graph, per_tensor_weights=options.get("per_tensor_weights", False)).convert,
+                         "dynamic", graph)
     if int8_weight_tensors(raw) == 0:
         return raw, {"note": "no weight tensor reached the converter's 1024-element minimum for "
                              "dynamic-range quantization: the model is float32"}
@@ -138,12 +154,13 @@ def convert_dynamic(graph, windows, options: dict) -> tuple[bytes, dict]:
 
 
 def convert_int8(graph, windows, options: dict) -> tuple[bytes, dict]:
-    return _run_converter(_converter(graph, windows, int8_io=True).convert, "int8", graph), {}
+    converter = _converter(graph, windows, int8_io=True, per_tensor_weights=options.get("per_tensor_weights", False))
+    return _run_converter(converter.convert, "int8", graph), {}
 
 
 def convert_selective(graph, windows, options: dict) -> tuple[bytes, dict]:
     threshold = options.get("selective_threshold", DEFAULT_SELECTIVE_THRESHOLD)
-    raw, kept = _selective(graph, windows, threshold)
+    raw, kept = _selective(graph, windows, threshold, options.get("per_tensor_weights", False))
     return raw, {"kept_float": kept, "selective_threshold": float(threshold)}
 
 
@@ -315,7 +332,7 @@ def data_metadata(dataset) -> dict:
 # --------------------------------------------------------------------------- variants
 
 
-def _selective(graph, windows: np.ndarray, threshold: float) -> tuple[bytes, list[dict]]:
+def _selective(graph, windows: np.ndarray, threshold: float, per_tensor_weights: bool = False) -> tuple[bytes, list[dict]]:
     """int8 with the debugger's outlier ops (and TFLM float-only ops) kept in float."""
     import pandas as pd
     import tensorflow as tf
@@ -327,7 +344,7 @@ def _selective(graph, windows: np.ndarray, threshold: float) -> tuple[bytes, lis
         return ([windows[i : i + 1]] for i in range(len(windows)))
 
     def debug():
-        converter = _converter(graph, windows)
+        converter = _converter(graph, windows, per_tensor_weights=per_tensor_weights)
         debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset)
         debugger.run()
         dump = io.StringIO()
@@ -355,7 +372,7 @@ def _selective(graph, windows: np.ndarray, threshold: float) -> tuple[bytes, lis
     def quantize():
         return tflite_convert.mlir_quantize(
             debugger.calibrated_model,
-            disable_per_channel=False,
+            disable_per_channel=per_tensor_weights,
             fully_quantize=True,
             input_data_type=tf.int8,
             output_data_type=tf.int8,
@@ -388,6 +405,7 @@ def convert(
     selective_threshold: float = DEFAULT_SELECTIVE_THRESHOLD,
     qat_options: dict | None = None,
     calibration_trim: float = 0.0,
+    per_tensor_weights: bool = False,
     strip: bool = True,
 ) -> Conversion:
     """Convert ``model`` to a ``.tflite`` in variant ``quant`` (see the module docstring).
@@ -404,6 +422,7 @@ def convert(
         qat_options: keyword arguments for :func:`tinyloc_tf.compression.qat.fine_tune`.
         calibration_trim: percent of the representative windows to leave out of calibration,
             those whose emissions reach the largest magnitude (:func:`trim_calibration`).
+        per_tensor_weights: one int8 scale per weight tensor (:func:`weights_per_tensor`).
 
     Returns:
         :class:`Conversion` with the bytes (names stripped, metadata embedded) and a report:
@@ -437,12 +456,15 @@ def convert(
             f"representative windows are [N, {windows.shape[1]}, {windows.shape[2]}], the model takes [N, {steps}, {features}]"
         )
 
-    raw, extra = variant.convert_function()(graph, windows, {"selective_threshold": selective_threshold})
+    raw, extra = variant.convert_function()(graph, windows, {"selective_threshold": selective_threshold,
+                                                             "per_tensor_weights": per_tensor_weights})
     report.update(extra)
+    if per_tensor_weights and quant != "float32":
+        report["weights"] = "per-tensor"
 
     report["bytes_with_names"] = len(raw)
     payload = {**model_metadata(model), **(metadata or {}), "quant": quant}
-    for key in ("kept_float", "selective_threshold", "representative"):
+    for key in ("kept_float", "selective_threshold", "representative", "weights"):
         if key in report:
             payload[key] = report[key]
     if variant.prepare:  # what the preparation did, without its per-epoch history

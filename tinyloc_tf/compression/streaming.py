@@ -17,13 +17,18 @@ The step model (:mod:`tinyloc_tf.models.mamba_step`) is converted like a window 
   conv_state_0, ssm_state_0, ...`` (read from the signature before names are stripped), and
   the metadata's ``streaming`` entry records it.
 - **State feedback without requantization.** The new state is the next call's input, so each
-  state output must carry the quantization of its input. The converter usually gives both
-  the same scale; where it does not, an int8 -> int8 QUANTIZE (TFLM's requantize kernel) is
-  appended to that output. The runtime then copies state bytes from output to input, on the
-  host as on the MCU.
+  state input must carry the quantization of its output. The converter calibrates the two
+  separately and gives them nearly, not exactly, the same scale. Where the input's readers all
+  rescale (MUL, ADD, FULLY_CONNECTED, ...), the input simply takes the output's scale and zero
+  point (``retied_state_inputs``): no op, and the state is never rounded twice. Where a reader
+  passes bytes through (CONCATENATION, RESHAPE, ...) an int8 -> int8 QUANTIZE (TFLM's requantize
+  kernel) is appended to the output instead (``requantized_state_outputs``). The runtime then
+  copies state bytes from output to input, on the host as on the MCU.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -95,6 +100,23 @@ def _quantization(tensor) -> tuple[tuple[float, ...], tuple[int, ...]]:
     return tuple(float(s) for s in np.atleast_1d(q.scale)), tuple(int(z) for z in np.atleast_1d(q.zeroPoint))
 
 
+#: Operators whose int8 output must carry their input's quantization (they move bytes, no
+#: arithmetic): an input feeding one of them cannot change its scale alone.
+PASS_THROUGH_OPS = frozenset({"CONCATENATION", "RESHAPE", "STRIDED_SLICE", "SLICE", "SPLIT", "SPLIT_V", "PACK",
+                              "UNPACK", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "GATHER", "PAD", "MAXIMUM",
+                              "MINIMUM", "MAX_POOL_2D"})
+
+
+def _rescaling_consumers_only(model_object, graph, tensor: int) -> bool:
+    """Whether every operator reading ``tensor`` computes its output scale from its inputs'
+    (so the tensor may take another scale); False when one passes its bytes through."""
+    from tinyloc_tf.compression.flatbuffer import indices, opcode_name
+
+    names = [opcode_name(code) for code in model_object.operatorCodes or []]
+    consumers = [names[op.opcodeIndex] for op in graph.operators or [] if tensor in indices(op.inputs)]
+    return bool(consumers) and not any(name in PASS_THROUGH_OPS for name in consumers)
+
+
 def _append_requantize(model_object, graph, source: int, like: int) -> int:
     """Append ``QUANTIZE(source) -> new tensor`` with the quantization of tensor ``like``."""
     from tinyloc_tf.compression.flatbuffer import add_tensor_like, opcode_index, tflite_schema
@@ -113,31 +135,38 @@ def _append_requantize(model_object, graph, source: int, like: int) -> int:
 
 
 def canonicalise(raw: bytes, input_names: list[str], output_count: int) -> tuple[bytes, dict]:
-    """Inputs/outputs in the step model's order, state outputs quantized like their inputs.
+    """Inputs/outputs in the step model's order, each state input quantized like its output.
 
-    Returns the flatbuffer and what was done (``requantized``: state output positions that
-    needed a QUANTIZE).
+    Returns the flatbuffer and what was done, by state position: ``retied_state_inputs`` (the
+    input took the output's quantization), ``requantized_state_outputs`` (a QUANTIZE appended).
     """
     from tinyloc_tf.compression.flatbuffer import pack_model, unpack_model
 
     model_object = unpack_model(raw)
     graph = model_object.subgraphs[0]
     inputs, outputs = _signature_order(model_object, input_names, output_count)
-    requantized = []
+    requantized, retied = [], []
     for position in range(1, output_count):
         out, inp = outputs[position], inputs[position]
         if graph.tensors[out].type != graph.tensors[inp].type or list(graph.tensors[out].shape) != list(
                 graph.tensors[inp].shape):
             raise TinylocError(f"state output {position} ({list(graph.tensors[out].shape)}) does not match "
                                f"its input ({list(graph.tensors[inp].shape)})")
-        if _quantization(graph.tensors[out]) != _quantization(graph.tensors[inp]):
+        if _quantization(graph.tensors[out]) == _quantization(graph.tensors[inp]):
+            continue
+        if _rescaling_consumers_only(model_object, graph, inp):
+            # Give the state input the output's scale: the kernels reading it rescale from
+            # whatever scale it has, and the state is never rounded twice.
+            graph.tensors[inp].quantization = copy.deepcopy(graph.tensors[out].quantization)
+            retied.append(position)
+        else:
             outputs[position] = _append_requantize(model_object, graph, out, inp)
             requantized.append(position)
     graph.inputs = np.array(inputs, dtype=np.int32)
     graph.outputs = np.array(outputs, dtype=np.int32)
     # The signature still names the converter's tensors; runtimes here use indices only.
     model_object.signatureDefs = []
-    return pack_model(model_object), {"requantized_state_outputs": requantized}
+    return pack_model(model_object), {"requantized_state_outputs": requantized, "retied_state_inputs": retied}
 
 
 def streaming_layout(model) -> dict:
@@ -160,6 +189,7 @@ def convert_streaming(
     quant: str = "int8",
     representative_size: int = DEFAULT_REPRESENTATIVE_STEPS,
     seed: int = 0,
+    per_tensor_weights: bool = False,
     strip: bool = True,
     progress: bool = False,
 ):
@@ -169,7 +199,10 @@ def convert_streaming(
         model: a trained Mamba ``SequenceTagger``.
         calibration: training streams, a list of float ``[n, F]`` (int8 only).
         metadata: extra metadata fields (e.g. :func:`~tinyloc_tf.compression.convert.data_metadata`).
-        quant: ``"int8"`` (full integer, int8 state) or ``"float32"``.
+        quant: ``"int8"`` (full integer, int8 state), ``"int16x8"`` (int16 activations and
+            state, int8 weights) or ``"float32"``.
+        per_tensor_weights: one int8 scale per weight tensor
+            (:func:`~tinyloc_tf.compression.convert.weights_per_tensor`).
 
     Returns:
         :class:`~tinyloc_tf.compression.convert.Conversion`; the metadata has a ``streaming``
@@ -177,7 +210,8 @@ def convert_streaming(
     """
     import tensorflow as tf
 
-    from tinyloc_tf.compression.convert import Conversion, _run_converter, file_report, finalize, model_metadata
+    from tinyloc_tf.compression.convert import (Conversion, _run_converter, file_report, finalize, model_metadata,
+                                                weights_per_tensor)
     from tinyloc_tf.models.mamba_step import build_step_model
 
     if quant not in STREAMING_QUANT_MODES:
@@ -193,6 +227,9 @@ def convert_streaming(
         steps = calibration_steps(step, calibration, representative_size, seed, progress=progress)
         report["representative"] = {"steps": int(len(steps[0])), "seed": int(seed), "from": "training streams"}
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        weights_per_tensor(converter, per_tensor_weights)
+        if per_tensor_weights:
+            report["weights"] = "per-tensor"
         converter.representative_dataset = lambda: (
             {name: values[i : i + 1] for name, values in zip(input_names, steps)} for i in range(len(steps[0]))
         )
@@ -218,8 +255,9 @@ def convert_streaming(
         **done,
     }
     payload = {**model_metadata(model), **(metadata or {}), "quant": quant, "streaming": layout}
-    if "representative" in report:
-        payload["representative"] = report["representative"]
+    for key in ("representative", "weights"):
+        if key in report:
+            payload[key] = report[key]
     buf = finalize(raw, payload, strip=strip)
     report.update(bytes_with_names=len(raw), **file_report(buf), state_bytes=layout["state_bytes"])
     report["operators"] = sum(report["ops"].values())

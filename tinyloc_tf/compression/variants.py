@@ -113,6 +113,7 @@ class ConvertOptions:
     representative_size: int = 256  # calibration windows (a seeded subset of train)
     seed: int = 0  # of that subset and of QAT
     calibration_trim: float = 0.0  # percent of the most extreme windows left out of calibration
+    per_tensor_weights: bool = False  # one int8 scale per weight tensor instead of one per output channel
     selective_threshold: float = 0.7  # selective: rmse/scale above which an op stays float
     qat_epochs: int = 3
     qat_lr: float = 1e-4
@@ -139,6 +140,7 @@ class ConvertOptions:
         return {
             "representative_size": self.representative_size, "seed": self.seed,
             "calibration_trim": self.calibration_trim, "selective_threshold": self.selective_threshold,
+            "per_tensor_weights": self.per_tensor_weights,
             "qat_options": {"epochs": self.qat_epochs, "lr": self.qat_lr, "batch_size": self.qat_batch_size},
         }
 
@@ -158,6 +160,9 @@ def add_convert_arguments(parser, *, with_seed: bool = True, sweep: bool = False
     group.add_argument("--calibration-trim", type=percent, default=d.calibration_trim, metavar="PCT",
                        help="leave out of int8 calibration the PCT %% of training windows with the most "
                             "extreme emissions (default 0; see docs/compression.md)")
+    group.add_argument("--per-tensor-weights", action="store_true",
+                       help="one int8 scale per weight tensor, not per output channel: smaller files and "
+                            "arenas, a different rounding (check it on validation; see docs/compression.md)")
     group.add_argument("--selective-threshold", type=non_negative_float, default=d.selective_threshold,
                        help=f"selective: keep ops in float whose rmse/scale exceeds this (default {d.selective_threshold})")
     group.add_argument("--qat-epochs", type=positive_int, default=d.qat_epochs,

@@ -76,17 +76,17 @@ def decay(dt, A, int8_friendly: bool = False):
     """Discretised state decay ``exp(dt * A)``.
 
     Args:
-        dt: ``[..., D]`` positive step sizes.
-        A: ``[D, N]`` negative state matrix (diagonal per channel), weight-only.
+        dt: positive step sizes that broadcast against ``A``: ``[..., D, 1]`` for the window
+            scan's ``A [D, N]``, ``[1, D]`` for the step model's transposed ``A [N, D]``.
+        A: the negative state matrix (diagonal per channel), weight-only.
 
     Returns:
-        ``[..., D, N]`` in (0, 1].
+        ``exp(dt * A)`` in (0, 1], broadcast: ``[..., D, N]`` (window) or ``[N, D]`` (step).
 
     Int8-friendly: ``exp(u) ~ relu(1 + u/16)^16`` for u = dt*A <= 0 (a compound-interest
     limit). ``A / 16`` depends on weights only, so the converter folds it; at run time this is
     MUL, ADD (with fused RELU) and four MULs (squarings).
     """
-    dt = ops.expand_dims(dt, -1)
     if not int8_friendly:
         return ops.exp(dt * A)
     v = ops.relu(1.0 + dt * (A / EXP_POWER))
@@ -122,7 +122,7 @@ def selective_scan(x, dt, A, B, C, D, int8_friendly: bool = False):
     """
     steps = x.shape[1]
     if steps > 1:
-        dA_t = ops.unstack(decay(dt, A, int8_friendly)[:, 1:], num=steps - 1, axis=1)  # (T-1) x [b, D, N]
+        dA_t = ops.unstack(decay(ops.expand_dims(dt, -1), A, int8_friendly)[:, 1:], num=steps - 1, axis=1)  # (T-1) x [b, D, N]
     dtx_t = ops.unstack(ops.expand_dims(dt * x, -1), num=steps, axis=1)  # T x [b, D, 1]
     B_t = ops.unstack(ops.expand_dims(B, 2), num=steps, axis=1)  # T x [b, 1, N]
     h = dtx_t[0] * B_t[0]  # [b, D, N]

@@ -11,11 +11,13 @@ The window model (:class:`~tinyloc_tf.models.mamba.MambaEncoder`) unrolls the sc
 ``T`` samples and starts every window from a zero state. The step model runs the same
 layers on one sample ``x_t``:
 
-    inputs   sample [1, F], then per block l: conv_state_l [1, d_conv-1, D], ssm_state_l [1, D, N]
+    inputs   sample [1, F], then per block l: conv_state_l [1, 1, d_conv-1, D], ssm_state_l [1, N, D]
     outputs  emissions [1, K], then per block l: the new conv_state_l, ssm_state_l
 
 ``conv_state`` holds the last ``d_conv - 1`` inputs of the causal depthwise convolution
-(what its left zero padding stands for in the window model), ``ssm_state`` is ``h_{t-1}``.
+(what its left zero padding stands for in the window model), ``ssm_state`` is ``h_{t-1}``
+transposed (the window scan holds ``[D, N]``). Both layouts are the ones the graph computes
+in, so the step graph has no reshape for the state.
 From a zero state, ``T`` steps reproduce the window model's ``T`` emissions (tested), and
 keep going for as long as samples come. The layers are the trained encoder's own objects,
 so the weights are exactly the window model's.
@@ -23,8 +25,9 @@ so the weights are exactly the window model's.
 Per block and sample the graph is: in_proj, CONCATENATION of the conv buffer with x_t and a
 VALID DEPTHWISE_CONV_2D over it (the new buffer is a slice of the same concatenation),
 SiLU, x_proj, dt_proj and the step function, the decay (:func:`~tinyloc_tf.models.mamba.decay`,
-int8-friendly or exact), ``h = dA * h + (dt x) B``, the readout ``h C + D x`` as one
-BATCH_MATMUL, the gate and out_proj.
+int8-friendly or exact) as ``[N, D]``, ``h = dA * h + B (dt x)``, the readout ``C h + D x`` as one
+BATCH_MATMUL, the gate and out_proj: four RESHAPEs per block (x into the conv's layout, the
+conv's output, B, the readout).
 """
 
 from __future__ import annotations
@@ -38,32 +41,35 @@ from tinyloc_tf.models.mamba import MambaEncoder, decay, positive_step
 
 
 def mixer_step(mixer, u, conv_state, ssm_state):
-    """One sample through a :class:`~tinyloc_tf.models.mamba.MambaMixer`.
+    """One sample through a :class:`~tinyloc_tf.models.mamba.MambaMixer` (a batch of 1).
 
     Args:
         mixer: the trained mixer (its layers and weights are used as they are).
-        u: ``[b, H]`` the block's normalised input at this sample.
-        conv_state: ``[b, d_conv - 1, D]`` the conv's previous inputs, oldest first.
-        ssm_state: ``[b, D, N]`` ``h_{t-1}``.
+        u: ``[1, H]`` the block's normalised input at this sample.
+        conv_state: ``[1, 1, d_conv - 1, D]`` the conv's previous inputs, oldest first, in
+            the 4-D layout DEPTHWISE_CONV_2D reads, so no reshape sits around the conv.
+        ssm_state: ``[1, N, D]`` ``h_{t-1}``, the window scan's ``[D, N]`` transposed: ``dt``,
+            ``x`` and the readout then broadcast along ``D`` without reshapes.
 
     Returns:
-        ``(out [b, H], conv_state [b, d_conv - 1, D], ssm_state [b, D, N])``.
+        ``(out [1, H], conv_state [1, 1, d_conv - 1, D], ssm_state [1, N, D])``.
     """
-    xz = mixer.in_proj(u)  # [b, 2D]
-    x, z = ops.split(xz, 2, axis=-1)  # 2 x [b, D]
-    window = ops.concatenate([conv_state, ops.expand_dims(x, 1)], axis=1)  # [b, d_conv, D]
-    # The conv layer pads on the left for a window; here the buffer is the padding.
-    x = keras.layers.DepthwiseConv1D.call(mixer.conv, window)[:, 0]  # [b, D]
-    new_conv_state = window[:, 1:]
-    x = ops.silu(x)
+    xz = mixer.in_proj(u)  # [1, 2D]
+    x, z = ops.split(xz, 2, axis=-1)  # 2 x [1, D]
+    window = ops.concatenate([conv_state, ops.reshape(x, (1, 1, 1, -1))], axis=2)  # [1, 1, d_conv, D]
+    # The window model's conv pads on the left; here the buffer is the padding.
+    kernel = ops.expand_dims(mixer.conv.kernel, 0)  # [1, d_conv, D, 1]
+    x = ops.depthwise_conv(window, kernel, padding="valid") + mixer.conv.bias  # [1, 1, 1, D]
+    x = ops.silu(ops.reshape(x, (1, -1)))  # [1, D]
+    new_conv_state = window[:, :, 1:]
 
-    x_dbl = mixer.x_proj(x)  # [b, r + 2N]
+    x_dbl = mixer.x_proj(x)  # [1, r + 2N]
     dt_in, B, C = ops.split(x_dbl, [mixer.dt_rank, mixer.dt_rank + mixer.d_state], axis=-1)
-    dt = positive_step(mixer.dt_proj(dt_in), mixer.int8_friendly)  # [b, D]
-    A = -ops.exp(mixer.A_log)  # [D, N], folded to a constant by the converter
-    dA = decay(dt, A, mixer.int8_friendly)  # [b, D, N]
-    h = dA * ssm_state + ops.expand_dims(dt * x, -1) * ops.expand_dims(B, 1)  # [b, D, N]
-    y = ops.squeeze(ops.matmul(h, ops.expand_dims(C, -1)), -1) + x * mixer.D  # [b, D]
+    dt = positive_step(mixer.dt_proj(dt_in), mixer.int8_friendly)  # [1, D]
+    A = ops.transpose(-ops.exp(mixer.A_log))  # [N, D], folded to a constant by the converter
+    dA = decay(dt, A, mixer.int8_friendly)  # [N, D]
+    h = dA * ssm_state + ops.reshape(B, (1, -1, 1)) * (dt * x)  # [1, N, D]
+    y = ops.reshape(ops.matmul(C, h), (1, -1)) + x * mixer.D  # [1, D]: sum_n C_n h_n + D x
     y = y * ops.silu(z)
     return mixer.out_proj(y), new_conv_state, h
 
@@ -72,9 +78,9 @@ def mixer_step(mixer, u, conv_state, ssm_state):
 class MambaStepEncoder(keras.layers.Layer):
     """A trained :class:`MambaEncoder` run one sample at a time.
 
-    ``call(sample [b, F], conv_states, ssm_states)`` with ``conv_states`` a list of
-    ``[b, d_conv - 1, D]`` and ``ssm_states`` a list of ``[b, D, N]`` (one per block) returns
-    ``(emissions [b, K], new conv_states, new ssm_states)``.
+    ``call(sample [1, F], conv_states, ssm_states)`` with ``conv_states`` a list of
+    ``[1, 1, d_conv - 1, D]`` and ``ssm_states`` a list of ``[1, N, D]`` (one per block) returns
+    ``(emissions [1, K], new conv_states, new ssm_states)``. One stream: a batch of 1.
     """
 
     def __init__(self, encoder, **kwargs):
@@ -90,11 +96,13 @@ class MambaStepEncoder(keras.layers.Layer):
         """Shapes (without batch) of the state tensors, in input order: conv, ssm per block."""
         e = self.encoder
         inner = e.expand * e.hidden
-        return [shape for _ in range(e.num_layers) for shape in ((e.d_conv - 1, inner), (inner, e.d_state))]
+        return [shape for _ in range(e.num_layers) for shape in ((1, e.d_conv - 1, inner), (e.d_state, inner))]
 
     def call(self, sample, conv_states, ssm_states):
         e = self.encoder
-        x = e.embed(sample)  # [b, H]
+        if sample.shape[0] not in (None, 1):
+            raise TinylocError(f"a step model runs one stream (a batch of 1), got a batch of {sample.shape[0]}")
+        x = e.embed(sample)  # [1, H]
         new_conv, new_ssm = [], []
         for block, conv_state, ssm_state in zip(e.blocks, conv_states, ssm_states):
             out, conv_state, ssm_state = mixer_step(block.mixer, block.norm(x), conv_state, ssm_state)
@@ -122,8 +130,8 @@ def step_encoder(model) -> MambaStepEncoder:
 def build_step_model(model) -> keras.Model:
     """A Keras model ``[sample, *states] -> [emissions, *new states]`` with a batch of 1.
 
-    Inputs: ``sample [1, F]``, then per block ``conv_state [1, d_conv-1, D]``,
-    ``ssm_state [1, D, N]``. Outputs: ``emissions [1, K]``, then the new states in the same
+    Inputs: ``sample [1, F]``, then per block ``conv_state [1, 1, d_conv-1, D]``,
+    ``ssm_state [1, N, D]``. Outputs: ``emissions [1, K]``, then the new states in the same
     order. ``model`` is a trained Mamba ``SequenceTagger``; its layers are shared, not copied.
     """
     step = step_encoder(model)
