@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Flash and arena of the streaming step model for every Mamba size up to H32L2.
 
-    python scripts/measure_step_sizes.py DATA [--hidden 1 2 4 8 16 32] [--layers 1 2] [--out sizes.json]
+    python scripts/measure_step_sizes.py DATA [--hidden 1 2 4 8 16 32] [--layers 1 2] [--per-tensor-weights] [--out sizes.json]
 
 Per (hidden, layers) of the paper's Mamba grid (int8-friendly, DATA's features and classes): the
 step model converted to int8 and to int16x8 (``convert_streaming``, calibrated on DATA's training
 streams, with the metadata `tinyloc convert` writes), and its flatbuffer size, operators, tensors, host-TFLM arena and state bytes, and
-whether flash and arena both fit 32 KiB. Sizes depend on the architecture, not on the weights,
+whether flash and arena both fit 32 KiB. ``--per-tensor-weights`` converts with one scale per
+weight tensor (``tinyloc convert --per-tensor-weights``; int8 only). Sizes depend on the architecture, not on the weights,
 so the models are left untrained (seeded). Prints a markdown table.
 """
 
@@ -23,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BUDGET_BYTES = 32 * 1024
 
 
-def measure(data_dir: Path, hidden, layers, calibration_steps: int) -> list[dict]:
+def measure(data_dir: Path, hidden, layers, calibration_steps: int, per_tensor_weights: bool = False) -> list[dict]:
     import keras
     from tqdm import tqdm
 
@@ -42,13 +43,14 @@ def measure(data_dir: Path, hidden, layers, calibration_steps: int) -> list[dict
         keras.utils.set_random_seed(0)
         tagger = build_model("mamba", features=dataset.num_features, classes=dataset.num_classes, hidden=h,
                              layers=n_layers, steps=dataset.steps, int8_friendly=True)
-        for quant in ("int8", "int16x8"):
+        for quant in ("int8",) if per_tensor_weights else ("int8", "int16x8"):  # 16x8 needs per-channel
             result = convert_streaming(tagger, streams, data_metadata(dataset), quant=quant,
-                                       representative_size=calibration_steps)
+                                       representative_size=calibration_steps, per_tensor_weights=per_tensor_weights)
             fb = read_model(result.tflite)
             arena = find_arena_bytes(result.tflite)
             rows.append({
                 "hidden": h, "layers": n_layers, "quant": quant, "params": int(tagger.count_params()),
+                "weights": "per-tensor" if per_tensor_weights else "per-channel",
                 "flash_bytes": len(result.tflite), "arena_bytes": arena, "operators": len(fb.operators),
                 "tensors": len(fb.tensors), "state_bytes": result.report["state_bytes"],
                 "fits_32kb": len(result.tflite) <= BUDGET_BYTES and arena <= BUDGET_BYTES,
@@ -62,9 +64,10 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--calibration-steps", type=int, default=256)
+    parser.add_argument("--per-tensor-weights", action="store_true", help="one scale per weight tensor")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
-    rows = measure(args.data, args.hidden, args.layers, args.calibration_steps)
+    rows = measure(args.data, args.hidden, args.layers, args.calibration_steps, args.per_tensor_weights)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print("| model | params | step model | flash B | B / param | TFLM arena B | operators | tensors | state B | fits 32 KiB |")

@@ -260,7 +260,9 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
     walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (300, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
     buf = convert_streaming(mamba_h8l2, [walk[:200]], quant="int8", representative_size=128,
                             per_tensor_weights=per_tensor_weights).tflite
-    if per_tensor_weights:  # every weight tensor has one scale, and the metadata says so
+    if per_tensor_weights:  # every weight tensor has one scale, and the metadata says so (int8 only)
+        with pytest.raises(TinylocError, match="int8 step models only"):
+            convert_streaming(mamba_h8l2, [walk[:200]], quant="int16x8", per_tensor_weights=True)
         from tinyloc_tf.compression.flatbuffer import read_model, tensor_quantization
         from tinyloc_tf.compression.metadata import read_metadata
 

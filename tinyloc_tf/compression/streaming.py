@@ -216,6 +216,10 @@ def convert_streaming(
 
     if quant not in STREAMING_QUANT_MODES:
         raise TinylocError(f"streaming conversion supports {', '.join(STREAMING_QUANT_MODES)}, not {quant!r}")
+    if per_tensor_weights and quant != "int8":
+        # TFLite's 16x8 quantizer wants the depthwise conv's weights per channel ("Quantized
+        # dimension ... do not match"); a float32 model has no int8 weights.
+        raise TinylocError(f"--per-tensor-weights converts int8 step models only, not {quant}")
     step = build_step_model(model)
     input_names = [t.name for t in step.inputs]
     report: dict = {"quant": quant, "streaming": True}
