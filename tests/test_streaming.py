@@ -399,3 +399,35 @@ def test_window_conversion_refuses_a_streaming_variant(stream_data, tmp_path_fac
     tagger, _ = load_run(tiny_run_folder(tmp_path_factory, stream_data, "mamba"))
     with pytest.raises(TinylocError, match="--streaming --quant int8"):
         convert(tagger, "stream-int8", stream_data.train.X)
+
+
+def test_sink_operators_moves_a_large_early_result_next_to_its_reader():
+    """big = MUL(x, x) [16, 4], read only by a later op: it moves just before that op (x is read
+    by the next op anyway, so nothing is held longer); the others already sit before their
+    first reader, or have none, and stay."""
+    from tinyloc_tf.compression.flatbuffer import indices, tflite_schema
+    from tinyloc_tf.compression.streaming import sink_operators
+
+    s = tflite_schema()
+    model = s.ModelT()
+    model.buffers = [s.BufferT()]
+    graph = s.SubGraphT()
+
+    def tensor(shape):
+        t = s.TensorT()
+        t.shape, t.type, t.buffer = shape, s.TensorType.INT8, 0
+        return t
+
+    graph.tensors = [tensor([1, 4]), tensor([16, 4]), tensor([1, 4]), tensor([1, 4]), tensor([16, 4]), tensor([1, 1])]
+
+    def op(inputs, outputs):
+        o = s.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = 0, inputs, outputs
+        return o
+
+    # 0: big = x * x; 1: small = x * x; 2: smaller = small * small; 3: sum = big + smaller;
+    # 4: out = sum * sum (the graph output).
+    graph.operators = [op([0, 0], [1]), op([0, 0], [2]), op([2, 2], [3]), op([1, 3], [4]), op([4, 4], [5])]
+    graph.inputs, graph.outputs = [0], [5]
+    assert sink_operators(model, graph) == 1
+    assert [indices(o.outputs)[0] for o in graph.operators] == [2, 3, 1, 4, 5]
