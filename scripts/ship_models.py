@@ -18,7 +18,8 @@ The card's format, its fields and how it is built, written and read are
 ``tests/test_shipped_models.py`` rebuilds the data from that recipe and checks every number.
 
 The folder ``OUT/NAME`` is written under a temporary name and swapped in at the end, so a
-failed run leaves the previous models untouched and never a half-written set.
+failed run leaves the previous models untouched and never a half-written set; SIGTERM unwinds
+like Ctrl-C, and the leftover of a run killed outright is removed by the next one.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ import argparse
 import json
 import os
 import re
-import shutil
+import signal
 import sys
-import tempfile
 from pathlib import Path
 
+from tinyloc_tf.atomic import staged_folder
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import sweep_run, variant_path
 from tinyloc_tf.reports.card import (
@@ -109,10 +110,9 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
         candidates = int((int8_family["deployable"].astype(bool) & fits(int8_family, budget)).sum())
         picks.append((budget, row, candidates))
 
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; the shipped folder is not
-    try:
+    # Staged beside OUT/NAME and swapped in last (tinyloc_tf.atomic): a failed or interrupted run
+    # leaves the shipped models as they were; a leftover of a killed run is removed by the next.
+    with staged_folder(out / name, overwrite=True, inputs=(sweep_dir,)) as staging:
         iterator = picks
         if progress:
             from tqdm import tqdm
@@ -136,17 +136,6 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
                                        "evaluate": evaluate_commands(shipped, settings["data"])})
             (staging / tflite_name).write_bytes(buf)
             write_card(card, staging / card_name)
-        final = out / name
-        retired = None
-        if final.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out))
-            os.replace(final, retired / name)
-        os.replace(staging, final)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return [out / name / file for budget, _, _ in picks for file in shipped_names(budget)]
 
 
@@ -157,9 +146,14 @@ def summary_line(card: dict) -> str:
             f"flash {card['flash_bytes']} B, arena {card['arena_bytes']} B")
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds, so the staging folder is removed as on Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     words = sys.argv[1:] if argv is None else argv

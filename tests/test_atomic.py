@@ -6,11 +6,14 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tinyloc_tf.atomic import check_output, clean_stale_partials, staged_folder, write_atomic
 from tinyloc_tf.errors import TinylocError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def dead_pid() -> int:
@@ -87,3 +90,27 @@ def test_staged_folder_never_replaces_without_overwrite(tmp_path):
             pass
     assert (out / "keep").read_text() == "keep"
     assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_ship_models_under_sigterm_leaves_the_shipped_folder_and_no_staging(tmp_path):
+    """scripts/ship_models.py turns SIGTERM into an unwinding exit: the staging folder is
+    removed and the models already shipped stay as they were."""
+    shipped = tmp_path / "models" / "house"
+    shipped.mkdir(parents=True)
+    (shipped / "32kb.tflite").write_bytes(b"old")
+    script = f"""
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {str(REPO / 'scripts')!r})
+import ship_models
+from tinyloc_tf.atomic import staged_folder
+signal.signal(signal.SIGTERM, ship_models._exit_on_sigterm)
+with staged_folder(Path({str(shipped)!r}), overwrite=True) as staging:
+    (staging / "32kb.tflite").write_bytes(b"new, half written")
+    os.kill(os.getpid(), signal.SIGTERM)
+    signal.pause()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + 15, done.stderr
+    assert sorted(p.name for p in shipped.parent.iterdir()) == ["house"]
+    assert (shipped / "32kb.tflite").read_bytes() == b"old"

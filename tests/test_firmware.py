@@ -21,7 +21,6 @@ import pytest
 
 from tinyloc_tf.deployment import firmware as fw
 from tinyloc_tf.deployment.export_c import HarnessData, ModelInfo, export_c, host_paths, write_sources
-from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.deployment.targets import PROBE_ARENA_BYTES
 from tinyloc_tf.errors import TinylocError
 
