@@ -31,30 +31,28 @@ def repack_file(path: Path) -> tuple[int, int]:
     from tinyloc_tf.compression.flatbuffer import graph_content
     from tinyloc_tf.compression.metadata import METADATA_NAME, metadata_bytes, read_metadata, repack
     from tinyloc_tf.errors import TinylocError
+    from tinyloc_tf.training.artifacts import json_bytes
 
     before = path.read_bytes()
     after = repack(before, str(path))
-    old_graph, old_entries = graph_content(before)
-    new_graph, new_entries = graph_content(after)
-    same_entries = {k: v for k, v in old_entries.items() if k != METADATA_NAME} == \
-                   {k: v for k, v in new_entries.items() if k != METADATA_NAME}
-    has_metadata = METADATA_NAME in old_entries
-    if old_graph != new_graph or not same_entries or (
+    (old_graph, old_entries), (new_graph, new_entries) = graph_content(before), graph_content(after)
+    # The "tinyloc" entry is re-encoded: compared by its values, every other entry byte for byte.
+    old_entries.pop(METADATA_NAME, None)
+    has_metadata = new_entries.pop(METADATA_NAME, None) is not None
+    if (old_graph, old_entries) != (new_graph, new_entries) or (
             has_metadata and read_metadata(before) != read_metadata(after)):
         raise TinylocError(f"{path}: re-packing changed the model's content; left as it is")
     record = path.with_suffix(".json")
-    if record.exists():
-        info = json.loads(record.read_text())
-        if info.get("flash_bytes") not in (None, len(before), len(after)):
-            raise TinylocError(f"{record}: flash_bytes {info['flash_bytes']} is not the size of {path.name} "
-                               f"({len(before)} B); convert that variant again instead")
+    info = json.loads(record.read_text()) if record.exists() else None
+    if info is not None and info.get("flash_bytes") not in (None, len(before), len(after)):
+        raise TinylocError(f"{record}: flash_bytes {info['flash_bytes']} is not the size of {path.name} "
+                           f"({len(before)} B); convert that variant again instead")
+    write_atomic(path, after)
+    if info is not None:
         info["flash_bytes"] = len(after)
         if has_metadata:
             info["metadata_bytes"] = metadata_bytes(after)
-        write_atomic(path, after)
-        write_atomic(record, (json.dumps(info, indent=2) + "\n").encode())
-    else:
-        write_atomic(path, after)
+        write_atomic(record, json_bytes(info))
     return len(before), len(after)
 
 
@@ -72,7 +70,7 @@ def main(argv=None) -> int:
             print(f"{sweep}: no runs/*/variants/*.tflite or refits/*/variants/*.tflite", file=sys.stderr)
             status = 1
             continue
-        total_before = total_after = 0
+        total_before = total_after = done = 0
         for path in files:
             try:
                 before, after = repack_file(path)
@@ -82,7 +80,8 @@ def main(argv=None) -> int:
                 continue
             total_before += before
             total_after += after
-        print(f"{sweep}: {len(files)} files, {total_before:,} -> {total_after:,} bytes")
+            done += 1
+        print(f"{sweep}: {done} of {len(files)} files re-packed, {total_before:,} -> {total_after:,} bytes")
     return status
 
 

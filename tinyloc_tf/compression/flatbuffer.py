@@ -113,6 +113,17 @@ def tensor_quantization(tensor) -> tuple[np.ndarray | None, np.ndarray | None, i
     return scales, zero_points, int(q.quantizedDimension or 0)
 
 
+def tensor_nbytes(tensor) -> int:
+    """Bytes of a ``TensorT``'s values (its shape times its element size)."""
+    dtype = NUMPY_DTYPES.get(tensor_type_names().get(tensor.type), np.int8)
+    return int(np.prod(indices(tensor.shape) or [1], dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def buffer_has_data(buffer) -> bool:
+    """Whether a ``BufferT`` holds data, inline or (models over 2 GB) at an offset."""
+    return (buffer.data is not None and len(buffer.data) > 0) or int(buffer.offset or 0) > 1
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -426,14 +437,9 @@ def _without_empty_buffers(model_object):
 
     model = copy.deepcopy(model_object)
     buffers = model.buffers or []
-
-    def has_data(index: int) -> bool:
-        buffer = buffers[index]
-        return (buffer.data is not None and len(buffer.data) > 0) or int(buffer.offset or 0) > 1
-
     tensors = [t for graph in model.subgraphs or [] for t in graph.tensors or []]
     for tensor in tensors:
-        if 0 <= tensor.buffer < len(buffers) and not has_data(tensor.buffer):
+        if 0 <= tensor.buffer < len(buffers) and not buffer_has_data(buffers[tensor.buffer]):
             tensor.buffer = 0
     entries = model.metadata or []
     kept = sorted({0} | {t.buffer for t in tensors} | {e.buffer for e in entries}

@@ -33,6 +33,7 @@ flatbuffer itself is read, edited and written by :mod:`tinyloc_tf.compression.fl
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from pathlib import Path
 
@@ -114,48 +115,52 @@ def repack(buf: bytes, where: str = "model") -> bytes:
     kept byte for byte); only the layout of the file changes. For files converted before the
     packer shared tables and empty buffers, or before numbered names were stored as a rule.
     """
-    model_object = read_model(buf, where).model
-    entries = {decode_name(entry.name): entry for entry in model_object.metadata or []}
-    if METADATA_NAME in entries:
-        raw = bytes(np.asarray(model_object.buffers[entries[METADATA_NAME].buffer].data, dtype=np.uint8))
-        try:
-            document = json.loads(zlib.decompress(raw).decode("utf-8"))
-        except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise TinylocError(f"{where}: {METADATA_NAME!r} metadata is not valid JSON ({exc})") from exc
-        set_metadata_entry(model_object, METADATA_NAME, _document_text(document))
-    return pack_model(model_object)
+    fb = read_model(buf, where)
+    text = fb.metadata().get(METADATA_NAME)
+    if text is not None:
+        set_metadata_entry(fb.model, METADATA_NAME, _document_text(_parse_document(text, where)))
+    return pack_model(fb.model)
+
+
+def _parse_document(text: bytes, where: str) -> dict:
+    """The JSON document of a compressed ``"tinyloc"`` entry, as stored (rules and array index
+    not expanded)."""
+    try:
+        return json.loads(zlib.decompress(text).decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TinylocError(f"{where}: {METADATA_NAME!r} metadata is not valid JSON ({exc})") from exc
+
+
+def _expand_run(run: dict) -> list[str]:
+    """The names a :func:`numbered_run` rule stands for."""
+    first, digits = int(run["first"]), int(run["digits"])
+    return [f"{run['prefix']}{i:0{digits}d}" for i in range(first, first + int(run["count"]))]
 
 
 def numbered_run(value) -> dict | None:
     """``{"prefix", "digits", "first", "count"}`` when ``value`` is a list of at least two names
     ``prefix + i`` for consecutive ``i`` zero-padded to ``digits``, else None."""
-    import re
-
     if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) for v in value):
         return None
     match = re.fullmatch(r"(.*?)(\d+)", value[0])
     if match is None:
         return None
-    prefix, digits = match.group(1), len(match.group(2))
-    first = int(match.group(2))
-    if value != [f"{prefix}{i:0{digits}d}" for i in range(first, first + len(value))]:
-        return None
-    return {"prefix": prefix, "digits": digits, "first": first, "count": len(value)}
+    run = {"prefix": match.group(1), "digits": len(match.group(2)), "first": int(match.group(2)), "count": len(value)}
+    return run if _expand_run(run) == value else None
 
 
 def decode_payload(text: bytes, blob: bytes, where: str = "model") -> dict:
     """Inverse of :func:`encode_payload`: arrays come back as (nested) lists of floats."""
+    document = _parse_document(text, where)
     try:
-        document = json.loads(zlib.decompress(text).decode("utf-8"))
         blob = zlib.decompress(blob) if blob else b""
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except zlib.error as exc:
         raise TinylocError(f"{where}: {METADATA_NAME!r} metadata is not valid JSON ({exc})") from exc
     if document.get("format") != FORMAT:
         raise TinylocError(f"{where}: unknown metadata format {document.get('format')!r}, expected {FORMAT!r}")
     for key, run in (document.pop("numbered_names", None) or {}).items():
         try:
-            document[key] = [f"{run['prefix']}{i:0{int(run['digits'])}d}"
-                             for i in range(int(run["first"]), int(run["first"]) + int(run["count"]))]
+            document[key] = _expand_run(run)
         except (KeyError, TypeError, ValueError) as exc:
             raise TinylocError(f"{where}: metadata entry numbered_names.{key} is malformed ({exc!r})") from exc
     for path, spec in (document.pop("arrays", None) or {}).items():

@@ -137,13 +137,6 @@ def _append_requantize(model_object, graph, source: int, like: int) -> int:
     return out
 
 
-def _tensor_bytes(tensor) -> int:
-    from tinyloc_tf.compression.flatbuffer import NUMPY_DTYPES, indices, tensor_type_names
-
-    dtype = NUMPY_DTYPES.get(tensor_type_names().get(tensor.type), np.int8)
-    return int(np.prod(indices(tensor.shape) or [1])) * np.dtype(dtype).itemsize
-
-
 def sink_operators(model_object, graph) -> int:
     """Move operators later, to just before their first reader, where that shortens what is live.
 
@@ -153,11 +146,10 @@ def sink_operators(model_object, graph) -> int:
     meantime) outweigh the inputs whose last read it delays. Only the order changes: every
     operator still follows what it reads, and the outputs are identical. Returns how many moved.
     """
-    from tinyloc_tf.compression.flatbuffer import indices
+    from tinyloc_tf.compression.flatbuffer import buffer_has_data, indices, tensor_nbytes
 
     buffers = model_object.buffers or []
-    constant = {i for i, t in enumerate(graph.tensors)
-                if 0 < t.buffer < len(buffers) and buffers[t.buffer].data is not None and len(buffers[t.buffer].data)}
+    constant = {i for i, t in enumerate(graph.tensors) if 0 < t.buffer < len(buffers) and buffer_has_data(buffers[t.buffer])}
     outputs = set(indices(graph.outputs))
     ops = list(graph.operators)
     moved = 0
@@ -173,9 +165,9 @@ def sink_operators(model_object, graph) -> int:
                 return len(ops)
             return max(j for j, op in enumerate(ops) if tensor in indices(op.inputs))
 
-        delayed = sum(_tensor_bytes(graph.tensors[t]) for t in set(indices(ops[position].inputs))
+        delayed = sum(tensor_nbytes(graph.tensors[t]) for t in set(indices(ops[position].inputs))
                       if t >= 0 and t not in constant and last_read(t) < target)
-        freed = sum(_tensor_bytes(graph.tensors[t]) for t in produced if t not in outputs)
+        freed = sum(tensor_nbytes(graph.tensors[t]) for t in produced if t not in outputs)
         if freed > delayed:
             ops.insert(target - 1, ops.pop(position))  # after the pop, the first reader is at target - 1
             moved += 1
@@ -233,6 +225,13 @@ def streaming_layout(model) -> dict:
     return layout
 
 
+def per_tensor_weights_refusal(quant: str) -> str | None:
+    """Why ``--per-tensor-weights`` cannot make a step model in ``quant`` (None for int8):
+    TFLite's 16x8 quantizer wants the depthwise conv's weights per channel ("Quantized dimension
+    ... do not match"), and a float32 model has no int8 weights."""
+    return None if quant == "int8" else f"--per-tensor-weights converts int8 step models only, not {quant}"
+
+
 def convert_streaming(
     model,
     calibration=None,
@@ -268,10 +267,8 @@ def convert_streaming(
 
     if quant not in STREAMING_QUANT_MODES:
         raise TinylocError(f"streaming conversion supports {', '.join(STREAMING_QUANT_MODES)}, not {quant!r}")
-    if per_tensor_weights and quant != "int8":
-        # TFLite's 16x8 quantizer wants the depthwise conv's weights per channel ("Quantized
-        # dimension ... do not match"); a float32 model has no int8 weights.
-        raise TinylocError(f"--per-tensor-weights converts int8 step models only, not {quant}")
+    if per_tensor_weights and (refusal := per_tensor_weights_refusal(quant)):
+        raise TinylocError(refusal)
     step = build_step_model(model)
     input_names = [t.name for t in step.inputs]
     report: dict = {"quant": quant, "streaming": True}
