@@ -208,6 +208,22 @@ def test_rsqrt_matches_tflm(kernel_objects, tmp_path):
     assert check_variants(models, kernel_objects, tmp_path, input_fn=inputs) > 0
 
 
+def test_l2_normalization_matches_tflm(kernel_objects, tmp_path):
+    """Rows divided by their L2 norm (the int8 step Mamba's RMSNorm). The first row of every
+    input is all 17, so the model with zero point 17 also meets a row whose sum is 0."""
+    rng = np.random.default_rng(13)
+    l2 = dict(out_scale=np.float32(1 / 128), out_zp=0, opts=(options("L2NormOptionsT"), "L2NormOptions"))
+    models = [_unary_model(rng, "L2_NORMALIZATION", **l2) for _ in range(VARIANTS)]
+    models.append(_unary_model(rng, "L2_NORMALIZATION", in_zp=17, **l2))
+
+    def inputs(rng_, shape):
+        values = rng_.integers(-128, 128, size=shape, dtype=np.int8)
+        values.reshape(-1, shape[-1])[0] = 17
+        return values
+
+    assert check_variants(models, kernel_objects, tmp_path, input_fn=inputs) > 0
+
+
 @pytest.mark.parametrize("tables", [True, False], ids=["tables", "fixed-point"])
 def test_softmax_matches_tflm(tables, kernel_objects, tmp_path):
     rng = np.random.default_rng(11)

@@ -192,6 +192,11 @@ def test_step_model_from_zero_state_reproduces_the_window_model(mamba_h8l2):
         assert np.max(np.abs(got - w)) <= 1e-5 * max(1.0, np.abs(w).max())
     # The layers are the tagger's own: a weight change shows in the step model.
     assert step.get_layer("step_encoder").encoder is mamba_h8l2.encoder
+    # The int8 graph's norm (one L2_NORMALIZATION) is the RMSNorm up to its epsilon.
+    l2_step = build_step_model(mamba_h8l2, l2_norm=True)
+    for x, w in zip(X, window):
+        got = run_stream(l2_step, x)
+        assert np.max(np.abs(got - w)) <= 1e-4 * max(1.0, np.abs(w).max())
 
 
 def test_step_model_refuses_mdcsa():
@@ -226,6 +231,8 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
     fb = read_model(result.tflite)
     ops = Counter(fb.op_name(op) for op in fb.operators)
     assert ops["RESHAPE"] == 8 and ops["STRIDED_SLICE"] == 2 and "QUANTIZE" not in ops, ops
+    # Each block's RMSNorm is one L2_NORMALIZATION, not MUL, MEAN, ADD, RSQRT, MUL.
+    assert ops["L2_NORMALIZATION"] == 2 and "MEAN" not in ops and "RSQRT" not in ops, ops
     assert result.report["requantized_state_outputs"] == []
     runner = StreamRunner(result.tflite)
     _, emissions = runner.run(walk[300:])

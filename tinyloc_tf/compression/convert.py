@@ -258,20 +258,27 @@ def int8_weight_tensors(model) -> int:
 # --------------------------------------------------------------------------- finishing
 
 
-def finalize(buf: bytes, metadata: dict | None, strip: bool = True) -> bytes:
-    """Strip tensor / subgraph / signature names and embed ``metadata`` as the "tinyloc" entry.
+#: Metadata entries TFLite's converter writes (its version requirement and conversion options):
+#: no runtime reads them, and they take about 220 bytes of every file.
+CONVERTER_METADATA = ("min_runtime_version", "CONVERSION_METADATA")
 
-    Names are most of a tiny model's bytes and no runtime needs them (inputs and outputs
-    are used by index); TFLite's own ``flatbuffer_utils.strip_strings`` removes them.
+
+def finalize(buf: bytes, metadata: dict | None, strip: bool = True) -> bytes:
+    """Strip what no runtime reads and embed ``metadata`` as the "tinyloc" entry.
+
+    Stripped: tensor / subgraph / signature names (most of a tiny model's bytes; inputs and
+    outputs are used by index), removed by TFLite's own ``flatbuffer_utils.strip_strings``, and
+    the converter's metadata entries (:data:`CONVERTER_METADATA`).
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from tinyloc_tf.compression.flatbuffer import pack_model, unpack_model
+    from tinyloc_tf.compression.flatbuffer import decode_name, pack_model, unpack_model
     from tinyloc_tf.compression.metadata import set_payload
 
     model_object = unpack_model(buf)
     if strip:
         flatbuffer_utils.strip_strings(model_object)
+        model_object.metadata = [e for e in model_object.metadata or [] if decode_name(e.name) not in CONVERTER_METADATA]
     if metadata is not None:
         set_payload(model_object, metadata)
     return pack_model(model_object)

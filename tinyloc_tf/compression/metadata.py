@@ -1,7 +1,8 @@
 """Metadata carried inside a ``.tflite``: everything needed to use a model without its run folder.
 
 A TFLite flatbuffer has a ``metadata`` table of named buffers (TFLite's own converter puts
-``min_runtime_version`` and ``CONVERSION_METADATA`` there). We add two entries:
+``min_runtime_version`` and ``CONVERSION_METADATA`` there; ``tinyloc convert`` drops those, no
+runtime reads them). We add two entries:
 
 - ``"tinyloc"``: zlib-compressed UTF-8 JSON::
 

@@ -28,9 +28,16 @@ SiLU, x_proj, dt_proj and the step function, the decay (:func:`~tinyloc_tf.model
 int8-friendly or exact) as ``[N, D]``, ``h = dA * h + B (dt x)``, the readout ``C h + D x`` as one
 BATCH_MATMUL, the gate and out_proj: four RESHAPEs per block (x into the conv's layout, the
 conv's output, B, the readout).
+
+With ``l2_norm=True`` each block's RMSNorm is written as an L2 normalization
+(:func:`l2_rms_norm`), which TFLite's converter fuses into one L2_NORMALIZATION operator
+instead of five (MUL, MEAN, ADD, RSQRT, MUL). TFLite quantizes L2_NORMALIZATION to int8 only,
+so the int8 step model uses it and the int16x8 one keeps the RMSNorm's operators.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 import numpy as np
@@ -74,6 +81,20 @@ def mixer_step(mixer, u, conv_state, ssm_state):
     return mixer.out_proj(y), new_conv_state, h
 
 
+def l2_rms_norm(norm, x):
+    """:class:`~tinyloc_tf.models.mamba.RMSNorm` ``norm`` applied to ``x [..., H]`` as an L2 normalization.
+
+    ``x * rsqrt(mean(x^2) + eps) * g = l2_normalize(x) * sqrt(H) * g`` up to the epsilon: the
+    two differ by a factor ``sqrt(1 + eps / mean(x^2))``, 1 to within 1e-4 for
+    ``mean(x^2) >= 0.05`` (eps = 1e-5). ``tf.math.l2_normalize`` is the pattern TFLite's converter
+    fuses into one L2_NORMALIZATION operator (int8 in TFLM), and the constant ``sqrt(H) * g``
+    folds into the next FULLY_CONNECTED's weights.
+    """
+    import tensorflow as tf
+
+    return tf.math.l2_normalize(x, axis=-1) * (math.sqrt(x.shape[-1]) * norm.scale)
+
+
 @keras.saving.register_keras_serializable(package="tinyloc")
 class MambaStepEncoder(keras.layers.Layer):
     """A trained :class:`MambaEncoder` run one sample at a time.
@@ -81,10 +102,12 @@ class MambaStepEncoder(keras.layers.Layer):
     ``call(sample [1, F], conv_states, ssm_states)`` with ``conv_states`` a list of
     ``[1, 1, d_conv - 1, D]`` and ``ssm_states`` a list of ``[1, N, D]`` (one per block) returns
     ``(emissions [1, K], new conv_states, new ssm_states)``. One stream: a batch of 1.
+    ``l2_norm``: the blocks' RMSNorms as :func:`l2_rms_norm` (one L2_NORMALIZATION each).
     """
 
-    def __init__(self, encoder, **kwargs):
+    def __init__(self, encoder, l2_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.l2_norm = bool(l2_norm)
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
         if not isinstance(encoder, MambaEncoder):
@@ -105,17 +128,19 @@ class MambaStepEncoder(keras.layers.Layer):
         x = e.embed(sample)  # [1, H]
         new_conv, new_ssm = [], []
         for block, conv_state, ssm_state in zip(e.blocks, conv_states, ssm_states):
-            out, conv_state, ssm_state = mixer_step(block.mixer, block.norm(x), conv_state, ssm_state)
+            u = l2_rms_norm(block.norm, x) if self.l2_norm else block.norm(x)
+            out, conv_state, ssm_state = mixer_step(block.mixer, u, conv_state, ssm_state)
             x = x + out
             new_conv.append(conv_state)
             new_ssm.append(ssm_state)
         return e.head(x), new_conv, new_ssm
 
     def get_config(self):
-        return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder)}
+        return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "l2_norm": self.l2_norm}
 
 
-def step_encoder(model) -> MambaStepEncoder:
+def step_encoder(model, l2_norm: bool = False) -> MambaStepEncoder:
     """The step encoder of a trained Mamba ``SequenceTagger`` (or a bare ``MambaEncoder``)."""
     encoder = getattr(model, "encoder", model)
     if not isinstance(encoder, MambaEncoder):
@@ -124,17 +149,18 @@ def step_encoder(model) -> MambaStepEncoder:
             f"streaming needs a Mamba model (a recurrence); this one is {family!r}, which attends over "
             "the whole window and stays a window model"
         )
-    return MambaStepEncoder(encoder, name="step_encoder")
+    return MambaStepEncoder(encoder, l2_norm=l2_norm, name="step_encoder")
 
 
-def build_step_model(model) -> keras.Model:
+def build_step_model(model, l2_norm: bool = False) -> keras.Model:
     """A Keras model ``[sample, *states] -> [emissions, *new states]`` with a batch of 1.
 
     Inputs: ``sample [1, F]``, then per block ``conv_state [1, 1, d_conv-1, D]``,
     ``ssm_state [1, N, D]``. Outputs: ``emissions [1, K]``, then the new states in the same
     order. ``model`` is a trained Mamba ``SequenceTagger``; its layers are shared, not copied.
+    ``l2_norm``: RMSNorm as L2_NORMALIZATION (:func:`l2_rms_norm`), for the int8 step model.
     """
-    step = step_encoder(model)
+    step = step_encoder(model, l2_norm=l2_norm)
     e = step.encoder
     sample = keras.Input((e.features,), batch_size=1, name="sample")
     shapes = step.state_shapes

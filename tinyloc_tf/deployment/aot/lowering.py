@@ -521,6 +521,18 @@ def lower_rsqrt(L: Lowering, op: Operator):
     )
 
 
+def lower_l2_normalization(L: Lowering, op: Operator):
+    x, out = op.inputs[0], op.outputs[0]
+    if _is_float(L, x):
+        raise L.fail("float L2_NORMALIZATION is not supported; convert it to int8")
+    _require_int8(L, x, out)
+    if _activation(op):
+        raise L.fail("L2_NORMALIZATION with a fused activation (TFLM refuses it too)")
+    tx = L.t(x)
+    depth = int(tx.shape[-1]) if tx.shape else 1
+    L.emit(f"tl_l2norm_s8({tx.size // depth}, {depth}, {tx.zero_point}, {{T{x}}}, {{T{out}}});", [x], [out])
+
+
 def _float_only(kind: str):
     def lower(L: Lowering, op: Operator):
         if not _is_float(L, op.inputs[0]):
@@ -1196,6 +1208,7 @@ LOWERINGS: dict[str, Callable[[Lowering, Operator], None]] = {
     "TANH": lower_tanh,
     "ELU": lower_elu,
     "RSQRT": lower_rsqrt,
+    "L2_NORMALIZATION": lower_l2_normalization,
     "RELU": lower_relu,
     "SOFTMAX": lower_softmax,
     "QUANTIZE": lower_quantize,

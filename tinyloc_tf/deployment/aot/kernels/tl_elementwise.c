@@ -3,7 +3,7 @@
  *
  * Semantics follow TFLM's reference kernels (add.cc, sub.cc, mul.cc,
  * squared_difference.cc, maximum_minimum.cc, quantize.cc, activations.cc,
- * logistic.cc, tanh.cc, elu.cc, elementwise.cc (RSQRT), softmax.cc).
+ * logistic.cc, tanh.cc, elu.cc, elementwise.cc (RSQRT), l2norm.cc, softmax.cc).
  */
 #include "tl_internal.h"
 
@@ -217,6 +217,31 @@ int tl_rsqrt_s8(const tl_rsqrt_params* p, int32_t size, const int8_t* in, int8_t
     out[i] = (int8_t)tl_clamp_i32(output, INT8_MIN, INT8_MAX);
   }
   return TL_OK;
+}
+
+/* ---- L2_NORMALIZATION int8 (reference_integer_ops::L2Normalization) ---- */
+
+/* Each row of `depth` values divided by its L2 norm. The output is in 1/128 steps with zero
+ * point 0 whatever the output tensor says, as in TFLM (the converter always gives it that). */
+void tl_l2norm_s8(int32_t outer_size, int32_t depth, int32_t input_zero_point, const int8_t* in,
+                  int8_t* out) {
+  const int kOutputScale = 7; /* 1/128 */
+  for (int32_t row = 0; row < outer_size; ++row) {
+    const int8_t* x = in + row * depth;
+    int8_t* y = out + row * depth;
+    int32_t acc = 0; /* (255)^2 per element: no overflow below 2^15 elements */
+    for (int32_t i = 0; i < depth; ++i) {
+      const int32_t v = (int32_t)x[i] - input_zero_point;
+      acc += v * v;
+    }
+    int32_t inv_multiplier;
+    int inv_shift;
+    tl_get_inv_sqrt_multiplier_exp(acc, -1, &inv_multiplier, &inv_shift);
+    for (int32_t i = 0; i < depth; ++i) {
+      const int32_t v = (int32_t)x[i] - input_zero_point;
+      y[i] = (int8_t)tl_clamp_i32(tl_mbqm(v, inv_multiplier, inv_shift + kOutputScale), INT8_MIN, INT8_MAX);
+    }
+  }
 }
 
 /* ---- SOFTMAX int8 -> int8 (output scale 1/256, zero point -128) ---- */

@@ -188,6 +188,8 @@ void tl_tanh_s8(const tl_sigmoid_params* p, int32_t size, const int8_t* in,
 void tl_lut_s8(const int8_t* table, int32_t size, const int8_t* in, int8_t* out);
 void tl_clamp_s8(int8_t lo, int8_t hi, int32_t size, const int8_t* in, int8_t* out);
 int tl_rsqrt_s8(const tl_rsqrt_params* p, int32_t size, const int8_t* in, int8_t* out);
+void tl_l2norm_s8(int32_t outer_size, int32_t depth, int32_t input_zero_point, const int8_t* in,
+                  int8_t* out);
 void tl_softmax_s8(const tl_softmax_params* p, const int8_t* in, int8_t* out);
 
 /* ---- int8 linear algebra ---- */
