@@ -132,7 +132,7 @@ done
 # rebuild. Each name N keeps N.cc and N_common.cc, in tensorflow/lite/micro/kernels/ or its
 # cmsis_nn/ specialisation.
 KERNELS_BUILT="activations add arg_min_max batch_matmul concatenation conv depthwise_conv dequantize elementwise
-  fully_connected kernel_util logistic maximum_minimum micro_tensor_utils mul pad quantize reduce reshape softmax
+  fully_connected kernel_util l2norm logistic maximum_minimum micro_tensor_utils mul pad quantize reduce reshape softmax
   split split_v strided_slice sub tanh unpack"
 
 build_lib() {

@@ -69,7 +69,7 @@ def calibration_steps(step_model, streams, size: int = DEFAULT_REPRESENTATIVE_ST
         if not len(stream):
             continue
         _, states = run_stream(step_model, stream, return_states=True)
-        inputs[0].append(stream)
+        inputs[0].append(stream.reshape(len(stream), *step_model.inputs[0].shape[1:]))
         for store, values in zip(inputs[1:], states):
             store.append(values)
     inputs = [np.concatenate(parts) for parts in inputs]

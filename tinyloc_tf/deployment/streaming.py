@@ -54,12 +54,12 @@ class StreamRunner:
 
     def step(self, sample_q: np.ndarray) -> np.ndarray:
         """One quantized sample ``[1, F]`` -> raw emission ``[1, K]``; the state advances."""
-        self.interpreter.set_input(sample_q, 0)
+        self.interpreter.set_input(np.reshape(sample_q, self.inputs[0].shape), 0)
         for i, value in enumerate(self.state, start=1):
             self.interpreter.set_input(value, i)
         self.interpreter.invoke()
         self.state = [np.array(self.interpreter.get_output(i)) for i in range(1, len(self.outputs))]
-        return np.array(self.interpreter.get_output(0))
+        return np.array(self.interpreter.get_output(0)).reshape(1, -1)
 
     def run(self, X, reset_every: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A whole stream from a zero state: ``X`` float ``[n, F]`` -> (raw ``[n, K]``, float ``[n, K]``).

@@ -11,13 +11,15 @@ The window model (:class:`~tinyloc_tf.models.mamba.MambaEncoder`) unrolls the sc
 ``T`` samples and starts every window from a zero state. The step model runs the same
 layers on one sample ``x_t``:
 
-    inputs   sample [1, F], then per block l: conv_state_l [1, 1, d_conv-1, D], ssm_state_l [1, N, D]
-    outputs  emissions [1, K], then per block l: the new conv_state_l, ssm_state_l
+    inputs   sample [1, 1, 1, F], then per block l: conv_state_l [1, 1, d_conv-1, D], ssm_state_l [1, 1, N, D]
+    outputs  emissions [1, 1, 1, K], then per block l: the new conv_state_l, ssm_state_l
 
+Every tensor is 4-D, ``[1, 1, width, channels]``: the layout DEPTHWISE_CONV_2D computes in.
+FULLY_CONNECTED keeps those dimensions, element-wise operators broadcast over them and
+BATCH_MATMUL treats the leading two as batch axes, so no RESHAPE sits between 2-D and 4-D.
 ``conv_state`` holds the last ``d_conv - 1`` inputs of the causal depthwise convolution
 (what its left zero padding stands for in the window model), ``ssm_state`` is ``h_{t-1}``
-transposed (the window scan holds ``[D, N]``). Both layouts are the ones the graph computes
-in, so the step graph has no reshape for the state.
+transposed (the window scan holds ``[D, N]``).
 From a zero state, ``T`` steps reproduce the window model's ``T`` emissions (tested), and
 keep going for as long as samples come. The layers are the trained encoder's own objects,
 so the weights are exactly the window model's.
@@ -26,8 +28,7 @@ Per block and sample the graph is: in_proj, CONCATENATION of the conv buffer wit
 VALID DEPTHWISE_CONV_2D over it (the new buffer is a slice of the same concatenation),
 SiLU, x_proj, dt_proj and the step function, the decay (:func:`~tinyloc_tf.models.mamba.decay`,
 int8-friendly or exact) as ``[N, D]``, ``h = dA * h + B (dt x)``, the readout ``C h + D x`` as one
-BATCH_MATMUL, the gate and out_proj: four RESHAPEs per block (x into the conv's layout, the
-conv's output, B, the readout).
+BATCH_MATMUL, the gate and out_proj. One RESHAPE per block: ``B`` from a row into a column.
 
 With ``l2_norm=True`` each block's RMSNorm is written as an L2 normalization
 (:func:`l2_rms_norm`), which TFLite's converter fuses into one L2_NORMALIZATION operator
@@ -52,31 +53,29 @@ def mixer_step(mixer, u, conv_state, ssm_state):
 
     Args:
         mixer: the trained mixer (its layers and weights are used as they are).
-        u: ``[1, H]`` the block's normalised input at this sample.
-        conv_state: ``[1, 1, d_conv - 1, D]`` the conv's previous inputs, oldest first, in
-            the 4-D layout DEPTHWISE_CONV_2D reads, so no reshape sits around the conv.
-        ssm_state: ``[1, N, D]`` ``h_{t-1}``, the window scan's ``[D, N]`` transposed: ``dt``,
+        u: ``[1, 1, 1, H]`` the block's normalised input at this sample.
+        conv_state: ``[1, 1, d_conv - 1, D]`` the conv's previous inputs, oldest first.
+        ssm_state: ``[1, 1, N, D]`` ``h_{t-1}``, the window scan's ``[D, N]`` transposed: ``dt``,
             ``x`` and the readout then broadcast along ``D`` without reshapes.
 
     Returns:
-        ``(out [1, H], conv_state [1, 1, d_conv - 1, D], ssm_state [1, N, D])``.
+        ``(out [1, 1, 1, H], conv_state [1, 1, d_conv - 1, D], ssm_state [1, 1, N, D])``.
     """
-    xz = mixer.in_proj(u)  # [1, 2D]
-    x, z = ops.split(xz, 2, axis=-1)  # 2 x [1, D]
-    window = ops.concatenate([conv_state, ops.reshape(x, (1, 1, 1, -1))], axis=2)  # [1, 1, d_conv, D]
+    xz = mixer.in_proj(u)  # [1, 1, 1, 2D]
+    x, z = ops.split(xz, 2, axis=-1)  # 2 x [1, 1, 1, D]
+    window = ops.concatenate([conv_state, x], axis=2)  # [1, 1, d_conv, D]
     # The window model's conv pads on the left; here the buffer is the padding.
     kernel = ops.expand_dims(mixer.conv.kernel, 0)  # [1, d_conv, D, 1]
-    x = ops.depthwise_conv(window, kernel, padding="valid") + mixer.conv.bias  # [1, 1, 1, D]
-    x = ops.silu(ops.reshape(x, (1, -1)))  # [1, D]
+    x = ops.silu(ops.depthwise_conv(window, kernel, padding="valid") + mixer.conv.bias)  # [1, 1, 1, D]
     new_conv_state = window[:, :, 1:]
 
-    x_dbl = mixer.x_proj(x)  # [1, r + 2N]
+    x_dbl = mixer.x_proj(x)  # [1, 1, 1, r + 2N]
     dt_in, B, C = ops.split(x_dbl, [mixer.dt_rank, mixer.dt_rank + mixer.d_state], axis=-1)
-    dt = positive_step(mixer.dt_proj(dt_in), mixer.int8_friendly)  # [1, D]
+    dt = positive_step(mixer.dt_proj(dt_in), mixer.int8_friendly)  # [1, 1, 1, D]
     A = ops.transpose(-ops.exp(mixer.A_log))  # [N, D], folded to a constant by the converter
-    dA = decay(dt, A, mixer.int8_friendly)  # [N, D]
-    h = dA * ssm_state + ops.reshape(B, (1, -1, 1)) * (dt * x)  # [1, N, D]
-    y = ops.reshape(ops.matmul(C, h), (1, -1)) + x * mixer.D  # [1, D]: sum_n C_n h_n + D x
+    dA = decay(dt, A, mixer.int8_friendly)  # [1, 1, N, D]
+    h = dA * ssm_state + ops.reshape(B, (1, 1, -1, 1)) * (dt * x)  # [1, 1, N, D]
+    y = ops.matmul(C, h) + x * mixer.D  # [1, 1, 1, D]: sum_n C_n h_n + D x
     y = y * ops.silu(z)
     return mixer.out_proj(y), new_conv_state, h
 
@@ -99,9 +98,9 @@ def l2_rms_norm(norm, x):
 class MambaStepEncoder(keras.layers.Layer):
     """A trained :class:`MambaEncoder` run one sample at a time.
 
-    ``call(sample [1, F], conv_states, ssm_states)`` with ``conv_states`` a list of
-    ``[1, 1, d_conv - 1, D]`` and ``ssm_states`` a list of ``[1, N, D]`` (one per block) returns
-    ``(emissions [1, K], new conv_states, new ssm_states)``. One stream: a batch of 1.
+    ``call(sample [1, 1, 1, F], conv_states, ssm_states)`` with ``conv_states`` a list of
+    ``[1, 1, d_conv - 1, D]`` and ``ssm_states`` a list of ``[1, 1, N, D]`` (one per block) returns
+    ``(emissions [1, 1, 1, K], new conv_states, new ssm_states)``. One stream: a batch of 1.
     ``l2_norm``: the blocks' RMSNorms as :func:`l2_rms_norm` (one L2_NORMALIZATION each).
     """
 
@@ -119,13 +118,13 @@ class MambaStepEncoder(keras.layers.Layer):
         """Shapes (without batch) of the state tensors, in input order: conv, ssm per block."""
         e = self.encoder
         inner = e.expand * e.hidden
-        return [shape for _ in range(e.num_layers) for shape in ((1, e.d_conv - 1, inner), (e.d_state, inner))]
+        return [shape for _ in range(e.num_layers) for shape in ((1, e.d_conv - 1, inner), (1, e.d_state, inner))]
 
     def call(self, sample, conv_states, ssm_states):
         e = self.encoder
         if sample.shape[0] not in (None, 1):
             raise TinylocError(f"a step model runs one stream (a batch of 1), got a batch of {sample.shape[0]}")
-        x = e.embed(sample)  # [1, H]
+        x = e.embed(sample)  # [1, 1, 1, H]
         new_conv, new_ssm = [], []
         for block, conv_state, ssm_state in zip(e.blocks, conv_states, ssm_states):
             u = l2_rms_norm(block.norm, x) if self.l2_norm else block.norm(x)
@@ -155,14 +154,14 @@ def step_encoder(model, l2_norm: bool = False) -> MambaStepEncoder:
 def build_step_model(model, l2_norm: bool = False) -> keras.Model:
     """A Keras model ``[sample, *states] -> [emissions, *new states]`` with a batch of 1.
 
-    Inputs: ``sample [1, F]``, then per block ``conv_state [1, 1, d_conv-1, D]``,
-    ``ssm_state [1, N, D]``. Outputs: ``emissions [1, K]``, then the new states in the same
+    Inputs: ``sample [1, 1, 1, F]``, then per block ``conv_state [1, 1, d_conv-1, D]``,
+    ``ssm_state [1, 1, N, D]``. Outputs: ``emissions [1, 1, 1, K]``, then the new states in the same
     order. ``model`` is a trained Mamba ``SequenceTagger``; its layers are shared, not copied.
     ``l2_norm``: RMSNorm as L2_NORMALIZATION (:func:`l2_rms_norm`), for the int8 step model.
     """
     step = step_encoder(model, l2_norm=l2_norm)
     e = step.encoder
-    sample = keras.Input((e.features,), batch_size=1, name="sample")
+    sample = keras.Input((1, 1, e.features), batch_size=1, name="sample")
     shapes = step.state_shapes
     states = [keras.Input(shape, batch_size=1, name=f"{'conv' if i % 2 == 0 else 'ssm'}_state_{i // 2}")
               for i, shape in enumerate(shapes)]
@@ -190,10 +189,10 @@ def _compiled(step_model):
 
 def run_step(step_model, sample, state) -> tuple[np.ndarray, list[np.ndarray]]:
     """One sample: ``sample`` float ``[F]`` and ``state`` -> ``(emission [K], new state)``."""
-    sample = np.asarray(sample, dtype=np.float32).reshape(1, -1)
+    sample = np.asarray(sample, dtype=np.float32).reshape(1, 1, 1, -1)
     outputs = _compiled(step_model)([sample, *state])
     outputs = [np.asarray(o) for o in outputs]
-    return outputs[0][0], outputs[1:]
+    return outputs[0].reshape(-1), outputs[1:]
 
 
 def run_stream(step_model, X, state=None, return_states: bool = False, reset_every: int | None = None):
