@@ -263,9 +263,12 @@ def int8_weight_tensors(model) -> int:
 CONVERTER_METADATA = ("min_runtime_version", "CONVERSION_METADATA")
 
 
-def finalize(buf: bytes, metadata: dict | None, strip: bool = True, memory_plan: bool = True) -> bytes:
+def finalize(buf: bytes, metadata: dict | None, strip: bool = True, memory_plan: bool = True,
+             overwritable_inputs=()) -> bytes:
     """Strip what no runtime reads, embed ``metadata`` as the "tinyloc" entry and, with
-    ``memory_plan``, TFLM's offline arena plan where it is smaller than TFLM's own.
+    ``memory_plan``, TFLM's offline arena plan where it is smaller than TFLM's own
+    (``overwritable_inputs``: inputs the plan may write over, see
+    :func:`~tinyloc_tf.compression.memory_plan.tflm_memory_plan`).
 
     Stripped: tensor / subgraph / signature names (most of a tiny model's bytes; inputs and
     outputs are used by index), removed by TFLite's own ``flatbuffer_utils.strip_strings``, and
@@ -287,7 +290,7 @@ def finalize(buf: bytes, metadata: dict | None, strip: bool = True, memory_plan:
         set_payload(model_object, metadata)
     buf = pack_model(model_object)
     if memory_plan:
-        plan = tflm_memory_plan(buf)
+        plan = tflm_memory_plan(buf, overwritable_inputs)
         if plan is not None and plan.planned_bytes < tflm_default_plan_bytes(buf):
             set_metadata_entry(model_object, OFFLINE_PLAN_NAME, plan_entry(plan))
             buf = pack_model(model_object)

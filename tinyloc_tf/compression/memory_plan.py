@@ -15,8 +15,10 @@ each tensor goes. :func:`tflm_memory_plan` differs from TFLM's own plan in one w
 may take over the bytes of an input that dies at its operator, where each of that operator's
 TFLM kernels (reference and CMSIS-NN) reads the input elements at an index before it writes the
 output element there (:data:`IN_PLACE_OPS`, same shape, no broadcast of that input), and a
-RESHAPE's output shares its input's bytes (TFLM's reshape kernel skips its copy then). Graph
-inputs and outputs keep bytes of their own, so what the caller wrote or reads is untouched.
+RESHAPE's output shares its input's bytes (TFLM's reshape kernel skips its copy then). A graph
+output may be written over a dead input of its operator; a graph input is overwritten only where
+the caller says it may be (a step model's state inputs: the caller writes the next state into
+them before every call, as the host runner and the firmware do), so what a caller wrote stays.
 
 Lifetimes follow TFLM's (``micro_allocation_info.cc``): graph inputs exist from before the
 first operator, graph outputs until after the last, every other tensor from the operator that
@@ -122,9 +124,10 @@ def tflm_default_plan_bytes(model) -> int:
     return greedy_plan(list(buffers.values()), ALIGNMENT, order=order)
 
 
-def tflm_memory_plan(model) -> TFLMPlan | None:
+def tflm_memory_plan(model, overwritable_inputs=()) -> TFLMPlan | None:
     """Arena offsets for every activation tensor, with in-place outputs; None for a model of
-    several subgraphs (TFLM plans those itself)."""
+    several subgraphs (TFLM plans those itself). ``overwritable_inputs``: positions of graph
+    inputs whose bytes the model may overwrite once it has read them."""
     from tinyloc_tf.compression.flatbuffer import indices, read_model, tensor_nbytes
 
     fb = read_model(model)
@@ -132,17 +135,17 @@ def tflm_memory_plan(model) -> TFLMPlan | None:
         return None
     buffers, last_read, constant = _lifetimes(fb)
     home = {t: t for t in buffers}  # the buffer each tensor lives in
-    graph_io = set(fb.inputs) | set(fb.outputs)
+    kept = (set(fb.inputs) - {fb.inputs[i] for i in overwritable_inputs}) | set(fb.outputs)
     in_place = []
     for scope, op in enumerate(fb.operators, start=1):
         name, outputs = fb.op_name(op), indices(op.outputs)
-        if len(outputs) != 1 or name not in IN_PLACE_OPS + SHARED_OPS or outputs[0] in graph_io:
+        if len(outputs) != 1 or name not in IN_PLACE_OPS + SHARED_OPS:
             continue
         out = outputs[0]
         reads = [t for t in indices(op.inputs) if t >= 0 and not constant[t]]
         for source in reads[:1] if name in SHARED_OPS else reads:
             shared = buffers[home[source]]
-            if (source in graph_io or tensor_nbytes(fb.tensors[source]) != tensor_nbytes(fb.tensors[out])
+            if (source in kept or tensor_nbytes(fb.tensors[source]) != tensor_nbytes(fb.tensors[out])
                     or any(last_read.get(t, 0) > scope for t in shared.tensors)):
                 continue  # the caller's bytes, another size (int8 -> int16), or still read later
             if name not in SHARED_OPS and list(indices(fb.tensors[source].shape)) != list(indices(fb.tensors[out].shape)):

@@ -320,7 +320,9 @@ def convert_streaming(
     for key in ("representative", "weights"):
         if key in report:
             payload[key] = report[key]
-    buf = finalize(raw, payload, strip=strip, memory_plan=memory_plan)
+    # The state inputs are the step's to overwrite: the caller writes the next state into them.
+    buf = finalize(raw, payload, strip=strip, memory_plan=memory_plan,
+                   overwritable_inputs=range(1, len(step.inputs)))
     report.update(bytes_with_names=len(raw), **file_report(buf), state_bytes=layout["state_bytes"])
     report["operators"] = sum(report["ops"].values())
     return Conversion(buf, report)
