@@ -17,7 +17,7 @@ import pytest
 from helpers import OpModel, options, run_wheel
 from tinyloc_tf.deployment.aot import SUPPORTED_OPS, UnsupportedOperator, compile_tflite
 from tinyloc_tf.deployment.aot.host import build_and_load, host_compiler
-from tinyloc_tf.compression.memory_plan import Buffer, greedy_plan
+from tinyloc_tf.deployment.aot.planner import Buffer, greedy_plan
 from tinyloc_tf.errors import TinylocError
 
 # The model builders (helpers.py) and the reference interpreter come from the tflite-micro wheel.

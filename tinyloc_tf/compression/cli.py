@@ -104,7 +104,7 @@ def _convert(args) -> int:
         result = convert_streaming(
             tagger, [s.X for s in split_streams(dataset.train, name="train")], metadata, quant=args.quant,
             representative_size=args.representative_size, seed=args.seed,
-            per_tensor_weights=args.per_tensor_weights, strip=not args.keep_names, memory_plan=args.memory_plan,
+            per_tensor_weights=args.per_tensor_weights, strip=not args.keep_names,
             progress=sys.stderr.isatty(),
         )
     else:

@@ -263,24 +263,17 @@ def int8_weight_tensors(model) -> int:
 CONVERTER_METADATA = ("min_runtime_version", "CONVERSION_METADATA")
 
 
-def finalize(buf: bytes, metadata: dict | None, strip: bool = True, memory_plan: bool = True,
-             overwritable_inputs=()) -> bytes:
-    """Strip what no runtime reads, embed ``metadata`` as the "tinyloc" entry and, with
-    ``memory_plan``, TFLM's offline arena plan where it is smaller than TFLM's own
-    (``overwritable_inputs``: inputs the plan may write over, see
-    :func:`~tinyloc_tf.compression.memory_plan.tflm_memory_plan`).
+def finalize(buf: bytes, metadata: dict | None, strip: bool = True) -> bytes:
+    """Strip what no runtime reads and embed ``metadata`` as the "tinyloc" entry.
 
     Stripped: tensor / subgraph / signature names (most of a tiny model's bytes; inputs and
     outputs are used by index), removed by TFLite's own ``flatbuffer_utils.strip_strings``, and
-    the converter's metadata entries (:data:`CONVERTER_METADATA`). The plan
-    (:mod:`~tinyloc_tf.compression.memory_plan`) costs 4 bytes of flash per tensor.
+    the converter's metadata entries (:data:`CONVERTER_METADATA`).
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
     from tinyloc_tf.compression.flatbuffer import decode_name, pack_model, unpack_model
-    from tinyloc_tf.compression.memory_plan import (OFFLINE_PLAN_NAME, plan_entry, tflm_default_plan_bytes,
-                                                    tflm_memory_plan)
-    from tinyloc_tf.compression.metadata import set_metadata_entry, set_payload
+    from tinyloc_tf.compression.metadata import set_payload
 
     model_object = unpack_model(buf)
     if strip:
@@ -288,13 +281,7 @@ def finalize(buf: bytes, metadata: dict | None, strip: bool = True, memory_plan:
         model_object.metadata = [e for e in model_object.metadata or [] if decode_name(e.name) not in CONVERTER_METADATA]
     if metadata is not None:
         set_payload(model_object, metadata)
-    buf = pack_model(model_object)
-    if memory_plan:
-        plan = tflm_memory_plan(buf, overwritable_inputs)
-        if plan is not None and plan.planned_bytes < tflm_default_plan_bytes(buf):
-            set_metadata_entry(model_object, OFFLINE_PLAN_NAME, plan_entry(plan))
-            buf = pack_model(model_object)
-    return buf
+    return pack_model(model_object)
 
 
 def model_metadata(model) -> dict:
@@ -408,12 +395,8 @@ def file_report(buf: bytes) -> dict:
     left in float and the int8 weight tensors."""
     from tinyloc_tf.compression.metadata import metadata_bytes
 
-    from tinyloc_tf.compression.memory_plan import OFFLINE_PLAN_NAME
-    from tinyloc_tf.compression.metadata import metadata_entries
-
     return {"bytes": len(buf), "metadata_bytes": metadata_bytes(buf), "ops": op_counts(buf),
-            "float_ops": float_ops(buf), "int8_weight_tensors": int8_weight_tensors(buf),
-            "memory_plan": "offline" if OFFLINE_PLAN_NAME in metadata_entries(buf) else "tflm"}
+            "float_ops": float_ops(buf), "int8_weight_tensors": int8_weight_tensors(buf)}
 
 
 def convert(
@@ -431,7 +414,6 @@ def convert(
     calibration_trim: float = 0.0,
     per_tensor_weights: bool = False,
     strip: bool = True,
-    memory_plan: bool = True,
 ) -> Conversion:
     """Convert ``model`` to a ``.tflite`` in variant ``quant`` (see the module docstring).
 
@@ -448,7 +430,6 @@ def convert(
         calibration_trim: percent of the representative windows to leave out of calibration,
             those whose emissions reach the largest magnitude (:func:`trim_calibration`).
         per_tensor_weights: one int8 scale per weight tensor (:func:`weights_per_tensor`).
-        memory_plan: embed TFLM's offline arena plan where it beats TFLM's own (:func:`finalize`).
 
     Returns:
         :class:`Conversion` with the bytes (names stripped, metadata embedded) and a report:
@@ -495,7 +476,7 @@ def convert(
             payload[key] = report[key]
     if variant.prepare:  # what the preparation did, without its per-epoch history
         payload[quant] = {k: v for k, v in report[quant].items() if k != "history"}
-    buf = finalize(raw, payload, strip=strip, memory_plan=memory_plan)
+    buf = finalize(raw, payload, strip=strip)
     report.update(file_report(buf))
     if variant.int8_io:
         _check_int8_io(buf, quant)

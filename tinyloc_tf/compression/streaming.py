@@ -245,7 +245,6 @@ def convert_streaming(
     seed: int = 0,
     per_tensor_weights: bool = False,
     strip: bool = True,
-    memory_plan: bool = True,
     progress: bool = False,
 ):
     """Convert a trained Mamba tagger's step model to a ``.tflite``.
@@ -258,8 +257,6 @@ def convert_streaming(
             state, int8 weights) or ``"float32"``.
         per_tensor_weights: one int8 scale per weight tensor
             (:func:`~tinyloc_tf.compression.convert.weights_per_tensor`).
-        memory_plan: embed TFLM's offline arena plan where it beats TFLM's own
-            (:func:`~tinyloc_tf.compression.convert.finalize`).
 
     Returns:
         :class:`~tinyloc_tf.compression.convert.Conversion`; the metadata has a ``streaming``
@@ -320,9 +317,7 @@ def convert_streaming(
     for key in ("representative", "weights"):
         if key in report:
             payload[key] = report[key]
-    # The state inputs are the step's to overwrite: the caller writes the next state into them.
-    buf = finalize(raw, payload, strip=strip, memory_plan=memory_plan,
-                   overwritable_inputs=range(1, len(step.inputs)))
+    buf = finalize(raw, payload, strip=strip)
     report.update(bytes_with_names=len(raw), **file_report(buf), state_bytes=layout["state_bytes"])
     report["operators"] = sum(report["ops"].values())
     return Conversion(buf, report)

@@ -114,7 +114,6 @@ class ConvertOptions:
     seed: int = 0  # of that subset and of QAT
     calibration_trim: float = 0.0  # percent of the most extreme windows left out of calibration
     per_tensor_weights: bool = False  # one int8 scale per weight tensor instead of one per output channel
-    memory_plan: bool = True  # embed TFLM's offline arena plan where it beats TFLM's own
     selective_threshold: float = 0.7  # selective: rmse/scale above which an op stays float
     qat_epochs: int = 3
     qat_lr: float = 1e-4
@@ -141,7 +140,7 @@ class ConvertOptions:
         return {
             "representative_size": self.representative_size, "seed": self.seed,
             "calibration_trim": self.calibration_trim, "selective_threshold": self.selective_threshold,
-            "per_tensor_weights": self.per_tensor_weights, "memory_plan": self.memory_plan,
+            "per_tensor_weights": self.per_tensor_weights,
             "qat_options": {"epochs": self.qat_epochs, "lr": self.qat_lr, "batch_size": self.qat_batch_size},
         }
 
@@ -164,9 +163,6 @@ def add_convert_arguments(parser, *, with_seed: bool = True, sweep: bool = False
     group.add_argument("--per-tensor-weights", action="store_true",
                        help="one int8 scale per weight tensor, not per output channel: smaller files and "
                             "arenas, a different rounding (check it on validation; see docs/compression.md)")
-    group.add_argument("--no-memory-plan", dest="memory_plan", action="store_false",
-                       help="leave TFLM's arena planning to TFLM: no offline plan in the .tflite (by default "
-                            "one is embedded where it is smaller, 4 bytes of flash per tensor; see docs/compression.md)")
     group.add_argument("--selective-threshold", type=non_negative_float, default=d.selective_threshold,
                        help=f"selective: keep ops in float whose rmse/scale exceeds this (default {d.selective_threshold})")
     group.add_argument("--qat-epochs", type=positive_int, default=d.qat_epochs,

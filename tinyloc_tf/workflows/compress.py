@@ -146,8 +146,7 @@ def _convert_and_score_streaming(run_dir: Path, tagger, data, variant: str, opti
     quant = get_variant(variant).streaming
     calibration = [s.X for s in split_streams(data.train, name="train")]
     result = convert_streaming(tagger, calibration, metadata, quant=quant,
-                               seed=options.seed, per_tensor_weights=options.per_tensor_weights,
-                               memory_plan=options.memory_plan)
+                               seed=options.seed, per_tensor_weights=options.per_tensor_weights)
     buf = result.tflite
     crf = read_metadata(buf)["crf"]
     runner = StreamRunner(buf)

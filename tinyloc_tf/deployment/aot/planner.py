@@ -3,10 +3,9 @@
 Every activation tensor gets a byte offset in one arena. Tensors that are
 only re-labellings of another (RESHAPE, contiguous slices) share its bytes;
 an element-wise op may write over an input that dies at that op (in place).
-The remaining buffers are packed by the greedy first-fit planner the TFLM
-offline plan uses too (:func:`tinyloc_tf.compression.memory_plan.greedy_plan`):
-largest buffers first, each at the lowest offset that no buffer alive at the
-same time occupies.
+The remaining buffers are packed by a greedy first-fit planner in the
+spirit of TFLM's GreedyMemoryPlanner: largest buffers first, each at the
+lowest offset that no buffer alive at the same time occupies.
 
 The caller's input and output buffers are outside the arena: the model reads
 its inputs where the caller keeps them and writes its outputs straight into the
@@ -16,12 +15,23 @@ sample and the state in, the emissions and the new state out).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tinyloc_tf.compression.memory_plan import Buffer, greedy_plan
 from tinyloc_tf.deployment.aot.lowering import Lowering
 from tinyloc_tf.deployment.aot.reader import Graph
 from tinyloc_tf.errors import TinylocError
+
+
+@dataclass
+class Buffer:
+    """A region of the arena: ``size`` bytes live from step ``first`` to ``last``."""
+
+    id: int
+    size: int
+    first: int
+    last: int
+    offset: int = 0
+    tensors: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +60,28 @@ class MemoryPlan:
     def final_copy(self) -> int | None:
         """The first output copied out at the end (single-output models: the only one)."""
         return self.final_copies[0] if self.final_copies else None
+
+
+def _align(n: int, alignment: int) -> int:
+    return (n + alignment - 1) // alignment * alignment
+
+
+def greedy_plan(buffers: list[Buffer], alignment: int = 16) -> int:
+    """Assign ``offset`` to every buffer; return the arena size needed."""
+    placed: list[Buffer] = []
+    for b in sorted(buffers, key=lambda b: (-b.size, b.first, b.id)):
+        alive = sorted(
+            (p for p in placed if p.first <= b.last and b.first <= p.last),
+            key=lambda p: p.offset,
+        )
+        offset = 0
+        for p in alive:
+            if offset + b.size <= p.offset:
+                break  # fits in the gap below p
+            offset = max(offset, _align(p.offset + p.size, alignment))
+        b.offset = offset
+        placed.append(b)
+    return max((b.offset + b.size for b in buffers), default=0)
 
 
 def plan_memory(graph: Graph, lowering: Lowering, *, inplace: bool = True,
