@@ -15,6 +15,7 @@
 #include "model_data.h"      // generated: g_tinyloc_model, g_tinyloc_model_len
 #include "model_ops.h"       // generated: kModelOpCount, RegisterModelOps()
 #include "model_runner.h"
+#include "offline_planner.h"
 #include "output.h"
 #ifdef TINYLOC_STREAMING
 #include "stream_data.h"  // generated: sample, state and emission types and sizes
@@ -93,30 +94,39 @@ class FailFastArenaAllocator : public tflite::SingleArenaBufferAllocator {
   TF_LITE_REMOVE_VIRTUAL_DELETE  // never deleted: lives in static storage, like TFLM's own
 };
 
-// TFLM's greedy memory planner, noting the two ways a plan fails for lack of arena without any
-// allocation failing: more buffers than its scratch (taken from the arena) can list, and a plan
-// bigger than the arena left ("Too many buffers" / "Arena size is too small" in TFLM's log,
-// which a release build does not have).
+// A memory planner noting the two ways a plan fails for lack of arena without any allocation
+// failing: more buffers than its scratch (taken from the arena) can list, and a plan bigger than
+// the arena left ("Too many buffers" / "Arena size is too small" in TFLM's log, which a release
+// build does not have). TFLM's greedy planner for a model without a plan, the model's own plan
+// (offline_planner.h) for one with.
 bool g_plan_short = false;
 class FailFastArenaAllocator* g_allocator = nullptr;
 
-class CheckedPlanner : public tflite::GreedyMemoryPlanner {
+template <typename Planner>
+class Checked : public Planner {
  public:
   TfLiteStatus AddBuffer(int size, int first_time_used, int last_time_used) override {
-    const TfLiteStatus status = GreedyMemoryPlanner::AddBuffer(size, first_time_used, last_time_used);
-    if (status != kTfLiteOk) g_plan_short = true;  // its only failure: the list is full
-    return status;
+    return Note(Planner::AddBuffer(size, first_time_used, last_time_used));
+  }
+  TfLiteStatus AddBuffer(int size, int first_time_used, int last_time_used, int offline_offset) override {
+    return Note(Planner::AddBuffer(size, first_time_used, last_time_used, offline_offset));
   }
   size_t GetMaximumMemorySize() override {
     // TFLM compares this with the memory available right after (MicroAllocator::CommitStaticMemoryPlan).
-    const size_t needed = GreedyMemoryPlanner::GetMaximumMemorySize();
+    const size_t needed = Planner::GetMaximumMemorySize();
     if (needed > g_allocator->GetAvailableMemory(tflite::MicroArenaBufferAlignment())) g_plan_short = true;
     return needed;
   }
 
  private:
+  static TfLiteStatus Note(TfLiteStatus status) {
+    if (status != kTfLiteOk) g_plan_short = true;  // its only failure: the list is full
+    return status;
+  }
   TF_LITE_REMOVE_VIRTUAL_DELETE
 };
+using GreedyPlanner = Checked<tflite::GreedyMemoryPlanner>;
+using PlannedPlanner = Checked<OfflinePlanner>;
 
 // Allocator, planner, resolver and interpreter live in static storage (outside the arena, in
 // .bss) but are constructed at run time: no static constructors, and each Allocate() starts
@@ -124,7 +134,8 @@ class CheckedPlanner : public tflite::GreedyMemoryPlanner {
 using Resolver = tflite::MicroMutableOpResolver<kModelOpCount>;
 alignas(Resolver) uint8_t g_resolver_storage[sizeof(Resolver)];
 alignas(FailFastArenaAllocator) uint8_t g_allocator_storage[sizeof(FailFastArenaAllocator)];
-alignas(CheckedPlanner) uint8_t g_planner_storage[sizeof(CheckedPlanner)];
+constexpr size_t kPlannerBytes = sizeof(GreedyPlanner) > sizeof(PlannedPlanner) ? sizeof(GreedyPlanner) : sizeof(PlannedPlanner);
+alignas(GreedyPlanner) alignas(PlannedPlanner) uint8_t g_planner_storage[kPlannerBytes];
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 Resolver* g_resolver = nullptr;
 tflite::MicroInterpreter* g_interpreter = nullptr;
@@ -154,7 +165,9 @@ int Allocate(const tflite::Model* model, size_t size) {
   }
   g_jump_armed = true;
   g_allocator = new (g_allocator_storage) FailFastArenaAllocator(g_arena, size);
-  auto* planner = new (g_planner_storage) CheckedPlanner();
+  tflite::MicroMemoryPlanner* planner = HasOfflinePlan(model)
+                                            ? static_cast<tflite::MicroMemoryPlanner*>(new (g_planner_storage) PlannedPlanner())
+                                            : new (g_planner_storage) GreedyPlanner();
   tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(g_allocator, planner);
   g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, allocator);
   const TfLiteStatus status = g_interpreter->AllocateTensors();

@@ -350,20 +350,26 @@ def _header(name: str, body: str, includes: tuple[str, ...] = ("<stdint.h>",)) -
     return f"// {GENERATED_NOTE}\n#ifndef {guard}\n#define {guard}\n\n{incl}\n\n{body}\n#endif  // {guard}\n"
 
 
-def model_sources(buf: bytes, info: ModelInfo | None = None) -> dict[str, str]:
+def model_sources(buf: bytes, info: ModelInfo | None = None, overwritable_inputs=()) -> dict[str, str]:
     """``model_data.h/.cc``, ``model_ops.h`` and ``model_tables.cc`` for ``buf``.
 
     The operator lists come from ``info`` (a window model's :func:`inspect_tflite`), else from
-    ``buf`` itself (any graph: a streaming step model).
+    ``buf`` itself (any graph: a streaming step model). The embedded model carries its arena
+    plan (:func:`~tinyloc_tf.deployment.tflm_plan.with_memory_plan`, which may write over the
+    ``overwritable_inputs``), which the firmware's planner follows.
     """
+    from tinyloc_tf.deployment.tflm_plan import with_memory_plan
+
     fields = operator_fields(read_model(buf)) if info is None else asdict(info)
+    buf = with_memory_plan(buf, overwritable_inputs)
     data_h = _header(
         "model_data.h",
         "// The .tflite flatbuffer; TFLM reads it in place (16-byte aligned for its kernels).\n"
         "extern const unsigned char g_tinyloc_model[];\nextern const unsigned int g_tinyloc_model_len;\n",
     )
     data_cc = (
-        f"// {GENERATED_NOTE}\n// sha256 {fields['sha256']}\n#include \"model_data.h\"\n\n"
+        f"// {GENERATED_NOTE}\n// sha256 {fields['sha256']} (the .tflite; here with its arena plan)\n"
+        f"#include \"model_data.h\"\n\n"
         f"alignas(16) const unsigned char g_tinyloc_model[{len(buf)}] = {{\n"
         f"{_array_body(np.frombuffer(buf, np.uint8), lambda b: f'0x{int(b):02x}', per_line=16)}\n}};\n"
         f"const unsigned int g_tinyloc_model_len = {len(buf)};\n"

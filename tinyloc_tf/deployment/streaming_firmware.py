@@ -74,6 +74,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     from tinyloc_tf.deployment.host import _check_data_matches, dequantize, model_bytes, quantize
     from tinyloc_tf.deployment.streaming import StreamRunner
     from tinyloc_tf.models.online_decoding import METHODS, decode_stream
+    from tinyloc_tf.compression.flatbuffer import read_model
     from tinyloc_tf.compression.metadata import read_metadata
 
     if method not in METHODS:
@@ -156,7 +157,8 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     manifest_path = out / "stream_manifest.json"
     manifest_path.unlink(missing_ok=True)
     sources = dict(zip(STREAM_SOURCES, (header, settings, data)))
-    sources.update(model_sources(buf))
+    # The state inputs are the step's to overwrite: the firmware writes the next state into them.
+    sources.update(model_sources(buf, overwritable_inputs=range(1, len(read_model(buf).inputs))))
     for name, text in sources.items():
         _write_text(out / name, text)
     np.savez(out / "test_stream.npz", inputs=inputs_q, host_emissions=emissions_q, host_path=host_path,

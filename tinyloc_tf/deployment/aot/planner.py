@@ -66,10 +66,11 @@ def _align(n: int, alignment: int) -> int:
     return (n + alignment - 1) // alignment * alignment
 
 
-def greedy_plan(buffers: list[Buffer], alignment: int = 16) -> int:
-    """Assign ``offset`` to every buffer; return the arena size needed."""
+def greedy_plan(buffers: list[Buffer], alignment: int = 16, order: list[Buffer] | None = None) -> int:
+    """Assign ``offset`` to every buffer; return the arena size needed. ``order``: the buffers
+    in the order to place them (default: by size, largest first, then first use, then id)."""
     placed: list[Buffer] = []
-    for b in sorted(buffers, key=lambda b: (-b.size, b.first, b.id)):
+    for b in order if order is not None else sorted(buffers, key=lambda b: (-b.size, b.first, b.id)):
         alive = sorted(
             (p for p in placed if p.first <= b.last and b.first <= p.last),
             key=lambda p: p.offset,
