@@ -350,18 +350,20 @@ def _header(name: str, body: str, includes: tuple[str, ...] = ("<stdint.h>",)) -
     return f"// {GENERATED_NOTE}\n#ifndef {guard}\n#define {guard}\n\n{incl}\n\n{body}\n#endif  // {guard}\n"
 
 
-def model_sources(buf: bytes, info: ModelInfo | None = None, overwritable_inputs=()) -> dict[str, str]:
+def model_sources(buf: bytes, info: ModelInfo | None = None, arena_plan: bool = False,
+                  overwritable_inputs=()) -> dict[str, str]:
     """``model_data.h/.cc``, ``model_ops.h`` and ``model_tables.cc`` for ``buf``.
 
     The operator lists come from ``info`` (a window model's :func:`inspect_tflite`), else from
-    ``buf`` itself (any graph: a streaming step model). The embedded model carries its arena
-    plan (:func:`~tinyloc_tf.deployment.tflm_plan.with_memory_plan`, which may write over the
-    ``overwritable_inputs``), which the firmware's planner follows.
+    ``buf`` itself (any graph: a streaming step model). With ``arena_plan`` the embedded model
+    carries its arena plan (:func:`~tinyloc_tf.deployment.tflm_plan.with_memory_plan`, which may
+    write over the ``overwritable_inputs``), which the firmware's planner follows.
     """
     from tinyloc_tf.deployment.tflm_plan import with_memory_plan
 
     fields = operator_fields(read_model(buf)) if info is None else asdict(info)
-    buf = with_memory_plan(buf, overwritable_inputs)
+    if arena_plan:
+        buf = with_memory_plan(buf, overwritable_inputs)
     data_h = _header(
         "model_data.h",
         "// The .tflite flatbuffer; TFLM reads it in place (16-byte aligned for its kernels).\n"
@@ -544,11 +546,12 @@ def windows_sources(info: ModelInfo, data: HarnessData) -> dict[str, str]:
 
 
 def write_sources(out_dir: str | os.PathLike, buf: bytes, info: ModelInfo, data: HarnessData,
-                  manifest: dict | None = None) -> Path:
-    """Write every generated file into ``out_dir`` (each via a temporary name, then renamed)."""
+                  manifest: dict | None = None, arena_plan: bool = False) -> Path:
+    """Write every generated file into ``out_dir`` (each via a temporary name, then renamed);
+    ``arena_plan``: see :func:`model_sources`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {**model_sources(buf, info), **settings_sources(info, data), **windows_sources(info, data)}
+    files = {**model_sources(buf, info, arena_plan), **settings_sources(info, data), **windows_sources(info, data)}
     for name, text in files.items():
         _write_text(out / name, text)
     tmp = out / "test_windows.partial.npz"
@@ -678,5 +681,5 @@ def export_c(
         device_buf, rewritten = single_row_fully_connected_2d(buf)
         device_info = inspect_tflite(device_buf, str(path))
         manifest["graph_rewrites"] = {"single_row_fully_connected_2d": rewritten}
-    out = write_sources(out_dir, device_buf, device_info, data, manifest)
+    out = write_sources(out_dir, device_buf, device_info, data, manifest, arena_plan=True)
     return json.loads((out / "manifest.json").read_text())

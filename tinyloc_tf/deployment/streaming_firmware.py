@@ -158,7 +158,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     manifest_path.unlink(missing_ok=True)
     sources = dict(zip(STREAM_SOURCES, (header, settings, data)))
     # The state inputs are the step's to overwrite: the firmware writes the next state into them.
-    sources.update(model_sources(buf, overwritable_inputs=range(1, len(read_model(buf).inputs))))
+    sources.update(model_sources(buf, arena_plan=True, overwritable_inputs=range(1, len(read_model(buf).inputs))))
     for name, text in sources.items():
         _write_text(out / name, text)
     np.savez(out / "test_stream.npz", inputs=inputs_q, host_emissions=emissions_q, host_path=host_path,
