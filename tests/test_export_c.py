@@ -149,7 +149,10 @@ def test_export_writes_every_file_with_host_expectations(exported, fc_tflite):
     assert "resolver.AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8())" in ops
     assert '#include "tensorflow/lite/micro/kernels/fully_connected.h"' in ops
     data = (exported / "model_data.cc").read_text()
-    assert f"g_tinyloc_model[{fc_tflite.stat().st_size}]" in data and "alignas(16)" in data
+    manifest = json.loads((exported / "manifest.json").read_text())
+    # The embedded model is the .tflite plus its arena plan (deployment/tflm_plan.py).
+    assert manifest["arena_plan"] and manifest["firmware_model_bytes"] > fc_tflite.stat().st_size
+    assert f"g_tinyloc_model[{manifest['firmware_model_bytes']}]" in data and "alignas(16)" in data
 
 
 def test_export_with_prepared_data_uses_real_windows_and_labels(fc_tflite, tmp_path):
@@ -234,7 +237,7 @@ def test_generated_sources_compile_and_hold_the_exported_values(exported, tmp_pa
     manifest = json.loads((exported / "manifest.json").read_text())
     crf = crf_params()
     assert out[:4] == [str(T), str(F), str(K), "5"]
-    assert int(out[4]) == manifest["model"]["model_bytes"]
+    assert int(out[4]) == manifest["firmware_model_bytes"]
     assert int(out[5]) == int(arrays["inputs"].astype(np.int64).sum())
     assert int(out[6]) == int(arrays["host_emissions"].astype(np.int64).sum())
     assert int(out[7]) == int(arrays["host_path"].sum() + arrays["labels"].sum())

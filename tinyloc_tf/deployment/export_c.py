@@ -350,28 +350,31 @@ def _header(name: str, body: str, includes: tuple[str, ...] = ("<stdint.h>",)) -
     return f"// {GENERATED_NOTE}\n#ifndef {guard}\n#define {guard}\n\n{incl}\n\n{body}\n#endif  // {guard}\n"
 
 
-def model_sources(buf: bytes, info: ModelInfo | None = None, arena_plan: bool = False,
-                  overwritable_inputs=()) -> dict[str, str]:
+def firmware_model(buf: bytes, manifest: dict, overwritable_inputs=()) -> bytes:
+    """The model the TFLM firmware embeds: ``buf`` with its arena plan
+    (:func:`~tinyloc_tf.deployment.tflm_plan.with_memory_plan`, which may write over the
+    ``overwritable_inputs``), which the firmware's planner follows. ``manifest`` records it."""
+    from tinyloc_tf.deployment.tflm_plan import with_memory_plan
+
+    planned = with_memory_plan(buf, overwritable_inputs)
+    manifest.update(arena_plan=planned != buf, firmware_model_bytes=len(planned))
+    return planned
+
+
+def model_sources(buf: bytes, info: ModelInfo | None = None) -> dict[str, str]:
     """``model_data.h/.cc``, ``model_ops.h`` and ``model_tables.cc`` for ``buf``.
 
     The operator lists come from ``info`` (a window model's :func:`inspect_tflite`), else from
-    ``buf`` itself (any graph: a streaming step model). With ``arena_plan`` the embedded model
-    carries its arena plan (:func:`~tinyloc_tf.deployment.tflm_plan.with_memory_plan`, which may
-    write over the ``overwritable_inputs``), which the firmware's planner follows.
+    ``buf`` itself (any graph: a streaming step model).
     """
-    from tinyloc_tf.deployment.tflm_plan import with_memory_plan
-
     fields = operator_fields(read_model(buf)) if info is None else asdict(info)
-    if arena_plan:
-        buf = with_memory_plan(buf, overwritable_inputs)
     data_h = _header(
         "model_data.h",
         "// The .tflite flatbuffer; TFLM reads it in place (16-byte aligned for its kernels).\n"
         "extern const unsigned char g_tinyloc_model[];\nextern const unsigned int g_tinyloc_model_len;\n",
     )
     data_cc = (
-        f"// {GENERATED_NOTE}\n// sha256 {fields['sha256']} (the .tflite; here with its arena plan)\n"
-        f"#include \"model_data.h\"\n\n"
+        f"// {GENERATED_NOTE}\n// sha256 {fields['sha256']}\n#include \"model_data.h\"\n\n"
         f"alignas(16) const unsigned char g_tinyloc_model[{len(buf)}] = {{\n"
         f"{_array_body(np.frombuffer(buf, np.uint8), lambda b: f'0x{int(b):02x}', per_line=16)}\n}};\n"
         f"const unsigned int g_tinyloc_model_len = {len(buf)};\n"
@@ -546,12 +549,11 @@ def windows_sources(info: ModelInfo, data: HarnessData) -> dict[str, str]:
 
 
 def write_sources(out_dir: str | os.PathLike, buf: bytes, info: ModelInfo, data: HarnessData,
-                  manifest: dict | None = None, arena_plan: bool = False) -> Path:
-    """Write every generated file into ``out_dir`` (each via a temporary name, then renamed);
-    ``arena_plan``: see :func:`model_sources`."""
+                  manifest: dict | None = None) -> Path:
+    """Write every generated file into ``out_dir`` (each via a temporary name, then renamed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {**model_sources(buf, info, arena_plan), **settings_sources(info, data), **windows_sources(info, data)}
+    files = {**model_sources(buf, info), **settings_sources(info, data), **windows_sources(info, data)}
     for name, text in files.items():
         _write_text(out / name, text)
     tmp = out / "test_windows.partial.npz"
@@ -681,5 +683,6 @@ def export_c(
         device_buf, rewritten = single_row_fully_connected_2d(buf)
         device_info = inspect_tflite(device_buf, str(path))
         manifest["graph_rewrites"] = {"single_row_fully_connected_2d": rewritten}
-    out = write_sources(out_dir, device_buf, device_info, data, manifest, arena_plan=True)
+    device_buf = firmware_model(device_buf, manifest)
+    out = write_sources(out_dir, device_buf, device_info, data, manifest)
     return json.loads((out / "manifest.json").read_text())

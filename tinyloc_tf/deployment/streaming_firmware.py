@@ -70,11 +70,10 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     ``reset_every``: the firmware (and the host expectation) resets the state to zero every that
     many samples.
     """
-    from tinyloc_tf.deployment.export_c import _array_body, _header, _hexfloat, _write_text, model_sources
+    from tinyloc_tf.deployment.export_c import _array_body, _header, _hexfloat, _write_text, firmware_model, model_sources
     from tinyloc_tf.deployment.host import _check_data_matches, dequantize, model_bytes, quantize
     from tinyloc_tf.deployment.streaming import StreamRunner
     from tinyloc_tf.models.online_decoding import METHODS, decode_stream
-    from tinyloc_tf.compression.flatbuffer import read_model
     from tinyloc_tf.compression.metadata import read_metadata
 
     if method not in METHODS:
@@ -156,17 +155,17 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     ])
     manifest_path = out / "stream_manifest.json"
     manifest_path.unlink(missing_ok=True)
+    manifest = {"model": str(tflite_path), "data": str(data_dir), "split": split, "stream": index,
+                "samples": int(len(X)), "decoder": method, "lag": 0 if method == "filter" else int(lag),
+                "reset_every": reset_every, "state_bytes": int(sum(state_bytes))}
     sources = dict(zip(STREAM_SOURCES, (header, settings, data)))
     # The state inputs are the step's to overwrite: the firmware writes the next state into them.
-    sources.update(model_sources(buf, arena_plan=True, overwritable_inputs=range(1, len(read_model(buf).inputs))))
+    sources.update(model_sources(firmware_model(buf, manifest, overwritable_inputs=range(1, len(runner.inputs)))))
     for name, text in sources.items():
         _write_text(out / name, text)
     np.savez(out / "test_stream.npz", inputs=inputs_q, host_emissions=emissions_q, host_path=host_path,
              labels=np.asarray(y, np.int32))
-    manifest = {"model": str(tflite_path), "data": str(data_dir), "split": split, "stream": index,
-                "samples": int(len(X)), "decoder": method, "lag": 0 if method == "filter" else int(lag),
-                "reset_every": reset_every,
-                "state_bytes": int(sum(state_bytes)), "files": [*sources, "test_stream.npz"]}
+    manifest["files"] = [*sources, "test_stream.npz"]
     # The manifest goes last: its presence marks a complete export.
     _write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return manifest
