@@ -219,9 +219,13 @@ def small_models(tmp_path_factory):
     """Small int8 MDCSA and Mamba models with random weights, calibrated on
     random windows (conversion takes a few seconds each)."""
     pytest.importorskip("tensorflow")
+    import keras
+
     from tinyloc_tf.compression.convert import convert_model, model_metadata
     from tinyloc_tf.models import build_model
 
+    # Seeded weights: the same models whatever ran before in the session.
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     X = rng.random((48, 20, 8)).astype(np.float32)
     out = {}
