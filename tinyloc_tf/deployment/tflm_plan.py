@@ -95,7 +95,11 @@ def tflm_default_plan_bytes(model) -> int:
     largest first, equal sizes in reverse tensor order (it fills its sort list from the end)."""
     from tinyloc_tf.compression.flatbuffer import read_model
 
-    buffers, _, _ = _lifetimes(read_model(model))
+    return _default_plan_bytes(read_model(model))
+
+
+def _default_plan_bytes(fb) -> int:
+    buffers, _, _ = _lifetimes(fb)
     order = sorted(reversed(list(buffers.values())), key=lambda b: -b.size)  # stable: ties stay reversed
     return greedy_plan(list(buffers.values()), ALIGNMENT, order=order)
 
@@ -104,9 +108,14 @@ def tflm_memory_plan(model, overwritable_inputs=()) -> TFLMPlan | None:
     """Arena offsets for every activation tensor, with in-place outputs; None for a model of
     several subgraphs (TFLM plans those itself). ``overwritable_inputs``: positions of graph
     inputs whose bytes the model may overwrite once it has read them."""
-    from tinyloc_tf.compression.flatbuffer import indices, read_model, tensor_nbytes
+    from tinyloc_tf.compression.flatbuffer import read_model
 
-    fb = read_model(model)
+    return _memory_plan(read_model(model), overwritable_inputs)
+
+
+def _memory_plan(fb, overwritable_inputs=()) -> TFLMPlan | None:
+    from tinyloc_tf.compression.flatbuffer import indices, tensor_nbytes
+
     if len(fb.model.subgraphs or []) != 1:
         return None
     buffers, last_read, constant = _lifetimes(fb)
@@ -145,13 +154,12 @@ def plan_entry(plan: TFLMPlan) -> bytes:
 def with_memory_plan(model, overwritable_inputs=()) -> bytes:
     """``model`` with its plan as an ``OfflineMemoryAllocation`` entry (replacing one it carries),
     or ``model`` unchanged where the plan would not be smaller than TFLM's own."""
-    from tinyloc_tf.compression.flatbuffer import model_bytes, pack_model, unpack_model
+    from tinyloc_tf.compression.flatbuffer import pack_model, read_model
     from tinyloc_tf.compression.metadata import set_metadata_entry
 
-    buf = model_bytes(model)
-    plan = tflm_memory_plan(buf, overwritable_inputs)
-    if plan is None or plan.planned_bytes > tflm_default_plan_bytes(buf):
-        return buf
-    tree = unpack_model(buf)
-    set_metadata_entry(tree, OFFLINE_PLAN_NAME, plan_entry(plan))
-    return pack_model(tree)
+    fb = read_model(model)  # parsed once: both plans and the rewrite use its tree
+    plan = _memory_plan(fb, overwritable_inputs)
+    if plan is None or plan.planned_bytes > _default_plan_bytes(fb):
+        return fb.buf
+    set_metadata_entry(fb.model, OFFLINE_PLAN_NAME, plan_entry(plan))
+    return pack_model(fb.model)
