@@ -247,8 +247,11 @@ def test_metadata_round_trips_and_carries_what_deployment_needs(mamba, mamba_int
     assert meta["T"] == STEPS and meta["quant"] == "int8" and meta["family"] == "mamba"
     assert meta["scaling"]["min"] == toy.meta["scaling"]["min"] and meta["scaling"]["unit"] == "dBm"
     assert meta["data_sha256"] == toy.fingerprint() and meta["params"] == mamba.count_params()
-    for name in ("transitions", "start", "end"):  # exact float32 values
-        np.testing.assert_array_equal(np.float32(meta["crf"][name]), np.asarray(getattr(mamba.crf, name)))
+    for name in ("transitions", "start", "end"):  # the float16 rounding of the trained values
+        trained = np.asarray(getattr(mamba.crf, name), dtype=np.float32)
+        np.testing.assert_array_equal(np.float32(meta["crf"][name]), trained.astype(np.float16).astype(np.float32))
+        assert np.abs(np.float32(meta["crf"][name]) - trained).max() <= 2.0**-11 * np.abs(trained).max()
+    assert "source" not in meta or "/" not in str(meta["source"])  # no folder of the converting machine
     assert {"tinyloc", "tinyloc.arrays"} == set(metadata_entries(mamba_int8.tflite))  # the converter's own are dropped
 
     rewritten = write_metadata(mamba_int8.tflite, {"note": "x", "weights": np.arange(6.0).reshape(2, 3)})
@@ -307,14 +310,43 @@ def test_single_step_models_store_no_transitions():
     tagger = build_model("mamba", features=FEATURES, classes=CLASSES, hidden=4, layers=1, steps=1, int8_friendly=True)
     meta = read_metadata(conv.convert_model(tagger, "float32"))
     assert meta["T"] == 1 and np.all(np.asarray(meta["crf"]["transitions"]) == 0)
-    np.testing.assert_array_equal(np.float32(meta["crf"]["start"]), np.asarray(tagger.crf.start))
+    np.testing.assert_array_equal(np.float32(meta["crf"]["start"]), np.asarray(tagger.crf.start).astype(np.float16))
+
+
+def test_metadata_arrays_take_the_smallest_exact_type():
+    import zlib
+
+    from tinyloc_tf.compression.metadata import ARRAYS_NAME, METADATA_NAME
+
+    arrays = {"dbm": np.array([-120.0, -40.0, 0.0]), "wide": np.array([-300.0, 1000.0]),
+              "half": np.float16([0.1, -2.5]).astype(np.float32), "single": np.float32([0.1, 3.0])}
+    buf = write_metadata(conv.finalize(_bare_model(), None), dict(arrays))
+    document = json.loads(zlib.decompress(metadata_entries(buf)[METADATA_NAME]))
+    assert {k: v.get("dtype", "<f4") for k, v in document["arrays"].items()} == {
+        "dbm": "<i1", "wide": "<i2", "half": "<f2", "single": "<f4"}
+    assert len(zlib.decompress(metadata_entries(buf)[ARRAYS_NAME])) == 3 + 4 + 4 + 8
+    meta = read_metadata(buf)
+    for name, values in arrays.items():  # every value comes back exactly
+        np.testing.assert_array_equal(np.float32(meta[name]), np.float32(values))
+
+    document["arrays"]["dbm"]["dtype"] = "<u8"
+    entries = metadata_entries(buf)
+    from tinyloc_tf.compression.metadata import decode_payload
+
+    with pytest.raises(TinylocError, match="'dbm' has an unknown dtype '<u8'"):
+        decode_payload(zlib.compress(json.dumps(document).encode()), entries[ARRAYS_NAME])
+
+
+def _bare_model() -> bytes:
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(conv.deployable_graph(stand_in())).convert()
 
 
 def test_metadata_errors_name_the_problem(tmp_path):
     import tensorflow as tf
 
-    graph = conv.deployable_graph(stand_in())
-    bare = tf.lite.TFLiteConverter.from_keras_model(graph).convert()  # TFLite's own output
+    bare = _bare_model()  # TFLite's own output
     with pytest.raises(TinylocError, match="no 'tinyloc' metadata"):
         read_metadata(bare)
     plain = conv.finalize(bare, {"quant": "float32"})
@@ -351,7 +383,7 @@ def test_evaluate_scores_with_the_embedded_crf(mamba, mamba_int8, toy, tmp_path)
     from tinyloc_tf.models.crf import viterbi_decode
     from tinyloc_tf.training.metrics import macro_f1
 
-    crf = [np.asarray(getattr(mamba.crf, n)) for n in ("transitions", "start", "end")]
+    crf = [np.asarray(getattr(mamba.crf, n)).astype(np.float16) for n in ("transitions", "start", "end")]
     paths = viterbi_decode(run_tflite(path, toy.test.X), *crf)
     assert report["macro_f1"] == pytest.approx(macro_f1(toy.test.y, paths))
 

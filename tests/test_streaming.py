@@ -221,19 +221,21 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
     assert result.report["float_ops"] == {}
     layout = streaming_layout(result.tflite)
     assert layout["state_shapes"] == [[1, 3, 16], [1, 16, 16], [1, 3, 16], [1, 16, 16]]  # [1, D, N]
-    # Per block: two RESHAPEs (dt and dt x into columns; every other tensor is 4-D already) and
-    # one STRIDED_SLICE (the new conv buffer); state inputs take their outputs' scales, so no
-    # QUANTIZE is appended. The readout reads the [D, N] state with adj_y: no TRANSPOSE.
+    # Per block: one RESHAPE (dt into a column; every other tensor is 4-D already, and the
+    # input term (dt x)^T B is a BATCH_MATMUL with adj_x) and one STRIDED_SLICE (the new conv
+    # buffer); state inputs take their outputs' scales, so no QUANTIZE is appended. The readout
+    # reads the [D, N] state with adj_y: no TRANSPOSE.
     from collections import Counter
 
     from tinyloc_tf.compression.flatbuffer import read_model
 
     fb = read_model(result.tflite)
     ops = Counter(fb.op_name(op) for op in fb.operators)
-    assert ops["RESHAPE"] == 4 and ops["STRIDED_SLICE"] == 2 and "TRANSPOSE" not in ops and "QUANTIZE" not in ops, ops
+    assert ops["RESHAPE"] == 2 and ops["STRIDED_SLICE"] == 2 and "TRANSPOSE" not in ops and "QUANTIZE" not in ops, ops
     # Each block's RMSNorm is one L2_NORMALIZATION, not MUL, MEAN, ADD, RSQRT, MUL.
     assert ops["L2_NORMALIZATION"] == 2 and "MEAN" not in ops and "RSQRT" not in ops, ops
-    assert all(op.builtinOptions.adjY for op in fb.operators if fb.op_name(op) == "BATCH_MATMUL")
+    products = [(op.builtinOptions.adjX, op.builtinOptions.adjY) for op in fb.operators if fb.op_name(op) == "BATCH_MATMUL"]
+    assert sorted(products) == [(False, True), (False, True), (True, False), (True, False)], products
     assert result.report["requantized_state_outputs"] == []
     runner = StreamRunner(result.tflite)
     _, emissions = runner.run(walk[300:])

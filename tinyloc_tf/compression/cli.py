@@ -94,7 +94,11 @@ def _convert(args) -> int:
         print(f"tinyloc convert: warning: {data_dir} is not the data {args.run} was trained on "
               "(fingerprints differ); calibrating and labelling with it anyway", file=sys.stderr)
     metadata = data_metadata(dataset)
-    metadata["run"] = {"path": str(args.run), "data_fingerprint": config.get("data_fingerprint")}
+    # The run's folder name, as the sweep records it; its data's fingerprint only where it is
+    # not the data_sha256 the file already carries.
+    metadata["run"] = {"name": args.run.resolve().name}
+    if trained_on and trained_on != metadata["data_sha256"]:
+        metadata["run"]["data_fingerprint"] = trained_on
     if args.streaming:
         from tinyloc_tf.compression.streaming import STREAMING_QUANT_MODES, convert_streaming
         from tinyloc_tf.data.streams import split_streams

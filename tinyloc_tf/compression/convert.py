@@ -294,13 +294,16 @@ def model_metadata(model) -> dict:
             hidden=config.get("hidden"),
             layers=config.get("layers"),
             T=config.get("steps"),
-            num_features=config.get("features"),
-            num_classes=config.get("classes"),
             int8_friendly=config.get("int8_friendly"),
         )
     crf = getattr(model, "crf", None)
     if crf is not None and hasattr(crf, "transitions"):
-        meta["crf"] = {name: np.asarray(getattr(crf, name), dtype=np.float32) for name in ("transitions", "start", "end")}
+        # Float16: half the flash of the CRF (UJIIndoorLoc's 59 x 59 transitions: 14 KB -> 7 KB).
+        # Path scores are sums of tens of these, so rounding them by at most 2^-11 of their
+        # size leaves the decoded paths as they were (docs/streaming.md measures it); the host
+        # and the firmware both decode with the rounded values.
+        meta["crf"] = {name: np.asarray(getattr(crf, name), dtype=np.float32).astype(np.float16)
+                       for name in ("transitions", "start", "end")}
         if meta.get("T") == 1:
             # A one-step path never takes a transition: Viterbi uses start + emissions + end
             # only. Zeros compress to nothing, where UJIIndoorLoc's 59 x 59 untrained random
@@ -321,16 +324,26 @@ def _numeric_array(value):
     return value
 
 
+#: ``meta.json`` scaling fields that describe the data rather than rebuild the representation
+#: (``Representation.from_meta`` reads neither): left out of the model's flash.
+SCALING_NOTES = ("formula", "constant_in_train")
+
+
 def data_metadata(dataset) -> dict:
-    """What a ``PreparedDataset`` contributes: feature and class names, T, scaling, provenance."""
+    """What a ``PreparedDataset`` contributes: feature and class names, T, scaling, provenance.
+
+    Provenance is the data's and its source's sha256 and the source's file name; the folder it
+    lay in on the converting machine stays out of the file.
+    """
     meta = dataset.meta
+    source = meta.get("source")
     return {
         "features": list(meta["features"]),
         "classes": list(meta["classes"]),
         "T": int(meta["T"]),
-        "scaling": {key: _numeric_array(value) for key, value in meta["scaling"].items()},
+        "scaling": {key: _numeric_array(value) for key, value in meta["scaling"].items() if key not in SCALING_NOTES},
         "labels": meta.get("labels"),
-        "source": meta.get("source"),
+        "source": Path(str(source)).name if source else source,
         "source_sha256": meta.get("source_sha256"),
         "data_sha256": dataset.fingerprint(),
     }

@@ -16,16 +16,20 @@ runtime reads them). We add two entries:
       "quant": "int8",                      # float32 | int8 | dynamic | selective | qat
       "family": "mamba", "hidden": 8, "layers": 1, "int8_friendly": true, "params": 1432,
       "data_sha256": "...", "source_sha256": "...", ...,
-      "arrays": {"crf.transitions": {"offset": 0, "shape": [K, K]}, ...}
+      "arrays": {"crf.transitions": {"offset": 0, "shape": [K, K], "dtype": "<f2"}, ...}
     }
 
-- ``"tinyloc.arrays"``: the numpy arrays of the payload (CRF weights, scaling), zlib-compressed
-  little-endian float32, at the (uncompressed) byte offsets ``arrays`` gives.
-  :func:`read_metadata` puts them back (as lists) where they were.
+- ``"tinyloc.arrays"``: the numpy arrays of the payload (CRF weights, scaling), zlib-compressed,
+  at the (uncompressed) byte offsets ``arrays`` gives. Each array is stored little-endian in
+  the smallest of int8, int16, float16 and float32 that holds its values exactly (the index
+  names the type as ``"dtype"`` when it is not float32): integer dBm bounds take a byte,
+  float16 CRF weights (:func:`~tinyloc_tf.compression.convert.model_metadata`) two.
+  :func:`read_metadata` puts them back (as lists of floats) where they were.
 
 Compact because the file is what goes to flash: for UJIIndoorLoc (520 features, 59 classes)
 JSON text would take about 50 KB, raw float32 plus JSON 25 KB, compressed 15 KB (most of it
-the 59 x 59 CRF transitions, which the device needs for Viterbi anyway).
+the 59 x 59 CRF transitions, which the device needs for Viterbi anyway), and 8 KB with the
+CRF in float16.
 
 TFLM and LiteRT ignore metadata entries they do not know, so the model runs unchanged. The
 flatbuffer itself is read, edited and written by :mod:`tinyloc_tf.compression.flatbuffer`.
@@ -58,12 +62,33 @@ def _json_default(value):
     raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
 
 
-def encode_payload(payload: dict) -> tuple[bytes, bytes]:
-    """``payload`` -> ``(compressed JSON, compressed float32 array blob)``.
+#: Types an array may be stored in, smallest first; float32 is the default (no ``"dtype"``).
+STORAGE_DTYPES = ("<i1", "<i2", "<f2", "<f4")
+DEFAULT_STORAGE_DTYPE = "<f4"
 
-    Every numpy array in ``payload`` (at any depth of nested dicts) goes to the blob as
-    little-endian float32 and is listed under ``"arrays"`` by its dotted path; the rest is
-    compact JSON (numpy scalars become numbers).
+
+def storage_dtype(value: np.ndarray) -> str:
+    """The smallest of :data:`STORAGE_DTYPES` that holds every value of ``value`` exactly
+    (float32 for anything float16 would round: float32 is the format's precision)."""
+    wide = np.asarray(value, dtype=np.float64)
+    for dtype in STORAGE_DTYPES[:-1]:
+        kind = np.dtype(dtype)
+        if kind.kind == "i":
+            info = np.iinfo(kind)
+            if not np.all(np.isfinite(wide) & (wide >= info.min) & (wide <= info.max)):
+                continue
+        with np.errstate(over="ignore"):
+            if np.array_equal(wide.astype(kind).astype(np.float64), wide, equal_nan=True):
+                return dtype
+    return DEFAULT_STORAGE_DTYPE
+
+
+def encode_payload(payload: dict) -> tuple[bytes, bytes]:
+    """``payload`` -> ``(compressed JSON, compressed array blob)``.
+
+    Every numpy array in ``payload`` (at any depth of nested dicts) goes to the blob in its
+    :func:`storage_dtype` (little-endian) and is listed under ``"arrays"`` by its dotted path;
+    the rest is compact JSON (numpy scalars become numbers).
     """
     if not isinstance(payload, dict):
         raise TinylocError(f"metadata must be a dict, got {type(payload).__name__}")
@@ -75,10 +100,15 @@ def encode_payload(payload: dict) -> tuple[bytes, bytes]:
         for key, value in node.items():
             path = f"{prefix}{key}"
             if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+                dtype = storage_dtype(value)
                 index[path] = {"offset": len(blob), "shape": list(value.shape)}
-                blob.extend(np.ascontiguousarray(value, dtype="<f4").tobytes())
+                if dtype != DEFAULT_STORAGE_DTYPE:
+                    index[path]["dtype"] = dtype
+                blob.extend(np.ascontiguousarray(value, dtype=dtype).tobytes())
             elif isinstance(value, dict):
-                out[key] = lift(value, f"{path}.")
+                inner = lift(value, f"{path}.")
+                if inner or not value:  # a dict of arrays only is rebuilt from "arrays"
+                    out[key] = inner
             else:
                 out[key] = value
         return out
@@ -168,9 +198,13 @@ def decode_payload(text: bytes, blob: bytes, where: str = "model") -> dict:
         shape = tuple(int(s) for s in spec["shape"])
         count = int(np.prod(shape)) if shape else 1
         start = int(spec["offset"])
-        if start + 4 * count > len(blob):
+        dtype = spec.get("dtype", DEFAULT_STORAGE_DTYPE)
+        if dtype not in STORAGE_DTYPES:
+            raise TinylocError(f"{where}: metadata array {path!r} has an unknown dtype {dtype!r} "
+                               f"(expected one of {', '.join(STORAGE_DTYPES)})")
+        if start + np.dtype(dtype).itemsize * count > len(blob):
             raise TinylocError(f"{where}: metadata array {path!r} lies outside the {ARRAYS_NAME!r} buffer")
-        values = np.frombuffer(blob, dtype="<f4", count=count, offset=start).reshape(shape)
+        values = np.frombuffer(blob, dtype=dtype, count=count, offset=start).reshape(shape)
         *parents, leaf = path.split(".")
         node = document
         for key in parents:

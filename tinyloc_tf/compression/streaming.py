@@ -20,8 +20,8 @@ The step model (:mod:`tinyloc_tf.models.mamba_step`) is converted like a window 
   of five; TFLite's 16x8 quantizer has no L2_NORMALIZATION, so int16x8 keeps the five.
 - **Canonical I/O order.** The converter orders inputs and outputs its own way; they are put
   back in the order ``sample, conv_state_0, ssm_state_0, ...`` and ``emissions,
-  conv_state_0, ssm_state_0, ...`` (read from the signature before names are stripped), and
-  the metadata's ``streaming`` entry records it.
+  conv_state_0, ssm_state_0, ...`` (read from the signature before names are stripped), the
+  order :func:`streaming_layout` names them in.
 - **State feedback without requantization.** The new state is the next call's input, so each
   state input must carry the quantization of its output. The converter calibrates the two
   separately and gives them nearly, not exactly, the same scale. Where the input's readers all
@@ -41,8 +41,6 @@ import numpy as np
 from tinyloc_tf.errors import TinylocError
 
 STREAMING_QUANT_MODES = ("float32", "int8", "int16x8")
-#: Bytes per state element of each mode.
-STATE_ELEMENT_BYTES = {"float32": 4, "int8": 1, "int16x8": 2}
 DEFAULT_REPRESENTATIVE_STEPS = 512
 
 
@@ -216,16 +214,40 @@ def canonicalise(raw: bytes, input_names: list[str], output_count: int) -> tuple
                                       "moved_operators": moved}
 
 
+def step_input_names(layers: int) -> list[str]:
+    """What :func:`streaming_layout` calls a step model's inputs, by position: ``sample``, then
+    ``conv_state_l`` and ``ssm_state_l`` per block ``l`` (the order :func:`canonicalise` puts
+    them in)."""
+    return ["sample"] + [f"{kind}_state_{layer}" for layer in range(layers) for kind in ("conv", "ssm")]
+
+
 def streaming_layout(model) -> dict:
-    """The ``streaming`` metadata entry of a step ``.tflite`` (raises when there is none)."""
+    """Which input and output of a step ``.tflite`` is which (raises for a window model).
+
+    Returns ``{"inputs", "outputs"}`` (names in the order of the graph's inputs and outputs:
+    ``sample, conv_state_0, ssm_state_0, ...`` and ``emissions, ...``), ``state_shapes``
+    (without the batch axis), ``state_bytes`` and the ``window_T`` the model was trained on:
+    the graph's inputs give all but the last, the metadata's ``streaming`` entry the last.
+    """
+    from tinyloc_tf.compression.flatbuffer import NUMPY_DTYPES, read_model
     from tinyloc_tf.compression.metadata import read_metadata
 
     meta = read_metadata(model)
-    layout = meta.get("streaming")
-    if not isinstance(layout, dict):
+    marker = meta.get("streaming")
+    if not isinstance(marker, dict):
         raise TinylocError("this .tflite is a window model, not a streaming step model "
                            "(convert with `tinyloc convert RUN --streaming`)")
-    return layout
+    fb = read_model(model)
+    inputs = [fb.tensors[i] for i in fb.inputs]
+    if len(inputs) < 3 or len(inputs) % 2 == 0 or len(fb.outputs) != len(inputs):
+        raise TinylocError(f"a step model has a sample and two states per block as inputs and as many outputs; "
+                           f"this one has {len(inputs)} inputs and {len(fb.outputs)} outputs")
+    names = step_input_names((len(inputs) - 1) // 2)
+    shapes = [[int(d) for d in t.shape[1:]] for t in inputs[1:]]
+    state_bytes = sum(int(np.prod(shape)) * np.dtype(NUMPY_DTYPES[fb.type_name(t)]).itemsize
+                      for shape, t in zip(shapes, inputs[1:]))
+    return {"inputs": names, "outputs": ["emissions"] + names[1:], "state_shapes": shapes,
+            "state_bytes": state_bytes, "window_T": marker.get("window_T")}
 
 
 def per_tensor_weights_refusal(quant: str) -> str | None:
@@ -284,7 +306,7 @@ def convert_streaming(
         if calibration is None:
             raise TinylocError(f"{quant} streaming conversion needs training streams [n, F] for calibration")
         steps = calibration_steps(step, calibration, representative_size, seed, progress=progress)
-        report["representative"] = {"steps": int(len(steps[0])), "seed": int(seed), "from": "training streams"}
+        report["representative"] = {"steps": int(len(steps[0])), "seed": int(seed)}  # of training streams
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         weights_per_tensor(converter, per_tensor_weights)
         if per_tensor_weights:
@@ -303,21 +325,14 @@ def convert_streaming(
     raw, done = canonicalise(raw, input_names, len(step.outputs))
     report.update(done)
 
-    shapes = [list(t.shape[1:]) for t in step.inputs]
-    state_elements = sum(int(np.prod(s)) for s in shapes[1:])
-    layout = {
-        "inputs": input_names,
-        "outputs": ["emissions"] + input_names[1:],
-        "state_shapes": shapes[1:],
-        "state_bytes": state_elements * STATE_ELEMENT_BYTES[quant],
-        "window_T": (getattr(model, "build_config", None) or {}).get("steps"),
-        **done,
-    }
-    payload = {**model_metadata(model), **(metadata or {}), "quant": quant, "streaming": layout}
+    # The graph itself says how many states there are and their shapes: the file records only
+    # that it is a step model, and of which window length (streaming_layout derives the rest).
+    marker = {"window_T": (getattr(model, "build_config", None) or {}).get("steps")}
+    payload = {**model_metadata(model), **(metadata or {}), "quant": quant, "streaming": marker}
     for key in ("representative", "weights"):
         if key in report:
             payload[key] = report[key]
     buf = finalize(raw, payload, strip=strip)
-    report.update(bytes_with_names=len(raw), **file_report(buf), state_bytes=layout["state_bytes"])
+    report.update(bytes_with_names=len(raw), **file_report(buf), state_bytes=streaming_layout(buf)["state_bytes"])
     report["operators"] = sum(report["ops"].values())
     return Conversion(buf, report)

@@ -57,6 +57,14 @@ def matmul_transposed(a, b):
     return tf.linalg.matmul(a, b, transpose_b=True)
 
 
+def outer(a, b):
+    """``a^T b`` over the last two axes, ``[.., 1, D]`` and ``[.., 1, N]`` -> ``[.., D, N]``: one
+    BATCH_MATMUL with ``adj_x``, where ``reshape(a, column) * b`` takes a RESHAPE and a MUL."""
+    import tensorflow as tf
+
+    return tf.linalg.matmul(a, b, transpose_a=True)
+
+
 def mixer_step(mixer, u, conv_state, ssm_state):
     """One sample through a :class:`~tinyloc_tf.models.mamba.MambaMixer` (a batch of 1).
 
@@ -83,7 +91,7 @@ def mixer_step(mixer, u, conv_state, ssm_state):
     column = (1, 1, -1, 1)
     A = -ops.exp(mixer.A_log)  # [D, N], folded to a constant by the converter
     dA = decay(ops.reshape(dt, column), A, mixer.int8_friendly)  # [1, 1, D, N]
-    h = dA * ssm_state + ops.reshape(dt * x, column) * B  # [1, 1, D, N]
+    h = dA * ssm_state + outer(dt * x, B)  # [1, 1, D, N]
     y = matmul_transposed(C, h) + x * mixer.D  # [1, 1, 1, D]: sum_n C_n h_n + D x
     y = y * ops.silu(z)
     return mixer.out_proj(y), new_conv_state, h
