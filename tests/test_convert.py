@@ -344,8 +344,6 @@ def _bare_model() -> bytes:
 
 
 def test_metadata_errors_name_the_problem(tmp_path):
-    import tensorflow as tf
-
     bare = _bare_model()  # TFLite's own output
     with pytest.raises(TinylocError, match="no 'tinyloc' metadata"):
         read_metadata(bare)
