@@ -299,9 +299,8 @@ def model_metadata(model) -> dict:
     crf = getattr(model, "crf", None)
     if crf is not None and hasattr(crf, "transitions"):
         # Float16: half the flash of the CRF (UJIIndoorLoc's 59 x 59 transitions: 14 KB -> 7 KB).
-        # Path scores are sums of tens of these, so rounding them by at most 2^-11 of their
-        # size leaves the decoded paths as they were (docs/streaming.md measures it); the host
-        # and the firmware both decode with the rounded values.
+        # Each weight moves by at most 2^-11 of its size; the host and the firmware both decode
+        # with the rounded values (what it changes in decoded paths: docs/compression.md).
         meta["crf"] = {name: np.asarray(getattr(crf, name), dtype=np.float32).astype(np.float16)
                        for name in ("transitions", "start", "end")}
         if meta.get("T") == 1:

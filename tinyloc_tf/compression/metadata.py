@@ -255,8 +255,14 @@ def read_metadata(model) -> dict:
 
     Raises ``TinylocError`` when the model carries none (it was not made by ``tinyloc convert``).
     """
-    where = "model" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
-    entries = metadata_entries(model)
+    return metadata_of(read_model(model, "model"))
+
+
+def metadata_of(fb) -> dict:
+    """:func:`read_metadata` of an already parsed model (a ``flatbuffer.Flatbuffer``); errors
+    name its ``where``."""
+    where = fb.where
+    entries = fb.metadata()
     if METADATA_NAME not in entries:
         raise TinylocError(
             f"{where}: no {METADATA_NAME!r} metadata (found: {', '.join(sorted(entries)) or 'none'}); "

@@ -230,14 +230,13 @@ def streaming_layout(model) -> dict:
     the graph's inputs give all but the last, the metadata's ``streaming`` entry the last.
     """
     from tinyloc_tf.compression.flatbuffer import NUMPY_DTYPES, read_model
-    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.compression.metadata import metadata_of
 
-    meta = read_metadata(model)
-    marker = meta.get("streaming")
+    fb = read_model(model, "model")
+    marker = metadata_of(fb).get("streaming")
     if not isinstance(marker, dict):
         raise TinylocError("this .tflite is a window model, not a streaming step model "
                            "(convert with `tinyloc convert RUN --streaming`)")
-    fb = read_model(model)
     inputs = [fb.tensors[i] for i in fb.inputs]
     if len(inputs) < 3 or len(inputs) % 2 == 0 or len(fb.outputs) != len(inputs):
         raise TinylocError(f"a step model has a sample and two states per block as inputs and as many outputs; "

@@ -27,10 +27,10 @@ so the weights are exactly the window model's.
 Per block and sample the graph is: in_proj, CONCATENATION of the conv buffer with x_t and a
 VALID DEPTHWISE_CONV_2D over it (the new buffer is a slice of the same concatenation),
 SiLU, x_proj, dt_proj and the step function, the decay (:func:`~tinyloc_tf.models.mamba.decay`,
-int8-friendly or exact) as ``[D, N]``, ``h = dA * h + (dt x) B``, the readout ``C h + D x`` as one
-BATCH_MATMUL with ``adj_y`` (TFLM keeps a transposed copy of a right-hand side it has to
-transpose: 512 bytes of arena for H16), the gate and out_proj. Two RESHAPEs per block: ``dt``
-and ``dt x`` from rows into columns.
+int8-friendly or exact) as ``[D, N]``, ``h = dA * h + (dt x)^T B`` (the outer product as one
+BATCH_MATMUL with ``adj_x``), the readout ``C h + D x`` as one BATCH_MATMUL with ``adj_y`` (TFLM
+keeps a transposed copy of a right-hand side it has to transpose: 512 bytes of arena for H16),
+the gate and out_proj. One RESHAPE per block: ``dt`` from a row into a column.
 
 With ``l2_norm=True`` each block's RMSNorm is written as an L2 normalization
 (:func:`l2_rms_norm`), which TFLite's converter fuses into one L2_NORMALIZATION operator
