@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from tinyloc_tf.errors import TinylocError
 
 SCHEDULES = ("constant", "cosine")
+# Recipe fields that runs written before them lack, with the value that means "off".
+ADDED_LATER = {"ema": 0.0}
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,11 @@ class Recipe:
 
     ``schedule``: ``constant`` or ``cosine`` (linear warm-up over ``warmup_epochs``, then
     cosine decay to 0 over the remaining epochs). ``weight_decay`` > 0 switches Adam to AdamW
-    (decoupled decay). ``dropout``: encoder dropout (None: the family's default). The
-    augmentation fields are :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`'s.
+    (decoupled decay). ``ema`` > 0 keeps an exponential moving average of the weights with
+    that momentum per step (Polyak averaging, Keras' ``use_ema``): validation, the kept
+    weights and a refit's final weights are the average's. ``dropout``: encoder dropout (None:
+    the family's default). The augmentation fields are
+    :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`'s.
     """
 
     schedule: str = "cosine"
@@ -38,6 +43,7 @@ class Recipe:
     gain_db: float = 5.0
     packet_drop: float = 0.0
     time_shift: int = 0
+    ema: float = 0.0
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -46,6 +52,8 @@ class Recipe:
             raise TinylocError(f"--warmup-epochs must be 0 or more, got {self.warmup_epochs}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise TinylocError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        if not 0.0 <= self.ema < 1.0:
+            raise TinylocError(f"--ema must be in [0, 1), got {self.ema}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise TinylocError(f"--dropout must be in [0, 1), got {self.dropout}")
         for name in ("ap_dropout", "packet_drop"):
@@ -69,6 +77,8 @@ class Recipe:
         if values is None:
             return cls.legacy()
         known = {f.name for f in fields(cls)}
+        # A field added after a run was written is off for that run, whatever today's default.
+        values = {**ADDED_LATER, **values}
         return cls(**{key: value for key, value in values.items() if key in known})
 
     # ------------------------------------------------------------------ what it builds
@@ -85,9 +95,10 @@ class Recipe:
                 initial_learning_rate=0.0 if warmup else lr, decay_steps=total - warmup,
                 warmup_target=lr if warmup else None, warmup_steps=warmup,
             )
+        averaging = {"use_ema": True, "ema_momentum": self.ema} if self.ema > 0 else {}
         if self.weight_decay > 0:
-            return keras.optimizers.AdamW(learning_rate=rate, weight_decay=self.weight_decay)
-        return keras.optimizers.Adam(learning_rate=rate)
+            return keras.optimizers.AdamW(learning_rate=rate, weight_decay=self.weight_decay, **averaging)
+        return keras.optimizers.Adam(learning_rate=rate, **averaging)
 
     def augmentation(self, scaling: dict, seed: int):
         """The training-time input augmentation layer, or None when every flag is off."""
@@ -115,6 +126,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"linear warm-up epochs of the cosine schedule (default {default.warmup_epochs})")
     group.add_argument("--weight-decay", type=non_negative_float, default=default.weight_decay,
                        help=f"decoupled weight decay, AdamW (0: Adam; default {default.weight_decay:g})")
+    group.add_argument("--ema", type=non_negative_float, default=default.ema,
+                       help=f"momentum of the weights' exponential moving average, per step; the average is "
+                            f"what is validated and kept (0: off; default {default.ema:g})")
     group.add_argument("--dropout", type=non_negative_float, default=None,
                        help="encoder dropout (default: the family's own, MDCSA 0.15, Mamba 0)")
     group.add_argument("--ap-dropout", type=non_negative_float, default=default.ap_dropout,

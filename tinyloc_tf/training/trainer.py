@@ -187,6 +187,10 @@ def fit_with_validation(
         monitor="val_macro_f1", mode="max", patience=patience, restore_best_weights=True
     )
     callbacks = [StopOnInterrupt(), ViterbiValidation(tagger, *val), stopper, *callbacks]
+    if getattr(trainable.optimizer, "use_ema", False):
+        # First in the list: from each epoch's end to the next epoch's start the model holds
+        # the weight average, so validation scores it and early stopping keeps it.
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if verbose == 1:
         callbacks.append(EpochProgress(epochs, desc))
     started = time.perf_counter()
