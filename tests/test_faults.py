@@ -172,3 +172,25 @@ def test_a_swallowed_interrupt_stops_training_at_the_next_batch(windows_data):
         assert time.monotonic() - started < 60
     finally:
         lifetime.clear_interrupt()
+
+
+def test_inside_fit_the_ctrl_c_handler_only_records_and_the_block_raises_on_leaving():
+    """During ``fit`` the SIGINT handler must not raise into TensorFlow; the recorded flag
+    is raised at the block's own safe point, or on leaving the block at the latest."""
+    from tinyloc_tf import lifetime
+    from tinyloc_tf.cli import _Interrupted
+
+    previous = signal.getsignal(signal.SIGINT)
+    handler = _Interrupted()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with lifetime.deferred_interrupts():
+                handler(signal.SIGINT, None)  # records, raises nothing
+                assert handler.seen and lifetime.interrupts_deferred()
+                reached = True
+        assert reached and not lifetime.interrupts_deferred()
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGINT, None)  # outside the block it raises at once
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        lifetime.clear_interrupt()

@@ -74,7 +74,8 @@ class _Interrupted:
     The flag is what ``main`` trusts: TensorFlow may catch the ``KeyboardInterrupt`` and
     raise another exception type from inside ``fit``, or the interrupt may land in a
     finaliser that drops it; long loops then stop at their next
-    :func:`~tinyloc_tf.lifetime.raise_if_interrupted`.
+    :func:`~tinyloc_tf.lifetime.raise_if_interrupted`. Inside
+    :func:`~tinyloc_tf.lifetime.deferred_interrupts` (Keras ``fit``) it only records.
     """
 
     def __init__(self):
@@ -84,7 +85,8 @@ class _Interrupted:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.seen = True
         lifetime.note_interrupt()
-        raise KeyboardInterrupt
+        if not lifetime.interrupts_deferred():
+            raise KeyboardInterrupt
 
 
 def _close_progress_bars() -> None:

@@ -10,11 +10,15 @@ The parent remembers a Ctrl-C in a flag (:func:`note_interrupt`). Python raises 
 ``KeyboardInterrupt`` wherever the main thread happens to be, and inside a finaliser or
 some library frames it is printed and dropped; long loops therefore also call
 :func:`raise_if_interrupted` at points where stopping is safe (every training batch,
-every sweep run), so a dropped interrupt still stops the command within a step.
+every sweep run), so a dropped interrupt still stops the command within a step. Inside
+:func:`deferred_interrupts` (Keras ``fit``) the handler raises nothing at all: an exception
+raised into TensorFlow while it builds its datasets or traces its functions can crash the
+process, so there the flag alone stops training, at the end of the current batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -25,6 +29,7 @@ import time
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _interrupt = threading.Event()
+_deferring = threading.Event()
 
 
 def note_interrupt() -> None:
@@ -41,6 +46,24 @@ def raise_if_interrupted() -> None:
     """Raise ``KeyboardInterrupt`` if a Ctrl-C was recorded, even one a library swallowed."""
     if _interrupt.is_set():
         raise KeyboardInterrupt
+
+
+def interrupts_deferred() -> bool:
+    """True inside :func:`deferred_interrupts`: the SIGINT handler should only record."""
+    return _deferring.is_set()
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Run a block in which a Ctrl-C is recorded but not raised; the block must call
+    :func:`raise_if_interrupted` at its safe points. A Ctrl-C recorded inside is raised on
+    leaving the block, if the block did not raise it itself."""
+    _deferring.set()
+    try:
+        yield
+    finally:
+        _deferring.clear()
+    raise_if_interrupted()
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 from tinyloc_tf.atomic import check_output, staged_folder
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.families import get_family
-from tinyloc_tf.lifetime import raise_if_interrupted
+from tinyloc_tf.lifetime import deferred_interrupts, raise_if_interrupted
 from tinyloc_tf.training.recipe import Recipe
 
 
@@ -194,7 +194,7 @@ def fit_with_validation(
     if verbose == 1:
         callbacks.append(EpochProgress(epochs, desc))
     started = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), deferred_interrupts():  # StopOnInterrupt raises a Ctrl-C
         if np.shape(x)[1] == 1:
             # One scan per window: the CRF transitions and Mamba's decay A never act, so Keras
             # warns that they get no gradient (and asks about a missing loss). Expected here.
