@@ -2,7 +2,7 @@
 """Choose the input representation and the training recipe on validation data.
 
     .venv/bin/python scripts/choose_recipe.py --data DIR [DIR ...] --out WORK \
-        [--model mamba --hidden 16 --layers 1] [--variants base,noaug,...] [--seeds 0]
+        [--model mamba --hidden 16 --layers 1] [--variants default,noaug,ema_0.998+strong_aug,...] [--seeds 0]
 
 Trains one model configuration for every (prepared data folder, recipe variant, seed) and
 prints validation macro-F1 only (test scores stay unread here: this is where defaults are
@@ -34,6 +34,10 @@ VARIANTS = {
     "gain_only": dict(NO_AUG, gain_db=5.0),
     "noise_only": dict(NO_AUG, noise_db=2.0),
     "strong_aug": dict(ap_dropout=0.2, noise_db=3.0, gain_db=8.0),
+    "stronger_aug": dict(ap_dropout=0.3, noise_db=4.0, gain_db=10.0),
+    "ap_dropout_0.3": dict(ap_dropout=0.3),
+    "gain_10": dict(gain_db=10.0),
+    "dropout_0.3": dict(dropout=0.3),
     "dropout_0.1": dict(dropout=0.1),
     "windows": dict(packet_drop=0.1, time_shift=1),
     "windows_drop": dict(packet_drop=0.1),
@@ -44,8 +48,13 @@ VARIANTS = {
 
 
 def recipe_for(variant: str) -> Recipe:
-    change = VARIANTS[variant]
-    return Recipe.legacy() if change == "legacy" else replace(Recipe(), **change)
+    """The recipe of a variant name; ``a+b`` applies the changes of ``a`` and then ``b``."""
+    if variant == "legacy":
+        return Recipe.legacy()
+    changes = {}
+    for part in variant.split("+"):
+        changes.update(VARIANTS[part])
+    return replace(Recipe(), **changes)
 
 
 def main() -> int:
@@ -66,7 +75,7 @@ def main() -> int:
     from tinyloc_tf.training.trainer import train_run
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if any(part not in VARIANTS for part in v.split("+"))]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     rows = []

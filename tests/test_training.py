@@ -152,6 +152,49 @@ def test_early_stopping_restores_the_best_epoch(toy, monkeypatch):
         np.testing.assert_array_equal(restored, best)
 
 
+def test_with_ema_the_weight_average_is_validated_and_kept(toy, monkeypatch):
+    """``--ema``: validation scores the moving average, not the last step's weights, and
+    early stopping restores the average of the best epoch."""
+    import keras
+
+    from tinyloc_tf.data import load_prepared
+    from tinyloc_tf.models import build_model
+    from tinyloc_tf.training.recipe import Recipe
+    from tinyloc_tf.training.trainer import fit_with_validation, seed_everything
+
+    scripted = iter([0.2, 0.5, 0.3, 0.1, 0.9, 0.9])
+    monkeypatch.setattr(metrics, "macro_f1", lambda y_true, y_pred: next(scripted))
+    data = load_prepared(toy)
+    seed_everything(0)
+    model = build_model("mamba", features=6, classes=3, hidden=4, layers=1, steps=5)
+    model.compile(optimizer=Recipe(ema=0.9, schedule="constant").optimizer(0.05, 6, 4))
+    assert model.optimizer.use_ema and model.optimizer.ema_momentum == 0.9
+    raw, validated = [], []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: raw.append(model.get_weights()),
+        on_epoch_end=lambda epoch, logs: validated.append(model.get_weights()),
+    )
+    _, best_epoch, epochs_run, _ = fit_with_validation(
+        model, model, data.train.X, data.train.y, (data.val.X, data.val.y),
+        epochs=6, batch_size=32, patience=2, verbose=0, callbacks=(record,),
+    )
+    assert (best_epoch, epochs_run) == (2, 4)
+    steps = len(raw) // epochs_run
+    assert not np.allclose(validated[1][0], raw[2 * steps - 1][0]), "validation saw the raw weights"
+    for kept, best in zip(model.get_weights(), validated[1]):
+        np.testing.assert_array_equal(kept, best)
+
+
+def test_recipe_ema_is_checked_and_off_for_older_runs():
+    from tinyloc_tf.training.recipe import Recipe
+
+    with pytest.raises(TinylocError, match="--ema"):
+        Recipe(ema=1.0)
+    assert Recipe.from_dict({"schedule": "cosine"}).ema == 0.0  # a run written before --ema
+    assert Recipe.from_dict(Recipe(ema=0.998).to_dict()).ema == 0.998
+    assert not getattr(Recipe(ema=0.0).optimizer(1e-3, 2, 2), "use_ema", False)
+
+
 def test_constant_validation_score_stops_after_patience(toy, tmp_path):
     from tinyloc_tf.training.trainer import train_run
 
