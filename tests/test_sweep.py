@@ -286,3 +286,19 @@ def test_ray_auto_without_a_cluster_is_a_clear_error(monkeypatch):
     with pytest.raises(TinylocError, match=r"cannot connect to the Ray cluster at 'auto' \(start one with"):
         with execute.ray_session("auto"):
             pass
+
+
+def test_resume_accepts_a_sweep_written_before_a_recipe_field_existed(tmp_path):
+    """A sweep.json whose recipe lacks a later field (``ema``) resumes with today's command,
+    which sends that field's "off" value; another value is refused, naming the recipe."""
+    from dataclasses import asdict
+
+    from tinyloc_tf.training.recipe import Recipe
+    from tinyloc_tf.workflows.sweep import _check_resume
+
+    older = {k: v for k, v in asdict(Recipe(ema=0.0)).items() if k != "ema"}
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"recipe": older, "epochs": 3}))
+    _check_resume(path, {"recipe": Recipe(ema=0.0).to_dict(), "epochs": 3})
+    with pytest.raises(TinylocError, match="recipe"):
+        _check_resume(path, {"recipe": Recipe(ema=0.998).to_dict(), "epochs": 3})

@@ -51,7 +51,6 @@ RESUME_KEYS = ("data_sha256", "epochs", "batch_size", "lr", "patience", "seed", 
                "alpha", "distill_method", "recipe", "convert_options")
 
 
-
 def _settings(data, data_dir, out: Path, **values) -> dict:
     return {"data": str(Path(data_dir).absolute()), "sweep_dir": str(out), "data_sha256": data.fingerprint(), **values}
 
@@ -62,6 +61,8 @@ def _check_resume(path: Path, settings: dict) -> None:
     previous = json.loads(path.read_text())
     if "convert_options" in previous:  # options added since that sweep began take their defaults
         previous["convert_options"] = ConvertOptions.from_dict(previous["convert_options"]).to_dict()
+    if previous.get("recipe") is not None:  # recipe fields added since then are off for it
+        previous["recipe"] = Recipe.from_dict(previous["recipe"]).to_dict()
     changed = [key for key in RESUME_KEYS if key in previous and previous[key] != settings[key]]
     if changed:
         detail = ", ".join(f"{key}: {previous[key]!r} -> {settings[key]!r}" for key in changed)
