@@ -2,9 +2,10 @@
 """Reproduce the README's headline rows over several seeds: train, convert, score in TFLM.
 
     .venv/bin/python scripts/headline_seeds.py --data DIR --model mamba --hidden 16 --layers 1 \
-        --quant qat --out WORK [--seeds 0 1 2] [--epochs 20 --patience 5 --batch-size 128 --lr 3e-3]
+        --quant qat --out WORK [--seeds 0 1 2] [--epochs 20 --patience 5 --batch-size 128 --lr 3e-3] \
+        [recipe flags of tinyloc train, e.g. --ema 0.998]
 
-For each seed: ``tinyloc train`` (int8-friendly, the default recipe), with ``--refit``
+For each seed: ``tinyloc train`` (int8-friendly, the recipe the flags give), with ``--refit``
 ``tinyloc refit`` (train + val, as the shipped models), ``tinyloc convert
 --quant QUANT`` and ``tinyloc evaluate`` of the ``.tflite`` on val and test in host TFLM, then
 the mean and sample standard deviation over the seeds. A shipped model is one seed of such a
@@ -23,6 +24,8 @@ import shutil
 import statistics
 from pathlib import Path
 
+from tinyloc_tf.training.recipe import Recipe, add_recipe_arguments, recipe_from_args
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,7 +43,9 @@ def main() -> int:
     parser.add_argument("--from-run", action="append", default=[], metavar="SEED=RUN")
     parser.add_argument("--refit", action="store_true",
                         help="convert the run refitted on train + val (`tinyloc refit`), as the shipped models are")
+    add_recipe_arguments(parser)
     args = parser.parse_args()
+    recipe = recipe_from_args(args)
 
     from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.compression.convert import convert, data_metadata
@@ -60,7 +65,10 @@ def main() -> int:
             else:
                 train_run(args.data, args.model, args.hidden, args.layers, run, epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
-                          int8_friendly=True, verbose=0)
+                          int8_friendly=True, recipe=recipe, verbose=0)
+        trained_with = Recipe.from_dict(json.loads((run / "config.json").read_text())["training"].get("recipe"))
+        if trained_with != recipe:
+            parser.error(f"{run} was trained with another recipe ({trained_with}); give its flags or another --out")
         if args.refit:
             refit = run.with_name(run.name + "-refit")
             if not (refit / "metrics.json").is_file():
@@ -86,7 +94,7 @@ def main() -> int:
 
     # the data folder relative to the repository: the output names no folder of this machine
     data = os.path.relpath(args.data.absolute(), Path(__file__).resolve().parents[1])
-    result = {"config": name, "data": data, "seeds": args.seeds, "runs": rows,
+    result = {"config": name, "data": data, "seeds": args.seeds, "recipe": recipe.to_dict(), "runs": rows,
               **{key: summary(key) for key in ("val_macro_f1", "test_macro_f1", "test_accuracy")}}
     (args.out / "headline.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"| {name} | {result['test_macro_f1']['mean']:.2f} ± {result['test_macro_f1']['sd']:.2f} | "
