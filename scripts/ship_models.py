@@ -7,7 +7,9 @@
 
 For each budget (64 and 32 KiB) the model is chosen as ``tinyloc report`` chooses it, by
 :func:`tinyloc_tf.reports.report.best_under` over the int8-family variants (int8, selective,
-QAT): of those TFLM runs whose flash *and* arena fit, the best validation macro-F1. The chosen
+QAT): of those TFLM runs whose flash *and* arena fit, the best validation macro-F1. Given
+several sweeps of the same prepared data (``SWEEP SWEEP2 ...``, e.g. two training recipes),
+the pick is the best on validation over all of them (the first listed on a tie). The chosen
 ``.tflite`` is copied to ``OUT/NAME/<budget>kb.tflite`` and re-evaluated on val and test with
 :func:`tinyloc_tf.deployment.host.evaluate_tflite`, the function behind ``tinyloc evaluate``,
 so the card ``OUT/NAME/<budget>kb.json`` holds exactly what ``tinyloc evaluate`` prints
@@ -54,13 +56,14 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep", type=Path, help="sweep folder made by `tinyloc sweep` (runs/*/variants/*.tflite)")
+    parser.add_argument("sweeps", type=Path, nargs="+", metavar="SWEEP",
+                        help="sweep folder(s) made by `tinyloc sweep` (runs/*/variants/*.tflite) on the same data")
     parser.add_argument("--name", required=True, help="dataset name, the folder under --out (e.g. ujiindoorloc)")
     parser.add_argument("--out", type=Path, default=Path("models"), help="models folder (default models)")
     parser.add_argument("--budgets", default="64,32", help="budgets in KiB, comma-separated (default 64,32)")
     parser.add_argument("--made-by", action="append", default=[], metavar="COMMAND",
-                        help="command that produced the sweep, recorded in the card (repeatable; "
-                             "default: the `tinyloc sweep` command rebuilt from SWEEP/sweep.json)")
+                        help="command that produced the sweep, recorded in the card (repeatable; one sweep "
+                             "only; default: the `tinyloc sweep` command rebuilt from SWEEP/sweep.json)")
     parser.add_argument("--refit", action="store_true",
                         help="retrain each selected run on train + val for its best epoch count before converting "
                              "(`tinyloc refit`); selection stays on validation")
@@ -81,44 +84,61 @@ def refit_variant(sweep_dir: Path, row, settings: dict, dataset) -> Path:
     return refit_dir
 
 
-def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: list[str],
-         ship_command: str, progress: bool = True, refit: bool = False) -> list[Path]:
-    """Select, copy, re-evaluate and card the best model per budget; return the written paths."""
-    from tinyloc_tf.data import load_prepared
-    from tinyloc_tf.reports.report import INT8_VARIANTS, best_under, collect_rows, fits
+def load_sweep(sweep_dir: Path) -> tuple[dict, object]:
+    """A sweep's settings (``sweep.json``) and its rows, a DataFrame (:func:`~tinyloc_tf.reports.report.collect_rows`)."""
+    from tinyloc_tf.reports.report import collect_rows
 
-    if not NAME_PATTERN.match(name):
-        raise TinylocError(f"--name {name!r}: use lower-case letters, digits and dashes (e.g. synth-house-a)")
     settings_path = sweep_dir / "sweep.json"
     if not settings_path.is_file():
         raise TinylocError(f"{settings_path}: not found (is {sweep_dir} a sweep folder?)")
-    settings = json.loads(settings_path.read_text())
-    dataset = load_prepared(settings["data"])
-    if settings.get("data_sha256") not in (None, dataset.fingerprint()):
-        raise TinylocError(f"{settings['data']} is not the data {sweep_dir} was run on (fingerprints differ)")
-    frame = collect_rows(sweep_dir)
-    recipe, data_commands = data_recipe(dataset.meta, Path(settings["data"]))
-    commands = card_commands(data_commands, settings, sweep_dir, ship_command, made_by)
+    return json.loads(settings_path.read_text()), collect_rows(sweep_dir)
 
-    # best_under only considers int8-family variants (int8, selective, qat) that run in TFLM.
+
+def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_by: list[str],
+         ship_command: str, progress: bool = True, refit: bool = False) -> list[Path]:
+    """Select, copy, re-evaluate and card the best model per budget over ``sweep_dirs``; return
+    the written paths."""
+    from tinyloc_tf.data import load_prepared
+    from tinyloc_tf.reports.report import INT8_VARIANTS, best_over, fits
+
+    if not NAME_PATTERN.match(name):
+        raise TinylocError(f"--name {name!r}: use lower-case letters, digits and dashes (e.g. synth-house-a)")
+    if made_by and len(sweep_dirs) > 1:
+        raise TinylocError("--made-by names the commands of one sweep; give one SWEEP with it")
+    sweeps = {sweep_dir: load_sweep(sweep_dir) for sweep_dir in sweep_dirs}
+    first = sweep_dirs[0]
+    dataset = load_prepared(sweeps[first][0]["data"])
+    for sweep_dir, (settings, _) in sweeps.items():
+        if settings.get("data_sha256") not in (None, dataset.fingerprint()):
+            raise TinylocError(f"{sweep_dir} was not run on the data of {first} ({sweeps[first][0]['data']}; "
+                               f"fingerprints differ)")
+    recipe, data_commands = data_recipe(dataset.meta, Path(sweeps[first][0]["data"]))
+
+    # best_over (best_under per sweep) only considers int8-family variants (int8, selective, qat)
+    # that run in TFLM.
     picks = []
     for budget in budgets:
-        row = best_under(frame, budget)
-        if row is None:
-            raise TinylocError(f"{sweep_dir}: no {'/'.join(INT8_VARIANTS)} variant fits {budget} KiB of flash and arena")
-        int8_family = frame[frame["variant"].isin(INT8_VARIANTS)]
-        candidates = int((int8_family["deployable"].astype(bool) & fits(int8_family, budget)).sum())
-        picks.append((budget, row, candidates))
+        best = best_over({sweep_dir: frame for sweep_dir, (_, frame) in sweeps.items()}, budget)
+        candidates = 0
+        for _, frame in sweeps.values():
+            int8_family = frame[frame["variant"].isin(INT8_VARIANTS)]
+            candidates += int((int8_family["deployable"].astype(bool) & fits(int8_family, budget)).sum())
+        if best is None:
+            raise TinylocError(f"{', '.join(map(str, sweep_dirs))}: no {'/'.join(INT8_VARIANTS)} variant fits "
+                               f"{budget} KiB of flash and arena")
+        picks.append((budget, *best, candidates))
 
     # Staged beside OUT/NAME and swapped in last (tinyloc_tf.atomic): a failed or interrupted run
     # leaves the shipped models as they were; a leftover of a killed run is removed by the next.
-    with staged_folder(out / name, overwrite=True, inputs=(sweep_dir,)) as staging:
+    with staged_folder(out / name, overwrite=True, inputs=tuple(sweep_dirs)) as staging:
         iterator = picks
         if progress:
             from tqdm import tqdm
 
             iterator = tqdm(picks, desc=f"ship {name}", unit="model")
-        for budget, row, candidates in iterator:
+        for budget, sweep_dir, row, candidates in iterator:
+            settings = sweeps[sweep_dir][0]
+            commands = card_commands(data_commands, settings, sweep_dir, ship_command, made_by)
             run_dir = refit_variant(sweep_dir, row, settings, dataset) if refit else sweep_run(sweep_dir, row["run"])
             source = variant_path(run_dir, row["variant"])
             buf = source.read_bytes()
@@ -136,7 +156,7 @@ def ship(sweep_dir: Path, name: str, out: Path, budgets: list[int], made_by: lis
                                        "evaluate": evaluate_commands(shipped, settings["data"])})
             (staging / tflite_name).write_bytes(buf)
             write_card(card, staging / card_name)
-    return [out / name / file for budget, _, _ in picks for file in shipped_names(budget)]
+    return [out / name / file for budget, *_ in picks for file in shipped_names(budget)]
 
 
 def summary_line(card: dict) -> str:
@@ -161,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     invoked = shell_command(".venv/bin/python", "scripts/ship_models.py",
                    *(relative_command(word) if " " in word else word for word in words))
     try:
-        written = ship(args.sweep, args.name, args.out, budgets, args.made_by, invoked,
+        written = ship(args.sweeps, args.name, args.out, budgets, args.made_by, invoked,
                        progress=not args.quiet and sys.stderr.isatty(), refit=args.refit)
     except TinylocError as exc:
         print(f"ship_models: error: {exc}", file=sys.stderr)

@@ -102,6 +102,19 @@ def test_best_per_budget_is_chosen_on_validation(sweep):
     assert best64["test_macro_f1"] == 0.60
 
 
+def test_best_over_sweeps_takes_the_best_validation_score_first_sweep_on_ties(sweep):
+    """Sweeps of one dataset with two recipes: the pick is the better validation score of either."""
+    frame = report.collect_rows(sweep)
+    other = frame.copy()
+    other["val_macro_f1"] = other["val_macro_f1"] - 0.01
+    key, row = report.best_over({"a": frame, "b": other}, 64)
+    assert key == "a" and (row["run"], row["variant"]) == ("mamba-H32L1", "int8")
+    other["val_macro_f1"] = other["val_macro_f1"] + 0.02
+    assert report.best_over({"a": frame, "b": other}, 64)[0] == "b"
+    assert report.best_over({"a": frame, "b": frame.copy()}, 64)[0] == "a"
+    assert report.best_over({"a": frame[frame["run"] == "mdcsa-H8L1"]}, 32) is None
+
+
 def test_budget_fit_needs_both_flash_and_arena(sweep):
     frame = report.collect_rows(sweep)
     fits32 = report.fits(frame, 32)

@@ -253,6 +253,7 @@ def sweep_command(settings: dict) -> str:
         words += ["--dropout", recipe["dropout"]] if recipe.get("dropout") is not None else []
         words += ["--ap-dropout", recipe["ap_dropout"], "--noise-db", recipe["noise_db"], "--gain-db", recipe["gain_db"],
                   "--packet-drop", recipe["packet_drop"], "--time-shift", recipe["time_shift"]]
+        words += ["--ema", recipe["ema"]] if recipe.get("ema") else []
     if settings.get("distill") is False:
         words.append("--no-distill")
     words += ["--distill-method", settings["distill_method"], "--alpha", settings["alpha"],

@@ -18,6 +18,7 @@ shared with distillation (``distill.py``), which trains a student the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -155,6 +156,17 @@ def _keras_callbacks():
     return ViterbiValidation, EpochProgress, StopOnInterrupt
 
 
+@contextlib.contextmanager
+def expected_warnings(x):
+    """Silence what Keras says about training on ``x`` that is expected, not a fault."""
+    with warnings.catch_warnings():
+        if np.shape(x)[1] == 1:
+            # One scan per window: the CRF transitions and Mamba's decay A never act, so Keras
+            # warns that they get no gradient (and asks about a missing loss). Expected here.
+            warnings.filterwarnings("ignore", message="Gradients do not exist for variables", category=UserWarning)
+        yield
+
+
 def fit_with_validation(
     trainable,
     tagger,
@@ -194,11 +206,7 @@ def fit_with_validation(
     if verbose == 1:
         callbacks.append(EpochProgress(epochs, desc))
     started = time.perf_counter()
-    with warnings.catch_warnings(), deferred_interrupts():  # StopOnInterrupt raises a Ctrl-C
-        if np.shape(x)[1] == 1:
-            # One scan per window: the CRF transitions and Mamba's decay A never act, so Keras
-            # warns that they get no gradient (and asks about a missing loss). Expected here.
-            warnings.filterwarnings("ignore", message="Gradients do not exist for variables", category=UserWarning)
+    with expected_warnings(x), deferred_interrupts():  # StopOnInterrupt raises a Ctrl-C
         history = trainable.fit(
             x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
             callbacks=callbacks, verbose=2 if verbose >= 2 else 0,
@@ -423,7 +431,8 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
     y = np.concatenate([data.train.y, data.val.y])
     model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(X), batch_size)))
     fit_started = time.perf_counter()
-    history = model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=2 if verbose >= 2 else 0)
+    with expected_warnings(X):
+        history = model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=2 if verbose >= 2 else 0)
     fit_seconds = time.perf_counter() - fit_started
     import pandas as pd
 
