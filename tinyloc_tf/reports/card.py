@@ -261,7 +261,11 @@ def sweep_command(settings: dict) -> str:
     if "convert_options" in settings:  # every conversion option, as its flag
         options = {k: v for k, v in settings["convert_options"].items() if k != "seed"}  # the sweep's --seed
         for key, value in options.items():
-            words += [f"--{key.replace('_', '-')}", value]
+            flag = f"--{key.replace('_', '-')}"
+            if isinstance(value, bool):  # a switch: named when on, absent when off
+                words += [flag] if value else []
+            else:
+                words += [flag, value]
     else:  # sweeps from before conversion options were recorded: only the QAT epochs were settable
         words += ["--qat-epochs", settings["qat_epochs"]]
     words += ["--ray", settings["ray"]] if settings.get("ray") else ["--jobs", settings.get("jobs", 1)]
