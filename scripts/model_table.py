@@ -20,6 +20,9 @@ def row(card: dict) -> str:
     name = f"{model['family'].replace('mdcsa', 'MDCSA').replace('mamba', 'Mamba')} H{model['hidden']}L{model['layers']}"
     if model.get("distilled_from"):
         name += f" KD ({model['distilled_from']})"
+    ema = ((model.get("training") or {}).get("recipe") or {}).get("ema")
+    if ema:
+        name += f" (weight average, `--ema {ema:g}`)"
     if model.get("refit"):
         name += f", refit on train + val ({model['refit']['epochs']} epochs)"
     return (f"| {card['dataset']} | {card['budget_kb']} KiB | {name} | {model['variant']} | {model['params']:,} | "
