@@ -42,6 +42,7 @@ VARIANTS = {
     "windows": dict(packet_drop=0.1, time_shift=1),
     "windows_drop": dict(packet_drop=0.1),
     "windows_shift": dict(time_shift=1),
+    "ema_0.98": dict(ema=0.98),
     "ema_0.99": dict(ema=0.99),
     "ema_0.998": dict(ema=0.998),
 }
