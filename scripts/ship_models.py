@@ -161,7 +161,8 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
 
 def summary_line(card: dict) -> str:
     test, model = card["metrics"]["test"], card["model"]
-    return (f"{card['dataset']} {card['budget_kb']} KiB: {model['run']} {model['variant']} - "
+    return (f"{card['dataset']} {card['budget_kb']} KiB: {model['run']} {model['variant']} "
+            f"(sweep {card['selection']['sweep']}) - "
             f"test macro-F1 {100 * test['macro_f1']:.2f}, acc {100 * test['accuracy']:.2f}, "
             f"flash {card['flash_bytes']} B, arena {card['arena_bytes']} B")
 
