@@ -85,6 +85,19 @@ def test_student_saves_as_a_plain_tagger(toy, teacher_run, tmp_path):
     assert macro_f1(data.test.y, student.decode(data.test.X)) == pytest.approx(result["test_macro_f1"])
 
 
+def test_distillation_with_ema_keeps_the_validated_average(toy, teacher_run, tmp_path):
+    """``--ema`` through the distillation wrapper (whose optimiser also holds the feature
+    projection): the student written is the one its best validation epoch scored."""
+    from tinyloc_tf.training.recipe import Recipe
+
+    out = tmp_path / "student"
+    result = distill.distill_run(teacher_run, toy, "mamba", 2, 1, out, method="features", epochs=3,
+                                 batch_size=16, lr=0.02, patience=3, verbose=0, recipe=Recipe(ema=0.9))
+    history = pd.read_csv(out / "history.csv")
+    assert result["val_macro_f1"] == pytest.approx(history["val_macro_f1"][result["best_epoch"] - 1])
+    assert json.loads((out / "config.json").read_text())["training"]["recipe"]["ema"] == 0.9
+
+
 def test_teacher_targets(teacher, toy):
     from tinyloc_tf.data import load_prepared
 
