@@ -79,6 +79,9 @@ def main() -> int:
     unknown = [v for v in variants if any(part not in VARIANTS for part in v.split("+"))]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    combined_legacy = [v for v in variants if v != "legacy" and "legacy" in v.split("+")]
+    if combined_legacy:
+        parser.error(f"'legacy' is a whole recipe and combines with nothing: {', '.join(combined_legacy)}")
     rows = []
     for data in args.data:
         for variant in variants:

@@ -59,6 +59,11 @@ def main() -> int:
     rows = []
     for seed in args.seeds:
         run = args.out / f"{args.model}-H{args.hidden}L{args.layers}-s{seed}"
+        existing = run if (run / "metrics.json").is_file() else reuse.get(seed)
+        if existing is not None:  # a finished run is reused only if these flags made it
+            trained_with = Recipe.from_dict(json.loads((existing / "config.json").read_text())["training"].get("recipe"))
+            if trained_with != recipe:
+                parser.error(f"{existing} was trained with another recipe ({trained_with}); give its flags or another --out")
         if not (run / "metrics.json").is_file():
             if seed in reuse:
                 shutil.copytree(reuse[seed], run, ignore=shutil.ignore_patterns("variants"))
@@ -66,9 +71,6 @@ def main() -> int:
                 train_run(args.data, args.model, args.hidden, args.layers, run, epochs=args.epochs,
                           batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
                           int8_friendly=True, recipe=recipe, verbose=0)
-        trained_with = Recipe.from_dict(json.loads((run / "config.json").read_text())["training"].get("recipe"))
-        if trained_with != recipe:
-            parser.error(f"{run} was trained with another recipe ({trained_with}); give its flags or another --out")
         if args.refit:
             refit = run.with_name(run.name + "-refit")
             if not (refit / "metrics.json").is_file():

@@ -70,11 +70,13 @@ import json
 import os
 import shlex
 import sys
+from dataclasses import fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import sweep_run, variant_path
+from tinyloc_tf.training.recipe import ADDED_LATER, Recipe
 
 #: The repository root: cards record their paths relative to it.
 REPO = Path(__file__).resolve().parents[2]
@@ -247,13 +249,12 @@ def sweep_command(settings: dict) -> str:
     if not settings.get("int8_friendly", True):
         words.append("--exact")
     recipe = settings.get("recipe")
-    if recipe:
-        words += ["--schedule", recipe["schedule"], "--warmup-epochs", recipe["warmup_epochs"],
-                  "--weight-decay", recipe["weight_decay"]]
-        words += ["--dropout", recipe["dropout"]] if recipe.get("dropout") is not None else []
-        words += ["--ap-dropout", recipe["ap_dropout"], "--noise-db", recipe["noise_db"], "--gain-db", recipe["gain_db"],
-                  "--packet-drop", recipe["packet_drop"], "--time-shift", recipe["time_shift"]]
-        words += ["--ema", recipe["ema"]] if recipe.get("ema") else []
+    if recipe:  # every Recipe field as its flag; unset (None) ones and later fields left off are omitted
+        for field in fields(Recipe):
+            value = recipe.get(field.name, ADDED_LATER.get(field.name))
+            if value is None or (field.name in ADDED_LATER and value == ADDED_LATER[field.name]):
+                continue
+            words += [f"--{field.name.replace('_', '-')}", value]
     if settings.get("distill") is False:
         words.append("--no-distill")
     words += ["--distill-method", settings["distill_method"], "--alpha", settings["alpha"],
