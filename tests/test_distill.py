@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,16 @@ def teacher_run(toy, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "teacher"
     train_run(toy, "mdcsa", 8, 1, out, epochs=3, batch_size=16, lr=0.02, patience=3, verbose=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def second_teacher_run(toy, tmp_path_factory):
+    """The teacher's configuration with another seed: with ``teacher_run``, an ensemble of two."""
+    from tinyloc_tf.training.trainer import train_run
+
+    out = tmp_path_factory.mktemp("runs") / "teacher-seed1"
+    train_run(toy, "mdcsa", 8, 1, out, epochs=3, batch_size=16, lr=0.02, patience=3, seed=1, verbose=0)
     return out
 
 
@@ -152,6 +163,62 @@ def test_distiller_does_not_carry_the_teacher(teacher):
         assert len(distiller.trainable_weights) == len(student.trainable_weights) + 1  # the projection
     finally:
         distiller.close()
+
+
+# --------------------------------------------------------------------------- ensemble teacher
+
+
+@pytest.mark.parametrize("method", ["viterbi", "marginals"])
+def test_ensemble_targets_are_the_mean_of_each_teachers(method, toy, teacher_run, second_teacher_run):
+    from tinyloc_tf.training.trainer import load_data
+
+    data = load_data(toy)
+    alone = [distill.compute_teacher_targets(distill.load_teacher(run)[0], data.train.X, method)["soft"]
+             for run in (teacher_run, second_teacher_run)]
+    assert not np.allclose(alone[0], alone[1]), "two seeds should disagree somewhere, or the test proves nothing"
+    targets, described = distill.ensemble_targets([teacher_run, second_teacher_run], data, method)
+    np.testing.assert_allclose(targets["soft"], (alone[0] + alone[1]) / 2, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(targets["soft"].sum(axis=-1), 1.0, rtol=1e-5)
+    if method == "viterbi":  # the share of teachers voting for each room: 0, 1/2 or 1
+        assert set(np.unique(targets["soft"])) <= {0.0, 0.5, 1.0} and (targets["soft"] == 0.5).any()
+    assert [Path(d["run"]).name for d in described] == ["teacher", "teacher-seed1"]
+
+
+def test_distil_from_an_ensemble_records_every_teacher(toy, teacher_run, second_teacher_run, tmp_path, capsys):
+    from tinyloc_tf.cli import main
+    from tinyloc_tf.reports.card import distilled_from
+
+    out = tmp_path / "student"
+    code = main(["distill", "--teacher", str(teacher_run), str(second_teacher_run), "--data", str(toy),
+                 "--student-model", "mamba", "--hidden", "2", "--layers", "1", "--out", str(out),
+                 "--method", "marginals", "--epochs", "1", "--quiet"])
+    assert code == 0
+    saved = json.loads((out / "metrics.json").read_text())["distill"]
+    assert [Path(r).name for r in saved["teacher_run"]] == ["teacher", "teacher-seed1"]
+    assert len(saved["teacher_params"]) == 2 and len(saved["teacher_val_macro_f1"]) == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["distill"] == saved
+    assert distilled_from(saved) == "teacher + teacher-seed1"
+    assert distilled_from({"teacher_run": str(teacher_run)}) == "teacher"
+
+
+def test_ensemble_refusals(toy, teacher_run, second_teacher_run, tmp_path):
+    with pytest.raises(TinylocError, match="'features' takes one teacher, got 2"):
+        distill.distill_run([teacher_run, second_teacher_run], toy, "mamba", 2, 1, tmp_path / "s",
+                            method="features", verbose=0)
+    with pytest.raises(TinylocError, match="teacher run given twice"):
+        distill.distill_run([teacher_run, teacher_run], toy, "mamba", 2, 1, tmp_path / "s", verbose=0)
+    assert not (tmp_path / "s").exists()
+
+
+def test_refit_refuses_a_distilled_run(toy, teacher_run, tmp_path):
+    from tinyloc_tf.training.trainer import refit_run
+
+    student = tmp_path / "student"
+    distill.distill_run(teacher_run, toy, "mamba", 2, 1, student, epochs=1, batch_size=16, verbose=0)
+    with pytest.raises(TinylocError, match="a distilled run; refit retrains plain runs only"):
+        refit_run(student, tmp_path / "refit", verbose=0)
+    assert not (tmp_path / "refit").exists()
 
 
 # --------------------------------------------------------------------------- bad input

@@ -25,7 +25,8 @@ order (:func:`render_card`):
     ``keras_float32`` (the Keras model's val/test macro-F1 and test accuracy). A refit model
     adds ``refit`` (``tinyloc refit``'s record, ``val_in_sample: true`` and a note: it was
     selected on validation as the sweep's run, then retrained on train + val); a distilled one
-    adds ``distilled_from`` (the teacher run) and ``distill`` (``alpha``, ``method``).
+    adds ``distilled_from`` (the teacher run; an ensemble's runs joined by " + ") and ``distill``
+    (``alpha``, ``method``).
 ``selection``
     ``rule`` (:data:`SELECTION_RULE`), ``budget_bytes``, ``candidates_fitting`` (int8-family
     TFLM variants that fit), ``val_macro_f1`` the choice was made on, and ``sweep`` (the
@@ -343,6 +344,13 @@ def check_against_sweep(row, variant: dict, reports: dict, where: Path) -> None:
                            f"({'; '.join(problems)}); rerun the sweep's compression phase before shipping")
 
 
+def distilled_from(distill: dict) -> str | None:
+    """The teacher run's folder name; an ensemble's names joined by `` + ``."""
+    runs = distill.get("teacher_run") or []
+    names = [Path(run).name for run in ([runs] if isinstance(runs, str) else runs)]
+    return " + ".join(names) or None
+
+
 def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipped: Path,
               buf: bytes, commands: dict, recipe: dict, candidates: int, run_dir: Path | None = None) -> dict:
     """Re-evaluate ``buf`` (the chosen variant's bytes) on test and val and build its card.
@@ -402,8 +410,7 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
                                   "its best epoch count; val scores of the shipped file are in-sample"}
     if "distill" in run_metrics:
         distill = run_metrics["distill"]
-        teacher = Path(distill.get("teacher_run", "")).name
-        model["distilled_from"] = teacher or None
+        model["distilled_from"] = distilled_from(distill)
         model["distill"] = {key: distill[key] for key in ("alpha", "method") if key in distill}
     return {
         "format": CARD_FORMAT,

@@ -2,7 +2,7 @@
 
     tinyloc train --data DIR --model mamba|mdcsa --hidden H --layers L --out RUN
                   [--epochs N --batch-size B --lr LR --patience P --seed S --int8-friendly]
-    tinyloc distill --teacher RUN --data DIR --student-model mamba|mdcsa --hidden H
+    tinyloc distill --teacher RUN [RUN ...] --data DIR --student-model mamba|mdcsa --hidden H
                     --layers L --out RUN2 [--alpha 0.1 --method viterbi|marginals|features]
     tinyloc refit RUN --out RUN2     (train + val, the run's best epoch count; test once)
     tinyloc baselines --data DIR --out DIR [--models knn,random_forest,logistic_regression]
@@ -65,7 +65,9 @@ def register(subparsers) -> None:
         "distill", help="train a student from a teacher run (knowledge distillation)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    distill.add_argument("--teacher", type=Path, required=True, help="teacher run folder (with model.keras)")
+    distill.add_argument("--teacher", type=Path, nargs="+", required=True, metavar="RUN",
+                         help="teacher run folder (with model.keras); several runs are an ensemble teacher "
+                              "(viterbi and marginals: their targets are averaged)")
     distill.add_argument("--data", type=Path, required=True, help="prepared dataset folder (the teacher's)")
     distill.add_argument("--student-model", required=True, help=f"student family: {' | '.join(family_names())}")
     distill.add_argument("--hidden", type=positive_int, required=True, help="student hidden size H")

@@ -1,4 +1,4 @@
-"""Knowledge distillation: train a small student against a trained teacher run.
+"""Knowledge distillation: train a small student against a trained teacher run (or several).
 
 Loss per batch (MODELS.md, the paper's Eq. 4-5)::
 
@@ -16,6 +16,11 @@ Teacher targets, computed once before training (never per epoch):
   teacher's width and pulled towards the teacher's hidden states (standardised per channel
   on the training set, so the term's scale does not depend on the teacher family).
   ``P`` exists only during training; the saved student has the normal architecture.
+
+An **ensemble teacher** is several runs (e.g. the same configuration trained with other
+seeds): its ``viterbi`` target is the share of teachers whose Viterbi path says room ``k``
+at step ``t``, its ``marginals`` target the mean of their marginals. ``features`` takes
+one teacher (one projection per teacher width would be a different loss).
 
 ``distill_run`` writes the same run folder as ``train_run`` (the student's ``model.keras``
 converts and deploys like any other), with the teacher and KD settings in ``config.json``
@@ -225,8 +230,50 @@ def _distiller_class():
 # --------------------------------------------------------------------------- entry point
 
 
+def teacher_list(teacher_run) -> list[Path]:
+    """One run folder or several (an ensemble) as a list of distinct paths."""
+    runs = [Path(teacher_run)] if isinstance(teacher_run, (str, os.PathLike)) else [Path(r) for r in teacher_run]
+    if not runs:
+        raise TinylocError("distillation needs at least one teacher run")
+    repeated = sorted({str(r) for r in runs if sum(r.resolve() == other.resolve() for other in runs) > 1})
+    if repeated:
+        raise TinylocError(f"teacher run given twice: {', '.join(repeated)}; an ensemble needs distinct runs")
+    return runs
+
+
+def ensemble_targets(teacher_runs: list[Path], data, method: str) -> tuple[dict, list[dict]]:
+    """Targets averaged over the teachers, and what each teacher was (for ``config.json``).
+
+    Teachers are loaded one at a time and freed after their pass over the training set.
+    """
+    if method == "features" and len(teacher_runs) > 1:
+        raise TinylocError(
+            f"method 'features' takes one teacher, got {len(teacher_runs)}; use viterbi or marginals for an ensemble"
+        )
+    total, described = None, []
+    for run in teacher_runs:
+        teacher, teacher_config = load_teacher(run)
+        check_teacher(teacher, teacher_config, data, run)
+        targets = compute_teacher_targets(teacher, data.train.X, method)
+        metrics_path = run / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        described.append({
+            "run": str(run.absolute()),
+            "build_config": dict(getattr(teacher, "build_config", {}) or {}),
+            "params": trainer.count_params(teacher),
+            "val_macro_f1": metrics.get("val_macro_f1"),
+        })
+        del teacher  # targets are all the student needs; free the (possibly large) teacher
+        if total is None:
+            total = targets
+        else:
+            total["soft"] += targets["soft"]
+    total["soft"] /= len(teacher_runs)
+    return total, described
+
+
 def distill_run(
-    teacher_run: str | os.PathLike,
+    teacher_run,
     data_dir: str | os.PathLike,
     family: str,
     hidden: int,
@@ -248,6 +295,8 @@ def distill_run(
 ) -> dict:
     """Distil the model of ``teacher_run`` into a new ``family`` H``hidden`` L``layers`` student.
 
+    ``teacher_run`` is one run folder, or a list of them for an ensemble teacher.
+
     Same selection and outputs as :func:`tinyloc_tf.training.trainer.train_run` (best epoch
     by validation macro-F1 of the student's Viterbi path, test scored once at the end).
     Returns the ``metrics.json`` dict, which adds a ``distill`` section.
@@ -261,22 +310,16 @@ def distill_run(
         raise TinylocError(f"--alpha must be in [0, 1], got {alpha}")
     if feature_weight < 0:
         raise TinylocError(f"--feature-weight must be 0 or more, got {feature_weight}")
-    out = trainer.check_out(out, overwrite, inputs=(teacher_run, data_dir))
+    teacher_runs = teacher_list(teacher_run)
+    out = trainer.check_out(out, overwrite, inputs=(*teacher_runs, data_dir))
     data = trainer.load_data(data_dir)
 
     from tinyloc_tf.models import build_model
     from tinyloc_tf.training.recipe import Recipe
 
     recipe = recipe if recipe is not None else Recipe()
-    teacher, teacher_config = load_teacher(teacher_run)
-    check_teacher(teacher, teacher_config, data, teacher_run)
-    targets = compute_teacher_targets(teacher, data.train.X, method)
+    targets, teachers = ensemble_targets(teacher_runs, data, method)
     teacher_width = targets["hidden"].shape[-1] if method == "features" else None
-    teacher_build = dict(getattr(teacher, "build_config", {}) or {})
-    teacher_metrics_path = Path(teacher_run) / "metrics.json"
-    teacher_metrics = json.loads(teacher_metrics_path.read_text()) if teacher_metrics_path.is_file() else {}
-    teacher_params = trainer.count_params(teacher)
-    del teacher  # targets are all the student needs; free the (possibly large) teacher
 
     trainer.seed_everything(seed)
     student = build_model(
@@ -302,15 +345,17 @@ def distill_run(
         student, data, scores, best_epoch=best_epoch, epochs_run=epochs_run,
         fit_seconds=fit_seconds, started=started, seed=seed,
     )
+    # One teacher: its fields as strings and numbers; an ensemble: one list entry per teacher.
+    one = len(teachers) == 1
     distill_settings = {
-        "teacher_run": str(Path(teacher_run).absolute()),
-        "teacher_build_config": teacher_build,
-        "teacher_params": teacher_params,
-        "teacher_val_macro_f1": teacher_metrics.get("val_macro_f1"),
+        f"teacher_{key}": teachers[0][key] if one else [t[key] for t in teachers]
+        for key in ("run", "build_config", "params", "val_macro_f1")
+    }
+    distill_settings.update({
         "method": method,
         "alpha": alpha,
         "feature_weight": feature_weight if method == "features" else None,
-    }
+    })
     metrics["distill"] = distill_settings
     config = trainer.run_config(
         "distill", student, data_dir, metrics,

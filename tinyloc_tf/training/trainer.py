@@ -412,6 +412,9 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
     config = json.loads((run_dir / "config.json").read_text())
     source_metrics = json.loads((run_dir / "metrics.json").read_text())
     training = config["training"]
+    if config.get("kind") == "distill":
+        # Retraining without the teacher would ship a plain model under the student's name.
+        raise TinylocError(f"{run_dir}: a distilled run; refit retrains plain runs only (it has no teacher term)")
     data_dir = data_dir if data_dir is not None else config["data_dir"]
     out = check_out(out, overwrite)
     data = load_data(data_dir)
