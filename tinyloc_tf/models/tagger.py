@@ -127,6 +127,7 @@ def build_model(
     steps: int,
     int8_friendly: bool = False,
     augmentation: keras.layers.Layer | None = None,
+    members: int = 1,
     **family_options,
 ) -> SequenceTagger:
     """Build and initialise a :class:`SequenceTagger` of the given family.
@@ -135,7 +136,10 @@ def build_model(
     ``int8_friendly`` selects formulations TFLM can run fully in int8 where the exact maths
     cannot (Mamba). ``family_options`` go to the encoder (MDCSA: ``dropout``,
     ``head_dropout``; Mamba: ``dropout``). ``augmentation``: a training-time input layer
-    (:class:`SequenceTagger`). The model is built for inputs ``[None, T, F]``.
+    (:class:`SequenceTagger`). ``members`` N > 1: an ensemble of N such encoders whose
+    emissions are averaged (:class:`~tinyloc_tf.models.ensemble.EnsembleEncoder`; its
+    weights come from N trained runs, ``tinyloc ensemble``). The model is built for inputs
+    ``[None, T, F]``.
     """
     spec = get_family(family)
     family, encoder_class = spec.name, spec.encoder_class()
@@ -144,14 +148,26 @@ def build_model(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise TinylocError(f"build_model({family!r}): {name} must be a positive integer, got {value!r}")
     sizes = {name: int(value) for name, value in sizes.items()}
-    try:
-        encoder = encoder_class(**sizes, int8_friendly=bool(int8_friendly), name="encoder", **family_options)
-    except (TypeError, ValueError) as exc:  # unknown or ill-typed family options
-        raise TinylocError(f"build_model({family!r}): bad option: {exc}") from exc
-    if not isinstance(getattr(encoder, "head", None), keras.layers.Layer):
-        raise TinylocError(f"model family {family!r}: its encoder must end in a layer named `head` (tinyloc_tf/families.py)")
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 1:
+        raise TinylocError(f"build_model({family!r}): members must be a positive integer, got {members!r}")
+    encoders = []
+    for index in range(int(members)):
+        name = "encoder" if members == 1 else f"member_{index}"
+        try:
+            encoder = encoder_class(**sizes, int8_friendly=bool(int8_friendly), name=name, **family_options)
+        except (TypeError, ValueError) as exc:  # unknown or ill-typed family options
+            raise TinylocError(f"build_model({family!r}): bad option: {exc}") from exc
+        if not isinstance(getattr(encoder, "head", None), keras.layers.Layer):
+            raise TinylocError(f"model family {family!r}: its encoder must end in a layer named `head` "
+                               "(tinyloc_tf/families.py)")
+        encoders.append(encoder)
     build_kwargs = {"family": family, **sizes, "int8_friendly": bool(int8_friendly), **family_options}
+    if members > 1:
+        from tinyloc_tf.models.ensemble import EnsembleEncoder
+
+        encoder = EnsembleEncoder(encoders, name="encoder")
+        build_kwargs["members"] = int(members)
     model = SequenceTagger(encoder, CRF(sizes["classes"], name="crf"), build_kwargs, augmentation=augmentation,
-                           name=f"{family}_tagger")
+                           name=f"{family}_tagger" if members == 1 else f"{family}_ensemble_tagger")
     model.build((None, sizes["steps"], sizes["features"]))
     return model

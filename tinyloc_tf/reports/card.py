@@ -26,7 +26,8 @@ order (:func:`render_card`):
     adds ``refit`` (``tinyloc refit``'s record, ``val_in_sample: true`` and a note: it was
     selected on validation as the sweep's run, then retrained on train + val); a distilled one
     adds ``distilled_from`` (the teacher run; an ensemble's runs joined by " + ") and ``distill``
-    (``alpha``, ``method``).
+    (``alpha``, ``method``); an ensemble of seeds adds ``ensemble`` (``members``, ``seeds``,
+    ``combine``).
 ``selection``
     ``rule`` (:data:`SELECTION_RULE`), ``budget_bytes``, ``candidates_fitting`` (int8-family
     TFLM variants that fit), ``val_macro_f1`` the choice was made on, and ``sweep`` (the
@@ -245,6 +246,8 @@ def sweep_command(settings: dict) -> str:
              "--family", settings["family"], "--grid", settings["grid"]]
     if settings.get("max_params") is not None:
         words += ["--max-params", settings["max_params"]]
+    if settings.get("ensemble", 1) > 1:
+        words += ["--ensemble", settings["ensemble"]]
     words += ["--epochs", settings["epochs"], "--patience", settings["patience"], "--batch-size", settings["batch_size"],
               "--lr", settings["lr"], "--seed", settings["seed"]]
     if not settings.get("int8_friendly", True):
@@ -408,6 +411,10 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
         model["refit"] = {**run_metrics["refit"], "val_in_sample": True,
                           "note": "selected on validation as the sweep's run, then retrained on train + val for "
                                   "its best epoch count; val scores of the shipped file are in-sample"}
+    if "ensemble" in run_metrics:
+        members = run_metrics["ensemble"]["members"]
+        model["ensemble"] = {"members": [Path(m["run"]).name for m in members], "seeds": [m["seed"] for m in members],
+                             "combine": run_metrics["ensemble"]["combine"]}
     if "distill" in run_metrics:
         distill = run_metrics["distill"]
         model["distilled_from"] = distilled_from(distill)

@@ -58,6 +58,9 @@ EXTRA_COLUMNS = (
     ("Selective", "train", "selective"),
     ("QAT", "train", "qat"),
     ("Distill + QAT", "distill", "qat"),
+    ("Ensemble", "ensemble", "float32"),
+    ("Ensemble int8", "ensemble", "int8"),
+    ("Ensemble QAT", "ensemble", "qat"),
 )
 COLUMNS = (
     "run", "config", "family", "hidden", "layers", "kind", "params", "variant", "runtime", "deployable",
@@ -94,10 +97,13 @@ def collect_rows(sweep_dir: str | os.PathLike) -> pd.DataFrame:
         metrics = _read_json(metrics_path)
         _need(metrics, ("family", "hidden", "layers", "params", "val_macro_f1", "val_accuracy",
                         "test_macro_f1", "test_accuracy"), metrics_path)
+        members = len((metrics.get("ensemble") or {}).get("members", ()))
         base = {
-            "run": run_dir.name, "config": f"{metrics['family']}-H{metrics['hidden']}L{metrics['layers']}",
+            "run": run_dir.name,
+            "config": f"{metrics['family']}-H{metrics['hidden']}L{metrics['layers']}" + (f"x{members}" if members else ""),
             "family": metrics["family"], "hidden": metrics["hidden"], "layers": metrics["layers"],
-            "kind": "distill" if "distill" in metrics else "train", "params": metrics["params"],
+            "kind": "distill" if "distill" in metrics else "ensemble" if members else "train",
+            "params": metrics["params"],
         }
         rows.append({
             **base, "variant": "float32", "runtime": "keras", "deployable": False,
@@ -315,7 +321,8 @@ def plot_f1_vs_size(frame: pd.DataFrame, path: Path) -> None:
     markers = {**{name: get_family(name).marker for name in family_names()}, "baseline": "X"}
     for (family, kind, variant), group in frame.groupby(["family", "kind", "variant"]):
         colour = colours.get(variant, "tab:purple")
-        label = "baselines" if family == "baseline" else f"{family} {variant}" + (" KD" if kind == "distill" else "")
+        label = ("baselines" if family == "baseline"
+                 else f"{family} {variant}" + {"distill": " KD", "ensemble": " ensemble"}.get(kind, ""))
         filled = kind != "distill" or family == "baseline"
         ax.scatter(group["flash_bytes"] / 1024, 100 * group["test_macro_f1"], marker=markers.get(family, "^"),
                    label=label, alpha=0.8, edgecolors=colour, facecolors=colour if filled else "none")

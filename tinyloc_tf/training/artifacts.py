@@ -28,6 +28,11 @@ def sweep_runs(sweep_dir: str | os.PathLike) -> Path:
     return Path(sweep_dir) / "runs"
 
 
+def sweep_members(sweep_dir: str | os.PathLike) -> Path:
+    """Extra seeds trained only to be ensemble members: not candidates, so not under ``runs``."""
+    return Path(sweep_dir) / "members"
+
+
 def sweep_run(sweep_dir: str | os.PathLike, run: str) -> Path:
     return sweep_runs(sweep_dir) / run
 

@@ -1,10 +1,11 @@
-"""``tinyloc train``, ``tinyloc distill``, ``tinyloc baselines``.
+"""``tinyloc train``, ``tinyloc distill``, ``tinyloc refit``, ``tinyloc ensemble``, ``tinyloc baselines``.
 
     tinyloc train --data DIR --model mamba|mdcsa --hidden H --layers L --out RUN
                   [--epochs N --batch-size B --lr LR --patience P --seed S --int8-friendly]
     tinyloc distill --teacher RUN [RUN ...] --data DIR --student-model mamba|mdcsa --hidden H
                     --layers L --out RUN2 [--alpha 0.1 --method viterbi|marginals|features]
     tinyloc refit RUN --out RUN2     (train + val, the run's best epoch count; test once)
+    tinyloc ensemble RUN RUN [RUN ...] --out RUN2   (average several runs of one configuration)
     tinyloc baselines --data DIR --out DIR [--models knn,random_forest,logistic_regression]
 
 Each prints the run's headline metrics as JSON on stdout; the full results are in the
@@ -94,6 +95,17 @@ def register(subparsers) -> None:
     refit.add_argument("--quiet", action="store_true", help="no output but the headline")
     refit.set_defaults(handler=_refit)
 
+    ensemble = subparsers.add_parser(
+        "ensemble", help="one model from several runs of a configuration: emissions and CRF weights averaged",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ensemble.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                          help="finished runs of one configuration on the same data (e.g. seeds 0, 1, 2)")
+    ensemble.add_argument("--out", type=Path, required=True, help="run folder to write")
+    ensemble.add_argument("--data", type=Path, help="prepared dataset folder (default: the runs' own)")
+    ensemble.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    ensemble.set_defaults(handler=_ensemble)
+
     baselines = subparsers.add_parser(
         "baselines", help="k-NN, random forest and logistic regression on the same splits",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -156,6 +168,14 @@ def _refit(args) -> int:
         raise TinylocError(f"{args.run}: not a finished run folder (config.json and metrics.json missing)")
     metrics = refit_run(args.run, args.out, data_dir=args.data, overwrite=args.overwrite,
                         verbose=0 if args.quiet else 1)
+    _print_headline(metrics, args.out)
+    return 0
+
+
+def _ensemble(args) -> int:
+    from tinyloc_tf.training.ensemble import ensemble_run
+
+    metrics = ensemble_run(args.runs, args.out, data_dir=args.data, overwrite=args.overwrite)
     _print_headline(metrics, args.out)
     return 0
 

@@ -405,21 +405,59 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
     classical baselines' final fit would. Same architecture, recipe, batch size, learning
     rate and seed; the schedule spans exactly ``best_epoch`` epochs, with no early stopping
     (nothing held out is left to stop on). ``metrics.json`` records val scores as in-sample
-    (``val_in_sample: true``) and the refit's origin under ``refit``.
+    (``val_in_sample: true``) and the refit's origin under ``refit``. An ensemble run
+    (``tinyloc ensemble``) refits each member this way and assembles them again.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     source_metrics = json.loads((run_dir / "metrics.json").read_text())
-    training = config["training"]
-    if config.get("kind") == "distill":
-        # Retraining without the teacher would ship a plain model under the student's name.
-        raise TinylocError(f"{run_dir}: a distilled run; refit retrains plain runs only (it has no teacher term)")
     data_dir = data_dir if data_dir is not None else config["data_dir"]
     out = check_out(out, overwrite)
     data = load_data(data_dir)
     if data.fingerprint() != config["data_fingerprint"]:
         raise TinylocError(f"{data_dir}: not the data {run_dir} was trained on (fingerprint differs)")
+    import pandas as pd
+
+    if config.get("kind") == "ensemble":
+        from tinyloc_tf.training.ensemble import assemble
+
+        members = [Path(member["run"]) for member in config["ensemble"]["members"]]
+        fits = [_refit_model(member, data, verbose) for member in members]
+        model = assemble([fit[0] for fit in fits])
+        history = pd.concat([fit[1].assign(member=member.name) for fit, member in zip(fits, members)])
+        epochs = [fit[2] for fit in fits]
+        fit_seconds = sum(fit[3] for fit in fits)
+        seed = config["training"]["seed"]
+        refit = {"of": run_dir.name, "epochs": epochs, "members": [member.name for member in members]}
+    else:
+        model, history, epochs, fit_seconds = _refit_model(run_dir, data, verbose)
+        seed = int(config["training"]["seed"])
+        refit = {"of": run_dir.name, "epochs": epochs}
+    scores = score_splits(model, data)
+    # an ensemble's epochs are a list, one per member; they ran one after the other
+    metrics = run_metrics(model, data, scores, best_epoch=epochs, fit_seconds=fit_seconds, started=started, seed=0,
+                          epochs_run=sum(epochs) if isinstance(epochs, list) else epochs)
+    metrics["seed"] = seed
+    metrics["val_in_sample"] = True
+    metrics["refit"] = {**refit, "source_val_macro_f1": source_metrics["val_macro_f1"], "fit_splits": ["train", "val"]}
+    training = {**config["training"], "epochs": epochs, "patience": None}
+    run_config_body = run_config("refit", model, data_dir, metrics, **training)
+    run_config_body["refit"] = metrics["refit"]
+    run_config_body["training"]["selection"] = f"none: {epochs} epochs, the best epoch of {run_dir.name} on val"
+    write_run(out, model, history, run_config_body, metrics, overwrite=overwrite)
+    return metrics
+
+
+def _refit_model(run_dir: Path, data, verbose: int):
+    """``(model, history frame, epochs, fit seconds)``: ``run_dir``'s configuration, recipe and
+    seed trained on train + val for its best epoch count."""
+    config = json.loads((run_dir / "config.json").read_text())
+    source_metrics = json.loads((run_dir / "metrics.json").read_text())
+    if config.get("kind") == "distill":
+        # Retraining without the teacher would ship a plain model under the student's name.
+        raise TinylocError(f"{run_dir}: a distilled run; refit retrains plain runs only (it has no teacher term)")
+    training = config["training"]
     epochs = int(source_metrics["best_epoch"])
     recipe = Recipe.from_dict(training.get("recipe"))
     seed, batch_size, lr = int(training["seed"]), int(training["batch_size"]), float(training["lr"])
@@ -441,14 +479,4 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
 
     history = pd.DataFrame(history.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
-    scores = score_splits(model, data)
-    metrics = run_metrics(model, data, scores, best_epoch=epochs, epochs_run=epochs, fit_seconds=fit_seconds,
-                          started=started, seed=seed)
-    metrics["val_in_sample"] = True
-    metrics["refit"] = {"of": run_dir.name, "epochs": epochs, "source_val_macro_f1": source_metrics["val_macro_f1"],
-                        "fit_splits": ["train", "val"]}
-    run_config_body = run_config("refit", model, data_dir, metrics, **{**training, "epochs": epochs, "patience": None})
-    run_config_body["refit"] = metrics["refit"]
-    run_config_body["training"]["selection"] = f"none: {epochs} epochs, the best epoch of {run_dir.name} on val"
-    write_run(out, model, history, run_config_body, metrics, overwrite=overwrite)
-    return metrics
+    return model, history, epochs, fit_seconds

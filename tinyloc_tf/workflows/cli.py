@@ -3,7 +3,7 @@
 ``tinyloc sweep``: train the grid, pick teachers, distil, convert and score every variant.
 
     tinyloc sweep --data DIR --out SWEEP [--family mamba|mdcsa|both] [--grid paper|small]
-                  [--max-params N] [--jobs N | --ray ADDRESS|auto|local]
+                  [--max-params N] [--ensemble N] [--jobs N | --ray ADDRESS|auto|local]
                   [--epochs --patience --batch-size --lr --seed]
                   [--distill-method viterbi|marginals|features] [--quant int8,dynamic,...|none]
                   [--no-distill] [--no-baselines]
@@ -41,7 +41,11 @@ def _register_sweep(subparsers) -> None:
     parser.add_argument("--family", default="both",
                         help=f"{' | '.join(family_names())} | both (every family; default both)")
     parser.add_argument("--grid", default="small", help=f"configuration grid: {' | '.join(grid_names())} (default small)")
-    parser.add_argument("--max-params", type=positive_int, help="skip configurations with more trainable parameters")
+    parser.add_argument("--max-params", type=positive_int,
+                        help="skip configurations (and ensembles, counting all members) with more trainable parameters")
+    parser.add_argument("--ensemble", type=positive_int, default=1, metavar="N",
+                        help="also train every configuration with N-1 more seeds and score the ensembles of its "
+                             "first 2..N seeds (emissions and CRF averaged) as candidates (default 1: none)")
     where = parser.add_argument_group("where runs execute")
     where.add_argument("--jobs", type=positive_int, default=1,
                        help="parallel worker processes (default 1); with --ray local: the instance's CPUs")
@@ -84,6 +88,7 @@ def _sweep(args) -> int:
         int8_friendly=not args.exact, recipe=recipe_from_args(args), alpha=args.alpha, distill_method=args.distill_method,
         distill=not args.no_distill, baselines=not args.no_baselines, variants=variants,
         convert_options=convert_options_from_args(args), jobs=args.jobs, ray_address=args.ray,
+        ensemble=args.ensemble,
     )
     summary = {
         "out": str(args.out),

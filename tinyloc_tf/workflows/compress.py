@@ -64,17 +64,19 @@ def compress_run(run_dir: str | os.PathLike, data, variants, options: ConvertOpt
     data = data if isinstance(data, PreparedDataset) else load_prepared(data)
     options = options if options is not None else ConvertOptions()
     records, tagger, keras_paths = {}, None, None
-    family = None
+    build = None
     for variant in variants:
         json_path = variant_path(run_dir, variant, ".json")
         if json_path.is_file():
             records[variant] = json.loads(json_path.read_text())
             continue
         spec = get_variant(variant)
-        if family is None:  # from config.json: a run a variant does not apply to is never loaded
-            family = _run_family(run_dir)
-        if not spec.applies_to(family, data.steps):
+        if build is None:  # from config.json: a run a variant does not apply to is never loaded
+            build = _run_build(run_dir)
+        if not spec.applies_to(build.get("family", ""), data.steps):
             continue
+        if spec.streaming and build.get("members", 1) > 1:
+            continue  # an ensemble's step model would carry every member's state: not built
         if tagger is None:
             tagger, _ = load_run(run_dir)
         if spec.streaming:
@@ -86,12 +88,12 @@ def compress_run(run_dir: str | os.PathLike, data, variants, options: ConvertOpt
     return records
 
 
-def _run_family(run_dir: Path) -> str:
-    """The model family a run folder's ``config.json`` records (its ``build_config``; "" when it
-    records none, so only variants for every family apply)."""
+def _run_build(run_dir: Path) -> dict:
+    """The ``build_config`` a run folder's ``config.json`` records ({} when it records none, so
+    only variants for every family apply)."""
     config_path = run_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    return (config.get("build_config") or {}).get("family", "")
+    return config.get("build_config") or {}
 
 
 def _save(run_dir: Path, variant: str, buf: bytes, record: dict) -> dict:

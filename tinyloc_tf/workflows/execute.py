@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.lifetime import raise_if_interrupted
-from tinyloc_tf.training.artifacts import read_metrics, sweep_runs
+from tinyloc_tf.training.artifacts import read_metrics, sweep_members, sweep_runs
 from tinyloc_tf.training.recipe import Recipe
 from tinyloc_tf.workflows.plan import RunSpec
 
@@ -34,15 +34,20 @@ def execute(spec: dict, settings: dict) -> dict:
     """
     worker_environment(settings)
     run = RunSpec(**spec)
-    runs = sweep_runs(settings["sweep_dir"])
-    out = runs / run.name
+    runs, members = sweep_runs(settings["sweep_dir"]), sweep_members(settings["sweep_dir"])
+    out = (members if run.is_member else runs) / run.name
     done = read_metrics(out)
     if done is not None:
         return done
+    if run.members > 1:
+        from tinyloc_tf.training.ensemble import ensemble_run
+
+        folders = [runs / name if name == run.config else members / name for name in run.member_names()]
+        return ensemble_run(folders, out, data_dir=settings["data"])
     fit = dict(
         epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-        patience=settings["patience"], seed=settings["seed"], int8_friendly=settings["int8_friendly"],
-        recipe=Recipe.from_dict(settings.get("recipe")), verbose=0,
+        patience=settings["patience"], seed=settings["seed"] + run.seed_offset,
+        int8_friendly=settings["int8_friendly"], recipe=Recipe.from_dict(settings.get("recipe")), verbose=0,
     )
     if run.teacher is None:
         from tinyloc_tf.training.trainer import train_run
@@ -179,7 +184,7 @@ def run_tasks(task, items: list[tuple[str, object]], settings: dict, *, jobs: in
 
 def run_specs(specs: list[RunSpec], settings: dict, *, jobs: int = 1, ray_address: str | None = None,
               desc: str = "sweep") -> dict[str, dict]:
-    """Train or distil every spec (see :func:`execute`); ``{run name: metrics}``."""
+    """Train, distil or assemble every spec (see :func:`execute`); ``{run name: metrics}``."""
     return run_tasks(execute, [(spec.name, asdict(spec)) for spec in specs], settings,
                      jobs=jobs, ray_address=ray_address, desc=desc)
 

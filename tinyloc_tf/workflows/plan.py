@@ -1,4 +1,5 @@
-"""A sweep's plan: which runs to train, which teacher to pick, whom to distil it into.
+"""A sweep's plan: which runs to train, which teacher to pick, whom to distil it into, and
+which ensembles of seeds to assemble.
 
 Grids and parameter counts come from the family registry (``tinyloc_tf/families.py``);
 the variants a sweep can make from the variant registry (``compression/variants.py``).
@@ -17,16 +18,36 @@ DEFAULT_VARIANTS = ("int8", "dynamic")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a sweep: a baseline training run or a distilled student."""
+    """One run of a sweep: a baseline training run, a distilled student, an extra seed of a
+    baseline (``seed_offset`` k > 0: a member, kept in ``SWEEP/members``, never a candidate
+    itself) or an ensemble of the first ``members`` seeds of a configuration."""
 
     family: str
     hidden: int
     layers: int
     teacher: str | None = None  # run name of the teacher; None for a baseline run
+    seed_offset: int = 0  # the sweep's seed + this; > 0 only for ensemble members
+    members: int = 1  # > 1: an ensemble of seeds 0 .. members-1 (offsets) of this configuration
+
+    @property
+    def config(self) -> str:
+        return f"{self.family}-H{self.hidden}L{self.layers}"
 
     @property
     def name(self) -> str:
-        return f"{self.family}-H{self.hidden}L{self.layers}" + ("-kd" if self.teacher else "")
+        if self.members > 1:
+            return f"{self.config}-x{self.members}"
+        if self.seed_offset:
+            return f"{self.config}-seed+{self.seed_offset}"
+        return self.config + ("-kd" if self.teacher else "")
+
+    @property
+    def is_member(self) -> bool:
+        return self.seed_offset > 0
+
+    def member_names(self) -> list[str]:
+        """An ensemble's members, the sweep's own run first."""
+        return [self.config] + [f"{self.config}-seed+{k}" for k in range(1, self.members)]
 
 
 def param_count(family: str, features: int, classes: int, hidden: int, layers: int) -> int:
@@ -68,6 +89,22 @@ def plan_baseline_runs(families, grid: str, features: int, classes: int, max_par
     return specs
 
 
+def plan_ensembles(baselines: list[RunSpec], largest: int, features: int, classes: int,
+                   max_params: int | None) -> tuple[list[RunSpec], list[RunSpec]]:
+    """``(extra seeds to train, ensembles to assemble)`` for ensembles of 2 .. ``largest``
+    seeds of each configuration, skipping those whose members together have more than
+    ``max_params`` trainable parameters (the CRF counted once per member: an upper bound)."""
+    members, ensembles = [], []
+    for spec in baselines:
+        params = param_count(spec.family, features, classes, spec.hidden, spec.layers)
+        sizes = [n for n in range(2, largest + 1) if max_params is None or n * params <= max_params]
+        if not sizes:
+            continue
+        ensembles += [RunSpec(spec.family, spec.hidden, spec.layers, members=n) for n in sizes]
+        members += [RunSpec(spec.family, spec.hidden, spec.layers, seed_offset=k) for k in range(1, max(sizes))]
+    return members, ensembles
+
+
 def pick_teacher(results: dict[str, dict], family: str) -> str | None:
     """The family's baseline run with the best *validation* macro-F1 (ties: fewer params).
 
@@ -76,7 +113,8 @@ def pick_teacher(results: dict[str, dict], family: str) -> str | None:
     candidates = [
         (metrics["val_macro_f1"], -metrics["params"], name)
         for name, metrics in results.items()
-        if metrics.get("family") == family and "distill" not in metrics and not name.endswith("-kd")
+        if metrics.get("family") == family and "distill" not in metrics and "ensemble" not in metrics
+        and not name.endswith("-kd")
     ]
     return max(candidates)[2] if candidates else None
 

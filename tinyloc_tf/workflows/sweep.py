@@ -43,6 +43,7 @@ from tinyloc_tf.workflows.plan import (
     parse_variants,
     pick_teacher,
     plan_baseline_runs,
+    plan_ensembles,
     plan_students,
 )
 
@@ -94,6 +95,7 @@ def sweep(
     convert_options: ConvertOptions | None = None,
     jobs: int = 1,
     ray_address: str | None = None,
+    ensemble: int = 1,
 ) -> dict:
     """Run (or resume) a sweep.
 
@@ -102,7 +104,10 @@ def sweep(
     converts to full int8 for TFLM (default; see the models' docs). ``recipe``: every run's
     training recipe (None: the default :class:`~tinyloc_tf.training.recipe.Recipe`).
     ``convert_options``: every conversion option of the compression phase (None: the
-    defaults, with the sweep's ``seed``).
+    defaults, with the sweep's ``seed``). ``ensemble`` N > 1: also train every configuration
+    with seeds ``seed + 1 .. seed + N - 1`` (``SWEEP/members``) and assemble the ensembles of
+    its first 2 .. N seeds (``runs/<config>-x<n>``), each a candidate like any run; ensembles
+    with more than ``max_params`` parameters in all are skipped.
     """
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.training.distill import METHODS
@@ -114,6 +119,8 @@ def sweep(
     parse_variants(",".join(variants))  # validates
     if jobs < 1:
         raise TinylocError(f"--jobs must be at least 1, got {jobs}")
+    if ensemble < 1:
+        raise TinylocError(f"--ensemble must be at least 1 (1: no ensembles), got {ensemble}")
     data = load_prepared(data_dir)  # fail early, with the loader's message, on a bad folder
     for name in variants:
         if not any(get_variant(name).applies_to(f, data.steps) for f in families):
@@ -138,7 +145,7 @@ def sweep(
         recipe=(recipe if recipe is not None else Recipe()).to_dict(),
         alpha=alpha, distill_method=distill_method, variants=list(variants),
         convert_options=(convert_options or ConvertOptions(seed=seed)).to_dict(),
-        threads_per_run=threads, jobs=jobs, ray=ray_address, distill=bool(distill),
+        threads_per_run=threads, jobs=jobs, ray=ray_address, distill=bool(distill), ensemble=int(ensemble),
     )
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / "sweep.json"
@@ -148,6 +155,10 @@ def sweep(
     with ray_session(ray_address, num_cpus=jobs):
         run = dict(settings=settings, jobs=jobs, ray_address=ray_address)
         results = run_specs(specs, desc="train", **run)
+        if ensemble > 1:
+            members, ensembles = plan_ensembles(specs, ensemble, data.num_features, data.num_classes, max_params)
+            run_specs(members, desc="members", **run)
+            results.update(run_specs(ensembles, desc="ensemble", **run))
 
         teachers = {name: pick_teacher(results, name) for name in families}
         write_atomic(out / "teachers.json", json_bytes(
