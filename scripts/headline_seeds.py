@@ -11,8 +11,10 @@ For each seed: ``tinyloc train`` (int8-friendly, the recipe the flags give), wit
 the mean and sample standard deviation over the seeds. A shipped model is one seed of such a
 row; this says how much of its score is the seed. Runs and variants already in ``WORK`` are
 reused, so a repeated command only prints. ``--from-run SEED=RUN`` reuses a finished run
-folder (for example the sweep's seed-0 run) instead of training that seed again. Writes
-``WORK/headline.json``.
+folder (for example the sweep's seed-0 run) instead of training that seed again. With
+``--ensemble N`` each row seed S is an ensemble (``tinyloc ensemble``) of N runs trained with
+seeds S*N .. S*N+N-1 (seed 0: seeds 0 .. N-1, as the sweep's ``--ensemble``), refit member by
+member. Writes ``WORK/headline.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--from-run", action="append", default=[], metavar="SEED=RUN")
+    parser.add_argument("--ensemble", type=int, default=1, metavar="N",
+                        help="each seed's model is an ensemble of N runs (seeds S*N .. S*N+N-1; default 1: none)")
     parser.add_argument("--refit", action="store_true",
                         help="convert the run refitted on train + val (`tinyloc refit`), as the shipped models are")
     add_recipe_arguments(parser)
@@ -51,26 +55,45 @@ def main() -> int:
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.deployment.host import evaluate_tflite
+    from tinyloc_tf.training.ensemble import ensemble_run
     from tinyloc_tf.training.trainer import refit_run, train_run
 
     reuse = {int(spec.split("=", 1)[0]): Path(spec.split("=", 1)[1]) for spec in args.from_run}
     data = load_prepared(args.data)
-    name = f"{args.model}-H{args.hidden}L{args.layers}-{args.quant}" + ("-refit" if args.refit else "")
+    if args.ensemble < 1:
+        parser.error(f"--ensemble must be at least 1, got {args.ensemble}")
+    config = f"{args.model}-H{args.hidden}L{args.layers}" + (f"x{args.ensemble}" if args.ensemble > 1 else "")
+    name = f"{config}-{args.quant}" + ("-refit" if args.refit else "")
+
+    def check_recipe(existing: Path) -> None:
+        """A finished run is reused only if these flags made it."""
+        trained_with = Recipe.from_dict(json.loads((existing / "config.json").read_text())["training"].get("recipe"))
+        if trained_with != recipe:
+            parser.error(f"{existing} was trained with another recipe ({trained_with}); give its flags or another --out")
+
+    def single(seed: int) -> Path:
+        run = args.out / f"{args.model}-H{args.hidden}L{args.layers}-s{seed}"
+        if not (run / "metrics.json").is_file():
+            train_run(args.data, args.model, args.hidden, args.layers, run, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
+                      int8_friendly=True, recipe=recipe, verbose=0)
+        check_recipe(run)
+        return run
+
     rows = []
     for seed in args.seeds:
-        run = args.out / f"{args.model}-H{args.hidden}L{args.layers}-s{seed}"
+        run = args.out / (f"{config}-s{seed}" if args.ensemble > 1 else f"{args.model}-H{args.hidden}L{args.layers}-s{seed}")
         existing = run if (run / "metrics.json").is_file() else reuse.get(seed)
-        if existing is not None:  # a finished run is reused only if these flags made it
-            trained_with = Recipe.from_dict(json.loads((existing / "config.json").read_text())["training"].get("recipe"))
-            if trained_with != recipe:
-                parser.error(f"{existing} was trained with another recipe ({trained_with}); give its flags or another --out")
+        if existing is not None:
+            check_recipe(existing)
         if not (run / "metrics.json").is_file():
             if seed in reuse:
                 shutil.copytree(reuse[seed], run, ignore=shutil.ignore_patterns("variants"))
+            elif args.ensemble > 1:
+                members = [single(seed * args.ensemble + k) for k in range(args.ensemble)]
+                ensemble_run(members, run, data_dir=args.data)
             else:
-                train_run(args.data, args.model, args.hidden, args.layers, run, epochs=args.epochs,
-                          batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
-                          int8_friendly=True, recipe=recipe, verbose=0)
+                single(seed)
         if args.refit:
             refit = run.with_name(run.name + "-refit")
             if not (refit / "metrics.json").is_file():
@@ -96,7 +119,8 @@ def main() -> int:
 
     # the data folder relative to the repository: the output names no folder of this machine
     data = os.path.relpath(args.data.absolute(), Path(__file__).resolve().parents[1])
-    result = {"config": name, "data": data, "seeds": args.seeds, "recipe": recipe.to_dict(), "runs": rows,
+    result = {"config": name, "data": data, "seeds": args.seeds, "ensemble": args.ensemble,
+              "recipe": recipe.to_dict(), "runs": rows,
               **{key: summary(key) for key in ("val_macro_f1", "test_macro_f1", "test_accuracy")}}
     (args.out / "headline.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"| {name} | {result['test_macro_f1']['mean']:.2f} ± {result['test_macro_f1']['sd']:.2f} | "
