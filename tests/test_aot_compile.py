@@ -230,17 +230,20 @@ def small_models(tmp_path_factory):
     X = rng.random((48, 20, 8)).astype(np.float32)
     out = {}
     root = tmp_path_factory.mktemp("aot-models")
-    for family, kwargs in (("mdcsa", {"layers": 1}), ("mamba", {"layers": 2, "int8_friendly": True})):
+    # "mdcsa-x2": an ensemble of two MDCSA encoders (their mean: an ADD and a MUL more)
+    for name, family, kwargs in (("mdcsa", "mdcsa", {"layers": 1}),
+                                 ("mamba", "mamba", {"layers": 2, "int8_friendly": True}),
+                                 ("mdcsa-x2", "mdcsa", {"layers": 1, "members": 2})):
         model = build_model(family, features=8, classes=4, hidden=8, steps=20, **kwargs)
         buf = convert_model(model, quant="int8", representative=X, metadata=model_metadata(model))
-        path = root / f"{family}.tflite"
+        path = root / f"{name}.tflite"
         path.write_bytes(buf)
-        out[family] = path
+        out[name] = path
     return out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["mdcsa", "mamba"])
+@pytest.mark.parametrize("family", ["mdcsa", "mamba", "mdcsa-x2"])
 def test_whole_model_bit_exact_with_tflm(family, small_models, tmp_path, kernel_objects):
     from tflite_micro.python.tflite_micro import runtime
 
@@ -262,7 +265,7 @@ def test_whole_model_bit_exact_with_tflm(family, small_models, tmp_path, kernel_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family,target", [("mdcsa", "m4"), ("mamba", "m55")])
+@pytest.mark.parametrize("family,target", [("mdcsa", "m4"), ("mamba", "m55"), ("mdcsa-x2", "m4")])
 def test_deploy_aot_on_qemu_is_bit_exact(family, target, small_models, tmp_path):
     from tinyloc_tf.deployment import firmware
 
