@@ -46,7 +46,7 @@ def test_plan_names_members_and_ensembles_and_respects_max_params():
     assert [e.name for e in ensembles] == ["mdcsa-H4L1-x2", "mdcsa-H4L1-x3", "mdcsa-H16L1-x2"]
     assert [m.name for m in members] == ["mdcsa-H4L1-seed+1", "mdcsa-H4L1-seed+2", "mdcsa-H16L1-seed+1"]
     assert all(m.is_member and m.members == 1 for m in members)
-    assert ensembles[1].member_names() == ["mdcsa-H4L1", "mdcsa-H4L1-seed+1", "mdcsa-H4L1-seed+2"]
+    assert [m.name for m in ensembles[1].member_specs()] == ["mdcsa-H4L1", "mdcsa-H4L1-seed+1", "mdcsa-H4L1-seed+2"]
     members, ensembles = plan.plan_ensembles(specs, 3, features=8, classes=4, max_params=2 * small - 1)
     assert members == [] and ensembles == []
     assert plan.plan_ensembles(specs, 1, features=8, classes=4, max_params=None) == ([], [])

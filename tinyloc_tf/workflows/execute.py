@@ -42,7 +42,7 @@ def execute(spec: dict, settings: dict) -> dict:
     if run.members > 1:
         from tinyloc_tf.training.ensemble import ensemble_run
 
-        folders = [runs / name if name == run.config else members / name for name in run.member_names()]
+        folders = [(members if member.is_member else runs) / member.name for member in run.member_specs()]
         return ensemble_run(folders, out, data_dir=settings["data"])
     fit = dict(
         epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],

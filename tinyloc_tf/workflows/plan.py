@@ -45,9 +45,9 @@ class RunSpec:
     def is_member(self) -> bool:
         return self.seed_offset > 0
 
-    def member_names(self) -> list[str]:
-        """An ensemble's members, the sweep's own run first."""
-        return [self.config] + [f"{self.config}-seed+{k}" for k in range(1, self.members)]
+    def member_specs(self) -> list["RunSpec"]:
+        """An ensemble's members: the configuration's own run (offset 0) first."""
+        return [RunSpec(self.family, self.hidden, self.layers, seed_offset=k) for k in range(self.members)]
 
 
 def param_count(family: str, features: int, classes: int, hidden: int, layers: int) -> int:
