@@ -18,13 +18,17 @@ from pathlib import Path
 def row(card: dict) -> str:
     model, test = card["model"], card["metrics"]["test"]
     name = f"{model['family'].replace('mdcsa', 'MDCSA').replace('mamba', 'Mamba')} H{model['hidden']}L{model['layers']}"
+    if model.get("ensemble"):
+        name += f" x{len(model['ensemble']['members'])} (ensemble of seeds {', '.join(map(str, model['ensemble']['seeds']))})"
     if model.get("distilled_from"):
         name += f" KD ({model['distilled_from']})"
     ema = ((model.get("training") or {}).get("recipe") or {}).get("ema")
     if ema:
         name += f" (weight average, `--ema {ema:g}`)"
     if model.get("refit"):
-        name += f", refit on train + val ({model['refit']['epochs']} epochs)"
+        epochs = model["refit"]["epochs"]  # a list for an ensemble: one count per member
+        epochs = " + ".join(map(str, epochs)) if isinstance(epochs, list) else epochs
+        name += f", refit on train + val ({epochs} epochs)"
     return (f"| {card['dataset']} | {card['budget_kb']} KiB | {name} | {model['variant']} | {model['params']:,} | "
             f"{100 * card['selection']['val_macro_f1']:.2f} | **{100 * test['macro_f1']:.2f}** | "
             f"{100 * test['accuracy']:.2f} | {card['flash_bytes'] / 1024:.1f} | {card['arena_bytes'] / 1024:.1f} |")

@@ -131,6 +131,7 @@ def test_cli_ensemble_and_refit(seeds, tmp_path, capsys):
     assert main(["refit", str(out), "--out", str(refit), "--quiet"]) == 0
     metrics = json.loads((refit / "metrics.json").read_text())
     assert metrics["refit"]["members"] == ["seed0", "seed1"] and metrics["val_in_sample"] is True
+    assert [m["seed"] for m in metrics["ensemble"]["members"]] == [0, 1]  # what a model card names
     for member, epochs in zip(seeds, metrics["refit"]["epochs"]):
         assert epochs == json.loads((member / "metrics.json").read_text())["best_epoch"]
     model, config = load_run(refit)

@@ -441,6 +441,8 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
     metrics["seed"] = seed
     metrics["val_in_sample"] = True
     metrics["refit"] = {**refit, "source_val_macro_f1": source_metrics["val_macro_f1"], "fit_splits": ["train", "val"]}
+    if "ensemble" in source_metrics:  # the members it refit, as the source ensemble names them
+        metrics["ensemble"] = source_metrics["ensemble"]
     training = {**config["training"], "epochs": epochs, "patience": None}
     run_config_body = run_config("refit", model, data_dir, metrics, **training)
     run_config_body["refit"] = metrics["refit"]
