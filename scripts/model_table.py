@@ -15,6 +15,18 @@ import sys
 from pathlib import Path
 
 
+def recipe_flags(recipe: dict | None) -> list[str]:
+    """The training flags where a card's recipe differs from today's defaults (fields added to
+    ``Recipe`` later read as off, as ``Recipe.from_dict`` reads them)."""
+    from tinyloc_tf.training.recipe import Recipe
+
+    if not recipe:
+        return []
+    defaults, used = Recipe().to_dict(), Recipe.from_dict(recipe).to_dict()
+    return [f"--{key.replace('_', '-')} {value:g}" if isinstance(value, float) else f"--{key.replace('_', '-')} {value}"
+            for key, value in used.items() if value != defaults[key]]
+
+
 def row(card: dict) -> str:
     model, test = card["model"], card["metrics"]["test"]
     name = f"{model['family'].replace('mdcsa', 'MDCSA').replace('mamba', 'Mamba')} H{model['hidden']}L{model['layers']}"
@@ -22,9 +34,9 @@ def row(card: dict) -> str:
         name += f" x{len(model['ensemble']['members'])} (ensemble of seeds {', '.join(map(str, model['ensemble']['seeds']))})"
     if model.get("distilled_from"):
         name += f" KD ({model['distilled_from']})"
-    ema = ((model.get("training") or {}).get("recipe") or {}).get("ema")
-    if ema:
-        name += f" (weight average, `--ema {ema:g}`)"
+    flags = recipe_flags((model.get("training") or {}).get("recipe"))
+    if flags:
+        name += f" (`{' '.join(flags)}`)"
     if model.get("refit"):
         epochs = model["refit"]["epochs"]  # a list for an ensemble: one count per member
         epochs = " + ".join(map(str, epochs)) if isinstance(epochs, list) else epochs
