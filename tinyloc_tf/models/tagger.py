@@ -171,3 +171,29 @@ def build_model(
                            name=f"{family}_tagger" if members == 1 else f"{family}_ensemble_tagger")
     model.build((None, sizes["steps"], sizes["features"]))
     return model
+
+
+def ensemble_of(taggers: list) -> SequenceTagger:
+    """An ensemble ``SequenceTagger`` with the members' encoder weights and their mean CRF.
+
+    Every tagger must have the same ``build_config`` (family, sizes, options).
+    """
+    if len(taggers) < 2:
+        raise TinylocError(f"an ensemble needs at least two runs, got {len(taggers)}")
+    builds = [dict(t.build_config) for t in taggers]
+    if any(b.get("members", 1) != 1 for b in builds):
+        raise TinylocError("an ensemble's members must be single models, not ensembles")
+    first = builds[0]
+    for index, build in enumerate(builds[1:], start=1):
+        if build != first:
+            differ = sorted(k for k in set(build) | set(first) if build.get(k) != first.get(k))
+            raise TinylocError(f"member {index} is another architecture than member 0 "
+                               f"({', '.join(f'{k}: {first.get(k)} vs {build.get(k)}' for k in differ)})")
+    build = dict(first)
+    family = build.pop("family")
+    model = build_model(family, **build, members=len(taggers))
+    for member, tagger in zip(model.encoder.members, taggers):
+        member.set_weights(tagger.encoder.get_weights())
+    crf_weights = [t.crf.get_weights() for t in taggers]
+    model.crf.set_weights([np.mean([w[i] for w in crf_weights], axis=0) for i in range(len(crf_weights[0]))])
+    return model

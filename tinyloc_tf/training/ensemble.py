@@ -1,8 +1,8 @@
 """``tinyloc ensemble``: one model from several finished runs of the same configuration.
 
 The runs (typically one configuration trained with seeds 0, 1, 2) become the members of an
-:class:`~tinyloc_tf.models.ensemble.EnsembleEncoder`: their emissions and their CRF weights
-are averaged. Nothing is trained; the new run folder holds the assembled ``model.keras``,
+:class:`~tinyloc_tf.models.ensemble.EnsembleEncoder` (``models.tagger.ensemble_of``): their
+emissions and their CRF weights are averaged. Nothing is trained; the new run folder holds the assembled ``model.keras``,
 its scores (validation, and test once, as for any run) and the members it was made of, so it
 converts, evaluates, deploys and refits (each member refit, then assembled again) like any
 other run.
@@ -15,39 +15,10 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.models.tagger import ensemble_of
 from tinyloc_tf.training import trainer
 from tinyloc_tf.training.artifacts import load_run
-
-def assemble(taggers: list):
-    """An ensemble ``SequenceTagger`` with the members' encoder weights and their mean CRF.
-
-    Every tagger must have the same ``build_config`` (family, sizes, options).
-    """
-    from tinyloc_tf.models import build_model
-
-    if len(taggers) < 2:
-        raise TinylocError(f"an ensemble needs at least two runs, got {len(taggers)}")
-    builds = [dict(t.build_config) for t in taggers]
-    if any(b.get("members", 1) != 1 for b in builds):
-        raise TinylocError("an ensemble's members must be single models, not ensembles")
-    first = builds[0]
-    for index, build in enumerate(builds[1:], start=1):
-        if build != first:
-            differ = sorted(k for k in set(build) | set(first) if build.get(k) != first.get(k))
-            raise TinylocError(f"member {index} is another architecture than member 0 "
-                               f"({', '.join(f'{k}: {first.get(k)} vs {build.get(k)}' for k in differ)})")
-    build = dict(first)
-    family = build.pop("family")
-    model = build_model(family, **build, members=len(taggers))
-    for member, tagger in zip(model.encoder.members, taggers):
-        member.set_weights(tagger.encoder.get_weights())
-    crf_weights = [t.crf.get_weights() for t in taggers]
-    model.crf.set_weights([np.mean([w[i] for w in crf_weights], axis=0) for i in range(len(crf_weights[0]))])
-    return model
-
 
 def _member_runs(runs) -> list[Path]:
     runs = [Path(run) for run in runs]
@@ -86,7 +57,7 @@ def ensemble_run(member_runs, out: str | os.PathLike, *, data_dir=None, overwrit
     data = trainer.load_data(data_dir)
     if data.fingerprint() not in fingerprints:
         raise TinylocError(f"{data_dir}: not the data the member runs were trained on (fingerprint differs)")
-    model = assemble(taggers)
+    model = ensemble_of(taggers)
     scores = trainer.score_splits(model, data)
     members = []
     for run, config in zip(runs, configs):

@@ -420,11 +420,11 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
     import pandas as pd
 
     if config.get("kind") == "ensemble":
-        from tinyloc_tf.training.ensemble import assemble
+        from tinyloc_tf.models.tagger import ensemble_of
 
         members = [Path(member["run"]) for member in config["ensemble"]["members"]]
         fits = [_refit_model(member, data, verbose) for member in members]
-        model = assemble([fit[0] for fit in fits])
+        model = ensemble_of([fit[0] for fit in fits])
         history = pd.concat([fit[1].assign(member=member.name) for fit, member in zip(fits, members)])
         epochs = [fit[2] for fit in fits]
         fit_seconds = sum(fit[3] for fit in fits)
