@@ -2,12 +2,11 @@
 
 The runs (typically one configuration trained with seeds 0, 1, 2) become the members of an
 :class:`~tinyloc_tf.models.ensemble.EnsembleEncoder` (``models.tagger.ensemble_of``): their
-emissions and their CRF weights are averaged. Nothing is trained; the new run folder holds the assembled ``model.keras``,
-its scores (validation, and test once, as for any run) and the members it was made of, so it
-converts, evaluates, deploys and refits (each member refit, then assembled again) like any
-other run.
+emissions and their CRF weights are averaged. Nothing is trained; the new run folder holds
+the assembled ``model.keras``, its scores (validation, and test once, as for any run) and the
+members it was made of, so it converts, evaluates, deploys and refits (each member refit,
+then assembled again) like any other run.
 """
-
 from __future__ import annotations
 
 import json
