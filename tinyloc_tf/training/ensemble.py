@@ -7,6 +7,7 @@ the assembled ``model.keras``, its scores (validation, and test once, as for any
 members it was made of, so it converts, evaluates, deploys and refits (each member refit,
 then assembled again) like any other run.
 """
+
 from __future__ import annotations
 
 import json
