@@ -22,6 +22,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from tinyloc_tf.training.artifacts import read_metrics
 from tinyloc_tf.training.distill import METHODS, distill_run
 from tinyloc_tf.training.trainer import DEFAULTS, train_run
 
@@ -29,11 +30,6 @@ from tinyloc_tf.training.trainer import DEFAULTS, train_run
 def model_spec(text: str) -> tuple[str, int, int]:
     family, hidden, layers = text.split(":")
     return family, int(hidden), int(layers)
-
-
-def finished(run: Path) -> dict | None:
-    path = run / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def mean_sd(values: list[float]) -> str:
@@ -71,7 +67,7 @@ def main() -> int:
         parser.error("method 'features' takes one teacher; drop it from --methods or use one --teacher-seeds")
     teacher_runs = [args.work / ("teacher" if s == 0 else f"teacher-seed{s}") for s in teacher_seeds]
     teachers = [
-        finished(run) or train_run(args.data, *args.teacher, run, lr=args.teacher_lr or args.lr, seed=s, **fit)
+        read_metrics(run) or train_run(args.data, *args.teacher, run, lr=args.teacher_lr or args.lr, seed=s, **fit)
         for s, run in zip(teacher_seeds, teacher_runs)
     ]
     ensemble = f"-ensemble{len(teacher_runs)}" if len(teacher_runs) > 1 else ""
@@ -81,7 +77,7 @@ def main() -> int:
             for seed in seeds:
                 folder = method if method == "none" else method + ensemble
                 run = args.work / f"{family}_H{hidden}L{layers}" / folder / f"seed{seed}"
-                result = finished(run)
+                result = read_metrics(run)
                 if result is None and method == "none":
                     result = train_run(args.data, family, hidden, layers, run, lr=args.lr, seed=seed, **fit)
                 elif result is None:

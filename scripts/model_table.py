@@ -23,7 +23,7 @@ def recipe_flags(recipe: dict | None) -> list[str]:
     if not recipe:
         return []
     defaults, used = Recipe().to_dict(), Recipe.from_dict(recipe).to_dict()
-    return [f"--{key.replace('_', '-')} {value:g}" if isinstance(value, float) else f"--{key.replace('_', '-')} {value}"
+    return [f"--{key.replace('_', '-')} {f'{value:g}' if isinstance(value, float) else value}"
             for key, value in used.items() if value != defaults[key]]
 
 

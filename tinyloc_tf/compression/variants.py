@@ -42,11 +42,13 @@ class Variant:
     streaming: str | None = None
     families: tuple[str, ...] = ()  # the model families it applies to (empty: every family)
 
-    def applies_to(self, family: str, steps: int) -> bool:
-        """Whether a run of ``family`` on windows of ``steps`` samples has this variant."""
+    def applies_to(self, family: str, steps: int, members: int = 1) -> bool:
+        """Whether a run of ``family`` on windows of ``steps`` samples (an ensemble of
+        ``members`` encoders when more than one) has this variant."""
         if self.families and family not in self.families:
             return False
-        return not (self.streaming and steps < 2)  # a stream needs a time axis
+        # a stream needs a time axis; an ensemble's step model (every member's state) is not built
+        return not (self.streaming and (steps < 2 or members > 1))
 
     def convert_function(self):
         return resolve(self.converter)

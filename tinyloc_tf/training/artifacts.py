@@ -57,6 +57,16 @@ def read_metrics(run_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def distinct_runs(runs, what: str = "run") -> list[Path]:
+    """Run folders as paths, refusing one given twice (by resolved path); ``what`` names them."""
+    runs = [Path(run) for run in runs]
+    resolved = [run.resolve() for run in runs]
+    repeated = sorted({str(run) for run, r in zip(runs, resolved) if resolved.count(r) > 1})
+    if repeated:
+        raise TinylocError(f"{what} given twice: {', '.join(repeated)}; an ensemble needs distinct runs")
+    return runs
+
+
 def json_bytes(payload: dict) -> bytes:
     """Indented JSON with numpy values as plain numbers, for :func:`~tinyloc_tf.atomic.write_atomic`."""
 

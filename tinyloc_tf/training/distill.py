@@ -29,7 +29,6 @@ and ``metrics.json``.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyloc_tf.errors import TinylocError
-from tinyloc_tf.training.artifacts import load_run
+from tinyloc_tf.training.artifacts import distinct_runs, load_run, read_metrics
 from tinyloc_tf.training import trainer
 
 METHODS = ("viterbi", "marginals", "features")
@@ -232,12 +231,10 @@ def _distiller_class():
 
 def teacher_list(teacher_run) -> list[Path]:
     """One run folder or several (an ensemble) as a list of distinct paths."""
-    runs = [Path(teacher_run)] if isinstance(teacher_run, (str, os.PathLike)) else [Path(r) for r in teacher_run]
+    runs = distinct_runs([teacher_run] if isinstance(teacher_run, (str, os.PathLike)) else teacher_run,
+                         what="teacher run")
     if not runs:
         raise TinylocError("distillation needs at least one teacher run")
-    repeated = sorted({str(r) for r in runs if sum(r.resolve() == other.resolve() for other in runs) > 1})
-    if repeated:
-        raise TinylocError(f"teacher run given twice: {', '.join(repeated)}; an ensemble needs distinct runs")
     return runs
 
 
@@ -255,8 +252,7 @@ def ensemble_targets(teacher_runs: list[Path], data, method: str) -> tuple[dict,
         teacher, teacher_config = load_teacher(run)
         check_teacher(teacher, teacher_config, data, run)
         targets = compute_teacher_targets(teacher, data.train.X, method)
-        metrics_path = run / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        metrics = read_metrics(run) or {}
         described.append({
             "run": str(run.absolute()),
             "build_config": dict(getattr(teacher, "build_config", {}) or {}),

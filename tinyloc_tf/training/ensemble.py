@@ -10,7 +10,6 @@ then assembled again) like any other run.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -18,15 +17,7 @@ from pathlib import Path
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.models.tagger import ensemble_of
 from tinyloc_tf.training import trainer
-from tinyloc_tf.training.artifacts import load_run
-
-def _member_runs(runs) -> list[Path]:
-    runs = [Path(run) for run in runs]
-    resolved = [run.resolve() for run in runs]
-    repeated = sorted({str(run) for run, r in zip(runs, resolved) if resolved.count(r) > 1})
-    if repeated:
-        raise TinylocError(f"run given twice: {', '.join(repeated)}; an ensemble needs distinct runs")
-    return runs
+from tinyloc_tf.training.artifacts import distinct_runs, load_run, read_metrics
 
 
 def ensemble_run(member_runs, out: str | os.PathLike, *, data_dir=None, overwrite: bool = False) -> dict:
@@ -37,7 +28,7 @@ def ensemble_run(member_runs, out: str | os.PathLike, *, data_dir=None, overwrit
     refused: their validation scores are in-sample.
     """
     started = time.perf_counter()
-    runs = _member_runs(member_runs)
+    runs = distinct_runs(member_runs, what="member run")
     if len(runs) < 2:
         raise TinylocError(f"an ensemble needs at least two runs, got {len(runs)}")
     out = trainer.check_out(out, overwrite, inputs=runs)
@@ -61,8 +52,7 @@ def ensemble_run(member_runs, out: str | os.PathLike, *, data_dir=None, overwrit
     scores = trainer.score_splits(model, data)
     members = []
     for run, config in zip(runs, configs):
-        metrics_path = run / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        metrics = read_metrics(run) or {}
         members.append({"run": str(run.absolute()), "seed": config.get("training", {}).get("seed"),
                         "val_macro_f1": metrics.get("val_macro_f1"), "best_epoch": metrics.get("best_epoch")})
     metrics = trainer.run_metrics(model, data, scores, best_epoch=None, epochs_run=0, fit_seconds=0.0,

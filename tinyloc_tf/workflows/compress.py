@@ -73,10 +73,8 @@ def compress_run(run_dir: str | os.PathLike, data, variants, options: ConvertOpt
         spec = get_variant(variant)
         if build is None:  # from config.json: a run a variant does not apply to is never loaded
             build = _run_build(run_dir)
-        if not spec.applies_to(build.get("family", ""), data.steps):
+        if not spec.applies_to(build.get("family", ""), data.steps, build.get("members", 1)):
             continue
-        if spec.streaming and build.get("members", 1) > 1:
-            continue  # an ensemble's step model would carry every member's state: not built
         if tagger is None:
             tagger, _ = load_run(run_dir)
         if spec.streaming:
