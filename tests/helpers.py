@@ -130,8 +130,8 @@ def tiny_run_folder(tmp_path_factory, dataset, family):
 
 # --------------------------------------------------------------------------- single-op .tflite models
 
-_TYPES = {"int8": 9, "int16": 7, "int32": 2, "float32": 0}
-_NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "float32": np.float32}
+_TYPES = {"int8": 9, "int16": 7, "int32": 2, "int64": 4, "float32": 0}
+_NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "float32": np.float32}
 
 
 def tflite_schema():

@@ -71,7 +71,7 @@ def check_variants(models, kernel_objects, tmp_path, seed=0, input_fn=None, tabl
     compared = 0
     for (label, buf, shape), rep in zip(models, reports):
         model = HostModel(lib, rep.symbol_prefix, int(np.prod(rep.input_shape)),
-                          int(np.prod(rep.output_shape)))
+                          int(np.prod(rep.output_shape)), rep.input_dtype, rep.output_dtype)
         for k in range(INPUTS):
             if input_fn is not None:
                 x = input_fn(rng, shape)

@@ -1,4 +1,4 @@
-"""Ahead-of-time compilation of an int8 ``.tflite`` model to C (no interpreter).
+"""Ahead-of-time compilation of an int8 (or int16x8) ``.tflite`` model to C (no interpreter).
 
 ::
 
@@ -32,17 +32,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tinyloc_tf.deployment.aot.emitter import emit_sources
-from tinyloc_tf.deployment.aot.lowering import SUPPORTED_OPS, UnsupportedOperator, lower_graph
+from tinyloc_tf.deployment.aot.int16_elementwise import LOWERINGS as INT16_ELEMENTWISE
+from tinyloc_tf.deployment.aot.int16_linear import LOWERINGS as INT16_LINEAR
+from tinyloc_tf.deployment.aot.lowering import LAYOUT_OPS, SUPPORTED_OPS, UnsupportedOperator, lower_graph
 from tinyloc_tf.deployment.aot.planner import plan_memory
 from tinyloc_tf.deployment.aot.reader import read_tflite
 from tinyloc_tf.errors import TinylocError
 
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
+# int16x8 models (int16 activations, int8 weights): TFLM's int16 kernels, reproduced.
+INT16_LOWERINGS = {**INT16_LINEAR, **INT16_ELEMENTWISE}
+SUPPORTED_INT16_OPS = tuple(sorted(set(INT16_LOWERINGS) | LAYOUT_OPS))
+IO_TYPES = ("int8", "int16")
 REPORT_NAME = "aot_report.json"
 
 __all__ = [
     "CompileReport",
     "KERNEL_DIR",
+    "SUPPORTED_INT16_OPS",
     "SUPPORTED_OPS",
     "UnsupportedOperator",
     "compile_tflite",
@@ -75,6 +82,8 @@ class CompileReport:
     op_counts: dict[str, int]
     input_shape: list[int]
     output_shape: list[int]
+    input_dtype: str  # int8, or int16 for an int16x8 model
+    output_dtype: str
     input_scale: float
     input_zero_point: int
     output_scale: float
@@ -106,7 +115,7 @@ def compile_tflite(
     alignment: int = 16,
     copy_kernels: bool = True,
 ) -> CompileReport:
-    """Compile an int8 ``.tflite`` (path or bytes) into C sources in ``out_dir``.
+    """Compile an int8 or int16x8 ``.tflite`` (path or bytes) into C sources in ``out_dir``.
 
     ``symbol_prefix`` prefixes the runner functions and file names so several
     models can live in one program. ``inplace`` lets element-wise ops write
@@ -136,10 +145,10 @@ def compile_tflite(
     roles = [("input", i) for i in graph.inputs] + [("output", i) for i in graph.outputs]
     for role, idx in roles:
         t = graph.tensors[idx]
-        if t.dtype != "int8" or not t.is_quantized:
+        if t.dtype not in IO_TYPES or not t.is_quantized:
             raise TinylocError(
-                f"{name}: the model {role} {t.describe()} must be quantized int8 "
-                "(convert with int8 input and output)"
+                f"{name}: the model {role} {t.describe()} must be quantized int8 or int16 "
+                "(convert with int8 input and output, or int16x8)"
             )
 
     dynamic = [t for t in graph.tensors if any(d < 0 for d in t.shape)]
@@ -148,7 +157,7 @@ def compile_tflite(
             f"{name}: {dynamic[0].describe()} has a dynamic dimension; convert with a fixed "
             "batch of 1 so every shape is known at compile time"
         )
-    lowering = lower_graph(graph, tables=tables)
+    lowering = lower_graph(graph, tables=tables, int16_lowerings=INT16_LOWERINGS)
     plan = plan_memory(graph, lowering, inplace=inplace, alignment=alignment)
     plain = plan_memory(graph, lowering, inplace=False, alignment=alignment)
     no_inplace = plain.arena_bytes
@@ -194,6 +203,8 @@ def compile_tflite(
             op_counts=dict(sorted(counts.items())),
             input_shape=list(tin.shape),
             output_shape=list(tout.shape),
+            input_dtype=tin.dtype,
+            output_dtype=tout.dtype,
             input_scale=float(tin.scale),
             input_zero_point=tin.zero_point,
             output_scale=float(tout.scale),

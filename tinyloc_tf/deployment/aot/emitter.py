@@ -55,12 +55,17 @@ def pointer_expr(graph: Graph, tensor: int, loc: Location, multi: bool = False) 
         elem = loc.byte_offset // base.itemsize
         name = f"tl_t{loc.const}"
         return f"({name} + {elem})" if elem else name
+    # Caller buffers are int8_t* in the runner interface; an int16 tensor's bytes are cast.
     if loc.kind == "input":
         base = _io_base("input", loc.io, multi)
-        return f"((const {ct}*)(const void*)({base} + {loc.byte_offset}))" if loc.byte_offset else base
+        if loc.byte_offset or ct != "int8_t":
+            return f"((const {ct}*)(const void*)({base} + {loc.byte_offset}))"
+        return base
     if loc.kind == "output":
         base = _io_base("output", loc.io, multi)
-        return f"(({ct}*)(void*)({base} + {loc.byte_offset}))" if loc.byte_offset else base
+        if loc.byte_offset or ct != "int8_t":
+            return f"(({ct}*)(void*)({base} + {loc.byte_offset}))"
+        return base
     raise ValueError(loc.kind)
 
 
@@ -94,7 +99,7 @@ def emit_sources(
             for k, i in enumerate(indices):
                 t = graph.tensors[i]
                 io_macros += [
-                    f"#define {macro}_{kind}{k}_SIZE {t.size}  /* int8 values, shape {list(t.shape)} */",
+                    f"#define {macro}_{kind}{k}_SIZE {t.size}  /* {t.dtype} values, shape {list(t.shape)} */",
                     f"#define {macro}_{kind}{k}_SCALE {float(t.scale)!r}f",
                     f"#define {macro}_{kind}{k}_ZERO_POINT {t.zero_point}",
                 ]
@@ -102,8 +107,8 @@ def emit_sources(
         interface = "/* The runner interface of tflm_app/src/streaming_runner.h (several inputs / outputs). */"
     else:
         io_macros = [
-            f"#define {macro}_INPUT_SIZE {tin.size}   /* int8 values, shape {list(tin.shape)} */",
-            f"#define {macro}_OUTPUT_SIZE {tout.size}  /* int8 values, shape {list(tout.shape)} */",
+            f"#define {macro}_INPUT_SIZE {tin.size}   /* {tin.dtype} values, shape {list(tin.shape)} */",
+            f"#define {macro}_OUTPUT_SIZE {tout.size}  /* {tout.dtype} values, shape {list(tout.shape)} */",
             f"#define {macro}_INPUT_SCALE {float(tin.scale)!r}f",
             f"#define {macro}_INPUT_ZERO_POINT {tin.zero_point}",
             f"#define {macro}_OUTPUT_SCALE {float(tout.scale)!r}f",
@@ -166,9 +171,9 @@ def emit_sources(
         )
     # Tables and per-channel arrays declared by the lowering count as flash too.
     for d in lowering.decls:
-        m = re.match(r"static const (int8_t|int32_t) \w+\[(\d+)\]", d)
+        m = re.match(r"static const (u?int(8|16|32|64)_t) \w+\[(\d+)\]", d)
         if m:
-            const_bytes += int(m.group(2)) * (1 if m.group(1) == "int8_t" else 4)
+            const_bytes += int(m.group(3)) * int(m.group(2)) // 8
 
     def substitute(line: str) -> str:
         def repl(m: re.Match) -> str:

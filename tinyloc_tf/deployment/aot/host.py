@@ -84,7 +84,8 @@ def build_shared_library(
 class HostModel:
     """One compiled model inside a loaded shared library."""
 
-    def __init__(self, library: ctypes.CDLL, prefix: str, input_size: int, output_size: int):
+    def __init__(self, library: ctypes.CDLL, prefix: str, input_size: int, output_size: int,
+                 input_dtype: str = "int8", output_dtype: str = "int8"):
         self._init = getattr(library, f"{prefix}runner_init")
         self._invoke = getattr(library, f"{prefix}runner_invoke")
         self._arena = getattr(library, f"{prefix}runner_arena_used")
@@ -94,6 +95,8 @@ class HostModel:
         self._arena.restype = ctypes.c_size_t
         self.input_size = int(input_size)
         self.output_size = int(output_size)
+        self.input_dtype = np.dtype(input_dtype)
+        self.output_dtype = np.dtype(output_dtype)
         status = self._init()
         if status != 0:
             raise TinylocError(f"{prefix}runner_init failed with status {status}")
@@ -103,21 +106,21 @@ class HostModel:
         return int(self._arena())
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
-        """One window of int8 input values -> int8 output values (flat)."""
-        x = np.ascontiguousarray(np.asarray(x, dtype=np.int8).reshape(-1))
+        """One window of input values -> output values (flat; int8, or int16 for int16x8)."""
+        x = np.ascontiguousarray(np.asarray(x, dtype=self.input_dtype).reshape(-1))
         if x.size != self.input_size:
             raise TinylocError(f"input has {x.size} values, the model takes {self.input_size}")
-        out = np.zeros(self.output_size, dtype=np.int8)
+        out = np.zeros(self.output_size, dtype=self.output_dtype)
         status = self._invoke(x.ctypes.data, out.ctypes.data)
         if status != 0:
             raise TinylocError(f"runner_invoke failed with status {status}")
         return out
 
     def run(self, X: np.ndarray) -> np.ndarray:
-        """Every window of ``X`` int8 ``[N, ...]`` -> int8 ``[N, output_size]``."""
-        X = np.asarray(X, dtype=np.int8).reshape(len(X), -1)
+        """Every window of ``X`` ``[N, ...]`` -> ``[N, output_size]``."""
+        X = np.asarray(X, dtype=self.input_dtype).reshape(len(X), -1)
         return np.stack([self.invoke(x) for x in X]) if len(X) else np.zeros(
-            (0, self.output_size), dtype=np.int8)
+            (0, self.output_size), dtype=self.output_dtype)
 
 
 def load_model(library_path: str | Path, report: CompileReport) -> HostModel:
@@ -127,6 +130,8 @@ def load_model(library_path: str | Path, report: CompileReport) -> HostModel:
         report.symbol_prefix,
         int(np.prod(report.input_shape)),
         int(np.prod(report.output_shape)),
+        report.input_dtype,
+        report.output_dtype,
     )
 
 
@@ -146,7 +151,7 @@ def build_and_load(report: CompileReport, build_dir: str | Path | None = None,
 
 def check_against_tflm(tflite_path: str | Path, report: CompileReport, windows: int, seed: int = 0) -> dict:
     """Build the generated C of ``report`` on the host and compare it with the tflite-micro wheel
-    on ``windows`` random int8 windows: ``{"windows", "values", "equal"}``, ``equal`` counting the
+    on ``windows`` random windows (int8, or int16 for int16x8): ``{"windows", "values", "equal"}``, ``equal`` counting the
     output values the two agree on (bit-exact: ``equal == values``)."""
     from tflite_micro.python.tflite_micro import runtime
 
@@ -155,7 +160,8 @@ def check_against_tflm(tflite_path: str | Path, report: CompileReport, windows: 
     rng = np.random.default_rng(seed)
     equal = values = 0
     for _ in range(windows):
-        x = rng.integers(-128, 128, size=report.input_shape, dtype=np.int8)
+        info = np.iinfo(report.input_dtype)
+        x = rng.integers(info.min, info.max + 1, size=report.input_shape, dtype=report.input_dtype)
         interpreter.set_input(x, 0)
         interpreter.invoke()
         want = np.asarray(interpreter.get_output(0)).reshape(-1)

@@ -1244,22 +1244,49 @@ LOWERINGS: dict[str, Callable[[Lowering, Operator], None]] = {
 
 SUPPORTED_OPS = tuple(sorted(LOWERINGS))
 
+# Operators that only move bytes: one lowering serves every element type.
+LAYOUT_OPS = frozenset({
+    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "CONCATENATION", "PACK", "UNPACK",
+    "SPLIT", "SPLIT_V", "STRIDED_SLICE", "SLICE",
+})
 
-def lower_graph(graph: Graph, tables: bool = True) -> Lowering:
-    """Lower every operator; unsupported ones fail naming the op."""
-    L = Lowering(graph, tables=tables)
-    unknown = sorted({op.opcode for op in graph.operators if op.opcode not in LOWERINGS})
-    if unknown:
+
+def is_int16_op(graph: Graph, op: Operator) -> bool:
+    """True for an operator of an int16x8 graph: an int16 activation in or out."""
+    return any(i >= 0 and graph.tensors[i].dtype == "int16" and not graph.tensors[i].is_constant
+               for i in (*op.inputs, *op.outputs))
+
+
+def lower_graph(graph: Graph, tables: bool = True,
+                int16_lowerings: dict[str, Callable[[Lowering, Operator], None]] | None = None) -> Lowering:
+    """Lower every operator; unsupported ones fail naming the op.
+
+    An operator with int16 activations (an int16x8 model) takes its lowering from
+    ``int16_lowerings`` (kernels of their own: TFLM's int16 arithmetic differs from its
+    int8 arithmetic), except for the layout operators, which only move bytes."""
+    int16_lowerings = int16_lowerings or {}
+
+    def lowering_of(op: Operator):
+        if op.opcode in LAYOUT_OPS or not is_int16_op(graph, op):
+            return LOWERINGS.get(op.opcode)
+        return int16_lowerings.get(op.opcode)
+
+    missing = [op for op in graph.operators if lowering_of(op) is None]
+    if missing:
         where = ", ".join(
-            f"{name} (operator {next(o.index for o in graph.operators if o.opcode == name)})"
-            for name in unknown
+            f"{name} (operator {next(o.index for o in missing if o.opcode == name)})"
+            for name in sorted({o.opcode for o in missing})
         )
+        int16 = [o for o in missing if is_int16_op(graph, o)]
+        supported = (f"Supported in int16x8: {', '.join(sorted(set(int16_lowerings) | LAYOUT_OPS))}" if int16
+                     else f"Supported: {', '.join(SUPPORTED_OPS)}")
         raise UnsupportedOperator(
-            f"the model uses operators with no AOT kernel: {where}. "
-            f"Supported: {', '.join(SUPPORTED_OPS)}"
+            f"the model uses operators with no AOT kernel{' for int16 activations' if int16 else ''}: "
+            f"{where}. {supported}"
         )
+    L = Lowering(graph, tables=tables)
     for op in graph.operators:
         L.op = op
-        LOWERINGS[op.opcode](L, op)
+        lowering_of(op)(L, op)
     L.op = None
     return L

@@ -1,5 +1,5 @@
 /*
- * tl_kernels.h - plain C99 int8 kernels called by code that `tinyloc compile`
+ * tl_kernels.h - plain C99 int8 (and int16x8) kernels called by code that `tinyloc compile`
  * generates from a .tflite model.
  *
  * Each kernel follows TensorFlow Lite Micro's reference kernel for the same
@@ -245,6 +245,10 @@ typedef enum {
 void tl_binary_f32(tl_binary_f32_op op, float act_min, float act_max,
                    const tl_broadcast* b, const float* in1, const float* in2,
                    float* out);
+
+/* int16x8 models: TFLM's int16 kernels (their own arithmetic, not the int8 one). */
+#include "tl_int16_elementwise.h"
+#include "tl_int16_linear.h"
 
 #ifdef __cplusplus
 }
