@@ -252,8 +252,9 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("per_tensor_weights", [False, True], ids=["per-channel", "per-tensor"])
-def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_path, per_tensor_weights):
+@pytest.mark.parametrize("quant, per_tensor_weights", [("int8", False), ("int8", True), ("int16x8", False)],
+                         ids=["int8-per-channel", "int8-per-tensor", "int16x8"])
+def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_path, quant, per_tensor_weights):
     import ctypes
 
     from tinyloc_tf.compression.streaming import convert_streaming
@@ -268,7 +269,7 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
         pytest.skip(str(exc))
     rng = np.random.default_rng(9)
     walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (300, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
-    buf = convert_streaming(mamba_h8l2, [walk[:200]], quant="int8", representative_size=128,
+    buf = convert_streaming(mamba_h8l2, [walk[:200]], quant=quant, representative_size=128,
                             per_tensor_weights=per_tensor_weights).tflite
     if per_tensor_weights:  # every weight tensor has one scale, and the metadata says so (int8 only)
         with pytest.raises(TinylocError, match="int8 step models only"):
@@ -285,8 +286,8 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
     lib = ctypes.CDLL(str(build_shared_library([report.source], tmp_path / "lib.so", include_dirs=report.include_dirs)))
     runner = StreamRunner(buf)
     want, _ = runner.run(walk)
-    ins = [np.zeros(io.shape, np.int8) for io in runner.inputs]
-    outs = [np.zeros(io.shape, np.int8) for io in runner.outputs]
+    ins = [np.zeros(io.shape, io.dtype) for io in runner.inputs]
+    outs = [np.zeros(io.shape, io.dtype) for io in runner.outputs]
     for value, io in zip(ins[1:], runner.inputs[1:]):
         value[...] = io.zero_point
     pointers = ctypes.c_void_p * len(ins)

@@ -144,9 +144,18 @@ def test_streaming_firmware_resets_its_state_on_schedule(step_tflite, stream_dat
     assert report["reset_every"] == 7 and report["emissions_bit_exact"] and report["path_agreement"] == 1.0
 
 
-def test_an_int16_step_model_is_sent_to_the_tflm_backend(step16_tflite, stream_data, capsys):
-    reason = deploy_skip_reason("aot", "m55")
+@pytest.mark.parametrize("target", ["m55", "m4"])
+def test_aot_runs_an_int16x8_step_model_bit_exact(step_tflite, step16_tflite, stream_data, target, capsys):
+    """The AOT C takes the int16x8 step model (int16 state, the form that does not drift):
+    bit-exact with host TFLM over the stream, the decoder's path identical."""
+    reason = deploy_skip_reason("aot", target)
     if reason:
         pytest.skip(reason)
-    status, _, err = _deploy([str(step16_tflite), "--streaming", "--data", str(stream_data.path)], capsys)
-    assert status == 2 and "compiles int8 step models" in err and "--backend tflm" in err
+    status, out, err = _deploy([str(step16_tflite), "--streaming", "--target", target, "--data",
+                                str(stream_data.path), "--lag", "3", "--samples", "80"], capsys)
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["backend"] == "aot"
+    assert report["emissions_bit_exact"] and report["emission_max_abs_diff"] == 0
+    assert report["path_agreement"] == 1.0
+    assert report["state_bytes"] == 2 * streaming_layout(step_tflite)["state_bytes"]

@@ -17,7 +17,7 @@ model_data.cc ...   the flatbuffer, its op resolver and activation tables (``exp
 ==================  ==========================================================================
 
 The step model's tensors are int8, or int16 for an int16x8 model (``convert --streaming
---quant int16x8``, TFLM backend only: the AOT compiler takes int8).
+--quant int16x8``); both backends run either.
 
 The firmware (``tflm_app/src/streaming_main.cc``, ``make HARNESS=streaming``) runs the stream
 from a zero state, copying each state output back to its input byte for byte as
@@ -171,17 +171,6 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     return manifest
 
 
-def _require_int8_io(tflite_path) -> None:
-    """The AOT compiler takes int8 step models; say so, and what runs the others, up front."""
-    from tinyloc_tf.compression.flatbuffer import read_model
-
-    fb = read_model(tflite_path)
-    types = sorted({fb.type_name(fb.tensors[i]) for i in fb.inputs + fb.outputs})
-    if types != ["INT8"]:
-        raise TinylocError(f"{Path(tflite_path).name}: the aot backend compiles int8 step models and this one has "
-                           f"{', '.join(types)} inputs/outputs; run an int16x8 step model with --backend tflm")
-
-
 def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64, backend: str = "aot", data_dir=None,
                      split: str = "test", stream: int | None = None, samples: int | None = None,
                      method: str = "viterbi", lag: int = 10, out_dir=None, stack_bytes: int | None = None,
@@ -189,8 +178,8 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
                      kernels: str | None = None, reset_every: int | None = None) -> dict:
     """Export, build and run a step model over one recorded stream on ``target``; the report.
 
-    ``backend``: ``aot`` (the compiled C, int8 models) or ``tflm`` (TFLM's interpreter with
-    ``kernels``, int8 or int16x8 models; its arena is measured on the target first).
+    ``backend``: ``aot`` (the compiled C) or ``tflm`` (TFLM's interpreter with ``kernels``; its
+    arena is measured on the target first). Both run int8 and int16x8 step models.
     """
     from tinyloc_tf.deployment import firmware as fw
 
@@ -207,7 +196,6 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
     else:
         if kernels is not None:
             raise TinylocError("--kernels picks TFLM's kernels; the aot backend has its own")
-        _require_int8_io(tflite_path)
     steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"]
     step = fw.StepBar(steps, f"deploy --streaming {target}/{backend}", progress)
 

@@ -1,10 +1,286 @@
-"""int16x8 lowerings: linear operators with int16 activations and int8 weights."""
+"""int16x8 lowerings: linear operators with int16 activations and int8 weights.
+
+TFLM runs these through its own int16 kernels: FULLY_CONNECTED, DEPTHWISE_CONV_2D and
+BATCH_MATMUL accumulate in int64 (int64 biases) and requantize with the int64 overload of
+MultiplyByQuantizedMultiplier; MEAN / SUM sum in int32 as for int8; every result clamps
+to the int16 range. Prepare() is the int8 one (same multipliers, same geometry), so the
+kernels take the int8 parameter structs.
+"""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from tinyloc_tf.deployment.aot.lowering import Lowering
+import numpy as np
+
+from tinyloc_tf.deployment.aot import quant
+from tinyloc_tf.deployment.aot.lowering import (
+    Lowering,
+    _activation,
+    _conv_geometry,
+    _per_channel_multipliers,
+    _reduce_shape,
+)
 from tinyloc_tf.deployment.aot.reader import Operator
 
-LOWERINGS: dict[str, Callable[[Lowering, Operator], None]] = {}
+INT16_MIN, INT16_MAX = -32768, 32767
+# TensorType code of INT32 in the schema (FullyConnectedOptions.quantized_bias_type).
+_TENSOR_TYPE_INT32 = 2
+
+
+def _require(L: Lowering, index: int, dtype: str, what: str):
+    t = L.t(index)
+    if t.dtype != dtype:
+        raise L.fail(f"{what} {t.describe()} must be {dtype} in an int16x8 model")
+    if not t.is_quantized:
+        raise L.fail(f"{what} {t.describe()} has no quantization parameters")
+
+
+def _activation_range(L: Lowering, op: Operator, out: int) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for an int16 output."""
+    activation = _activation(op)
+    # ActivationFunctionType codes: 0 NONE, 1 RELU, 2 RELU_N1_TO_1, 3 RELU6.
+    bounds = {0: (None, None), 1: (0.0, None), 2: (-1.0, 1.0), 3: (0.0, 6.0)}.get(activation)
+    if bounds is None:
+        raise L.fail(f"fused activation code {activation} is not supported")
+    scale, zero_point = L.t(out).scale, L.t(out).zero_point
+    lo, hi = INT16_MIN, INT16_MAX
+    if bounds[0] is not None:
+        lo = max(lo, quant.quantize_to_int(scale, zero_point, bounds[0]))
+    if bounds[1] is not None:
+        hi = min(hi, quant.quantize_to_int(scale, zero_point, bounds[1]))
+    return lo, hi
+
+
+def _check_shift(L: Lowering, shifts) -> None:
+    """The int64 MultiplyByQuantizedMultiplier shifts by 15 - shift bits: TFLM asserts
+    shift < 8, and from 15 on its rounding term is undefined."""
+    for sh in shifts:
+        if int(sh) > 14:
+            raise L.fail(f"requantization shift {int(sh)} is out of range for int16 (the output "
+                         "scale is far too small for the input and weight scales)")
+
+
+# ---------------------------------------------------------------------------
+# FULLY_CONNECTED
+
+def lower_fully_connected(L: Lowering, op: Operator):
+    """FullyConnectedPrepare / CalculateOpDataFullyConnected and FullyConnectedEval's
+    kTfLiteInt16 branch."""
+    x, w = op.inputs[:2]
+    bias = op.inputs[2] if len(op.inputs) > 2 else -1
+    out = op.outputs[0]
+    _require(L, x, "int16", "input")
+    _require(L, w, "int8", "weights")
+    _require(L, out, "int16", "output")
+    if op.options is not None and int(getattr(op.options, "weightsFormat", 0) or 0) != 0:
+        raise L.fail("shuffled FULLY_CONNECTED weights are not supported")
+    tx, tw, to = L.t(x), L.t(w), L.t(out)
+    bias_type = L.t(bias).dtype if bias >= 0 else None
+    if bias_type not in (None, "int32", "int64"):
+        raise L.fail(f"bias {L.t(bias).describe()} must be int64 or int32")
+    # TFLM picks the int32 accumulator for an int32 bias, or for no bias when the
+    # options ask for INT32 biases; otherwise the accumulator (and bias) is int64.
+    requested = int(getattr(op.options, "quantizedBiasType", 0) or 0) if op.options else 0
+    acc32 = bias_type == "int32" or (bias_type is None and requested == _TENSOR_TYPE_INT32)
+    output_depth = int(to.shape[-1])
+    accum_depth = int(tw.shape[-1])
+    batches = to.size // output_depth
+    if batches * accum_depth != tx.size:
+        raise L.fail(f"input of {tx.size} values does not match {batches} x {accum_depth}")
+    per_channel = len(tw.scales) > 1
+    if per_channel:
+        qdim = tw.quantized_dimension
+        if not 0 <= qdim < len(tw.shape) or tw.shape[qdim] != len(tw.scales):
+            raise L.fail(f"{tw.describe()} has {len(tw.scales)} scales for its quantized axis")
+        mults, shifts = _per_channel_multipliers(L, x, w, out, output_depth)
+        filter_offset = 0  # the per-channel kernel ignores weight zero points
+    else:
+        if bias >= 0:
+            # GetQuantizedConvolutionMultipler: the bias scale must be close to input*filter.
+            bias_scale = float(L.t(bias).scale) if L.t(bias).is_quantized else 0.0
+            diff = abs(float(tx.scale) * float(tw.scale) - bias_scale)
+            if diff / float(to.scale) > 0.02:
+                raise L.fail("bias scale differs from input*filter scale (TFLM rejects this model)")
+        m, sh = quant.quantize_multiplier(float(tx.scale * tw.scale) / float(to.scale))
+        mults, shifts = [m], [sh]
+        filter_offset = -tw.zero_point
+    if not acc32:
+        _check_shift(L, shifts)
+    lo, hi = _activation_range(L, op, out)
+    p = L.struct("tl_fc_params", {
+        "batches": batches,
+        "output_depth": output_depth,
+        "accum_depth": accum_depth,
+        "input_offset": -tx.zero_point,
+        "filter_offset": filter_offset,
+        "output_offset": to.zero_point,
+        "per_channel": 1 if per_channel else 0,
+        "output_multiplier": L.int32_array(mults),
+        "output_shift": L.int32_array(shifts),
+        "act_min": lo,
+        "act_max": hi,
+    })
+    kernel = "tl_fully_connected_s16_acc32" if acc32 else "tl_fully_connected_s16"
+    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
+    L.emit(f"{kernel}(&{p}, {{T{x}}}, {{T{w}}}, {b}, {{T{out}}});", [x, w, bias], [out])
+
+
+# ---------------------------------------------------------------------------
+# DEPTHWISE_CONV_2D
+
+def lower_depthwise_conv_2d(L: Lowering, op: Operator):
+    """DepthwiseConvPrepare / CalculateOpDataDepthwiseConv and DepthwiseConvEval's
+    kTfLiteInt16 branch (reference_integer_ops::DepthwiseConvPerChannel, int16 overload)."""
+    x, w = op.inputs[:2]
+    bias = op.inputs[2] if len(op.inputs) > 2 else -1
+    out = op.outputs[0]
+    _require(L, x, "int16", "input")
+    _require(L, w, "int8", "weights")
+    _require(L, out, "int16", "output")
+    if bias >= 0 and L.t(bias).dtype != "int64":
+        # TFLM reads the bias of an int16 depthwise convolution as int64 whatever its type.
+        raise L.fail(f"bias {L.t(bias).describe()} must be int64")
+    tx, tw, to = L.t(x), L.t(w), L.t(out)
+    if len(tx.shape) != 4 or len(tw.shape) != 4 or len(to.shape) != 4:
+        raise L.fail("DEPTHWISE_CONV_2D needs 4-D input, filter and output")
+    n, ih, iw, ic = tx.shape
+    _, fh, fw, oc = tw.shape
+    _, oh, ow, occ = to.shape
+    if occ != oc or oc % ic != 0 or to.shape[0] != n:
+        raise L.fail(f"inconsistent shapes {tx.shape} * {tw.shape} -> {to.shape}")
+    mults, shifts = _per_channel_multipliers(L, x, w, out, oc)
+    _check_shift(L, shifts)
+    lo, hi = _activation_range(L, op, out)
+    fields = {
+        "batches": n, "input_height": ih, "input_width": iw, "input_depth": ic,
+        "filter_height": fh, "filter_width": fw, "depth_multiplier": oc // ic,
+        "output_height": oh, "output_width": ow, "output_depth": oc,
+    }
+    fields.update(_conv_geometry(L, op, ih, iw, fh, fw, oh, ow))
+    fields.update({
+        # TFLM's int16 kernel applies no zero points (int16 activations are symmetric).
+        "input_offset": 0,
+        "output_offset": 0,
+        "output_multiplier": L.int32_array(mults),
+        "output_shift": L.int32_array(shifts),
+        "act_min": lo,
+        "act_max": hi,
+    })
+    p = L.struct("tl_dwconv_params", fields)
+    b = f"{{T{bias}}}" if bias >= 0 else "NULL"
+    L.emit(f"tl_depthwise_conv2d_s16(&{p}, {{T{x}}}, {{T{w}}}, {b}, {{T{out}}});",
+           [x, w, bias], [out])
+
+
+# ---------------------------------------------------------------------------
+# BATCH_MATMUL
+
+def lower_batch_matmul(L: Lowering, op: Operator):
+    """BatchMatMulPrepare and BatchMatMulEval's EvalInt16; adj_x / adj_y and batch
+    broadcasting become strides, as in the int8 lowering."""
+    a, b = op.inputs[:2]
+    out = op.outputs[0]
+    for i, what in ((a, "lhs"), (b, "rhs"), (out, "output")):
+        _require(L, i, "int16", what)
+        if L.t(i).zero_point != 0:
+            raise L.fail(f"int16 BATCH_MATMUL needs zero point 0 ({what} has {L.t(i).zero_point}), "
+                         "as TFLM requires")
+    ta, tb, to = L.t(a), L.t(b), L.t(out)
+    adj_x = bool(getattr(op.options, "adjX", False)) if op.options else False
+    adj_y = bool(getattr(op.options, "adjY", False)) if op.options else False
+    if not (2 <= len(ta.shape) <= 5 and 2 <= len(tb.shape) <= 5):
+        raise L.fail("BATCH_MATMUL operands must have rank 2 to 5")
+    rank = max(len(ta.shape), len(tb.shape))
+    if rank - 2 > 3:
+        raise L.fail("BATCH_MATMUL supports at most three batch axes")
+    la = (1,) * (rank - len(ta.shape)) + tuple(ta.shape)
+    lb = (1,) * (rank - len(tb.shape)) + tuple(tb.shape)
+
+    def extent(shape, i):
+        return 0 if shape[i] == 1 else int(np.prod(shape[i + 1:]))
+
+    batch_shape, sa, sb = [], [], []
+    for i in range(rank - 2):
+        if la[i] != lb[i] and 1 not in (la[i], lb[i]):
+            raise L.fail(f"batch axes {la} and {lb} do not broadcast")
+        batch_shape.append(max(la[i], lb[i]))
+        sa.append(extent(la, i))
+        sb.append(extent(lb, i))
+    while len(batch_shape) < 3:
+        batch_shape.insert(0, 1)
+        sa.insert(0, 0)
+        sb.insert(0, 0)
+    A, B = la[-2], la[-1]
+    C, D = lb[-2], lb[-1]
+    rows, depth, lhs_row, lhs_depth = (B, A, 1, B) if adj_x else (A, B, B, 1)
+    depth_b, cols, rhs_depth, rhs_col = (D, C, 1, D) if adj_y else (C, D, D, 1)
+    if depth != depth_b:
+        raise L.fail(f"inner dimensions differ: {depth} vs {depth_b}")
+    if int(np.prod(batch_shape)) * rows * cols != to.size:
+        raise L.fail(f"output size {to.size} does not match the product shape")
+    m, sh = quant.quantize_multiplier(float(ta.scale * tb.scale) / float(to.scale))
+    _check_shift(L, [sh])
+    p = L.struct("tl_batch_matmul_params", {
+        "batch_shape": batch_shape,
+        "lhs_batch_strides": sa,
+        "rhs_batch_strides": sb,
+        "rows": rows,
+        "cols": cols,
+        "depth": depth,
+        "lhs_row_stride": lhs_row,
+        "lhs_depth_stride": lhs_depth,
+        "rhs_depth_stride": rhs_depth,
+        "rhs_col_stride": rhs_col,
+        "lhs_offset": 0,
+        "rhs_offset": 0,
+        "output_offset": 0,
+        "output_multiplier": m,
+        "output_shift": sh,
+        "act_min": INT16_MIN,  # BATCH_MATMUL has no fused activation
+        "act_max": INT16_MAX,
+    })
+    L.emit(f"tl_batch_matmul_s16(&{p}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out])
+
+
+# ---------------------------------------------------------------------------
+# MEAN / SUM
+
+def _lower_sum_mean(L: Lowering, op: Operator, is_mean: bool):
+    """PrepareMeanOrSumHelper and EvalMeanHelper / EvalSumHelper for int16."""
+    x, axis = op.inputs[:2]
+    out = op.outputs[0]
+    _require(L, x, "int16", "input")
+    _require(L, out, "int16", "output")
+    shape, n = _reduce_shape(L, x, axis)
+    if L.t(out).size * n != L.t(x).size:
+        raise L.fail("reduction output size does not match the axes")
+    m, sh = quant.quantize_multiplier(float(L.t(x).scale) / float(L.t(out).scale))
+    if is_mean:
+        m, sh = quant.mean_multiplier(m, sh, n)
+    s = L.struct("tl_reduce_shape", shape)
+    p = L.struct("tl_sum_params", {
+        "input_zero_point": L.t(x).zero_point,
+        "output_zero_point": L.t(out).zero_point,
+        "num_elements": n,
+        "multiplier": m,
+        "shift": sh,
+    })
+    L.emit(f"tl_reduce_sum_s16(&{p}, &{s}, {{T{x}}}, {{T{out}}});", [x], [out])
+
+
+def lower_mean(L: Lowering, op: Operator):
+    _lower_sum_mean(L, op, is_mean=True)
+
+
+def lower_sum(L: Lowering, op: Operator):
+    _lower_sum_mean(L, op, is_mean=False)
+
+
+LOWERINGS: dict[str, Callable[[Lowering, Operator], None]] = {
+    "FULLY_CONNECTED": lower_fully_connected,
+    "DEPTHWISE_CONV_2D": lower_depthwise_conv_2d,
+    "BATCH_MATMUL": lower_batch_matmul,
+    "MEAN": lower_mean,
+    "SUM": lower_sum,
+}
