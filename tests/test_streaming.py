@@ -299,6 +299,12 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
         for value, out in zip(ins[1:], outs[1:]):
             value[...] = out  # the state goes back byte for byte
     assert np.array_equal(np.stack(got), want)
+    # `tinyloc compile --check` draws every input (sample and states) at random.
+    from tinyloc_tf.deployment.aot.host import check_against_tflm
+
+    (tmp_path / "step.tflite").write_bytes(buf)
+    check = check_against_tflm(tmp_path / "step.tflite", report, 4)
+    assert check["values"] > 0 and check["equal"] == check["values"]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""``tinyloc compile``: ahead-of-time compile an int8 .tflite to C (no interpreter)."""
+"""``tinyloc compile``: ahead-of-time compile an int8 or int16x8 .tflite to C (no interpreter)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import json
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compile",
-        help="compile an int8 .tflite to C: const weights, a static memory plan, straight-line kernel calls",
-        description="Emit C for the model (tinyloc_model.c/.h plus the tl_* int8 kernels) implementing "
+        help="compile an int8 or int16x8 .tflite to C: const weights, a static memory plan, straight-line kernel calls",
+        description="Emit C for the model (tinyloc_model.c/.h plus the tl_* kernels) implementing "
         "the firmware's runner interface (runner_init / runner_invoke / runner_arena_used), bit-exact "
         "with TensorFlow Lite Micro's reference kernels. Prints the memory plan: arena peak vs the sum "
         "of all activation tensors.",
     )
-    p.add_argument("tflite", help="full-integer int8 .tflite (tinyloc convert --quant int8)")
+    p.add_argument("tflite", help="full-integer .tflite: int8 (tinyloc convert --quant int8), or int16x8 (--quant int16x8 --streaming)")
     p.add_argument("--out", required=True, help="output folder for the C sources (new or empty; see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--prefix", default="", help="prefix for the runner symbols and file names (default none)")

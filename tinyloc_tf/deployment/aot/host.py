@@ -87,11 +87,18 @@ class HostModel:
     def __init__(self, library: ctypes.CDLL, prefix: str, input_size: int, output_size: int,
                  input_dtype: str = "int8", output_dtype: str = "int8"):
         self._init = getattr(library, f"{prefix}runner_init")
-        self._invoke = getattr(library, f"{prefix}runner_invoke")
-        self._arena = getattr(library, f"{prefix}runner_arena_used")
         self._init.restype = ctypes.c_int
-        self._invoke.restype = ctypes.c_int
-        self._invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        # One input and one output: runner_invoke; several (a step model): runner_invoke_io.
+        self._invoke = self._invoke_io = None
+        try:
+            self._invoke = getattr(library, f"{prefix}runner_invoke")
+            self._invoke.restype = ctypes.c_int
+            self._invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        except AttributeError:
+            self._invoke_io = getattr(library, f"{prefix}runner_invoke_io")
+            self._invoke_io.restype = ctypes.c_int
+            self._invoke_io.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self._arena = getattr(library, f"{prefix}runner_arena_used")
         self._arena.restype = ctypes.c_size_t
         self.input_size = int(input_size)
         self.output_size = int(output_size)
@@ -107,6 +114,8 @@ class HostModel:
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """One window of input values -> output values (flat; int8, or int16 for int16x8)."""
+        if self._invoke is None:
+            raise TinylocError("the model has several inputs or outputs: call invoke_io")
         x = np.ascontiguousarray(np.asarray(x, dtype=self.input_dtype).reshape(-1))
         if x.size != self.input_size:
             raise TinylocError(f"input has {x.size} values, the model takes {self.input_size}")
@@ -115,6 +124,20 @@ class HostModel:
         if status != 0:
             raise TinylocError(f"runner_invoke failed with status {status}")
         return out
+
+    def invoke_io(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> list[np.ndarray]:
+        """One call of a model with several inputs and outputs (a streaming step model):
+        ``outputs`` are caller arrays of the output tensors' sizes and types, filled in place."""
+        if self._invoke_io is None:
+            raise TinylocError("the model has one input and one output: call invoke")
+        inputs = [np.ascontiguousarray(x) for x in inputs]
+        if not all(o.flags.c_contiguous for o in outputs):
+            raise TinylocError("invoke_io writes into contiguous output arrays")
+        status = self._invoke_io((ctypes.c_void_p * len(inputs))(*[x.ctypes.data for x in inputs]),
+                                 (ctypes.c_void_p * len(outputs))(*[o.ctypes.data for o in outputs]))
+        if status != 0:
+            raise TinylocError(f"runner_invoke_io failed with status {status}")
+        return outputs
 
     def run(self, X: np.ndarray) -> np.ndarray:
         """Every window of ``X`` ``[N, ...]`` -> ``[N, output_size]``."""
@@ -151,20 +174,34 @@ def build_and_load(report: CompileReport, build_dir: str | Path | None = None,
 
 def check_against_tflm(tflite_path: str | Path, report: CompileReport, windows: int, seed: int = 0) -> dict:
     """Build the generated C of ``report`` on the host and compare it with the tflite-micro wheel
-    on ``windows`` random windows (int8, or int16 for int16x8): ``{"windows", "values", "equal"}``, ``equal`` counting the
-    output values the two agree on (bit-exact: ``equal == values``)."""
+    on ``windows`` random calls (every input drawn over its type's range: int8, or int16 for
+    int16x8): ``{"windows", "values", "equal"}``, ``equal`` counting the output values (of every
+    output) the two agree on (bit-exact: ``equal == values``)."""
     from tflite_micro.python.tflite_micro import runtime
 
+    from tinyloc_tf.deployment.aot.reader import read_tflite
+
+    data = Path(tflite_path).read_bytes()
+    graph = read_tflite(data, where=str(tflite_path))
+    ins = [graph.tensors[i] for i in graph.inputs]
+    outs = [graph.tensors[i] for i in graph.outputs]
     model = build_and_load(report)
-    interpreter = runtime.Interpreter.from_bytes(Path(tflite_path).read_bytes(), arena_size=4 << 20)
+    interpreter = runtime.Interpreter.from_bytes(data, arena_size=4 << 20)
     rng = np.random.default_rng(seed)
     equal = values = 0
     for _ in range(windows):
-        info = np.iinfo(report.input_dtype)
-        x = rng.integers(info.min, info.max + 1, size=report.input_shape, dtype=report.input_dtype)
-        interpreter.set_input(x, 0)
+        xs = []
+        for k, t in enumerate(ins):
+            info = np.iinfo(t.dtype)
+            xs.append(rng.integers(info.min, info.max + 1, size=t.shape, dtype=t.dtype))
+            interpreter.set_input(xs[-1], k)
         interpreter.invoke()
-        want = np.asarray(interpreter.get_output(0)).reshape(-1)
-        equal += int((model.invoke(x) == want).sum())
-        values += int(want.size)
+        wants = [np.asarray(interpreter.get_output(k)).reshape(-1) for k in range(len(outs))]
+        if len(ins) == len(outs) == 1:
+            gots = [model.invoke(xs[0])]
+        else:
+            gots = model.invoke_io(xs, [np.zeros(t.size, dtype=t.dtype) for t in outs])
+        for want, got in zip(wants, gots):
+            equal += int((got == want).sum())
+            values += int(want.size)
     return {"windows": windows, "values": values, "equal": equal}

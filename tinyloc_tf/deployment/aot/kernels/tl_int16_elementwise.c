@@ -10,33 +10,6 @@
 
 #include "tl_internal.h"
 
-/* ---- broadcast driver (as in tl_elementwise.c) ---- */
-
-/* Runs `body` over every output element; i1/i2 are the input offsets and o
- * the dense output offset. */
-#define TL_S16_BROADCAST_LOOP(b, body)                                        \
-  do {                                                                        \
-    const int32_t tl_nd_ = (b)->ndim;                                         \
-    const int32_t tl_inner_ = (b)->shape[tl_nd_ - 1];                         \
-    const int32_t tl_s1_ = (b)->strides1[tl_nd_ - 1];                         \
-    const int32_t tl_s2_ = (b)->strides2[tl_nd_ - 1];                         \
-    const int32_t* tl_strides_[2] = {(b)->strides1, (b)->strides2};           \
-    int32_t tl_pos_[TL_MAX_DIMS] = {0};                                       \
-    int32_t tl_off_[2] = {0, 0};                                              \
-    int32_t o = 0;                                                            \
-    do {                                                                      \
-      int32_t i1 = tl_off_[0];                                                \
-      int32_t i2 = tl_off_[1];                                                \
-      for (int32_t tl_j_ = 0; tl_j_ < tl_inner_; ++tl_j_) {                   \
-        body;                                                                 \
-        i1 += tl_s1_;                                                         \
-        i2 += tl_s2_;                                                         \
-        ++o;                                                                  \
-      }                                                                       \
-    } while (tl_odometer_next(tl_nd_, (b)->shape, tl_pos_, 2, tl_strides_,   \
-                              tl_off_));                                      \
-  } while (0)
-
 /* ---- ADD / SUB ---- */
 
 /* Both inputs brought to a common scale with 15 bits of headroom: each is
@@ -77,7 +50,7 @@ TL_HOT int16_t tl_s16_output(const tl_s16_rescale* r, int32_t raw) {
 void tl_add_s16(const tl_add_params* p, const tl_broadcast* b, const int16_t* in1,
                 const int16_t* in2, int16_t* out) {
   const tl_s16_rescale r = tl_s16_rescale_of(p);
-  TL_S16_BROADCAST_LOOP(b, {
+  TL_BROADCAST_LOOP(b, {
     const int32_t sum = tl_s16_scaled(r.off1, in1[i1], r.left, r.mult1, r.shift1) +
                         tl_s16_scaled(r.off2, in2[i2], r.left, r.mult2, r.shift2);
     out[o] = tl_s16_output(&r, sum);
@@ -88,7 +61,7 @@ void tl_add_s16(const tl_add_params* p, const tl_broadcast* b, const int16_t* in
 void tl_sub_s16(const tl_add_params* p, const tl_broadcast* b, const int16_t* in1,
                 const int16_t* in2, int16_t* out) {
   const tl_s16_rescale r = tl_s16_rescale_of(p);
-  TL_S16_BROADCAST_LOOP(b, {
+  TL_BROADCAST_LOOP(b, {
     const int32_t diff = tl_s16_scaled(r.off1, in1[i1], r.left, r.mult1, r.shift1) -
                          tl_s16_scaled(r.off2, in2[i2], r.left, r.mult2, r.shift2);
     out[o] = tl_s16_output(&r, diff);
@@ -106,7 +79,7 @@ void tl_mul_s16(const tl_mul_params* p, const tl_broadcast* b, const int16_t* in
   const int left = p->output_shift > 0 ? (int)p->output_shift : 0;
   const int right = p->output_shift > 0 ? 0 : (int)-p->output_shift;
   const int32_t lo = p->act_min, hi = p->act_max;
-  TL_S16_BROADCAST_LOOP(b, {
+  TL_BROADCAST_LOOP(b, {
     const int32_t v1 = off1 + in1[i1];
     const int32_t v2 = off2 + in2[i2];
     const int32_t raw = out_off + tl_mbqm_split(v1 * v2, mult, left, right);

@@ -30,4 +30,30 @@ static inline int32_t tl_outer_count(int32_t ndim, const int32_t* shape) {
   return n;
 }
 
+/* Runs `body` over every output element; i1/i2 are the input offsets and o
+ * the dense output offset. Written as a macro so each kernel keeps its
+ * arithmetic inline in the innermost loop. */
+#define TL_BROADCAST_LOOP(b, body)                                            \
+  do {                                                                        \
+    const int32_t tl_nd_ = (b)->ndim;                                         \
+    const int32_t tl_inner_ = (b)->shape[tl_nd_ - 1];                         \
+    const int32_t tl_s1_ = (b)->strides1[tl_nd_ - 1];                         \
+    const int32_t tl_s2_ = (b)->strides2[tl_nd_ - 1];                         \
+    const int32_t* tl_strides_[2] = {(b)->strides1, (b)->strides2};           \
+    int32_t tl_pos_[TL_MAX_DIMS] = {0};                                       \
+    int32_t tl_off_[2] = {0, 0};                                              \
+    int32_t o = 0;                                                            \
+    do {                                                                      \
+      int32_t i1 = tl_off_[0];                                                \
+      int32_t i2 = tl_off_[1];                                                \
+      for (int32_t tl_j_ = 0; tl_j_ < tl_inner_; ++tl_j_) {                   \
+        body;                                                                 \
+        i1 += tl_s1_;                                                         \
+        i2 += tl_s2_;                                                         \
+        ++o;                                                                  \
+      }                                                                       \
+    } while (tl_odometer_next(tl_nd_, (b)->shape, tl_pos_, 2, tl_strides_,   \
+                              tl_off_));                                      \
+  } while (0)
+
 #endif /* TL_INTERNAL_H_ */
