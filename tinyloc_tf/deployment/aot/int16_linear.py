@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
-
 from tinyloc_tf.deployment.aot import quant
 from tinyloc_tf.deployment.aot.lowering import (
     Lowering,
@@ -20,6 +18,7 @@ from tinyloc_tf.deployment.aot.lowering import (
     _conv_geometry,
     _per_channel_multipliers,
     _reduce_shape,
+    batch_matmul_geometry,
 )
 from tinyloc_tf.deployment.aot.reader import Operator
 
@@ -187,51 +186,11 @@ def lower_batch_matmul(L: Lowering, op: Operator):
             raise L.fail(f"int16 BATCH_MATMUL needs zero point 0 ({what} has {L.t(i).zero_point}), "
                          "as TFLM requires")
     ta, tb, to = L.t(a), L.t(b), L.t(out)
-    adj_x = bool(getattr(op.options, "adjX", False)) if op.options else False
-    adj_y = bool(getattr(op.options, "adjY", False)) if op.options else False
-    if not (2 <= len(ta.shape) <= 5 and 2 <= len(tb.shape) <= 5):
-        raise L.fail("BATCH_MATMUL operands must have rank 2 to 5")
-    rank = max(len(ta.shape), len(tb.shape))
-    if rank - 2 > 3:
-        raise L.fail("BATCH_MATMUL supports at most three batch axes")
-    la = (1,) * (rank - len(ta.shape)) + tuple(ta.shape)
-    lb = (1,) * (rank - len(tb.shape)) + tuple(tb.shape)
-
-    def extent(shape, i):
-        return 0 if shape[i] == 1 else int(np.prod(shape[i + 1:]))
-
-    batch_shape, sa, sb = [], [], []
-    for i in range(rank - 2):
-        if la[i] != lb[i] and 1 not in (la[i], lb[i]):
-            raise L.fail(f"batch axes {la} and {lb} do not broadcast")
-        batch_shape.append(max(la[i], lb[i]))
-        sa.append(extent(la, i))
-        sb.append(extent(lb, i))
-    while len(batch_shape) < 3:
-        batch_shape.insert(0, 1)
-        sa.insert(0, 0)
-        sb.insert(0, 0)
-    A, B = la[-2], la[-1]
-    C, D = lb[-2], lb[-1]
-    rows, depth, lhs_row, lhs_depth = (B, A, 1, B) if adj_x else (A, B, B, 1)
-    depth_b, cols, rhs_depth, rhs_col = (D, C, 1, D) if adj_y else (C, D, D, 1)
-    if depth != depth_b:
-        raise L.fail(f"inner dimensions differ: {depth} vs {depth_b}")
-    if int(np.prod(batch_shape)) * rows * cols != to.size:
-        raise L.fail(f"output size {to.size} does not match the product shape")
+    geometry = batch_matmul_geometry(L, op)
     m, sh = quant.quantize_multiplier(float(ta.scale * tb.scale) / float(to.scale))
     _check_shift(L, [sh])
     p = L.struct("tl_batch_matmul_params", {
-        "batch_shape": batch_shape,
-        "lhs_batch_strides": sa,
-        "rhs_batch_strides": sb,
-        "rows": rows,
-        "cols": cols,
-        "depth": depth,
-        "lhs_row_stride": lhs_row,
-        "lhs_depth_stride": lhs_depth,
-        "rhs_depth_stride": rhs_depth,
-        "rhs_col_stride": rhs_col,
+        **geometry,
         "lhs_offset": 0,
         "rhs_offset": 0,
         "output_offset": 0,

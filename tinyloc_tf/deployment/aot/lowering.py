@@ -814,13 +814,11 @@ def lower_depthwise_conv_2d(L: Lowering, op: Operator):
     _emit_convolution(L, op, operands, fields, oc, (0, 1, 2), "tl_dwconv_params", "tl_depthwise_conv2d_s8")
 
 
-def lower_batch_matmul(L: Lowering, op: Operator):
+def batch_matmul_geometry(L: Lowering, op: Operator) -> dict:
+    """The ``tl_batch_matmul_params`` fields that describe shapes (any element type):
+    adj_x / adj_y and batch broadcasting become strides."""
     a, b = op.inputs[:2]
-    out = op.outputs[0]
-    if _is_float(L, a):
-        raise L.fail("float BATCH_MATMUL is not supported; convert it to int8")
-    _require_int8(L, a, b, out)
-    ta, tb, to = L.t(a), L.t(b), L.t(out)
+    ta, tb, to = L.t(a), L.t(b), L.t(op.outputs[0])
     adj_x = bool(getattr(op.options, "adjX", False)) if op.options else False
     adj_y = bool(getattr(op.options, "adjY", False)) if op.options else False
     rank = max(len(ta.shape), len(tb.shape))
@@ -851,9 +849,9 @@ def lower_batch_matmul(L: Lowering, op: Operator):
     depth_b, cols, rhs_depth, rhs_col = (D, C, 1, D) if adj_y else (C, D, D, 1)
     if depth != depth_b:
         raise L.fail(f"inner dimensions differ: {depth} vs {depth_b}")
-    product = float(ta.scale * tb.scale)  # float product as in TFLM
-    m, sh = quant.quantize_multiplier(product / float(to.scale))
-    p = L.struct("tl_batch_matmul_params", {
+    if int(np.prod(batch_shape)) * rows * cols != to.size:
+        raise L.fail(f"output size {to.size} does not match the product shape")
+    return {
         "batch_shape": batch_shape,
         "lhs_batch_strides": sa,
         "rhs_batch_strides": sb,
@@ -864,6 +862,21 @@ def lower_batch_matmul(L: Lowering, op: Operator):
         "lhs_depth_stride": lhs_depth,
         "rhs_depth_stride": rhs_depth,
         "rhs_col_stride": rhs_col,
+    }
+
+
+def lower_batch_matmul(L: Lowering, op: Operator):
+    a, b = op.inputs[:2]
+    out = op.outputs[0]
+    if _is_float(L, a):
+        raise L.fail("float BATCH_MATMUL is not supported; convert it to int8")
+    _require_int8(L, a, b, out)
+    ta, tb, to = L.t(a), L.t(b), L.t(out)
+    geometry = batch_matmul_geometry(L, op)
+    product = float(ta.scale * tb.scale)  # float product as in TFLM
+    m, sh = quant.quantize_multiplier(product / float(to.scale))
+    p = L.struct("tl_batch_matmul_params", {
+        **geometry,
         "lhs_offset": -ta.zero_point,
         "rhs_offset": -tb.zero_point,
         "output_offset": to.zero_point,
@@ -872,8 +885,6 @@ def lower_batch_matmul(L: Lowering, op: Operator):
         "act_min": -128,
         "act_max": 127,
     })
-    if int(np.prod(batch_shape)) * rows * cols != to.size:
-        raise L.fail(f"output size {to.size} does not match the product shape")
     L.emit(f"tl_batch_matmul_s8(&{p}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out])
 
 
