@@ -16,10 +16,10 @@ from tinyloc_tf.models.mamba import (
     MambaMixer,
     decay,
     inverse_positive_step,
-    mamba_param_count,
     positive_step,
     selective_scan,
 )
+from tinyloc_tf.param_counts import mamba_param_count
 
 # MODELS.md, Mamba table: (data, F, K, H, L, params). In-home T = 20, UJIIndoorLoc T = 1.
 MAMBA_TABLE = [

@@ -18,7 +18,8 @@ from tinyloc_tf.models.layers import (
     elu,
     sinusoidal_table,
 )
-from tinyloc_tf.models.mdcsa import MDCSAEncoder, mdcsa_param_count
+from tinyloc_tf.models.mdcsa import MDCSAEncoder
+from tinyloc_tf.param_counts import mdcsa_param_count
 
 # MODELS.md, MDCSA table: (data, F, K, model, paper params incl. unused, used params).
 MDCSA_TABLE = [

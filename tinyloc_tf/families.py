@@ -61,7 +61,7 @@ def grid_names() -> tuple[str, ...]:
 register_family(Family(
     name="mdcsa",
     encoder="tinyloc_tf.models.mdcsa:MDCSAEncoder",
-    param_count="tinyloc_tf.models.mdcsa:mdcsa_param_count",
+    param_count="tinyloc_tf.param_counts:mdcsa_param_count",
     grids={
         "paper": [(h, l) for h in (256, 128, 64, 32, 16, 8, 4, 2) for l in (3, 1)],
         "small": [(16, 1), (8, 1), (4, 1)],
@@ -72,7 +72,7 @@ register_family(Family(
 register_family(Family(
     name="mamba",
     encoder="tinyloc_tf.models.mamba:MambaEncoder",
-    param_count="tinyloc_tf.models.mamba:mamba_param_count",
+    param_count="tinyloc_tf.param_counts:mamba_param_count",
     grids={
         "paper": [(h, l) for h in (1, 2, 4, 8, 16, 32, 64, 128) for l in (1, 2, 4)],
         "small": [(32, 1), (16, 1), (8, 1), (4, 1)],

@@ -423,13 +423,3 @@ class MambaEncoder(keras.layers.Layer):
             dropout=self.dropout,
         )
         return config
-
-
-def mamba_param_count(features: int, classes: int, hidden: int, layers: int,
-                      d_state: int = 16, expand: int = 2, d_conv: int = 4, crf: bool = True) -> int:
-    """MODELS.md's formula for the trainable parameters (with the CRF's K^2 + 2K when ``crf``)."""
-    F, K, H, L, N = features, classes, hidden, layers, d_state
-    D, r = expand * hidden, math.ceil(hidden / 16)
-    block = H + 2 * D * H + (d_conv * D + D) + D * (r + 2 * N) + (r * D + D) + N * D + D + D * H
-    total = F * H + H + L * block + H * K
-    return total + (K * K + 2 * K if crf else 0)

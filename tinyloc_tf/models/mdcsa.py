@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.param_counts import KERNELS_BY_LAYERS
 from tinyloc_tf.models.layers import (
     GatedResidualNetwork,
     LayerNorm,
@@ -29,9 +30,6 @@ from tinyloc_tf.models.layers import (
 )
 
 register = keras.saving.register_keras_serializable(package="tinyloc")
-
-#: Kernel sizes of the DCSA branches for each supported number of layers.
-KERNELS_BY_LAYERS = {1: (1,), 3: (1, 4, 7)}
 
 
 @register
@@ -188,25 +186,3 @@ class MDCSAEncoder(keras.layers.Layer):
             "dropout": self.dropout,
             "head_dropout": self.head_dropout_rate,
         }
-
-
-def mdcsa_param_count(
-    features: int, classes: int, hidden: int, layers: int, crf: bool = True, unused: bool = False
-) -> int:
-    """MODELS.md's formula for MDCSA's trainable parameters.
-
-    ``crf`` adds the CRF's ``K^2 + 2K``. ``unused`` adds what the reference also builds for
-    a second (accelerometer) modality that RSSI-only models never use, per branch
-    ``2H + 2(H*H*k+H) + 4H*H``: the paper's counts include it, this port does not build it.
-    """
-    if int(layers) not in KERNELS_BY_LAYERS:
-        raise TinylocError(f"MDCSA supports layers=1 or layers=3, got {layers}")
-    F, K, H = features, classes, hidden
-    total = F * H + H + 2 * H  # embedding, fusion LayerNorm
-    for k in KERNELS_BY_LAYERS[int(layers)]:
-        total += 2 * H + 2 * (H * H * k + H)  # LayerNorm, key and query convs
-        total += (4 * H * H + 4 * H) + (16 * H * H + 4 * H) + (8 * H * H + 2 * H) + 2 * H  # GRN
-        if unused:
-            total += 2 * H + 2 * (H * H * k + H) + 4 * H * H
-    total += (3 * H * H + H) + (H * K + K)  # fusion conv, head
-    return total + (K * K + 2 * K if crf else 0)
