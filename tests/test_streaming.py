@@ -11,7 +11,7 @@ import pytest
 
 from helpers import tiny_run_folder
 from tinyloc_tf.data.prepared import Split
-from tinyloc_tf.data.streams import split_streams
+from tinyloc_tf.data.streams import split_streams, stream_windows
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.models.crf import viterbi_decode
 from tinyloc_tf.models.online_decoding import (
@@ -163,6 +163,59 @@ def test_split_streams_rebuilds_runs_from_overlapping_windows():
     assert [len(s) for s in streams] == [50, 30]
     for stream, run, lab in zip(streams, runs, labels):
         assert np.array_equal(stream.X, run) and np.array_equal(stream.y, lab)
+
+
+def test_stream_windows_cut_every_long_enough_stream_to_its_end():
+    rng = np.random.default_rng(5)
+    runs = [rng.random((80, 3)).astype(np.float32), rng.random((30, 3)).astype(np.float32)]
+    labels = [rng.integers(0, 4, len(r)).astype(np.int32) for r in runs]
+    X, y = [], []
+    for run, lab in zip(runs, labels):
+        for s in range(0, len(run) - 20 + 1, 10):
+            X.append(run[s:s + 20])
+            y.append(lab[s:s + 20])
+    split = Split(np.stack(X), np.stack(y))
+    Xw, yw, summary = stream_windows(split, 45)
+    # the 80-sample run: starts 0, 10, 20, 30 at the windows' hop, then 35 so the tail is in
+    assert Xw.shape == (5, 45, 3) and yw.shape == (5, 45)
+    for k, start in enumerate([0, 10, 20, 30, 35]):
+        assert np.array_equal(Xw[k], runs[0][start:start + 45]) and np.array_equal(yw[k], labels[0][start:start + 45])
+    # the 30-sample run has no 45-sample window: counted, not silently lost
+    assert summary == {"steps": 45, "hop": 10, "windows": 5, "streams": 1, "samples": 80,
+                       "short_streams": 1, "short_samples": 30}
+    same = stream_windows(split, 20)
+    assert np.array_equal(same[0], split.X) and same[2] is None
+    with pytest.raises(TinylocError, match="shorter than the prepared windows"):
+        stream_windows(split, 10)
+    with pytest.raises(TinylocError, match="no training stream is that long"):
+        stream_windows(split, 90)
+
+
+@pytest.mark.slow
+def test_train_steps_trains_mamba_on_longer_windows(stream_data, tmp_path, capsys):
+    """--train-steps: Mamba learns from windows cut from the training streams and is scored on the
+    prepared ones; MDCSA, whose positions fix its window, and distillation refuse it."""
+    import json
+
+    from tinyloc_tf.cli import main
+
+    args = ["--data", str(stream_data.path), "--hidden", "4", "--layers", "1", "--epochs", "2",
+            "--int8-friendly", "--train-steps", "60"]
+    assert main(["train", "--model", "mamba", *args, "--out", str(tmp_path / "m")]) == 0
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    # four 200-sample training runs, hop 10: starts 0..140 each
+    assert metrics["training_windows"] == {"steps": 60, "hop": 10, "windows": 60, "streams": 4, "samples": 800,
+                                           "short_streams": 0, "short_samples": 0}
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["training"]["recipe"]["train_steps"] == 60 and config["build_config"]["steps"] == 20
+    assert main(["refit", str(tmp_path / "m"), "--out", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--model", "mdcsa", *args, "--out", str(tmp_path / "d")]) == 2
+    assert "cannot train on longer windows" in capsys.readouterr().err
+    assert main(["distill", "--teacher", str(tmp_path / "m"), "--student-model", "mamba", *args,
+                 "--out", str(tmp_path / "k")]) == 2
+    assert "--train-steps trains plain runs" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "k").exists()
 
 
 # --------------------------------------------------------------------------- step model

@@ -192,6 +192,9 @@ def test_recipe_ema_is_checked_and_off_for_older_runs():
         Recipe(ema=1.0)
     assert Recipe.from_dict({"schedule": "cosine"}).ema == 0.0  # a run written before --ema
     assert Recipe.from_dict(Recipe(ema=0.998).to_dict()).ema == 0.998
+    assert Recipe.from_dict({"schedule": "cosine"}).train_steps == 0  # a run written before --train-steps
+    with pytest.raises(TinylocError, match="--train-steps"):
+        Recipe(train_steps=-1)
     assert not getattr(Recipe(ema=0.0).optimizer(1e-3, 2, 2), "use_ema", False)
 
 

@@ -18,7 +18,7 @@ from tinyloc_tf.errors import TinylocError
 
 SCHEDULES = ("constant", "cosine")
 # Recipe fields that runs written before them lack, with the value that means "off".
-ADDED_LATER = {"ema": 0.0}
+ADDED_LATER = {"ema": 0.0, "train_steps": 0}
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,10 @@ class Recipe:
     that momentum per step (Polyak averaging, Keras' ``use_ema``): validation, the kept
     weights and a refit's final weights are the average's. ``dropout``: encoder dropout (None:
     the family's default). The augmentation fields are
-    :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`'s.
+    :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`'s. ``train_steps`` > 0 trains
+    on windows of that many consecutive samples cut from the training split's streams
+    (:func:`~tinyloc_tf.data.streams.stream_windows`), so a recurrent model (Mamba) learns from longer contexts than
+    the prepared windows it is scored on; 0 trains on the prepared windows.
     """
 
     schedule: str = "cosine"
@@ -44,6 +47,7 @@ class Recipe:
     packet_drop: float = 0.0
     time_shift: int = 0
     ema: float = 0.0
+    train_steps: int = 0
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -59,7 +63,7 @@ class Recipe:
         for name in ("ap_dropout", "packet_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TinylocError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("noise_db", "gain_db", "time_shift"):
+        for name in ("noise_db", "gain_db", "time_shift", "train_steps"):
             if not getattr(self, name) >= 0:
                 raise TinylocError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
 
@@ -143,6 +147,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--time-shift", type=non_negative_int, default=default.time_shift,
                        help=f"augmentation (windows): most steps the RSSI moves against its labels "
                             f"(default {default.time_shift})")
+    group.add_argument("--train-steps", type=non_negative_int, default=default.train_steps,
+                       help="train on windows of N consecutive samples cut from the training streams (Mamba; "
+                            "validation still scores the prepared windows; 0: train on the prepared windows; "
+                            f"default {default.train_steps})")
     group.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
 
 

@@ -315,6 +315,22 @@ def load_data(data_dir):
 # --------------------------------------------------------------------------- entry point
 
 
+def training_set(split, recipe, tagger) -> tuple:
+    """``(X, y, summary)`` the recipe trains ``tagger`` on: the prepared windows of ``split``, or
+    with ``recipe.train_steps`` windows that long cut from its streams
+    (:func:`~tinyloc_tf.data.streams.stream_windows`; ``summary`` says what they cover)."""
+    if not recipe.train_steps:
+        return split.X, split.y, None
+    from tinyloc_tf.data.streams import stream_windows
+
+    try:  # a family whose weights fix the window length (MDCSA's positions) says so here
+        tagger.encoder(np.zeros((1, recipe.train_steps, split.X.shape[2]), np.float32))
+    except TinylocError as exc:
+        raise TinylocError(f"--train-steps {recipe.train_steps}: this model cannot train on longer windows "
+                           f"than it is built for: {exc}") from exc
+    return stream_windows(split, recipe.train_steps)
+
+
 def fit_model(data, family: str, hidden: int, layers: int, *, epochs: int = DEFAULTS["epochs"],
               batch_size: int = DEFAULTS["batch_size"], lr: float = DEFAULTS["lr"],
               patience: int = DEFAULTS["patience"], seed: int = DEFAULTS["seed"], int8_friendly: bool = False,
@@ -335,9 +351,10 @@ def fit_model(data, family: str, hidden: int, layers: int, *, epochs: int = DEFA
         layers=int(layers), steps=data.steps, int8_friendly=bool(int8_friendly),
         augmentation=recipe.augmentation(data.meta["scaling"], seed), **recipe.family_options(),
     )
-    model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(data.train), batch_size)))
+    X, y, _ = training_set(data.train, recipe, model)
+    model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(X), batch_size)))
     history, best_epoch, epochs_run, fit_seconds = fit_with_validation(
-        model, model, data.train.X, data.train.y, (data.val.X, data.val.y),
+        model, model, X, y, (data.val.X, data.val.y),
         epochs=epochs, batch_size=batch_size, patience=patience, verbose=verbose,
         desc=desc or f"train {family} H{hidden}L{layers}", callbacks=callbacks,
     )
@@ -384,6 +401,8 @@ def train_run(
         model, data, scores, best_epoch=best_epoch, epochs_run=epochs_run,
         fit_seconds=fit_seconds, started=started, seed=seed,
     )
+    if recipe.train_steps:
+        metrics["training_windows"] = training_set(data.train, recipe, model)[2]
     config = run_config(
         "train", model, data_dir, metrics,
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
@@ -470,8 +489,10 @@ def _refit_model(run_dir: Path, data, verbose: int):
     build = dict(config["build_config"])
     family = build.pop("family")
     model = build_model(family, **build, augmentation=recipe.augmentation(data.meta["scaling"], seed))
-    X = np.concatenate([data.train.X, data.val.X])
-    y = np.concatenate([data.train.y, data.val.y])
+    # train and val are separate recordings: their streams are cut apart, then pooled
+    (X_train, y_train, _), (X_val, y_val, _) = (training_set(split, recipe, model) for split in (data.train, data.val))
+    X = np.concatenate([X_train, X_val])
+    y = np.concatenate([y_train, y_val])
     model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(X), batch_size)))
     fit_started = time.perf_counter()
     with expected_warnings(X):
