@@ -211,11 +211,13 @@ def test_train_steps_trains_mamba_on_longer_windows(stream_data, tmp_path, capsy
     assert main(["refit", str(tmp_path / "m"), "--out", str(tmp_path / "r")]) == 0
     capsys.readouterr()
     assert main(["train", "--model", "mdcsa", *args, "--out", str(tmp_path / "d")]) == 2
-    assert "cannot train on longer windows" in capsys.readouterr().err
+    assert "mdcsa cannot train on longer windows" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(tmp_path / "m"), "--student-model", "mamba", *args,
                  "--out", str(tmp_path / "k")]) == 2
     assert "--train-steps trains plain runs" in capsys.readouterr().err
-    assert not (tmp_path / "d").exists() and not (tmp_path / "k").exists()
+    assert main(["sweep", "--data", str(stream_data.path), "--out", str(tmp_path / "s"), "--train-steps", "60"]) == 2
+    assert "--train-steps 60: mdcsa cannot" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("d", "k", "s"))
 
 
 # --------------------------------------------------------------------------- step model

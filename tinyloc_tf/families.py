@@ -32,6 +32,9 @@ class Family:
     param_count: str  # "module:function"
     grids: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # grid -> [(hidden, layers)]
     marker: str = "^"  # matplotlib marker of its points in the report plots
+    # A recurrence over time: its weights fit any window length, so it can train on longer
+    # windows than it is scored on (--train-steps).
+    recurrent: bool = False
 
     def encoder_class(self):
         return resolve(self.encoder)
@@ -79,4 +82,5 @@ register_family(Family(
         "budget": [(32, 2), (32, 1), (16, 2), (16, 1), (8, 1), (4, 1)],
     },
     marker="o",
+    recurrent=True,
 ))

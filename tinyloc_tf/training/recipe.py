@@ -67,6 +67,16 @@ class Recipe:
             if not getattr(self, name) >= 0:
                 raise TinylocError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
 
+    def check_family(self, family: str) -> None:
+        """``train_steps`` needs a recurrent family (``families.py``): one whose weights fit
+        any window length."""
+        from tinyloc_tf.families import family_names, get_family
+
+        if self.train_steps and not get_family(family).recurrent:
+            recurrent = ", ".join(name for name in family_names() if get_family(name).recurrent)
+            raise TinylocError(f"--train-steps {self.train_steps}: {family} cannot train on longer windows than it is "
+                               f"built for; recurrent families can ({recurrent})")
+
     @classmethod
     def legacy(cls) -> "Recipe":
         """The recipe of runs made before recipes existed."""

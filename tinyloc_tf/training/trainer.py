@@ -315,19 +315,15 @@ def load_data(data_dir):
 # --------------------------------------------------------------------------- entry point
 
 
-def training_set(split, recipe, tagger) -> tuple:
-    """``(X, y, summary)`` the recipe trains ``tagger`` on: the prepared windows of ``split``, or
-    with ``recipe.train_steps`` windows that long cut from its streams
+def training_set(split, recipe, family: str) -> tuple:
+    """``(X, y, summary)`` the recipe trains a ``family`` model on: the prepared windows of
+    ``split``, or with ``recipe.train_steps`` windows that long cut from its streams
     (:func:`~tinyloc_tf.data.streams.stream_windows`; ``summary`` says what they cover)."""
     if not recipe.train_steps:
         return split.X, split.y, None
+    recipe.check_family(family)
     from tinyloc_tf.data.streams import stream_windows
 
-    try:  # a family whose weights fix the window length (MDCSA's positions) says so here
-        tagger.encoder(np.zeros((1, recipe.train_steps, split.X.shape[2]), np.float32))
-    except TinylocError as exc:
-        raise TinylocError(f"--train-steps {recipe.train_steps}: this model cannot train on longer windows "
-                           f"than it is built for: {exc}") from exc
     return stream_windows(split, recipe.train_steps)
 
 
@@ -351,7 +347,7 @@ def fit_model(data, family: str, hidden: int, layers: int, *, epochs: int = DEFA
         layers=int(layers), steps=data.steps, int8_friendly=bool(int8_friendly),
         augmentation=recipe.augmentation(data.meta["scaling"], seed), **recipe.family_options(),
     )
-    X, y, _ = training_set(data.train, recipe, model)
+    X, y, _ = training_set(data.train, recipe, family)
     model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(X), batch_size)))
     history, best_epoch, epochs_run, fit_seconds = fit_with_validation(
         model, model, X, y, (data.val.X, data.val.y),
@@ -389,9 +385,10 @@ def train_run(
     started = time.perf_counter()
     check_family(family)
     check_training_args(hidden, layers, epochs, batch_size, lr, patience)
+    recipe = recipe if recipe is not None else Recipe()
+    recipe.check_family(family)
     out = check_out(out, overwrite, inputs=(data_dir,))
     data = load_data(data_dir)
-    recipe = recipe if recipe is not None else Recipe()
     model, history, best_epoch, epochs_run, fit_seconds = fit_model(
         data, family, hidden, layers, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
         seed=seed, int8_friendly=int8_friendly, recipe=recipe, verbose=verbose,
@@ -402,7 +399,7 @@ def train_run(
         fit_seconds=fit_seconds, started=started, seed=seed,
     )
     if recipe.train_steps:
-        metrics["training_windows"] = training_set(data.train, recipe, model)[2]
+        metrics["training_windows"] = training_set(data.train, recipe, family)[2]
     config = run_config(
         "train", model, data_dir, metrics,
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
@@ -490,7 +487,7 @@ def _refit_model(run_dir: Path, data, verbose: int):
     family = build.pop("family")
     model = build_model(family, **build, augmentation=recipe.augmentation(data.meta["scaling"], seed))
     # train and val are separate recordings: their streams are cut apart, then pooled
-    (X_train, y_train, _), (X_val, y_val, _) = (training_set(split, recipe, model) for split in (data.train, data.val))
+    (X_train, y_train, _), (X_val, y_val, _) = (training_set(split, recipe, family) for split in (data.train, data.val))
     X = np.concatenate([X_train, X_val])
     y = np.concatenate([y_train, y_val])
     model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(X), batch_size)))

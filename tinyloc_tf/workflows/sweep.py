@@ -121,6 +121,9 @@ def sweep(
         raise TinylocError(f"--jobs must be at least 1, got {jobs}")
     if ensemble < 1:
         raise TinylocError(f"--ensemble must be at least 1 (1: no ensembles), got {ensemble}")
+    if recipe is not None:
+        for name in families:
+            recipe.check_family(name)
     data = load_prepared(data_dir)  # fail early, with the loader's message, on a bad folder
     for name in variants:
         if not any(get_variant(name).applies_to(f, data.steps) for f in families):
