@@ -17,8 +17,8 @@ from tinyloc_tf.deployment.aot.lowering import (
     _activation,
     _conv_geometry,
     _per_channel_multipliers,
-    _reduce_shape,
     batch_matmul_geometry,
+    emit_sum_mean,
 )
 from tinyloc_tf.deployment.aot.reader import Operator
 
@@ -211,21 +211,7 @@ def _lower_sum_mean(L: Lowering, op: Operator, is_mean: bool):
     out = op.outputs[0]
     _require(L, x, "int16", "input")
     _require(L, out, "int16", "output")
-    shape, n = _reduce_shape(L, x, axis)
-    if L.t(out).size * n != L.t(x).size:
-        raise L.fail("reduction output size does not match the axes")
-    m, sh = quant.quantize_multiplier(float(L.t(x).scale) / float(L.t(out).scale))
-    if is_mean:
-        m, sh = quant.mean_multiplier(m, sh, n)
-    s = L.struct("tl_reduce_shape", shape)
-    p = L.struct("tl_sum_params", {
-        "input_zero_point": L.t(x).zero_point,
-        "output_zero_point": L.t(out).zero_point,
-        "num_elements": n,
-        "multiplier": m,
-        "shift": sh,
-    })
-    L.emit(f"tl_reduce_sum_s16(&{p}, &{s}, {{T{x}}}, {{T{out}}});", [x], [out])
+    emit_sum_mean(L, op, is_mean, "tl_reduce_sum_s16")
 
 
 def lower_mean(L: Lowering, op: Operator):

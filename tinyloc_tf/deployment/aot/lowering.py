@@ -929,6 +929,13 @@ def _lower_sum_mean(L: Lowering, op: Operator, is_mean: bool):
     if _is_float(L, x):
         raise L.fail(f"float {op.opcode} is not supported; convert it to int8")
     _require_int8(L, x, out)
+    emit_sum_mean(L, op, is_mean, "tl_reduce_sum_s8")
+
+
+def emit_sum_mean(L: Lowering, op: Operator, is_mean: bool, kernel: str):
+    """MEAN / SUM's parameters (the same in int8 and int16) and the call of ``kernel``."""
+    x, axis = op.inputs[:2]
+    out = op.outputs[0]
     shape, n = _reduce_shape(L, x, axis)
     if L.t(out).size * n != L.t(x).size:
         raise L.fail("reduction output size does not match the axes")
@@ -943,7 +950,7 @@ def _lower_sum_mean(L: Lowering, op: Operator, is_mean: bool):
         "multiplier": m,
         "shift": sh,
     })
-    L.emit(f"tl_reduce_sum_s8(&{p}, &{s}, {{T{x}}}, {{T{out}}});", [x], [out])
+    L.emit(f"{kernel}(&{p}, &{s}, {{T{x}}}, {{T{out}}});", [x], [out])
 
 
 def lower_mean(L: Lowering, op: Operator):
