@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from helpers import OpModel, options, run_wheel
-from test_aot_kernels import broadcastable, check_variants, r_shape
+from test_aot_kernels import broadcastable, check_variants, int16_inputs, r_shape
 from tinyloc_tf.deployment.aot import compile_tflite
 from tinyloc_tf.deployment.aot.host import HostModel, build_shared_library
 from tinyloc_tf.deployment.aot.int16_elementwise import checked_log2, logistic_s16_params
@@ -31,10 +31,6 @@ VARIANTS = 10
 def r_scale16(rng, lo=1e-5, hi=1e-2):
     """A random int16 activation scale (int16 scales are ~2^8 finer than int8 ones)."""
     return np.float32(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-
-def int16_values(rng, shape):
-    return rng.integers(-32768, 32768, size=shape, dtype=np.int16)
 
 
 def every_int16_value_in_halves():
@@ -134,7 +130,7 @@ def test_int16_binary_ops_match_tflm(opname, kernel_objects, tmp_path):
     y = m.tensor([3, 7], "int16", scale=so, zero_point=0)
     m.op(opname, [a, a], [y], options(_OPTIONS[opname][0]), _OPTIONS[opname][1])
     models.append((f"{opname} x,x", m.build([a], [y]), [3, 7]))
-    assert check_variants(models, kernel_objects, tmp_path, input_fn=int16_values) > 0
+    assert check_variants(models, kernel_objects, tmp_path, input_fn=int16_inputs) > 0
 
 
 def test_int16_sub_of_a_step_model_matches_tflm_on_every_input(kernel_objects, tmp_path):
@@ -250,7 +246,7 @@ def test_int16_quantize_matches_tflm(kernel_objects, tmp_path):
                                    out_dtype="int8", out_zp=int(rng.integers(-128, 128))))
     # Equal scales: the multiplier is exactly 2^30 with shift 1.
     models.append(_unary_model("QUANTIZE", [5, 7], np.float32(3e-4), np.float32(3e-4), in_zp=0, out_zp=0))
-    assert check_variants(models, kernel_objects, tmp_path, input_fn=int16_values) > 0
+    assert check_variants(models, kernel_objects, tmp_path, input_fn=int16_inputs) > 0
 
     int8_models = []
     for v in range(4):
@@ -277,7 +273,7 @@ def test_int16_float_island_matches_tflm(kernel_objects, tmp_path):
         m.op(opname, [f1], [f2])
         m.op("QUANTIZE", [f2], [y])
         models.append((f"int16 float {opname}", m.build([x], [y]), shape))
-    assert check_variants(models, kernel_objects, tmp_path, input_fn=int16_values) > 0
+    assert check_variants(models, kernel_objects, tmp_path, input_fn=int16_inputs) > 0
 
 
 def test_int16_chain_matches_tflm(kernel_objects, tmp_path):
@@ -303,4 +299,4 @@ def test_int16_chain_matches_tflm(kernel_objects, tmp_path):
     m.op("MUL", [gate, x], [sq], options("MulOptionsT"), "MulOptions")
     m.op("ADD", [kept, sq], [y], options("AddOptionsT"), "AddOptions")
     models = [("int16 gate chain", m.build([x], [y]), [1, 1, 1, 16])]
-    assert check_variants(models, kernel_objects, tmp_path, input_fn=int16_values) > 0
+    assert check_variants(models, kernel_objects, tmp_path, input_fn=int16_inputs) > 0

@@ -16,17 +16,13 @@ import numpy as np
 import pytest
 
 from helpers import OpModel, options
-from test_aot_kernels import VARIANTS, _conv_options, _out_size, check_variants, r_scale, r_shape
+from test_aot_kernels import VARIANTS, _conv_options, _out_size, check_variants, int16_inputs, r_scale, r_shape
 
 pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
 pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
 INT16_STD = 32768 / math.sqrt(3)  # standard deviation of a uniform int16
 INT8_STD = 128 / math.sqrt(3)
-
-
-def int16_inputs(rng, shape):
-    return rng.integers(-32768, 32768, size=shape, dtype=np.int16)
 
 
 def output_scale(rng, real_std):

@@ -36,6 +36,11 @@ def r_scale(rng, lo=1e-3, hi=1.0):
     return np.float32(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
+def int16_inputs(rng, shape):
+    """Random int16 input values over the whole range (the int16x8 kernel tests)."""
+    return rng.integers(-32768, 32768, size=shape, dtype=np.int16)
+
+
 def r_zp(rng):
     return int(rng.integers(-128, 128))
 
