@@ -17,22 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
+from compare_distill import mean_sd, model_spec  # scripts/ is on the path of a script it holds
 from tinyloc_tf.cli import main as tinyloc
-
-
-def model_spec(text: str) -> tuple[str, int, int]:
-    family, hidden, layers = text.split(":")
-    return family, int(hidden), int(layers)
-
-
-def mean_sd(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
 def run(args: list[str]) -> None:
