@@ -220,3 +220,15 @@ def test_a_cards_sweep_command_is_one_the_command_line_accepts_with_the_same_set
         args = build_parser().parse_args(words[1:])
         assert args.per_tensor_weights is per_tensor and args.ema == ema
         assert ("--ema" in words) == bool(ema)
+
+
+def test_report_header_names_the_recipe_flags_that_differ_from_the_defaults():
+    from dataclasses import asdict
+
+    from tinyloc_tf.reports.report import _recipe_text
+    from tinyloc_tf.training.recipe import Recipe
+
+    assert _recipe_text(asdict(Recipe())) == "recipe: the defaults"
+    assert _recipe_text(asdict(Recipe(train_steps=60, ema=0.998))) == \
+        "recipe: the defaults but `--ema 0.998`, `--train-steps 60`"
+    assert "before recipes existed" in _recipe_text(None)

@@ -463,6 +463,20 @@ def _streaming_best_lines(frame, sweep_dir: Path) -> list[str]:
                         "(docs/streaming.md); selected among the streaming variants alone."]
 
 
+def _recipe_text(recipe: dict | None) -> str:
+    """The sweep's training recipe as the flags that differ from today's defaults."""
+    from dataclasses import asdict
+
+    from tinyloc_tf.training.recipe import Recipe
+
+    if recipe is None:
+        return "the recipe of runs made before recipes existed"
+    defaults = asdict(Recipe())
+    changed = [f"`--{key.replace('_', '-')} {value}`" for key, value in recipe.items()
+               if key in defaults and value != defaults[key] and value is not None]
+    return "recipe: the defaults" + (f" but {', '.join(changed)}" if changed else "")
+
+
 def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, paper, timeline_windows) -> list[str]:
     files = ["results.csv"]
     frame.to_csv(folder / "results.csv", index=False)
@@ -474,7 +488,9 @@ def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, pape
             f"grid `{settings.get('grid')}`, families `{settings.get('family')}`, at most {settings.get('epochs')} "
             f"epochs (patience {settings.get('patience')}, batch {settings.get('batch_size')}, lr {settings.get('lr')}), "
             f"seed {settings.get('seed')}, int8-friendly models: {settings.get('int8_friendly')}, "
-            f"distillation `{settings.get('distill_method')}` (alpha {settings.get('alpha')}).", ""]
+            + ("no distillation" if settings.get("distill") is False
+               else f"distillation `{settings.get('distill_method')}` (alpha {settings.get('alpha')})")
+            + f"; {_recipe_text(settings.get('recipe'))}.", ""]
     lines += [
         "Selection: the best model under a budget has the highest **validation** macro-F1 among the "
         "variants that run in TFLM (int8, selective, QAT) whose flash and arena both fit; its test "
