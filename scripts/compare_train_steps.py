@@ -5,7 +5,8 @@
 
 For every seed and every ``--train-steps`` value (0: the prepared windows) one ordinary run
 (``tinyloc train ... --int8-friendly --train-steps N``, in ``WORK/steps<N>-seed<S>``), its
-int16x8 step model (``tinyloc convert RUN --streaming --quant int16x8``) and that model scored
+step model (``tinyloc convert RUN --streaming --quant Q``, ``--quant int16x8`` by default, or
+``int8`` with per-tensor weights, ``int8-per-tensor``) and that model scored
 over whole streams in host TFLM (``tinyloc evaluate --streaming``) on validation and on test,
 with the state never reset and reset every ``--reset-every`` samples. Finished runs and
 reports are reused, so an interrupted comparison resumes. Prints a markdown table of the mean
@@ -24,6 +25,11 @@ from compare_distill import mean_sd, model_spec  # scripts/ is on the path of a 
 from tinyloc_tf.cli import main as tinyloc
 
 
+# --quant of this script -> the flags of `tinyloc convert --streaming`
+QUANT_FLAGS = {"int16x8": ["--quant", "int16x8"], "int8": ["--quant", "int8"],
+               "int8-per-tensor": ["--quant", "int8", "--per-tensor-weights"]}
+
+
 def run(args: list[str]) -> None:
     status = tinyloc(args)
     if status != 0:
@@ -39,6 +45,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--reset-every", type=int, default=50, help="the state reset compared with never (default 50)")
     parser.add_argument("--lag", type=int, default=10, choices=(0, 5, 10, 20), help="fixed-lag Viterbi lag (default 10)")
+    parser.add_argument("--quant", default="int16x8", choices=tuple(QUANT_FLAGS), help="step model (default int16x8)")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write every model's scores here")
@@ -57,13 +64,13 @@ def main() -> int:
                 run(["train", "--data", str(args.data), "--model", family, "--hidden", str(hidden), "--layers",
                      str(layers), "--int8-friendly", "--epochs", str(args.epochs), "--patience", str(args.patience),
                      "--seed", str(seed), "--train-steps", str(steps), "--out", str(work), "--overwrite", "--quiet"])
-            step_model = work / "step-int16x8.tflite"
+            step_model = work / f"step-{args.quant}.tflite"
             if not step_model.is_file():
-                run(["convert", str(work), "--quant", "int16x8", "--streaming", "--data", str(args.data),
+                run(["convert", str(work), *QUANT_FLAGS[args.quant], "--streaming", "--data", str(args.data),
                      "--out", str(step_model), "--overwrite"])
             for split in ("val", "test"):
                 for name, every in resets.items():
-                    report = work / f"stream-{split}-reset-{every or 'never'}.json"
+                    report = work / f"stream-{args.quant}-{split}-reset-{every or 'never'}.json"
                     if not report.is_file():
                         extra = ["--reset-every", str(every)] if every else []
                         run(["evaluate", str(step_model), "--streaming", "--data", str(args.data), "--split", split,
@@ -71,7 +78,7 @@ def main() -> int:
                     score = json.loads(report.read_text())["decoders"][decoder]["macro_f1"]
                     rows.setdefault((steps, split, name), []).append(score)
 
-    print(f"{family} H{hidden}L{layers}, int16x8 step model in host TFLM, fixed-lag Viterbi (lag {args.lag}), "
+    print(f"{family} H{hidden}L{layers}, {args.quant} step model in host TFLM, fixed-lag Viterbi (lag {args.lag}), "
           f"macro-F1 % over seeds {args.seeds}:\n")
     header = [f"{split} {name}" for split in ("val", "test") for name in resets]
     print("| --train-steps | " + " | ".join(header) + " |")
