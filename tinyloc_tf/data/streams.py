@@ -81,18 +81,18 @@ def split_streams(split, hop: int | None = None, name: str = "stream") -> list[S
 
 def stream_windows(split, steps: int) -> tuple:
     """``(X [N, steps, F], y [N, steps], summary)``: ``split``'s windows chained back into
-    streams (:func:`split_streams`) and cut into windows of ``steps``
-    samples, at the prepared windows' hop; the last window of each stream ends at the stream's
-    end, so no sample of a long enough stream is left out. A stream shorter than ``steps`` has
-    no such window: ``summary`` counts what was used (``streams``, ``samples``) and what was left
-    out (``short_streams``, ``short_samples``). ``steps`` 0 or the prepared T: the windows as
-    they are."""
+    streams (:func:`split_streams`) and cut into windows of ``steps`` samples, at the prepared
+    windows' hop; the last window of each stream ends at the stream's end, so no sample of a
+    long enough stream is left out. A stream shorter than ``steps`` has no such window:
+    ``summary`` counts what was used (``streams``, ``samples``) and what was left out
+    (``short_streams``, ``short_samples``). ``steps`` 0 or the prepared T: the windows as they
+    are, and no summary."""
     X, y = np.asarray(split.X), np.asarray(split.y)
     if steps in (0, X.shape[1]) or len(X) == 0:
         return X, y, None
     if steps < X.shape[1]:
         raise DataError(f"--train-steps {steps} is shorter than the prepared windows (T = {X.shape[1]}); "
-                           "train on longer windows or on the prepared ones (0)")
+                        "train on longer windows or on the prepared ones (0)")
     hop = window_hop(X, y)
     windows_X, windows_y, short = [], [], []
     streams = split_streams(split, hop)
@@ -110,5 +110,5 @@ def stream_windows(split, steps: int) -> tuple:
                "short_streams": len(short), "short_samples": int(sum(short))}
     if not windows_X:
         raise DataError(f"--train-steps {steps}: no training stream is that long (longest "
-                           f"{max(len(s) for s in streams)} samples)")
+                        f"{max(len(s) for s in streams)} samples)")
     return np.stack(windows_X), np.stack(windows_y), summary

@@ -33,8 +33,9 @@ class Recipe:
     the family's default). The augmentation fields are
     :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`'s. ``train_steps`` > 0 trains
     on windows of that many consecutive samples cut from the training split's streams
-    (:func:`~tinyloc_tf.data.streams.stream_windows`), so a recurrent model (Mamba) learns from longer contexts than
-    the prepared windows it is scored on; 0 trains on the prepared windows.
+    (:func:`~tinyloc_tf.data.streams.stream_windows`), so a recurrent model (Mamba) learns
+    from longer contexts than the prepared windows it is scored on; 0 trains on the prepared
+    windows.
     """
 
     schedule: str = "cosine"
