@@ -3,8 +3,8 @@
 // The step model (`tinyloc convert RUN --streaming`) takes the sample and each carried state
 // tensor, and returns the emissions and each new state (canonical order: sample, states in;
 // emissions, states out). The AOT compiler (`tinyloc compile`) implements runner_invoke_io for
-// such a graph (int8), and so does the TFLM runner (tflm_runner.cc with TINYLOC_STREAMING; int8
-// or int16 tensors); runner_init, runner_arena_used and the status codes are model_runner.h's.
+// such a graph, and so does the TFLM runner (tflm_runner.cc with TINYLOC_STREAMING); both take int8
+// or int16 tensors. runner_init, runner_arena_used and the status codes are model_runner.h's.
 #ifndef TINYLOC_STREAMING_RUNNER_H_
 #define TINYLOC_STREAMING_RUNNER_H_
 
