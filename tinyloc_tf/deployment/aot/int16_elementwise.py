@@ -7,8 +7,6 @@ call into ``kernels/tl_int16_elementwise.c``.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 from typing import Callable
 
@@ -22,67 +20,20 @@ from tinyloc_tf.deployment.aot.lowering import (
     _c_float,
     _emit_binary,
     _rescaled_pair_params,
+    require_type,
+    require_zero_point_zero,
 )
 from tinyloc_tf.deployment.aot.reader import Operator
-from tinyloc_tf.errors import TinylocError
-
-INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
-_RANGES = {"int8": (-128, 127), "int16": (INT16_MIN, INT16_MAX)}
 
 
 # ---------------------------------------------------------------------------
-# checks and Prepare-time arithmetic
-
-def _require(L: Lowering, dtype: str, *indices: int):
-    for i in indices:
-        t = L.t(i)
-        if t.dtype != dtype:
-            raise L.fail(f"{t.describe()} must be {dtype} (no int16x8 kernel for {t.dtype} here)")
-        if not t.is_quantized:
-            raise L.fail(f"{t.describe()} has no quantization parameters")
-
-
-def _require_zero_point_zero(L: Lowering, *indices: int):
-    for i in indices:
-        if L.t(i).zero_point != 0:
-            raise L.fail(f"{L.t(i).describe()} must have zero point 0 (TFLM requires it for int16)")
-
-
-def activation_range_int16(activation: int, scale: np.float32, zero_point: int) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for an int16 output."""
-    lo, hi = INT16_MIN, INT16_MAX
-    if activation == 0:
-        return lo, hi
-    if activation == 1:
-        return max(lo, quant.quantize_to_int(scale, zero_point, 0.0)), hi
-    if activation == 3:
-        return (max(lo, quant.quantize_to_int(scale, zero_point, 0.0)),
-                min(hi, quant.quantize_to_int(scale, zero_point, 6.0)))
-    if activation == 2:
-        return (max(lo, quant.quantize_to_int(scale, zero_point, -1.0)),
-                min(hi, quant.quantize_to_int(scale, zero_point, 1.0)))
-    raise TinylocError(f"fused activation code {activation} is not supported")
-
-
-_libm_logf = None
-
+# Prepare-time arithmetic
 
 def _logf(x: np.float32) -> np.float32:
     """logf as the C library computes it (CheckedLog2 calls it at Prepare time); numpy's
     float32 log when libm cannot be loaded."""
-    global _libm_logf
-    if _libm_logf is None:
-        try:
-            libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-            fn = libm.logf
-            fn.restype = ctypes.c_float
-            fn.argtypes = [ctypes.c_float]
-            _libm_logf = fn
-        except (OSError, AttributeError):
-            _libm_logf = False
-    if _libm_logf:
-        return np.float32(_libm_logf(float(x)))
-    return np.log(np.float32(x))
+    logf = quant.libm_function("logf")
+    return np.float32(logf(float(x))) if logf else np.log(np.float32(x))
 
 
 def checked_log2(x: np.float32) -> tuple[bool, int]:
@@ -122,14 +73,14 @@ def _lower_add_sub(L: Lowering, op: Operator, name: str):
     outputs in ten thousand by one step where the two roundings differ."""
     a, b = op.inputs[:2]
     out = op.outputs[0]
-    _require(L, "int16", a, b, out)
+    require_type(L, "int16", a, b, out)
     s1, s2, so = L.t(a).scale, L.t(b).scale, L.t(out).scale
     left_shift = 15
     twice_max = 2.0 * float(max(s1, s2))
     r1 = float(s1) / twice_max
     r2 = float(s2) / twice_max
     ro = twice_max / ((1 << left_shift) * float(so))
-    lo, hi = activation_range_int16(_activation(op), so, L.t(out).zero_point)
+    lo, hi = quant.activation_range(_activation(op), so, L.t(out).zero_point, "int16")
     params = _rescaled_pair_params(L, a, b, out, r1, r2, quant.quantize_multiplier_smaller_than_one(ro),
                                    left_shift, lo, hi)
     _emit_binary(L, f"tl_{name.lower()}_s16", "tl_add_params", params, a, b, out)
@@ -147,11 +98,11 @@ def lower_mul(L: Lowering, op: Operator):
     """MUL int16 x int16 -> int16 (mul_common.cc): one multiplier, zero points 0."""
     a, b = op.inputs[:2]
     out = op.outputs[0]
-    _require(L, "int16", a, b, out)
-    _require_zero_point_zero(L, a, b, out)
+    require_type(L, "int16", a, b, out)
+    require_zero_point_zero(L, a, b, out)
     real = float(L.t(a).scale) * float(L.t(b).scale) / float(L.t(out).scale)
     m, sh = quant.quantize_multiplier(real)
-    lo, hi = activation_range_int16(_activation(op), L.t(out).scale, 0)
+    lo, hi = quant.activation_range(_activation(op), L.t(out).scale, 0, "int16")
     params = {
         "input1_offset": 0,
         "input2_offset": 0,
@@ -170,8 +121,8 @@ def lower_mul(L: Lowering, op: Operator):
 def lower_logistic(L: Lowering, op: Operator):
     """LOGISTIC int16 (logistic_common.cc): output scale 2^-15, zero points 0."""
     x, out = op.inputs[0], op.outputs[0]
-    _require(L, "int16", x, out)
-    _require_zero_point_zero(L, x, out)
+    require_type(L, "int16", x, out)
+    require_zero_point_zero(L, x, out)
     pot, log2 = checked_log2(L.t(out).scale)
     if not pot or log2 != -15:
         raise L.fail(f"int16 LOGISTIC needs output scale 2^-15 (as TFLM), got {float(L.t(out).scale)!r}")
@@ -192,8 +143,8 @@ def lower_rsqrt(L: Lowering, op: Operator):
     tflite-micro wheel does; the pinned TFLM source's SetRsqrtOutputMultiplier takes it in
     float, which moves a few int16 outputs in ten thousand by one step."""
     x, out = op.inputs[0], op.outputs[0]
-    _require(L, "int16", x, out)
-    _require_zero_point_zero(L, x, out)
+    require_type(L, "int16", x, out)
+    require_zero_point_zero(L, x, out)
     si, so = L.t(x).scale, L.t(out).scale
     real = 1.0 / (math.sqrt(float(si)) * float(so))
     m, sh = quant.quantize_multiplier(real)
@@ -226,9 +177,9 @@ def lower_quantize(L: Lowering, op: Operator):
     if kernel is None:
         raise L.fail(f"QUANTIZE {tx.dtype} -> {to.dtype} is not supported "
                      "(int16 <-> int16 / int8 and float32 -> int16 are)")
-    _require(L, tx.dtype, x)
+    require_type(L, tx.dtype, x)
     m, sh = quant.quantize_multiplier(float(tx.scale) / float(to.scale))
-    lo, hi = _RANGES[to.dtype]
+    lo, hi = quant.INTEGER_RANGES[to.dtype]
     p = L.struct("tl_requant_params", {
         "input_zero_point": tx.zero_point,
         "output_zero_point": to.zero_point,
@@ -245,7 +196,7 @@ def lower_dequantize(L: Lowering, op: Operator):
     """DEQUANTIZE int16 -> float32 (reference_ops::Dequantize)."""
     x, out = op.inputs[0], op.outputs[0]
     tx, to = L.t(x), L.t(out)
-    _require(L, "int16", x)
+    require_type(L, "int16", x)
     if to.dtype != "float32":
         raise L.fail(f"DEQUANTIZE int16 -> {to.dtype} is not supported (float32 only)")
     if len(tx.scales) != 1:

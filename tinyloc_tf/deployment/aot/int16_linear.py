@@ -19,36 +19,18 @@ from tinyloc_tf.deployment.aot.lowering import (
     _per_channel_multipliers,
     batch_matmul_geometry,
     emit_sum_mean,
+    fully_connected_fields,
+    require_type,
+    require_zero_point_zero,
 )
 from tinyloc_tf.deployment.aot.reader import Operator
 
-INT16_MIN, INT16_MAX = -32768, 32767
 # TensorType code of INT32 in the schema (FullyConnectedOptions.quantized_bias_type).
 _TENSOR_TYPE_INT32 = 2
 
 
-def _require(L: Lowering, index: int, dtype: str, what: str):
-    t = L.t(index)
-    if t.dtype != dtype:
-        raise L.fail(f"{what} {t.describe()} must be {dtype} in an int16x8 model")
-    if not t.is_quantized:
-        raise L.fail(f"{what} {t.describe()} has no quantization parameters")
-
-
 def _activation_range(L: Lowering, op: Operator, out: int) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for an int16 output."""
-    activation = _activation(op)
-    # ActivationFunctionType codes: 0 NONE, 1 RELU, 2 RELU_N1_TO_1, 3 RELU6.
-    bounds = {0: (None, None), 1: (0.0, None), 2: (-1.0, 1.0), 3: (0.0, 6.0)}.get(activation)
-    if bounds is None:
-        raise L.fail(f"fused activation code {activation} is not supported")
-    scale, zero_point = L.t(out).scale, L.t(out).zero_point
-    lo, hi = INT16_MIN, INT16_MAX
-    if bounds[0] is not None:
-        lo = max(lo, quant.quantize_to_int(scale, zero_point, bounds[0]))
-    if bounds[1] is not None:
-        hi = min(hi, quant.quantize_to_int(scale, zero_point, bounds[1]))
-    return lo, hi
+    return quant.activation_range(_activation(op), L.t(out).scale, L.t(out).zero_point, "int16")
 
 
 def _check_shift(L: Lowering, shifts) -> None:
@@ -69,11 +51,8 @@ def lower_fully_connected(L: Lowering, op: Operator):
     x, w = op.inputs[:2]
     bias = op.inputs[2] if len(op.inputs) > 2 else -1
     out = op.outputs[0]
-    _require(L, x, "int16", "input")
-    _require(L, w, "int8", "weights")
-    _require(L, out, "int16", "output")
-    if op.options is not None and int(getattr(op.options, "weightsFormat", 0) or 0) != 0:
-        raise L.fail("shuffled FULLY_CONNECTED weights are not supported")
+    require_type(L, "int16", x, out)
+    require_type(L, "int8", w)
     tx, tw, to = L.t(x), L.t(w), L.t(out)
     bias_type = L.t(bias).dtype if bias >= 0 else None
     if bias_type not in (None, "int32", "int64"):
@@ -82,41 +61,18 @@ def lower_fully_connected(L: Lowering, op: Operator):
     # options ask for INT32 biases; otherwise the accumulator (and bias) is int64.
     requested = int(getattr(op.options, "quantizedBiasType", 0) or 0) if op.options else 0
     acc32 = bias_type == "int32" or (bias_type is None and requested == _TENSOR_TYPE_INT32)
-    output_depth = int(to.shape[-1])
-    accum_depth = int(tw.shape[-1])
-    batches = to.size // output_depth
-    if batches * accum_depth != tx.size:
-        raise L.fail(f"input of {tx.size} values does not match {batches} x {accum_depth}")
-    per_channel = len(tw.scales) > 1
-    if per_channel:
+    if len(tw.scales) > 1:
         qdim = tw.quantized_dimension
         if not 0 <= qdim < len(tw.shape) or tw.shape[qdim] != len(tw.scales):
             raise L.fail(f"{tw.describe()} has {len(tw.scales)} scales for its quantized axis")
-        mults, shifts = _per_channel_multipliers(L, x, w, out, output_depth)
-        filter_offset = 0  # the per-channel kernel ignores weight zero points
-    else:
-        if bias >= 0:
-            # GetQuantizedConvolutionMultipler: the bias scale must be close to input*filter.
-            bias_scale = float(L.t(bias).scale) if L.t(bias).is_quantized else 0.0
-            diff = abs(float(tx.scale) * float(tw.scale) - bias_scale)
-            if diff / float(to.scale) > 0.02:
-                raise L.fail("bias scale differs from input*filter scale (TFLM rejects this model)")
-        m, sh = quant.quantize_multiplier(float(tx.scale * tw.scale) / float(to.scale))
-        mults, shifts = [m], [sh]
-        filter_offset = -tw.zero_point
+    fields, shifts = fully_connected_fields(L, op)
     if not acc32:
         _check_shift(L, shifts)
     lo, hi = _activation_range(L, op, out)
     p = L.struct("tl_fc_params", {
-        "batches": batches,
-        "output_depth": output_depth,
-        "accum_depth": accum_depth,
+        **fields,
         "input_offset": -tx.zero_point,
-        "filter_offset": filter_offset,
         "output_offset": to.zero_point,
-        "per_channel": 1 if per_channel else 0,
-        "output_multiplier": L.int32_array(mults),
-        "output_shift": L.int32_array(shifts),
         "act_min": lo,
         "act_max": hi,
     })
@@ -134,9 +90,8 @@ def lower_depthwise_conv_2d(L: Lowering, op: Operator):
     x, w = op.inputs[:2]
     bias = op.inputs[2] if len(op.inputs) > 2 else -1
     out = op.outputs[0]
-    _require(L, x, "int16", "input")
-    _require(L, w, "int8", "weights")
-    _require(L, out, "int16", "output")
+    require_type(L, "int16", x, out)
+    require_type(L, "int8", w)
     if bias >= 0 and L.t(bias).dtype != "int64":
         # TFLM reads the bias of an int16 depthwise convolution as int64 whatever its type.
         raise L.fail(f"bias {L.t(bias).describe()} must be int64")
@@ -180,11 +135,8 @@ def lower_batch_matmul(L: Lowering, op: Operator):
     broadcasting become strides, as in the int8 lowering."""
     a, b = op.inputs[:2]
     out = op.outputs[0]
-    for i, what in ((a, "lhs"), (b, "rhs"), (out, "output")):
-        _require(L, i, "int16", what)
-        if L.t(i).zero_point != 0:
-            raise L.fail(f"int16 BATCH_MATMUL needs zero point 0 ({what} has {L.t(i).zero_point}), "
-                         "as TFLM requires")
+    require_type(L, "int16", a, b, out)
+    require_zero_point_zero(L, a, b, out)
     ta, tb, to = L.t(a), L.t(b), L.t(out)
     geometry = batch_matmul_geometry(L, op)
     m, sh = quant.quantize_multiplier(float(ta.scale * tb.scale) / float(to.scale))
@@ -196,8 +148,9 @@ def lower_batch_matmul(L: Lowering, op: Operator):
         "output_offset": 0,
         "output_multiplier": m,
         "output_shift": sh,
-        "act_min": INT16_MIN,  # BATCH_MATMUL has no fused activation
-        "act_max": INT16_MAX,
+        # BATCH_MATMUL has no fused activation
+        "act_min": quant.INTEGER_RANGES["int16"][0],
+        "act_max": quant.INTEGER_RANGES["int16"][1],
     })
     L.emit(f"tl_batch_matmul_s16(&{p}, {{T{a}}}, {{T{b}}}, {{T{out}}});", [a, b], [out])
 
@@ -207,10 +160,7 @@ def lower_batch_matmul(L: Lowering, op: Operator):
 
 def _lower_sum_mean(L: Lowering, op: Operator, is_mean: bool):
     """PrepareMeanOrSumHelper and EvalMeanHelper / EvalSumHelper for int16."""
-    x, axis = op.inputs[:2]
-    out = op.outputs[0]
-    _require(L, x, "int16", "input")
-    _require(L, out, "int16", "output")
+    require_type(L, "int16", op.inputs[0], op.outputs[0])
     emit_sum_mean(L, op, is_mean, "tl_reduce_sum_s16")
 
 

@@ -12,8 +12,6 @@ replaces them with pointers once the memory plan is known.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -217,13 +215,25 @@ def copy_desc(shape, src_strides, dst_strides) -> dict:
 # ---------------------------------------------------------------------------
 # checks shared by the lowerings
 
-def _require_int8(L: Lowering, *indices: int):
+def require_type(L: Lowering, dtype: str, *indices: int):
+    """Each tensor is quantized ``dtype`` (the kernel's element type), or the op fails."""
     for i in indices:
         t = L.t(i)
-        if t.dtype != "int8":
-            raise L.fail(f"{t.describe()} must be int8 (no AOT kernel for {t.dtype})")
+        if t.dtype != dtype:
+            raise L.fail(f"{t.describe()} must be {dtype} (no AOT kernel for {t.dtype})")
         if not t.is_quantized:
             raise L.fail(f"{t.describe()} has no quantization parameters")
+
+
+def require_zero_point_zero(L: Lowering, *indices: int):
+    """Each tensor has zero point 0, as TFLM's int16 kernels require, or the op fails."""
+    for i in indices:
+        if L.t(i).zero_point != 0:
+            raise L.fail(f"{L.t(i).describe()} must have zero point 0 (TFLM requires it for int16)")
+
+
+def _require_int8(L: Lowering, *indices: int):
+    require_type(L, "int8", *indices)
 
 
 def _const(L: Lowering, index: int, what: str) -> np.ndarray:
@@ -287,7 +297,7 @@ def _add_sub_params(L: Lowering, op: Operator, is_sub: bool) -> dict:
         r1 = float(s1) / twice_max
         r2 = float(s2) / twice_max
         ro = twice_max / ((1 << left_shift) * float(so))
-    lo, hi = quant.activation_range_int8(_activation(op), so, L.t(out).zero_point)
+    lo, hi = quant.activation_range(_activation(op), so, L.t(out).zero_point)
     return _rescaled_pair_params(L, a, b, out, r1, r2, quant.quantize_multiplier_smaller_than_one(ro),
                                  left_shift, lo, hi)
 
@@ -363,7 +373,7 @@ def lower_mul(L: Lowering, op: Operator):
     _require_int8(L, a, b, out)
     real = float(L.t(a).scale) * float(L.t(b).scale) / float(L.t(out).scale)
     m, sh = quant.quantize_multiplier(real)
-    lo, hi = quant.activation_range_int8(_activation(op), L.t(out).scale, L.t(out).zero_point)
+    lo, hi = quant.activation_range(_activation(op), L.t(out).scale, L.t(out).zero_point)
     params = {
         "input1_offset": -L.t(a).zero_point,
         "input2_offset": -L.t(b).zero_point,
@@ -451,24 +461,12 @@ def lower_tanh(L: Lowering, op: Operator):
     _lower_sigmoid(L, op, "tanh")
 
 
-_libm_expf = None
-
-
 def _expf(values: np.ndarray) -> np.ndarray:
     """expf as the C library computes it (TFLM builds its tables with it);
     falls back to the correctly rounded value when libm cannot be loaded."""
-    global _libm_expf
-    if _libm_expf is None:
-        try:
-            libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-            fn = libm.expf
-            fn.restype = ctypes.c_float
-            fn.argtypes = [ctypes.c_float]
-            _libm_expf = fn
-        except (OSError, AttributeError):
-            _libm_expf = False
-    if _libm_expf:
-        return np.array([_libm_expf(float(v)) for v in values], dtype=np.float32)
+    expf = quant.libm_function("expf")
+    if expf:
+        return np.array([expf(float(v)) for v in values], dtype=np.float32)
     return np.exp(values.astype(np.float64)).astype(np.float32)
 
 
@@ -659,18 +657,17 @@ def _fold_input_offset(L: Lowering, w: int, bias: int, input_offset: int, reduce
     return L.int32_array(folded.reshape(-1))
 
 
-def lower_fully_connected(L: Lowering, op: Operator):
+def fully_connected_fields(L: Lowering, op: Operator) -> tuple[dict, list[int]]:
+    """The ``tl_fc_params`` fields of CalculateOpDataFullyConnected that int8 and int16 share
+    (sizes, per-tensor or per-channel multipliers with TFLM's bias-scale check, the weight
+    offset), and the shifts; the caller adds the input / output offsets and the activation
+    range."""
     x, w = op.inputs[:2]
     bias = op.inputs[2] if len(op.inputs) > 2 else -1
     out = op.outputs[0]
-    if _is_float(L, x):
-        raise L.fail("float FULLY_CONNECTED is not supported; convert it to int8")
-    _require_int8(L, x, w, out)
     if op.options is not None and int(getattr(op.options, "weightsFormat", 0) or 0) != 0:
         raise L.fail("shuffled FULLY_CONNECTED weights are not supported")
     tx, tw, to = L.t(x), L.t(w), L.t(out)
-    if bias >= 0 and L.t(bias).dtype != "int32":
-        raise L.fail(f"bias {L.t(bias).describe()} must be int32")
     output_depth = int(to.shape[-1])
     accum_depth = int(tw.shape[-1])
     batches = to.size // output_depth
@@ -689,23 +686,39 @@ def lower_fully_connected(L: Lowering, op: Operator):
         m, sh = quant.quantize_multiplier(product / float(to.scale))
         mults, shifts = [m], [sh]
         filter_offset = -tw.zero_point
-    lo, hi = quant.activation_range_int8(_activation(op), to.scale, to.zero_point)
+    return {
+        "batches": batches,
+        "output_depth": output_depth,
+        "accum_depth": accum_depth,
+        "filter_offset": filter_offset,
+        "per_channel": 1 if per_channel else 0,
+        "output_multiplier": L.int32_array(mults),
+        "output_shift": L.int32_array(shifts),
+    }, shifts
+
+
+def lower_fully_connected(L: Lowering, op: Operator):
+    x, w = op.inputs[:2]
+    bias = op.inputs[2] if len(op.inputs) > 2 else -1
+    out = op.outputs[0]
+    if _is_float(L, x):
+        raise L.fail("float FULLY_CONNECTED is not supported; convert it to int8")
+    _require_int8(L, x, w, out)
+    tx, to = L.t(x), L.t(out)
+    if bias >= 0 and L.t(bias).dtype != "int32":
+        raise L.fail(f"bias {L.t(bias).describe()} must be int32")
+    fields, _ = fully_connected_fields(L, op)
+    lo, hi = quant.activation_range(_activation(op), to.scale, to.zero_point)
     input_offset = -tx.zero_point
     b = f"{{T{bias}}}" if bias >= 0 else "NULL"
-    if filter_offset == 0:
+    if fields["filter_offset"] == 0:
         folded = _fold_input_offset(L, w, bias, input_offset, reduce_axes=1)
         if folded is not None:
             b, input_offset = folded, 0
     p = L.struct("tl_fc_params", {
-        "batches": batches,
-        "output_depth": output_depth,
-        "accum_depth": accum_depth,
+        **fields,
         "input_offset": input_offset,
-        "filter_offset": filter_offset,
         "output_offset": to.zero_point,
-        "per_channel": 1 if per_channel else 0,
-        "output_multiplier": L.int32_array(mults),
-        "output_shift": L.int32_array(shifts),
         "act_min": lo,
         "act_max": hi,
     })
@@ -763,7 +776,7 @@ def _emit_convolution(L: Lowering, op: Operator, operands, fields: dict, channel
     x, w, bias, out = operands
     tx, to = L.t(x), L.t(out)
     mults, shifts = _per_channel_multipliers(L, x, w, out, channels)
-    lo, hi = quant.activation_range_int8(_activation(op), to.scale, to.zero_point)
+    lo, hi = quant.activation_range(_activation(op), to.scale, to.zero_point)
     input_offset = -tx.zero_point
     b = f"{{T{bias}}}" if bias >= 0 else "NULL"
     if int(op.options.padding) == 1:  # VALID: no tap is ever skipped, folding is exact

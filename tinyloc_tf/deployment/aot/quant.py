@@ -9,6 +9,8 @@ for C ``float`` wherever TFLM computes in single precision.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 
 import numpy as np
@@ -106,13 +108,17 @@ def quantize_to_int(scale: np.float32, zero_point: int, value: float) -> int:
     return int(zero_point) + int(c_round(float(tmp)))
 
 
-def activation_range_int8(activation: int, scale: np.float32, zero_point: int) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for int8 outputs.
+# The value range of each integer activation type the kernels take.
+INTEGER_RANGES = {"int8": (-128, 127), "int16": (-32768, 32767)}
+
+
+def activation_range(activation: int, scale: np.float32, zero_point: int, dtype: str = "int8") -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for ``dtype`` (int8 or int16) outputs.
 
     ``activation`` is the schema's ActivationFunctionType code:
     0 NONE, 1 RELU, 2 RELU_N1_TO_1, 3 RELU6.
     """
-    qmin, qmax = -128, 127
+    qmin, qmax = INTEGER_RANGES[dtype]
     if activation == 0:
         return qmin, qmax
     if activation == 1:
@@ -152,3 +158,20 @@ def mean_multiplier(multiplier: int, shift: int, num_elements: int) -> tuple[int
     # 2^s <= n keeps the result below the original multiplier (< 2^31).
     new_multiplier = (int(multiplier) << s) // int(num_elements)
     return new_multiplier, shift - s
+
+
+_libm_functions: dict = {}
+
+
+def libm_function(name: str):
+    """The C library's float function ``name`` (``expf``, ``logf``) via ctypes, as TFLM's
+    Prepare() calls it, or None when libm cannot be loaded (callers fall back to numpy)."""
+    if name not in _libm_functions:
+        try:
+            fn = getattr(ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6"), name)
+            fn.restype = ctypes.c_float
+            fn.argtypes = [ctypes.c_float]
+            _libm_functions[name] = fn
+        except (OSError, AttributeError):
+            _libm_functions[name] = None
+    return _libm_functions[name]
