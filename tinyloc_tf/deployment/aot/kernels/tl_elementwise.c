@@ -9,30 +9,6 @@
 
 /* ---- ADD / SUB / SQUARED_DIFFERENCE ---- */
 
-/* Parameters copied into locals: every int8 store may alias the params
- * struct, so reading p-> inside the loop would reload it per element. */
-typedef struct {
-  int32_t off1, off2, mult1, mult2, left;
-  int shift1, shift2;
-} tl_rescale;
-
-static inline tl_rescale tl_rescale_of(const tl_add_params* p) {
-  tl_rescale r;
-  r.off1 = p->input1_offset;
-  r.off2 = p->input2_offset;
-  r.mult1 = p->input1_multiplier;
-  r.mult2 = p->input2_multiplier;
-  r.left = p->left_shift;
-  r.shift1 = (int)p->input1_shift;
-  r.shift2 = (int)p->input2_shift;
-  return r;
-}
-
-/* Both inputs brought to a common scale with `left` bits of headroom (TFLM's
- * general int8 path: 20 bits for ADD / SUB, 7 for SQUARED_DIFFERENCE). */
-#define TL_RESCALE(r, x, v) \
-  tl_mbqm_smaller_than_one(tl_wrapping_shl((r).off##v + (x), (r).left), (r).mult##v, (r).shift##v)
-
 void tl_add_s8(const tl_add_params* p, const tl_broadcast* b, const int8_t* in1,
                const int8_t* in2, int8_t* out) {
   const tl_rescale r = tl_rescale_of(p);

@@ -12,59 +12,34 @@
 
 /* ---- ADD / SUB ---- */
 
-/* Both inputs brought to a common scale with 15 bits of headroom: each is
- * (x - zp) << 15 times a ratio of at most 1/2, so the sum or difference of
- * two stays within an int32 (|x - zp| <= 65535). */
-typedef struct {
-  int32_t off1, off2, mult1, mult2, out_mult, out_off, lo, hi;
-  int left, shift1, shift2, out_shift;
-} tl_s16_rescale;
-
-static inline tl_s16_rescale tl_s16_rescale_of(const tl_add_params* p) {
-  tl_s16_rescale r;
-  r.off1 = p->input1_offset;
-  r.off2 = p->input2_offset;
-  r.mult1 = p->input1_multiplier;
-  r.mult2 = p->input2_multiplier;
-  r.left = (int)p->left_shift;
-  r.out_mult = p->output_multiplier;
-  r.out_off = p->output_offset;
-  r.lo = p->act_min;
-  r.hi = p->act_max;
-  r.shift1 = (int)p->input1_shift;
-  r.shift2 = (int)p->input2_shift;
-  r.out_shift = (int)p->output_shift;
-  return r;
-}
-
-TL_HOT int32_t tl_s16_scaled(int32_t offset, int16_t x, int left, int32_t mult, int shift) {
-  return tl_mbqm_smaller_than_one(tl_wrapping_shl(offset + x, left), mult, shift);
-}
-
-TL_HOT int16_t tl_s16_output(const tl_s16_rescale* r, int32_t raw) {
-  const int32_t v = tl_mbqm_smaller_than_one(raw, r->out_mult, r->out_shift) + r->out_off;
-  return (int16_t)tl_clamp_i32(v, r->lo, r->hi);
-}
+/* Each input is (x - zp) << 15 times a ratio of at most 1/2 (TL_RESCALE), so the sum
+ * or difference of two stays within an int32 (|x - zp| <= 65535). */
 
 /* reference_ops::AddElementwise / BroadcastAdd6DSlow (int16, general scales). */
 void tl_add_s16(const tl_add_params* p, const tl_broadcast* b, const int16_t* in1,
                 const int16_t* in2, int16_t* out) {
-  const tl_s16_rescale r = tl_s16_rescale_of(p);
+  const tl_rescale r = tl_rescale_of(p);
+  const int32_t mult = p->output_multiplier, out_off = p->output_offset;
+  const int shift = (int)p->output_shift;
+  const int32_t lo = p->act_min, hi = p->act_max;
   TL_BROADCAST_LOOP(b, {
-    const int32_t sum = tl_s16_scaled(r.off1, in1[i1], r.left, r.mult1, r.shift1) +
-                        tl_s16_scaled(r.off2, in2[i2], r.left, r.mult2, r.shift2);
-    out[o] = tl_s16_output(&r, sum);
+    const int32_t sum = TL_RESCALE(r, in1[i1], 1) + TL_RESCALE(r, in2[i2], 2);
+    const int32_t raw = tl_mbqm_smaller_than_one(sum, mult, shift) + out_off;
+    out[o] = (int16_t)tl_clamp_i32(raw, lo, hi);
   });
 }
 
 /* reference_ops::SubElementwise / BroadcastQuantSubSlow (int16). */
 void tl_sub_s16(const tl_add_params* p, const tl_broadcast* b, const int16_t* in1,
                 const int16_t* in2, int16_t* out) {
-  const tl_s16_rescale r = tl_s16_rescale_of(p);
+  const tl_rescale r = tl_rescale_of(p);
+  const int32_t mult = p->output_multiplier, out_off = p->output_offset;
+  const int shift = (int)p->output_shift;
+  const int32_t lo = p->act_min, hi = p->act_max;
   TL_BROADCAST_LOOP(b, {
-    const int32_t diff = tl_s16_scaled(r.off1, in1[i1], r.left, r.mult1, r.shift1) -
-                         tl_s16_scaled(r.off2, in2[i2], r.left, r.mult2, r.shift2);
-    out[o] = tl_s16_output(&r, diff);
+    const int32_t diff = TL_RESCALE(r, in1[i1], 1) - TL_RESCALE(r, in2[i2], 2);
+    const int32_t raw = tl_mbqm_smaller_than_one(diff, mult, shift) + out_off;
+    out[o] = (int16_t)tl_clamp_i32(raw, lo, hi);
   });
 }
 

@@ -56,4 +56,28 @@ static inline int32_t tl_outer_count(int32_t ndim, const int32_t* shape) {
                               tl_off_));                                      \
   } while (0)
 
+/* ADD / SUB input rescaling. Parameters copied into locals: every int8 store may
+ * alias the params struct, so reading p-> inside the loop would reload it per element. */
+typedef struct {
+  int32_t off1, off2, mult1, mult2, left;
+  int shift1, shift2;
+} tl_rescale;
+
+static inline tl_rescale tl_rescale_of(const tl_add_params* p) {
+  tl_rescale r;
+  r.off1 = p->input1_offset;
+  r.off2 = p->input2_offset;
+  r.mult1 = p->input1_multiplier;
+  r.mult2 = p->input2_multiplier;
+  r.left = p->left_shift;
+  r.shift1 = (int)p->input1_shift;
+  r.shift2 = (int)p->input2_shift;
+  return r;
+}
+
+/* Both inputs brought to a common scale with `left` bits of headroom (TFLM's
+ * general path: 20 bits for int8 ADD / SUB, 7 for SQUARED_DIFFERENCE, 15 for int16). */
+#define TL_RESCALE(r, x, v) \
+  tl_mbqm_smaller_than_one(tl_wrapping_shl((r).off##v + (x), (r).left), (r).mult##v, (r).shift##v)
+
 #endif /* TL_INTERNAL_H_ */
