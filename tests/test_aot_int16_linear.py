@@ -16,7 +16,16 @@ import numpy as np
 import pytest
 
 from helpers import OpModel, options
-from test_aot_kernels import VARIANTS, _conv_options, _out_size, check_variants, int16_inputs, r_scale, r_shape
+from test_aot_kernels import (
+    VARIANTS,
+    _conv_options,
+    _out_size,
+    check_variants,
+    int16_inputs,
+    r_scale,
+    r_shape,
+    random_matmul_shapes,
+)
 
 pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
 pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
@@ -164,13 +173,8 @@ def test_batch_matmul_int16_matches_tflm(kernel_objects, tmp_path):
     rng = np.random.default_rng(151)
     models = []
     for v in range(VARIANTS):
-        rows, depth, cols = (int(rng.integers(1, 12)) for _ in range(3))
-        batch = r_shape(rng, int(rng.integers(0, 3)), hi=3)
-        rhs_batch = [b if rng.random() < 0.6 else 1 for b in batch][int(rng.integers(0, len(batch) + 1)):]
-        adj_x, adj_y = bool(v & 1), bool(v & 2)
-        lhs_shape = batch + ([depth, rows] if adj_x else [rows, depth])
-        rhs_shape = rhs_batch + ([cols, depth] if adj_y else [depth, cols])
-        models.append(_bmm_model(rng, lhs_shape, rhs_shape, batch + [rows, cols], adj_x, adj_y, depth))
+        lhs_shape, rhs_shape, out_shape, adj_x, adj_y, depth = random_matmul_shapes(rng, v)
+        models.append(_bmm_model(rng, lhs_shape, rhs_shape, out_shape, adj_x, adj_y, depth))
     # The step model: x^T x ([1,1,1,16]^T x [1,1,1,16] -> [1,1,16,16]) and
     # [1,1,1,16] x [1,1,16,16]^T -> [1,1,1,16], both with activations on each side.
     models.append(_bmm_model(rng, [1, 1, 1, 16], None, [1, 1, 16, 16], True, False, 1, same_operand=True))

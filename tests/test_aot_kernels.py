@@ -393,17 +393,23 @@ def test_depthwise_conv_2d_matches_tflm(kernel_objects, tmp_path):
     assert check_variants(models, kernel_objects, tmp_path) > 0
 
 
+def random_matmul_shapes(rng, variant: int):
+    """``(lhs, rhs, out shapes, adj_x, adj_y, depth)`` of a random BATCH_MATMUL: up to two batch
+    axes, the rhs's broadcast or dropped, adj_x / adj_y from the variant number's two low bits."""
+    rows, depth, cols = (int(rng.integers(1, 12)) for _ in range(3))
+    batch = r_shape(rng, int(rng.integers(0, 3)), hi=3)
+    rhs_batch = [b if rng.random() < 0.6 else 1 for b in batch][int(rng.integers(0, len(batch) + 1)):]
+    adj_x, adj_y = bool(variant & 1), bool(variant & 2)
+    lhs_shape = batch + ([depth, rows] if adj_x else [rows, depth])
+    rhs_shape = rhs_batch + ([cols, depth] if adj_y else [depth, cols])
+    return lhs_shape, rhs_shape, batch + [rows, cols], adj_x, adj_y, depth
+
+
 def test_batch_matmul_matches_tflm(kernel_objects, tmp_path):
     rng = np.random.default_rng(51)
     models = []
     for v in range(VARIANTS):
-        rows, depth, cols = (int(rng.integers(1, 12)) for _ in range(3))
-        batch = r_shape(rng, int(rng.integers(0, 3)), hi=3)
-        rhs_batch = [b if rng.random() < 0.6 else 1 for b in batch][int(rng.integers(0, len(batch) + 1)):]
-        adj_x, adj_y = bool(v & 1), bool(v & 2)
-        lhs_shape = batch + ([depth, rows] if adj_x else [rows, depth])
-        rhs_shape = rhs_batch + ([cols, depth] if adj_y else [depth, cols])
-        out_shape = batch + [rows, cols]
+        lhs_shape, rhs_shape, out_shape, adj_x, adj_y, _ = random_matmul_shapes(rng, v)
         s1, z1 = act(rng)
         s2, z2 = act(rng)
         so, zo = act(rng)
