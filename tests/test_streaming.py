@@ -307,6 +307,29 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
 
 
 @pytest.mark.slow
+def test_int16x8_step_model_drops_calibration_ranges_and_keeps_its_outputs(mamba_h8l2):
+    """TFLite's 16x8 quantizer leaves float min/max in every tensor's quantization; the
+    stripped file has none, is smaller, and runs identically."""
+    from tinyloc_tf.compression.flatbuffer import unpack_model
+    from tinyloc_tf.compression.streaming import convert_streaming
+    from tinyloc_tf.deployment.streaming import StreamRunner
+
+    rng = np.random.default_rng(10)
+    walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (300, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
+
+    def ranges(buf):
+        return sum(len(t.quantization.min) for t in unpack_model(buf).subgraphs[0].tensors
+                   if t.quantization is not None and t.quantization.min is not None)
+
+    kept = convert_streaming(mamba_h8l2, [walk[:200]], quant="int16x8", representative_size=128, strip=False).tflite
+    stripped = convert_streaming(mamba_h8l2, [walk[:200]], quant="int16x8", representative_size=128).tflite
+    assert ranges(kept) > 0 and ranges(stripped) == 0
+    assert len(stripped) < len(kept)
+    for a, b in zip(StreamRunner(kept).run(walk), StreamRunner(stripped).run(walk)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("quant, per_tensor_weights", [("int8", False), ("int8", True), ("int16x8", False)],
                          ids=["int8-per-channel", "int8-per-tensor", "int16x8"])
 def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_path, quant, per_tensor_weights):
