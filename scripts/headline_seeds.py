@@ -14,7 +14,11 @@ reused, so a repeated command only prints. ``--from-run SEED=RUN`` reuses a fini
 folder (for example the sweep's seed-0 run) instead of training that seed again. With
 ``--ensemble N`` each row seed S is an ensemble (``tinyloc ensemble``) of N runs trained with
 seeds S*N .. S*N+N-1 (seed 0: seeds 0 .. N-1, as the sweep's ``--ensemble``), refit member by
-member. Writes ``WORK/headline.json``.
+member. ``--quant stream-int8|stream-int16x8`` (Mamba) makes the streaming step model as the sweep
+does (``compress_run``: calibrated on the training streams) and scores it over whole val and test
+streams with fixed-lag Viterbi (``--stream-lag``, default 10) and the state reset every
+``--stream-reset-every`` samples (default 0: never), the numbers of ``tinyloc evaluate
+--streaming``. Writes ``WORK/headline.json``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ def main() -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--hidden", type=int, required=True)
     parser.add_argument("--layers", type=int, required=True)
-    parser.add_argument("--quant", default="int8", choices=("int8", "qat"))
+    parser.add_argument("--quant", default="int8", choices=("int8", "qat", "stream-int8", "stream-int16x8"))
+    parser.add_argument("--stream-lag", type=int, default=10, help="stream-*: fixed-lag Viterbi's lag (default 10)")
+    parser.add_argument("--stream-reset-every", type=int, default=0,
+                        help="stream-*: reset the state every N samples (default 0: never)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=20)
@@ -55,7 +62,9 @@ def main() -> int:
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.deployment.host import evaluate_tflite
+    from tinyloc_tf.compression.variants import ConvertOptions, get_variant
     from tinyloc_tf.training.ensemble import ensemble_run
+    from tinyloc_tf.workflows.compress import compress_run
     from tinyloc_tf.training.trainer import refit_run, train_run
 
     reuse = {int(spec.split("=", 1)[0]): Path(spec.split("=", 1)[1]) for spec in args.from_run}
@@ -64,6 +73,9 @@ def main() -> int:
         parser.error(f"--ensemble must be at least 1, got {args.ensemble}")
     config = f"{args.model}-H{args.hidden}L{args.layers}" + (f"x{args.ensemble}" if args.ensemble > 1 else "")
     name = f"{config}-{args.quant}" + ("-refit" if args.refit else "")
+    streaming = get_variant(args.quant).streaming is not None
+    if streaming:
+        name += f"-lag{args.stream_lag}" + (f"-reset{args.stream_reset_every}" if args.stream_reset_every else "")
 
     def check_recipe(existing: Path) -> None:
         """A finished run is reused only if these flags made it."""
@@ -99,6 +111,17 @@ def main() -> int:
             if not (refit / "metrics.json").is_file():
                 refit_run(run, refit, data_dir=args.data, verbose=0)
             run = refit
+        if streaming:  # the sweep's own conversion and scoring (RUN/variants/stream-*.json)
+            options = ConvertOptions(stream_lag=args.stream_lag, stream_reset_every=args.stream_reset_every)
+            record = compress_run(run, data, [args.quant], options)[args.quant]
+            if (record["streaming"]["lag"], record["streaming"]["reset_every"] or 0) != (
+                    args.stream_lag, args.stream_reset_every):
+                parser.error(f"{run}/variants/{args.quant}.json was scored with another lag or reset; use another --out")
+            rows.append({"seed": seed, "flash_bytes": record["flash_bytes"],
+                         **{f"{split}_{key}": record[split][key] for split in ("val", "test")
+                            for key in ("macro_f1", "accuracy")}})
+            print(json.dumps(rows[-1]), flush=True)
+            continue
         tflite = run / f"{args.quant}.tflite"
         if not tflite.is_file():
             tagger, _ = load_run(run)

@@ -5,7 +5,8 @@ kernels, CMSIS-NN with tinyloc's optimisations) against the AOT-compiled C, and 
     TFLM_ROOT=... TINYLOC_RENODE=... .venv/bin/python scripts/measure_firmware.py \
         --out docs/results/firmware --readme README.md
 
-For every model (default: every models/*/*.tflite, each with its model card) x target (m55 and
+For every model (default: every shipped window model, models/*/*.tflite with its model card;
+the streaming step models are measured in docs/streaming.md) x target (m55 and
 m4 on QEMU, stm32l4 on Renode) x runtime (tflm-reference, tflm-cmsis-nn, tflm-cmsis-nn+optimized:
 `deploy --optimize`, aot) it runs
 `tinyloc deploy` (tinyloc_tf.deployment.firmware.deploy, release build) with the card's RAM
@@ -40,6 +41,7 @@ from tqdm import tqdm
 from tinyloc_tf.deployment import firmware as fw
 from tinyloc_tf.deployment.targets import target_names
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.reports.card import find_models
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIMES = {  # name: (backend, TFLM kernels, tinyloc's optimisations: deploy --optimize)
@@ -362,8 +364,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     models, seen = [], set()
-    shipped = [m for m in sorted((REPO / "models").glob("*/*.tflite")) if not m.parent.name.startswith(".")]
-    for model in (args.models or shipped):  # (a folder being written is hidden: .NAME.partial-*)
+    shipped = find_models(REPO / "models", streaming=False)  # the step models: docs/streaming.md
+    for model in (args.models or shipped):
         model = model.resolve()
         if not model.with_suffix(".json").is_file():
             p.error(f"{model} has no model card ({model.with_suffix('.json').name})")

@@ -37,6 +37,10 @@ def row(card: dict) -> str:
     flags = recipe_flags((model.get("training") or {}).get("recipe"))
     if flags:
         name += f" (`{' '.join(flags)}`)"
+    streaming = model.get("streaming")
+    if streaming:  # one sample per call, scored over whole streams
+        reset = f"reset every {streaming['reset_every']}" if streaming["reset_every"] else "never reset"
+        name += f", streaming ({streaming['decoder']} lag {streaming['lag']}, {reset})"
     if model.get("refit"):
         epochs = model["refit"]["epochs"]  # a list for an ensemble: one count per member
         epochs = " + ".join(map(str, epochs)) if isinstance(epochs, list) else epochs

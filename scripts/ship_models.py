@@ -19,6 +19,13 @@ The card's format, its fields and how it is built, written and read are
 :mod:`tinyloc_tf.reports.card`; this script selects, orchestrates and prints.
 ``tests/test_shipped_models.py`` rebuilds the data from that recipe and checks every number.
 
+With ``--streaming`` the candidates are the sweep's streaming step models (``stream-int8``,
+``stream-int16x8``, Mamba only), selected the same way on their validation scores over whole
+streams, and the card holds what ``tinyloc evaluate --streaming`` prints with the sweep's lag
+and resets (``model.streaming``). Ship them to a folder of their own:
+
+    .venv/bin/python scripts/ship_models.py SWEEP --name synth-house-a-streaming --streaming --budgets 32 --refit
+
 The folder ``OUT/NAME`` is written under a temporary name and swapped in at the end, so a
 failed run leaves the previous models untouched and never a half-written set; SIGTERM unwinds
 like Ctrl-C, and the leftover of a run killed outright is removed by the next one.
@@ -64,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--made-by", action="append", default=[], metavar="COMMAND",
                         help="command that produced the sweep, recorded in the card (repeatable; one sweep "
                              "only; default: the `tinyloc sweep` command rebuilt from SWEEP/sweep.json)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="select among the streaming step models (stream-*) instead of the window models")
     parser.add_argument("--refit", action="store_true",
                         help="retrain each selected run on train + val for its best epoch count before converting "
                              "(`tinyloc refit`); selection stays on validation")
@@ -95,11 +104,11 @@ def load_sweep(sweep_dir: Path) -> tuple[dict, object]:
 
 
 def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_by: list[str],
-         ship_command: str, progress: bool = True, refit: bool = False) -> list[Path]:
+         ship_command: str, progress: bool = True, refit: bool = False, streaming: bool = False) -> list[Path]:
     """Select, copy, re-evaluate and card the best model per budget over ``sweep_dirs``; return
-    the written paths."""
+    the written paths. ``streaming``: the best streaming step model instead of window model."""
     from tinyloc_tf.data import load_prepared
-    from tinyloc_tf.reports.report import INT8_VARIANTS, best_over, fits
+    from tinyloc_tf.reports.report import INT8_VARIANTS, STREAM_VARIANTS, best_over, fits
 
     if not NAME_PATTERN.match(name):
         raise TinylocError(f"--name {name!r}: use lower-case letters, digits and dashes (e.g. synth-house-a)")
@@ -114,17 +123,18 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
                                f"fingerprints differ)")
     recipe, data_commands = data_recipe(dataset.meta, Path(sweeps[first][0]["data"]))
 
-    # best_over (best_under per sweep) only considers int8-family variants (int8, selective, qat)
-    # that run in TFLM.
+    # best_over (best_under per sweep) only considers the int8-family variants (int8, selective,
+    # qat) that run in TFLM, or with streaming the step models (stream-*).
+    eligible = STREAM_VARIANTS if streaming else INT8_VARIANTS
     picks = []
     for budget in budgets:
-        best = best_over({sweep_dir: frame for sweep_dir, (_, frame) in sweeps.items()}, budget)
+        best = best_over({sweep_dir: frame for sweep_dir, (_, frame) in sweeps.items()}, budget, streaming=streaming)
         candidates = 0
         for _, frame in sweeps.values():
-            int8_family = frame[frame["variant"].isin(INT8_VARIANTS)]
-            candidates += int((int8_family["deployable"].astype(bool) & fits(int8_family, budget)).sum())
+            family = frame[frame["variant"].isin(eligible)]
+            candidates += int((family["deployable"].astype(bool) & fits(family, budget)).sum())
         if best is None:
-            raise TinylocError(f"{', '.join(map(str, sweep_dirs))}: no {'/'.join(INT8_VARIANTS)} variant fits "
+            raise TinylocError(f"{', '.join(map(str, sweep_dirs))}: no {'/'.join(eligible)} variant fits "
                                f"{budget} KiB of flash and arena")
         picks.append((budget, *best, candidates))
 
@@ -153,7 +163,8 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
             card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, dataset=dataset,
                              shipped=shipped, buf=buf, recipe=recipe, candidates=candidates, run_dir=run_dir,
                              commands={**commands, **refit_record,
-                                       "evaluate": evaluate_commands(shipped, settings["data"])})
+                                       "evaluate": evaluate_commands(shipped, settings["data"],
+                                                                     record.get("streaming"))})
             (staging / tflite_name).write_bytes(buf)
             write_card(card, staging / card_name)
     return [out / name / file for budget, *_ in picks for file in shipped_names(budget)]
@@ -161,7 +172,9 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
 
 def summary_line(card: dict) -> str:
     test, model = card["metrics"]["test"], card["model"]
-    return (f"{card['dataset']} {card['budget_kb']} KiB: {model['run']} {model['variant']} "
+    streaming = model.get("streaming")
+    how = "" if streaming is None else f" (lag {streaming['lag']}, reset every {streaming['reset_every'] or 'never'})"
+    return (f"{card['dataset']} {card['budget_kb']} KiB: {model['run']} {model['variant']}{how} "
             f"(sweep {card['selection']['sweep']}) - "
             f"test macro-F1 {100 * test['macro_f1']:.2f}, acc {100 * test['accuracy']:.2f}, "
             f"flash {card['flash_bytes']} B, arena {card['arena_bytes']} B")
@@ -183,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                    *(relative_command(word) if " " in word else word for word in words))
     try:
         written = ship(args.sweeps, args.name, args.out, budgets, args.made_by, invoked,
-                       progress=not args.quiet and sys.stderr.isatty(), refit=args.refit)
+                       progress=not args.quiet and sys.stderr.isatty(), refit=args.refit, streaming=args.streaming)
     except TinylocError as exc:
         print(f"ship_models: error: {exc}", file=sys.stderr)
         return 2

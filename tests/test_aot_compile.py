@@ -19,6 +19,7 @@ from tinyloc_tf.deployment.aot import SUPPORTED_OPS, UnsupportedOperator, compil
 from tinyloc_tf.deployment.aot.host import build_and_load, host_compiler
 from tinyloc_tf.deployment.aot.planner import Buffer, greedy_plan
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.reports.card import find_models
 
 # The model builders (helpers.py) and the reference interpreter come from the tflite-micro wheel.
 pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
@@ -293,7 +294,9 @@ def test_cross_compiles_for_cortex_m(tmp_path):
 # ---------------------------------------------------------------------------
 # the shipped models (models/*/*.tflite)
 
-SHIPPED = sorted((Path(__file__).resolve().parents[1] / "models").glob("*/*.tflite"))
+MODELS = Path(__file__).resolve().parents[1] / "models"
+SHIPPED = find_models(MODELS, streaming=False)
+SHIPPED_STEP_MODELS = find_models(MODELS, streaming=True)
 
 
 @pytest.mark.slow
@@ -322,3 +325,15 @@ def test_shipped_model_bit_exact_on_host_and_qemu(path, tmp_path, kernel_objects
     device = firmware.deploy(path, target="m4", ram_kb=budget, backend="aot", windows=4,
                              out_dir=tmp_path / "fw", progress=False)
     assert device["emissions_bit_exact"] and device["emission_agreement"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED_STEP_MODELS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_step_model_bit_exact_on_host(path, tmp_path):
+    """The shipped streaming step models compile to AOT C that equals TFLM on random samples and
+    states (every output: emissions and each state), as ``tinyloc compile --check`` runs it."""
+    from tinyloc_tf.deployment.aot.host import check_against_tflm
+
+    report = compile_tflite(path.read_bytes(), tmp_path / "aot")
+    check = check_against_tflm(path, report, windows=8)
+    assert check["windows"] == 8 and check["values"] > 0 and check["equal"] == check["values"]

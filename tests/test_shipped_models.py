@@ -3,7 +3,8 @@
 Fast checks read the card and the file (sizes, sha256, embedded metadata, exact arena).
 The slow checks rebuild the prepared data from the card's recipe (UJIIndoorLoc from the
 ``uji_zip`` fixture, the synthetic house from its seed), check its sha256, and run
-``tinyloc evaluate`` on the shipped file, expecting the card's numbers exactly.
+``tinyloc evaluate`` on the shipped file, expecting the card's numbers exactly; a streaming
+step model's card (``model.streaming``) with ``--streaming`` and the card's lag and resets.
 Cards are written by ``scripts/ship_models.py`` with :mod:`tinyloc_tf.reports.card`, which
 describes their fields (see docs/shipped_models.md).
 """
@@ -30,8 +31,14 @@ from tinyloc_tf.reports.card import (
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 CARDS = find_cards(MODELS)
-SHIPPED = (("ujiindoorloc", 64), ("ujiindoorloc", 32), ("synth-house-a", 64), ("synth-house-a", 32))
+SHIPPED = (("ujiindoorloc", 64), ("ujiindoorloc", 32), ("synth-house-a", 64), ("synth-house-a", 32),
+           ("synth-house-a-streaming", 32))
 TFLM_VARIANTS = ("int8", "selective", "qat")
+STREAM_VARIANTS = ("stream-int8", "stream-int16x8")
+
+
+def _streaming(card: dict) -> dict | None:
+    return card["model"].get("streaming")
 
 
 def _ids(paths):
@@ -66,14 +73,21 @@ def test_card_describes_its_file(card_path):
     limit = card["budget_kb"] * 1024
     assert len(buf) == card["flash_bytes"] <= limit
     assert 0 < card["arena_bytes"] <= limit
-    model = card["model"]
-    assert model["variant"] in TFLM_VARIANTS
+    model, streaming = card["model"], _streaming(card)
+    assert model["variant"] in (TFLM_VARIANTS if streaming is None else STREAM_VARIANTS)
     # the headline numbers are the evaluate output's, not copied from elsewhere
     for split in ("test", "val"):
         report = card["evaluate"][split]
-        assert report["split"] == split and report["runtime"] == "tflm" and report["tflm_deployable"]
-        for key in ("macro_f1", "accuracy", "steps", "windows"):
-            assert card["metrics"][split][key] == report[key]
+        assert report["split"] == split and report["runtime"] == "tflm"
+        if streaming is None:
+            assert report["tflm_deployable"]
+            assert card["metrics"][split] == {key: report[key] for key in ("macro_f1", "accuracy", "steps", "windows")}
+        else:  # scored over whole streams with the sweep's decoder, lag and resets
+            assert report["mode"] == "streaming" and report["reset_every"] == streaming["reset_every"]
+            assert report["state_bytes"] == streaming["state_bytes"]
+            scores = report["decoders"][f"{streaming['decoder']}_lag{streaming['lag']}"]
+            assert card["metrics"][split] == {"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"],
+                                              "samples": report["samples"], "streams": report["streams"]}
         for key in ("flash_bytes", "arena_bytes", "metadata_bytes", "params"):
             assert card[key] == report[key]
     # selection was on validation, and the file is the model the card names; a refit model's
@@ -84,8 +98,16 @@ def test_card_describes_its_file(card_path):
     else:
         assert card["selection"]["val_macro_f1"] == card["metrics"]["val"]["macro_f1"]
     meta = read_metadata(buf)
+    quant = model["variant"] if streaming is None else model["variant"].removeprefix("stream-")
     assert (meta["quant"], meta["family"], meta["hidden"], meta["layers"], meta["params"]) == (
-        model["variant"], model["family"], model["hidden"], model["layers"], model["params"])
+        quant, model["family"], model["hidden"], model["layers"], model["params"])
+    assert ("streaming" in meta) == (streaming is not None)
+    if streaming is not None:  # the card's commands make and score a step model the way it was scored
+        reset = f" --reset-every {streaming['reset_every']}" if streaming["reset_every"] else ""
+        for command in card["commands"]["evaluate"]:
+            assert f"--streaming --lags {streaming['lag']}{reset}" in command
+        if "refit" in model:
+            assert f"--streaming --quant {quant}" in card["commands"]["refit"][-1]
     assert meta["data_sha256"] == card["data"]["prepared_sha256"]
     assert list(meta["classes"]) == card["data"]["classes"]
     assert int(meta["T"]) == card["data"]["T"] and len(meta["features"]) == card["data"]["features"]
@@ -117,11 +139,14 @@ def _tiny_prepared(buf: bytes, out: Path) -> Path:
     })
 
 
-@pytest.mark.skipif(not CARDS, reason="no shipped models under models/")
+WINDOW_CARDS = [p for p in CARDS if _streaming(read_card(p)) is None]
+
+
+@pytest.mark.skipif(not WINDOW_CARDS, reason="no shipped window models under models/")
 def test_too_small_arena_is_a_clear_error(tmp_path, capsys):
     """`tinyloc evaluate --arena-kb` below the need exits non-zero naming the size; the probe
     runs in child processes, so this process survives."""
-    card_path = min(CARDS, key=lambda p: read_card(p)["flash_bytes"])
+    card_path = min(WINDOW_CARDS, key=lambda p: read_card(p)["flash_bytes"])
     card = read_card(card_path)
     tflite = card_path.parent / card["file"]
     data = _tiny_prepared(tflite.read_bytes(), tmp_path / "data")
@@ -166,14 +191,21 @@ def test_card_reproduces(card_path, request, tmp_path_factory, tmp_path, monkeyp
 
     monkeypatch.chdir(REPO)  # the card records the model as `models/<dataset>/<budget>kb.tflite`
     shipped = card["evaluate"]["test"]["model"]
+    streaming = _streaming(card)
     arena_kb = card["arena_bytes"] / 1024  # exact: a power-of-two division
+    if streaming is None:  # in exactly the card's arena
+        options = ["--runtime", "tflm", "--arena-kb", repr(arena_kb)]
+    else:  # sample by sample over whole streams (test_arena_is_exact checks its arena)
+        reset = streaming["reset_every"]
+        options = ["--streaming", "--lags", str(streaming["lag"]), *(["--reset-every", str(reset)] if reset else [])]
     for split in ("test", "val"):
         out = tmp_path / f"{split}.json"
-        code = tinyloc(["evaluate", shipped, "--data", str(data_dir), "--split", split, "--runtime", "tflm",
-                        "--arena-kb", repr(arena_kb), "--out", str(out), "--quiet"])
+        code = tinyloc(["evaluate", shipped, "--data", str(data_dir), "--split", split, *options,
+                        "--out", str(out), "--quiet"])
         assert code == 0
         got = json.loads(out.read_text())
-        assert got.pop("arena_kb_given") == arena_kb
         expected = dict(card["evaluate"][split])
-        expected.pop("arena_kb_given")
+        if streaming is None:
+            assert got.pop("arena_kb_given") == arena_kb
+            expected.pop("arena_kb_given")
         assert got == expected

@@ -88,9 +88,14 @@ def check_reset_every(reset_every: int | None) -> None:
         raise TinylocError(f"--reset-every must be a whole number of samples >= 1, got {reset_every!r}")
 
 
+def decoder_label(method: str, lag: int = 0) -> str:
+    """The key of one decoder's scores in a streaming report: ``filter``, ``viterbi_lag10``."""
+    return "filter" if method == "filter" else f"{method}_lag{int(lag)}"
+
+
 def decoder_names(lags=DEFAULT_LAGS) -> list[tuple[str, str, int]]:
     """``(label, method, lag)`` for forward filtering and fixed-lag Viterbi at each lag."""
-    return [("filter", "filter", 0)] + [(f"viterbi_lag{int(lag)}", "viterbi", int(lag)) for lag in lags]
+    return [(decoder_label("filter"), "filter", 0)] + [(decoder_label("viterbi", lag), "viterbi", int(lag)) for lag in lags]
 
 
 def score_decoded(emissions: list[np.ndarray], streams, crf: dict, class_names: list[str], method: str = "viterbi",

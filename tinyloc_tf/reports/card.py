@@ -85,9 +85,15 @@ REPO = Path(__file__).resolve().parents[2]
 CARD_FORMAT = "tinyloc-model-card/1"
 #: Keys of an evaluate report that are the card's headline metrics (``metrics.test``, ``metrics.val``).
 HEADLINE = ("macro_f1", "accuracy", "steps", "windows")
+#: A streaming card's headline: its decoder's macro-F1 and accuracy, and what they were scored over.
+STREAM_HEADLINE = ("macro_f1", "accuracy", "samples", "streams")
 SELECTION_RULE = ("tinyloc_tf.reports.report.best_under over the int8, selective and qat variants: among "
                   "those TFLM runs whose flash and arena both fit the budget, the highest validation macro-F1 "
                   "(ties: smaller flash); test scores are read off afterwards")
+STREAM_SELECTION_RULE = ("tinyloc_tf.reports.report.best_under(streaming=True) over the streaming step models "
+                         "(stream-*): among those whose flash and host-TFLM arena both fit the budget, the highest "
+                         "validation macro-F1 over whole streams with the sweep's decoder, lag and resets (ties: "
+                         "smaller flash); test scores are read off afterwards")
 #: The packages whose versions a card records.
 VERSIONED = ("tinyloc-tf", "tensorflow-cpu", "keras", "numpy", "tflite-micro")
 
@@ -101,8 +107,20 @@ def shipped_names(budget_kb: int) -> tuple[str, str]:
 
 
 def find_cards(models_dir: str | os.PathLike) -> list[Path]:
-    """Every card under ``models_dir`` (``<dataset>/<budget>kb.json``), sorted by path."""
-    return sorted(Path(models_dir).glob("*/*kb.json"))
+    """Every card under ``models_dir`` (``<dataset>/<budget>kb.json``), sorted by path; a folder
+    being written (hidden: ``.NAME.partial-*``, :mod:`tinyloc_tf.atomic`) is not shipped yet."""
+    return sorted(p for p in Path(models_dir).glob("*/*kb.json") if not p.parent.name.startswith("."))
+
+
+def find_models(models_dir: str | os.PathLike, streaming: bool | None = None) -> list[Path]:
+    """The ``.tflite`` beside every card under ``models_dir``, sorted by path; ``streaming``
+    True or False keeps only the step models (``model.streaming`` in the card) or the window models."""
+    paths = []
+    for card_path in find_cards(models_dir):
+        card = read_card(card_path)
+        if streaming is None or streaming == ("streaming" in card["model"]):
+            paths.append(card_path.parent / card["file"])
+    return paths
 
 
 def repo_relative(path) -> str:
@@ -291,15 +309,59 @@ def card_commands(data_commands: list[str], settings: dict, sweep_dir: Path, shi
 
 
 def refit_commands(run_dir: Path, refit_dir: Path, variant: str, data, tflite: Path) -> list[str]:
-    """The ``tinyloc refit`` and ``tinyloc convert`` calls that made a refit model's ``tflite``."""
+    """The ``tinyloc refit`` and ``tinyloc convert`` calls that made a refit model's ``tflite``
+    (``--streaming --quant int16x8`` for the variant ``stream-int16x8``)."""
+    from tinyloc_tf.compression.variants import get_variant
+
+    quant = get_variant(variant).streaming
+    convert = ("--streaming", "--quant", quant) if quant else ("--quant", variant)
     return [shell_command("tinyloc", "refit", run_dir, "--out", refit_dir),
-            shell_command("tinyloc", "convert", refit_dir, "--quant", variant, "--data", data, "--out", tflite)]
+            shell_command("tinyloc", "convert", refit_dir, *convert, "--data", data, "--out", tflite)]
 
 
-def evaluate_commands(shipped: Path, data) -> list[str]:
+def evaluate_arguments(streaming: dict | None) -> list[str]:
+    """The ``tinyloc evaluate`` options a card's numbers were made with: ``--runtime tflm`` for a
+    window model; ``--streaming``, the decoder's lag and the resets for a step model."""
+    if streaming is None:
+        return ["--runtime", "tflm"]
+    reset = ["--reset-every", str(streaming["reset_every"])] if streaming.get("reset_every") else []
+    return ["--streaming", "--lags", str(streaming["lag"]), *reset]
+
+
+def evaluate_commands(shipped: Path, data, streaming: dict | None = None) -> list[str]:
     """The ``tinyloc evaluate`` calls whose output is the card's ``evaluate.test`` and ``evaluate.val``."""
-    return [shell_command("tinyloc", "evaluate", shipped, "--data", data, "--split", split, "--runtime", "tflm")
-            for split in ("test", "val")]
+    return [shell_command("tinyloc", "evaluate", shipped, "--data", data, "--split", split,
+                          *evaluate_arguments(streaming)) for split in ("test", "val")]
+
+
+def headline(report: dict, streaming: dict | None = None) -> dict:
+    """The card's ``metrics`` entry of one evaluate report: :data:`HEADLINE`, or for a step model
+    (``streaming``: the card's ``model.streaming``) its decoder's scores (:data:`STREAM_HEADLINE`)."""
+    if streaming is None:
+        return {key: report[key] for key in HEADLINE}
+    from tinyloc_tf.deployment.streaming import decoder_label
+
+    scores = report["decoders"][decoder_label(streaming["decoder"], streaming["lag"])]
+    return {"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"],
+            "samples": report["samples"], "streams": report["streams"]}
+
+
+def evaluate_shipped(buf: bytes, dataset, shipped: Path, streaming: dict | None = None) -> dict:
+    """``{split: report}`` for test and val: what ``tinyloc evaluate <shipped> --split S`` with
+    :func:`evaluate_arguments` prints."""
+    from tinyloc_tf.deployment.host import evaluate_tflite
+    from tinyloc_tf.deployment.streaming import evaluate_streaming
+
+    reports = {}
+    for split in ("test", "val"):
+        if streaming is None:
+            report = evaluate_tflite(buf, dataset, split=split, runtime="tflm")
+        else:
+            report = evaluate_streaming(buf, dataset, split=split, lags=[streaming["lag"]],
+                                        reset_every=streaming.get("reset_every"))
+        report["model"] = str(shipped)  # what `tinyloc evaluate <shipped path>` prints
+        reports[split] = report
+    return reports
 
 
 def library_versions() -> dict:
@@ -329,19 +391,21 @@ def _same(a, b) -> bool:
     return a is not None and b is not None and float(a) == float(b)
 
 
-def check_against_sweep(row, variant: dict, reports: dict, where: Path) -> None:
+def check_against_sweep(row, variant: dict, reports: dict, where: Path, streaming: dict | None = None) -> None:
     """Raise unless the re-evaluation ``reports`` (``test``, ``val``) reproduce what the sweep
     recorded in ``variant`` (its ``variants/<name>.json``) and selection used (``row``)."""
     problems = []
     for split in ("val", "test"):
+        scores = headline(reports[split], streaming)
         for key in ("macro_f1", "accuracy"):
-            if not _same(reports[split][key], variant[split][key]):
-                problems.append(f"{split} {key}: sweep {variant[split][key]!r}, now {reports[split][key]!r}")
+            if not _same(scores[key], variant[split][key]):
+                problems.append(f"{split} {key}: sweep {variant[split][key]!r}, now {scores[key]!r}")
     for key in ("arena_bytes", "flash_bytes"):
         if not _same(reports["test"][key], row[key]):
             problems.append(f"{key}: sweep {row[key]!r}, now {reports['test'][key]!r}")
-    if reports["test"]["runtime"] != "tflm" or not reports["test"]["tflm_deployable"]:
-        problems.append(f"runtime {reports['test']['runtime']} (tflm_deployable {reports['test']['tflm_deployable']})")
+    deployable = reports["test"].get("tflm_deployable", True)  # a streaming report is TFLM's by construction
+    if reports["test"]["runtime"] != "tflm" or not deployable:
+        problems.append(f"runtime {reports['test']['runtime']} (tflm_deployable {deployable})")
     if problems:
         raise TinylocError(f"{where}: re-evaluating in host TFLM does not reproduce the sweep's record "
                            f"({'; '.join(problems)}); rerun the sweep's compression phase before shipping")
@@ -364,8 +428,8 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
     :func:`data_recipe`; ``candidates``: the int8-family variants that fit ``budget_kb``.
     ``run_dir``: the run the shipped file was converted from (default: the sweep's selected run;
     a refit of it with ``--refit``). Raises (:func:`check_against_sweep`) when host TFLM does not
-    reproduce the sweep's record of the file."""
-    from tinyloc_tf.deployment.host import evaluate_tflite
+    reproduce the sweep's record of the file. A streaming step model (``stream-*``) is scored as
+    the sweep scored it, over whole streams with its decoder, lag and resets."""
     from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
 
     run_dir = run_dir or sweep_run(sweep_dir, row["run"])
@@ -375,13 +439,12 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
         row = {**row, "flash_bytes": variant["flash_bytes"], "arena_bytes": variant["arena_bytes"]}
     run_config = json.loads((run_dir / "config.json").read_text())
     run_metrics = json.loads((run_dir / "metrics.json").read_text())
+    streaming = variant.get("streaming")
+    if streaming is not None:
+        streaming = {key: streaming[key] for key in ("decoder", "lag", "reset_every", "state_bytes")}
 
-    reports = {}
-    for split in ("test", "val"):
-        report = evaluate_tflite(buf, dataset, split=split, runtime="tflm")
-        report["model"] = str(shipped)  # what `tinyloc evaluate <shipped path>` prints
-        reports[split] = report
-    check_against_sweep(row, variant, reports, record_path)
+    reports = evaluate_shipped(buf, dataset, shipped, streaming)
+    check_against_sweep(row, variant, reports, record_path, streaming)
 
     meta = dataset.meta
     paper = (PAPER_HEADLINE.get(paper_key(meta)) or {}).get(budget_kb)
@@ -407,6 +470,8 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
         "keras_float32": {"val_macro_f1": run_metrics["val_macro_f1"], "test_macro_f1": run_metrics["test_macro_f1"],
                           "test_accuracy": run_metrics["test_accuracy"]},
     }
+    if streaming is not None:
+        model["streaming"] = streaming
     if "refit" in run_metrics:
         model["refit"] = {**run_metrics["refit"], "val_in_sample": True,
                           "note": "selected on validation as the sweep's run, then retrained on train + val for "
@@ -427,16 +492,17 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
         "tflite_sha256": hashlib.sha256(buf).hexdigest(),
         "model": model,
         "selection": {
-            "rule": SELECTION_RULE,
+            "rule": SELECTION_RULE if streaming is None else STREAM_SELECTION_RULE,
             "budget_bytes": budget_kb * 1024,
             "candidates_fitting": candidates,
             "val_macro_f1": float(row["val_macro_f1"]),
             "sweep": repo_relative(sweep_dir),
         },
         "metrics": {
-            "runtime": "tflm (tflite-micro host interpreter, reference kernels)",
-            "test": {key: test[key] for key in HEADLINE},
-            "val": {key: val[key] for key in HEADLINE},
+            "runtime": "tflm (tflite-micro host interpreter, reference kernels)" + (
+                "" if streaming is None else "; one sample per invoke, state carried, decoded online"),
+            "test": headline(test, streaming),
+            "val": headline(val, streaming),
         },
         "flash_bytes": test["flash_bytes"],
         "arena_bytes": test["arena_bytes"],

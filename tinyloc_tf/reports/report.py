@@ -180,13 +180,13 @@ def best_under(frame: pd.DataFrame, budget_kb: int, streaming: bool = False) -> 
     return ordered.iloc[0]
 
 
-def best_over(frames: dict, budget_kb: int):
+def best_over(frames: dict, budget_kb: int, streaming: bool = False):
     """:func:`best_under` over several sweeps' rows (``{key: frame}``, e.g. one per training
     recipe on the same data): ``(key, row)`` of the best validation macro-F1, the first key on a
-    tie; None when nothing fits."""
+    tie; None when nothing fits. ``streaming``: among the streaming step models instead."""
     best = None
     for key, frame in frames.items():
-        row = best_under(frame, budget_kb)
+        row = best_under(frame, budget_kb, streaming=streaming)
         if row is not None and (best is None or row["val_macro_f1"] > best[1]["val_macro_f1"]):
             best = (key, row)
     return best
