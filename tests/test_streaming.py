@@ -330,8 +330,9 @@ def test_int16x8_step_model_drops_calibration_ranges_and_keeps_its_outputs(mamba
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("quant, per_tensor_weights", [("int8", False), ("int8", True), ("int16x8", False)],
-                         ids=["int8-per-channel", "int8-per-tensor", "int16x8"])
+@pytest.mark.parametrize("quant, per_tensor_weights", [("int8", False), ("int8", True), ("int16x8", False),
+                                                        ("int16x8", True)],
+                         ids=["int8-per-channel", "int8-per-tensor", "int16x8", "int16x8-per-tensor"])
 def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_path, quant, per_tensor_weights):
     import ctypes
 
@@ -349,9 +350,9 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
     walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (300, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
     buf = convert_streaming(mamba_h8l2, [walk[:200]], quant=quant, representative_size=128,
                             per_tensor_weights=per_tensor_weights).tflite
-    if per_tensor_weights:  # every weight tensor has one scale, and the metadata says so (int8 only)
-        with pytest.raises(TinylocError, match="int8 step models only"):
-            convert_streaming(mamba_h8l2, [walk[:200]], quant="int16x8", per_tensor_weights=True)
+    if per_tensor_weights:  # every weight tensor has one scale, and the metadata says so
+        with pytest.raises(TinylocError, match="int8 and int16x8 step models, not float32"):
+            convert_streaming(mamba_h8l2, quant="float32", per_tensor_weights=True)
         from tinyloc_tf.compression.flatbuffer import read_model, tensor_quantization
         from tinyloc_tf.compression.metadata import read_metadata
 
@@ -383,6 +384,82 @@ def test_aot_step_model_is_bit_exact_with_tflm_over_a_stream(mamba_h8l2, tmp_pat
     (tmp_path / "step.tflite").write_bytes(buf)
     check = check_against_tflm(tmp_path / "step.tflite", report, 4)
     assert check["values"] > 0 and check["equal"] == check["values"]
+
+
+@pytest.mark.slow
+def test_int16x8_per_tensor_weights_are_rounded_once_from_float_and_track_float(mamba_h8l2):
+    """TFLite's 16x8 quantizer cannot quantize the depthwise convolution per tensor: the
+    per-channel file's weights are quantized again, once, from the float step model's."""
+    import keras
+
+    from tinyloc_tf.compression.flatbuffer import indices, read_model, tensor_quantization
+    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.compression.streaming import WEIGHT_OPS, convert_streaming, weights_per_tensor_from_float
+    from tinyloc_tf.deployment.streaming import StreamRunner
+    from tinyloc_tf.models import build_model
+    from tinyloc_tf.models.mamba_step import build_step_model, run_stream
+
+    rng = np.random.default_rng(11)
+    walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (700, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
+    channel = convert_streaming(mamba_h8l2, [walk[:300]], quant="int16x8", representative_size=256)
+    tensor = convert_streaming(mamba_h8l2, [walk[:300]], quant="int16x8", representative_size=256,
+                               per_tensor_weights=True)
+    assert tensor.report["weights"] == "per-tensor" and read_metadata(tensor.tflite)["weights"] == "per-tensor"
+    assert "weights" not in read_metadata(channel.tflite)
+    fb, fb_c = read_model(tensor.tflite), read_model(channel.tflite)
+    fb_f = read_model(convert_streaming(mamba_h8l2, quant="float32").tflite)
+    floats = [op for op in fb_f.operators if fb_f.op_name(op) in WEIGHT_OPS]
+    # The same graph as the per-channel file, operator for operator; only weights and biases differ.
+    assert [fb.op_name(op) for op in fb.operators] == [fb_c.op_name(op) for op in fb_c.operators]
+    weight_ops = [op for op in fb.operators if fb.op_name(op) in WEIGHT_OPS]
+    assert len(weight_ops) == len(floats) == tensor.report["requantized_weight_tensors"] == 14
+    assert sum(fb.op_name(op) == "DEPTHWISE_CONV_2D" for op in weight_ops) == 2
+    per_channel = 0
+    for op, op_c in zip(fb.operators, fb_c.operators):
+        if fb.op_name(op) not in WEIGHT_OPS:
+            continue
+        x, w, *bias = indices(op.inputs)
+        scales, zero_points, _ = tensor_quantization(fb.tensors[w])
+        assert len(scales) == 1 and zero_points.tolist() == [0]
+        per_channel += len(tensor_quantization(fb_c.tensors[indices(op_c.inputs)[1]])[0]) > 1
+        q = fb.tensor_data(fb.tensors[w])
+        # Some float operator's weights give exactly these: S = max|w| / 127, q = round(w / S),
+        # and its bias round(b / (input_scale * S)) at that scale (int64).
+        matches = 0
+        for twin in floats:
+            f = fb_f.tensor_data(fb_f.tensors[indices(twin.inputs)[1]])
+            if f.shape != q.shape:
+                continue
+            S = np.float32(np.abs(f).max() / 127)
+            if scales[0] != S or not np.array_equal(q, np.clip(np.round(f / np.float64(S)), -127, 127)):
+                continue
+            if bias and bias[0] >= 0:
+                b_scale = tensor_quantization(fb.tensors[bias[0]])[0]
+                want_scale = np.float32(tensor_quantization(fb.tensors[x])[0][0] * S)
+                b_float = fb_f.tensor_data(fb_f.tensors[indices(twin.inputs)[2]])
+                assert fb.type_name(fb.tensors[bias[0]]) == "INT64" and b_scale.tolist() == [want_scale]
+                if not np.array_equal(fb.tensor_data(fb.tensors[bias[0]]), np.round(b_float / np.float64(want_scale))):
+                    continue
+            matches += 1
+        assert matches >= 1, fb.op_name(op)
+    assert per_channel == 14  # TFLite's own file has a scale per output channel everywhere
+    print("SIZES", len(tensor.tflite), len(channel.tflite))
+
+    # It tracks the float step model about as well as the per-channel file does.
+    want = run_stream(build_step_model(mamba_h8l2), walk[300:])
+    errors = {}
+    for name, result in (("channel", channel), ("tensor", tensor)):
+        _, emissions = StreamRunner(result.tflite).run(walk[300:])
+        errors[name] = np.mean(np.abs(emissions - want)) / np.ptp(want)
+        assert np.mean(np.argmax(emissions, 1) == np.argmax(want, 1)) > 0.9, name
+    print("ERRORS", errors)
+    assert errors["tensor"] < 0.02 and errors["tensor"] < 2 * errors["channel"], errors
+
+    # Another model's float weights are nobody's twin: the rewrite refuses, naming the operator.
+    keras.utils.set_random_seed(1)
+    other = build_model("mamba", features=6, classes=4, hidden=8, layers=2, steps=20, int8_friendly=True)
+    with pytest.raises(TinylocError, match=r"operator \d+ \(\w+, weights \[.*has no float twin"):
+        weights_per_tensor_from_float(channel.tflite, convert_streaming(other, quant="float32").tflite)
 
 
 @pytest.mark.slow

@@ -250,10 +250,178 @@ def streaming_layout(model) -> dict:
 
 
 def per_tensor_weights_refusal(quant: str) -> str | None:
-    """Why ``--per-tensor-weights`` cannot make a step model in ``quant`` (None for int8):
-    TFLite's 16x8 quantizer wants the depthwise conv's weights per channel ("Quantized dimension
-    ... do not match"), and a float32 model has no int8 weights."""
-    return None if quant == "int8" else f"--per-tensor-weights converts int8 step models only, not {quant}"
+    """Why ``--per-tensor-weights`` cannot make a step model in ``quant`` (None for int8 and
+    int16x8): a float32 model has no int8 weights."""
+    return None if quant in ("int8", "int16x8") else f"--per-tensor-weights converts int8 and int16x8 step models, not {quant}"
+
+
+#: Operators whose second input is an int8 weight tensor (one scale per output channel in
+#: TFLite's 16x8 files) and whose optional third input is its bias.
+WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def _weight_operands(fb, op) -> tuple[int, int, int]:
+    """Tensor indices of a weight operator's input, weights and bias (-1 when it has none)."""
+    from tinyloc_tf.compression.flatbuffer import indices
+
+    inputs = indices(op.inputs)
+    return inputs[0], inputs[1], (inputs[2] if len(inputs) > 2 else -1)
+
+
+def _weight_signature(fb, op) -> tuple:
+    """What a quantized weight operator and its float twin share: the operator, the weights'
+    shape and the bias's shape (None without one)."""
+    from tinyloc_tf.compression.flatbuffer import indices
+
+    _, w, b = _weight_operands(fb, op)
+    return (fb.op_name(op), tuple(indices(fb.tensors[w].shape)),
+            tuple(indices(fb.tensors[b].shape)) if b >= 0 else None)
+
+
+def _rounds_to(fb_q, tensor_q, fb_f, tensor_f) -> bool:
+    """Whether the float tensor is the one TFLite quantized into the (per-channel) integer
+    one: every value within half a step of its dequantized value (a float32 tolerance aside)."""
+    from tinyloc_tf.compression.flatbuffer import tensor_quantization
+
+    q, f = fb_q.tensor_data(fb_q.tensors[tensor_q]), fb_f.tensor_data(fb_f.tensors[tensor_f])
+    scales, zero_points, dim = tensor_quantization(fb_q.tensors[tensor_q])
+    if q is None or f is None or scales is None or f.dtype != np.float32 or q.shape != f.shape:
+        return False
+    if np.any(zero_points != 0):
+        return False
+    shape = [1] * q.ndim
+    if len(scales) > 1:
+        if not 0 <= dim < q.ndim or q.shape[dim] != len(scales):
+            return False
+        shape[dim] = -1
+    step = scales.astype(np.float64).reshape(shape)
+    f = f.astype(np.float64)
+    return bool(np.all(np.abs(q * step - f) <= step * (0.5 + 1e-3) + 1e-6 * np.abs(f)))
+
+
+def _float_twins(fb_q, fb_f) -> list[tuple[int, object, object]]:
+    """Pair every weight operator of the quantized step model ``fb_q`` with the operator of the
+    float one ``fb_f`` whose weights TFLite quantized into it: same operator, same weight and
+    bias shapes, and float weights and bias that round to the quantized ones
+    (:func:`_rounds_to`; any other tensor of that shape is off by far more than half a step).
+    Operator order is not relied on. Returns ``(position, quantized op, float op)``; raises,
+    naming the operator, when one has no such twin or several that differ."""
+    floats = [(op, _weight_signature(fb_f, op)) for op in fb_f.operators if fb_f.op_name(op) in WEIGHT_OPS]
+    used: set[int] = set()
+    pairs = []
+    for position, op in enumerate(fb_q.operators):
+        if fb_q.op_name(op) not in WEIGHT_OPS:
+            continue
+        signature = _weight_signature(fb_q, op)
+        where = (f"operator {position} ({signature[0]}, weights {list(signature[1])}"
+                 f"{'' if signature[2] is None else f', bias {list(signature[2])}'}) of the int16x8 step model")
+        _, w, b = _weight_operands(fb_q, op)
+        same = [k for k, (_, s) in enumerate(floats) if s == signature and k not in used]
+        twins = []
+        for k in same:
+            _, fw, fbias = _weight_operands(fb_f, floats[k][0])
+            if _rounds_to(fb_q, w, fb_f, fw) and (b < 0 or _rounds_to(fb_q, b, fb_f, fbias)):
+                twins.append(k)
+        if not twins:
+            raise TinylocError(f"per-tensor weights: {where} has no float twin ({len(same)} unused float "
+                               "operator(s) of that kind and shape, none whose weights round to its own)")
+        first = _weight_operands(fb_f, floats[twins[0]][0])[1:]
+        for k in twins[1:]:  # several twins are harmless only when their float values are the same
+            other = _weight_operands(fb_f, floats[k][0])[1:]
+            if any(a >= 0 and not np.array_equal(fb_f.tensor_data(fb_f.tensors[a]), fb_f.tensor_data(fb_f.tensors[c]))
+                   for a, c in zip(first, other)):
+                raise TinylocError(f"per-tensor weights: {where} matches {len(twins)} different float "
+                                   "operators; cannot tell which one it is")
+        used.add(twins[0])
+        pairs.append((position, op, floats[twins[0]][0]))
+    return pairs
+
+
+def per_tensor_symmetric(weights) -> tuple[np.ndarray, np.float32]:
+    """TFLite's symmetric per-tensor int8 quantization of float ``weights``:
+    ``S = max|w| / 127`` and ``q = clip(round(w / S), -127, 127)``, rounded once. Returns
+    ``(q, S)``, ``S`` the float32 the file stores (and that ``q`` is rounded with)."""
+    w = np.asarray(weights, dtype=np.float64)
+    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    scale = np.float32(peak / 127.0) if peak > 0 else np.float32(1.0)
+    return np.clip(np.round(w / np.float64(scale)), -127, 127).astype(np.int8), scale
+
+
+def weights_per_tensor_from_float(quantized: bytes, float_model: bytes) -> tuple[bytes, int]:
+    """The 16x8 step model ``quantized`` with one int8 scale per weight tensor, each quantized
+    once from the float weights.
+
+    TFLite's 16x8 quantizer cannot quantize the depthwise convolution per tensor ("Quantized
+    dimension ... do not match"), so the step model is converted per channel, then every
+    FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D gets TFLite's per-tensor quantization of its
+    float weights (:func:`per_tensor_symmetric`) and its bias, rounded once from the float bias,
+    at scale ``input_scale * S`` (the float32 product, which TFLite's kernels check; the bias keeps
+    its integer type, int64 in 16x8). Rescaling the per-channel int8 values instead would round
+    twice: on the house Mamba int8 step model that cost 8 points of macro-F1. ``float_model`` is
+    the same step model converted in float32, whose tensors hold the exact float weights in the
+    layout of the quantized file; operators are paired by :func:`_float_twins`. Activation scales
+    (the calibration) are kept.
+
+    Returns the flatbuffer and the number of weight tensors rewritten.
+    """
+    from tinyloc_tf.compression.flatbuffer import pack_model, read_model, tensor_quantization, tflite_schema
+
+    fb_q, fb_f = read_model(quantized, "the int16x8 step model"), read_model(float_model, "the float step model")
+    pairs = _float_twins(fb_q, fb_f)
+    model_object, schema, tensors = fb_q.model, tflite_schema(), fb_q.tensors
+    written: dict[int, bytes] = {}  # tensor -> the values and scale it was given
+    weights = set()
+
+    def place(op, slot: int, values: np.ndarray, scale: np.float32) -> int:
+        """Give input ``slot`` of ``op`` these values at this one scale; the tensor index.
+        The converter shares identical constant tensors (the zero biases of an untrained
+        model): one that another operator needs with other values becomes a copy of its own."""
+        index = int(op.inputs[slot])
+        key = values.dtype.str.encode() + values.tobytes() + scale.tobytes()
+        if written.get(index, key) == key:
+            tensor = tensors[index]
+        else:
+            tensor = copy.deepcopy(tensors[index])
+            tensors.append(tensor)
+            index = len(tensors) - 1
+            inputs = np.array(op.inputs, dtype=np.int32)  # the unpacked vector is read-only
+            inputs[slot] = index
+            op.inputs = inputs
+        if index in written:
+            return index
+        written[index] = key
+        buffer = schema.BufferT()  # a buffer of its own; the old one, once unread, is dropped by pack_model
+        buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8)
+        model_object.buffers.append(buffer)
+        tensor.buffer = len(model_object.buffers) - 1
+        q = schema.QuantizationParametersT()
+        q.scale = np.array([scale], dtype=np.float32)
+        q.zeroPoint = np.array([0], dtype=np.int64)
+        q.quantizedDimension = 0
+        tensor.quantization = q
+        return index
+
+    for position, op, twin in pairs:
+        x, _, b = _weight_operands(fb_q, op)
+        _, fw, fbias = _weight_operands(fb_f, twin)
+        values, weight_scale = per_tensor_symmetric(fb_f.tensor_data(fb_f.tensors[fw]))
+        weights.add(place(op, 1, values, weight_scale))
+        if b < 0:
+            continue
+        where = f"operator {position} ({fb_q.op_name(op)}) of the int16x8 step model"
+        input_scales, _, _ = tensor_quantization(tensors[x])
+        if input_scales is None or len(input_scales) != 1:
+            raise TinylocError(f"per-tensor weights: the input of {where} has no single scale")
+        kind = fb_q.type_name(tensors[b])
+        if kind not in ("INT32", "INT64"):
+            raise TinylocError(f"per-tensor weights: {where} has a {kind} bias, expected INT64 or INT32")
+        scale = np.float32(input_scales[0] * weight_scale)  # the float32 product, as TFLite's quantizer stores it
+        values = np.round(fb_f.tensor_data(fb_f.tensors[fbias]).astype(np.float64) / np.float64(scale))
+        dtype = np.int64 if kind == "INT64" else np.int32
+        if np.any(np.abs(values) > np.iinfo(dtype).max):
+            raise TinylocError(f"per-tensor weights: the bias of {where} overflows {kind}")
+        place(op, 2, values.astype(dtype), scale)
+    return pack_model(model_object), len(weights)
 
 
 def convert_streaming(
@@ -276,8 +444,10 @@ def convert_streaming(
         metadata: extra metadata fields (e.g. :func:`~tinyloc_tf.compression.convert.data_metadata`).
         quant: ``"int8"`` (full integer, int8 state), ``"int16x8"`` (int16 activations and
             state, int8 weights) or ``"float32"``.
-        per_tensor_weights: one int8 scale per weight tensor
-            (:func:`~tinyloc_tf.compression.convert.weights_per_tensor`).
+        per_tensor_weights: one int8 scale per weight tensor: TFLite's own per-tensor
+            quantization for int8 (:func:`~tinyloc_tf.compression.convert.weights_per_tensor`);
+            for int16x8, which TFLite's 16x8 quantizer refuses, the per-channel file with its
+            weights quantized again from the float step model's (:func:`weights_per_tensor_from_float`).
 
     Returns:
         :class:`~tinyloc_tf.compression.convert.Conversion`; the metadata has a ``streaming``
@@ -307,7 +477,9 @@ def convert_streaming(
         steps = calibration_steps(step, calibration, representative_size, seed, progress=progress)
         report["representative"] = {"steps": int(len(steps[0])), "seed": int(seed)}  # of training streams
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        weights_per_tensor(converter, per_tensor_weights)
+        # TFLite's 16x8 quantizer fails per tensor on the depthwise convolution: int16x8 is
+        # converted per channel, and its weights are quantized per tensor afterwards.
+        weights_per_tensor(converter, per_tensor_weights and quant == "int8")
         if per_tensor_weights:
             report["weights"] = "per-tensor"
         converter.representative_dataset = lambda: (
@@ -323,6 +495,10 @@ def convert_streaming(
     raw = _run_converter(converter.convert, quant, step)
     raw, done = canonicalise(raw, input_names, len(step.outputs))
     report.update(done)
+    if per_tensor_weights and quant == "int16x8":
+        # After canonicalise: each bias takes the scale of its input as the file finally has it.
+        float_raw = _run_converter(tf.lite.TFLiteConverter.from_keras_model(step).convert, "float32", step)
+        raw, report["requantized_weight_tensors"] = weights_per_tensor_from_float(raw, float_raw)
 
     # The graph itself says how many states there are and their shapes: the file records only
     # that it is a step model, and of which window length (streaming_layout derives the rest).

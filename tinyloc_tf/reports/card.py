@@ -27,14 +27,19 @@ order (:func:`render_card`):
     selected on validation as the sweep's run, then retrained on train + val); a distilled one
     adds ``distilled_from`` (the teacher run; an ensemble's runs joined by " + ") and ``distill``
     (``alpha``, ``method``); an ensemble of seeds adds ``ensemble`` (``members``, ``seeds``,
-    ``combine``).
+    ``combine``). A streaming step model (``variant`` ``stream-int8`` or ``stream-int16x8``,
+    ``scripts/ship_models.py --streaming``) adds ``streaming``: the ``decoder``, ``lag`` and
+    ``reset_every`` (samples, null: never) it was scored with, and its ``state_bytes``.
 ``selection``
-    ``rule`` (:data:`SELECTION_RULE`), ``budget_bytes``, ``candidates_fitting`` (int8-family
-    TFLM variants that fit), ``val_macro_f1`` the choice was made on, and ``sweep`` (the
-    sweep folder, repository-relative).
+    ``rule`` (:data:`SELECTION_RULE`, or :data:`STREAM_SELECTION_RULE`), ``budget_bytes``,
+    ``candidates_fitting`` (int8-family TFLM variants, or streaming step models, that fit),
+    ``val_macro_f1`` the choice was made on, and ``sweep`` (the sweep folder,
+    repository-relative).
 ``metrics``
     ``runtime`` and, for ``test`` and ``val``, the :data:`HEADLINE` keys (``macro_f1``,
-    ``accuracy``, ``steps``, ``windows``) of the evaluate report below.
+    ``accuracy``, ``steps``, ``windows``) of the evaluate report below; for a streaming model
+    :data:`STREAM_HEADLINE` (its decoder's ``macro_f1`` and ``accuracy`` over every sample,
+    ``samples``, ``streams``).
 ``flash_bytes``, ``arena_bytes``, ``metadata_bytes``, ``params``
     As ``tinyloc evaluate`` reports them on test (host TFLM arena: the smallest it runs in).
 ``data``
@@ -56,7 +61,9 @@ order (:func:`render_card`):
 ``evaluate``
     ``test`` and ``val``: exactly the JSON ``tinyloc evaluate <file> --data DIR --split S
     --runtime tflm`` prints (:func:`tinyloc_tf.deployment.host.evaluate_tflite`, per-class F1
-    included), ``model`` being the file's repository-relative path.
+    included), ``model`` being the file's repository-relative path; for a streaming model what
+    ``tinyloc evaluate <file> --streaming --lags LAG [--reset-every N]`` prints
+    (:func:`tinyloc_tf.deployment.streaming.evaluate_streaming`, :func:`evaluate_arguments`).
 ``versions``
     Python, tinyloc-tf, tensorflow-cpu, keras, numpy and tflite-micro versions
     (:func:`library_versions`).
