@@ -7,7 +7,7 @@ Per (hidden, layers) of the paper's Mamba grid (int8-friendly, DATA's features a
 step model converted to int8 and to int16x8 (``convert_streaming``, calibrated on DATA's training
 streams, with the metadata `tinyloc convert` writes), and its flatbuffer size, operators, tensors, host-TFLM arena and state bytes, and
 whether flash and arena both fit 32 KiB. ``--per-tensor-weights`` converts with one scale per
-weight tensor (``tinyloc convert --per-tensor-weights``; int8 only). Sizes depend on the architecture, not on the weights,
+weight tensor (``tinyloc convert --per-tensor-weights``). Sizes depend on the architecture, not on the weights,
 so the models are left untrained (seeded). Prints a markdown table.
 """
 
@@ -43,7 +43,7 @@ def measure(data_dir: Path, hidden, layers, calibration_steps: int, per_tensor_w
         keras.utils.set_random_seed(0)
         tagger = build_model("mamba", features=dataset.num_features, classes=dataset.num_classes, hidden=h,
                              layers=n_layers, steps=dataset.steps, int8_friendly=True)
-        for quant in ("int8",) if per_tensor_weights else ("int8", "int16x8"):  # 16x8 needs per-channel
+        for quant in ("int8", "int16x8"):
             result = convert_streaming(tagger, streams, data_metadata(dataset), quant=quant,
                                        representative_size=calibration_steps, per_tensor_weights=per_tensor_weights)
             fb = read_model(result.tflite)

@@ -401,9 +401,9 @@ def test_int16x8_per_tensor_weights_are_rounded_once_from_float_and_track_float(
 
     rng = np.random.default_rng(11)
     walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (700, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
-    channel = convert_streaming(mamba_h8l2, [walk[:300]], quant="int16x8", representative_size=256)
-    tensor = convert_streaming(mamba_h8l2, [walk[:300]], quant="int16x8", representative_size=256,
-                               per_tensor_weights=True)
+    # Calibrated on the whole walk: the error scored below is rounding, not unseen ranges clipped.
+    channel = convert_streaming(mamba_h8l2, [walk], quant="int16x8", representative_size=512)
+    tensor = convert_streaming(mamba_h8l2, [walk], quant="int16x8", representative_size=512, per_tensor_weights=True)
     assert tensor.report["weights"] == "per-tensor" and read_metadata(tensor.tflite)["weights"] == "per-tensor"
     assert "weights" not in read_metadata(channel.tflite)
     fb, fb_c = read_model(tensor.tflite), read_model(channel.tflite)
@@ -414,14 +414,16 @@ def test_int16x8_per_tensor_weights_are_rounded_once_from_float_and_track_float(
     weight_ops = [op for op in fb.operators if fb.op_name(op) in WEIGHT_OPS]
     assert len(weight_ops) == len(floats) == tensor.report["requantized_weight_tensors"] == 14
     assert sum(fb.op_name(op) == "DEPTHWISE_CONV_2D" for op in weight_ops) == 2
-    per_channel = 0
+    per_channel = dropped = 0
     for op, op_c in zip(fb.operators, fb_c.operators):
         if fb.op_name(op) not in WEIGHT_OPS:
             continue
         x, w, *bias = indices(op.inputs)
         scales, zero_points, _ = tensor_quantization(fb.tensors[w])
         assert len(scales) == 1 and zero_points.tolist() == [0]
-        per_channel += len(tensor_quantization(fb_c.tensors[indices(op_c.inputs)[1]])[0]) > 1
+        channel_scales = len(tensor_quantization(fb_c.tensors[indices(op_c.inputs)[1]])[0])
+        per_channel += channel_scales > 1
+        dropped += channel_scales - 1
         q = fb.tensor_data(fb.tensors[w])
         # Some float operator's weights give exactly these: S = max|w| / 127, q = round(w / S),
         # and its bias round(b / (input_scale * S)) at that scale (int64).
@@ -443,17 +445,18 @@ def test_int16x8_per_tensor_weights_are_rounded_once_from_float_and_track_float(
             matches += 1
         assert matches >= 1, fb.op_name(op)
     assert per_channel == 14  # TFLite's own file has a scale per output channel everywhere
-    print("SIZES", len(tensor.tflite), len(channel.tflite))
+    assert len(tensor.tflite) <= len(channel.tflite) - 4 * dropped  # a float32 scale less, at least, per channel
 
-    # It tracks the float step model about as well as the per-channel file does.
+    # It tracks the float step model about as well as the per-channel file does (on this model,
+    # mean |error| / span 0.0003 against 0.0009; rescaling the per-channel int8 weights instead,
+    # which rounds twice, gives 0.0016, rounding down instead of to nearest 0.004).
     want = run_stream(build_step_model(mamba_h8l2), walk[300:])
     errors = {}
     for name, result in (("channel", channel), ("tensor", tensor)):
         _, emissions = StreamRunner(result.tflite).run(walk[300:])
         errors[name] = np.mean(np.abs(emissions - want)) / np.ptp(want)
         assert np.mean(np.argmax(emissions, 1) == np.argmax(want, 1)) > 0.9, name
-    print("ERRORS", errors)
-    assert errors["tensor"] < 0.02 and errors["tensor"] < 2 * errors["channel"], errors
+    assert errors["tensor"] < 0.002 and errors["tensor"] < 1.5 * errors["channel"], errors
 
     # Another model's float weights are nobody's twin: the rewrite refuses, naming the operator.
     keras.utils.set_random_seed(1)

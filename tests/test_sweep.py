@@ -116,11 +116,6 @@ def test_bad_arguments_fail_before_training(tmp_path):
     scans = write_toy_dataset(tmp_path / "scans", steps=1)
     with pytest.raises(TinylocError, match="T = 1; streaming variants need Mamba runs on windows"):
         sweep_module.sweep(scans, tmp_path / "s", variants="stream-int16x8")
-    from tinyloc_tf.compression.variants import ConvertOptions
-
-    with pytest.raises(TinylocError, match="per-tensor-weights converts int8 step models only"):
-        sweep_module.sweep(data, tmp_path / "s", variants="int8,stream-int16x8",
-                           convert_options=ConvertOptions(per_tensor_weights=True))
     assert not (tmp_path / "s" / "runs").exists()
 
 

@@ -30,6 +30,10 @@ The step model (:mod:`tinyloc_tf.models.mamba_step`) is converted like a window 
   passes bytes through (CONCATENATION, RESHAPE, ...) an int8 -> int8 QUANTIZE (TFLM's requantize
   kernel) is appended to the output instead (``requantized_state_outputs``). The runtime then
   copies state bytes from output to input, on the host as on the MCU.
+- **Per-tensor weights in int16x8.** TFLite's 16x8 quantizer cannot quantize the depthwise
+  convolution per tensor, so ``per_tensor_weights`` converts int16x8 per channel and then
+  quantizes every weight tensor again, once, from the float step model's weights
+  (:func:`weights_per_tensor_from_float`); int8 uses TFLite's own per-tensor quantization.
 """
 
 from __future__ import annotations
@@ -252,7 +256,9 @@ def streaming_layout(model) -> dict:
 def per_tensor_weights_refusal(quant: str) -> str | None:
     """Why ``--per-tensor-weights`` cannot make a step model in ``quant`` (None for int8 and
     int16x8): a float32 model has no int8 weights."""
-    return None if quant in ("int8", "int16x8") else f"--per-tensor-weights converts int8 and int16x8 step models, not {quant}"
+    if quant in ("int8", "int16x8"):
+        return None
+    return f"--per-tensor-weights converts int8 and int16x8 step models, not {quant}"
 
 
 #: Operators whose second input is an int8 weight tensor (one scale per output channel in
@@ -316,6 +322,8 @@ def _float_twins(fb_q, fb_f) -> list[tuple[int, object, object]]:
         where = (f"operator {position} ({signature[0]}, weights {list(signature[1])}"
                  f"{'' if signature[2] is None else f', bias {list(signature[2])}'}) of the int16x8 step model")
         _, w, b = _weight_operands(fb_q, op)
+        if fb_q.type_name(fb_q.tensors[w]) != "INT8":
+            raise TinylocError(f"per-tensor weights: {where} has {fb_q.type_name(fb_q.tensors[w])} weights, not INT8")
         same = [k for k, (_, s) in enumerate(floats) if s == signature and k not in used]
         twins = []
         for k in same:
@@ -364,21 +372,26 @@ def weights_per_tensor_from_float(quantized: bytes, float_model: bytes) -> tuple
 
     Returns the flatbuffer and the number of weight tensors rewritten.
     """
-    from tinyloc_tf.compression.flatbuffer import pack_model, read_model, tensor_quantization, tflite_schema
+    from tinyloc_tf.compression.flatbuffer import indices, pack_model, read_model, tensor_quantization, tflite_schema
 
     fb_q, fb_f = read_model(quantized, "the int16x8 step model"), read_model(float_model, "the float step model")
     pairs = _float_twins(fb_q, fb_f)
     model_object, schema, tensors = fb_q.model, tflite_schema(), fb_q.tensors
     written: dict[int, bytes] = {}  # tensor -> the values and scale it was given
     weights = set()
+    rewritten = {id(op) for _, op, _ in pairs}
+    # Tensors some other operator (or slot) also reads: those are never written over.
+    foreign = {t for op in fb_q.operators for slot, t in enumerate(indices(op.inputs))
+               if id(op) not in rewritten or slot == 0}
 
     def place(op, slot: int, values: np.ndarray, scale: np.float32) -> int:
         """Give input ``slot`` of ``op`` these values at this one scale; the tensor index.
         The converter shares identical constant tensors (the zero biases of an untrained
-        model): one that another operator needs with other values becomes a copy of its own."""
+        model): one that another operator needs with other values, or reads elsewhere, is
+        copied."""
         index = int(op.inputs[slot])
         key = values.dtype.str.encode() + values.tobytes() + scale.tobytes()
-        if written.get(index, key) == key:
+        if index not in foreign and written.get(index, key) == key:
             tensor = tensors[index]
         else:
             tensor = copy.deepcopy(tensors[index])

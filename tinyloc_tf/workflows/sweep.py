@@ -129,13 +129,6 @@ def sweep(
         if not any(get_variant(name).applies_to(f, data.steps) for f in families):
             raise TinylocError(f"--quant {name}: no run of this sweep can have it (families {', '.join(families)}, "
                                f"T = {data.steps}; streaming variants need Mamba runs on windows of T > 1)")
-    if convert_options is not None and convert_options.per_tensor_weights:
-        from tinyloc_tf.compression.streaming import per_tensor_weights_refusal
-
-        for name in variants:
-            quant = get_variant(name).streaming
-            if quant and (refusal := per_tensor_weights_refusal(quant)):
-                raise TinylocError(f"--quant {name}: {refusal}; drop it or sweep without --per-tensor-weights")
     specs = plan_baseline_runs(families, grid, data.num_features, data.num_classes, max_params)
     if not specs:
         raise TinylocError(f"no configuration of the {grid!r} grid has at most {max_params} parameters")
