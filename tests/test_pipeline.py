@@ -35,6 +35,12 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypatch, capfd):
     assert (work / "sweep" / "report.md").is_file()
     for run in ("mdcsa-H4L1", "mamba-H4L1"):
         assert (work / "sweep" / "runs" / run / "variants" / "int8.tflite").is_file()
+    # Mamba trains on 60-sample stream windows and gets its int16x8 step model; MDCSA keeps
+    # the prepared windows.
+    assert (work / "sweep" / "runs" / "mamba-H4L1" / "variants" / "stream-int16x8.json").is_file()
+    steps = {run: json.loads((work / "sweep" / "runs" / run / "config.json").read_text())["training"]["recipe"]
+             ["train_steps"] for run in ("mdcsa-H4L1", "mamba-H4L1")}
+    assert steps == {"mdcsa-H4L1": 0, "mamba-H4L1": 60}
 
     deploy = summary["deploy"]
     if missing_tools():
@@ -45,8 +51,33 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path, monkeypatch, capfd):
         assert deploy["backend"] == "aot"  # no TFLM tree: the AOT backend needs none
         assert deploy["emissions_bit_exact"] is True
         assert deploy["arena_bytes"] <= 64 * 1024
+        assert (deploy.get("mode") == "streaming") == deploy["variant"].startswith("stream-")
 
     # A second call finds every stage done and retrains nothing.
     stamp = (work / "sweep" / "runs" / "mamba-H4L1" / "metrics.json").stat().st_mtime_ns
     assert main(args) == 0
     assert (work / "sweep" / "runs" / "mamba-H4L1" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_the_device_gets_the_better_of_the_window_and_streaming_picks_on_validation():
+    import pandas as pd
+
+    from tinyloc_tf.workflows.pipeline import pick_for_device
+
+    def rows(stream_val):
+        return pd.DataFrame([
+            {"run": "mdcsa-H8L1", "variant": "int8", "deployable": True, "flash_bytes": 20_000,
+             "arena_bytes": 20_000, "val_macro_f1": 0.90, "test_macro_f1": 0.70},
+            {"run": "mamba-H8L1", "variant": "stream-int16x8", "deployable": True, "flash_bytes": 12_000,
+             "arena_bytes": 14_000, "val_macro_f1": stream_val, "test_macro_f1": 0.60},
+            {"run": "mamba-H32L2", "variant": "stream-int16x8", "deployable": True, "flash_bytes": 40_000,
+             "arena_bytes": 30_000, "val_macro_f1": 0.99, "test_macro_f1": 0.99},  # does not fit 32 KiB
+        ])
+
+    row, streaming = pick_for_device(rows(0.95), 32)
+    assert streaming and row["run"] == "mamba-H8L1"
+    row, streaming = pick_for_device(rows(0.90), 32)  # a tie goes to the window model
+    assert not streaming and row["run"] == "mdcsa-H8L1"
+    row, streaming = pick_for_device(rows(0.95), 64)
+    assert streaming and row["run"] == "mamba-H32L2"
+    assert pick_for_device(rows(0.95), 8) == (None, False)

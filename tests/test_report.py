@@ -230,5 +230,5 @@ def test_report_header_names_the_recipe_flags_that_differ_from_the_defaults():
 
     assert _recipe_text(asdict(Recipe())) == "recipe: the defaults"
     assert _recipe_text(asdict(Recipe(train_steps=60, ema=0.998))) == \
-        "recipe: the defaults but `--ema 0.998`, `--train-steps 60`"
+        "recipe: the defaults but `--ema 0.998`, `--train-steps 60` (mamba runs only)"
     assert "before recipes existed" in _recipe_text(None)

@@ -193,6 +193,10 @@ def test_recipe_ema_is_checked_and_off_for_older_runs():
     assert Recipe.from_dict({"schedule": "cosine"}).ema == 0.0  # a run written before --ema
     assert Recipe.from_dict(Recipe(ema=0.998).to_dict()).ema == 0.998
     assert Recipe.from_dict({"schedule": "cosine"}).train_steps == 0  # a run written before --train-steps
+    # In a sweep --train-steps reaches the recurrent families' runs only.
+    recipe = Recipe(train_steps=60, ema=0.99)
+    assert recipe.for_family("mamba") == recipe
+    assert recipe.for_family("mdcsa") == Recipe(train_steps=0, ema=0.99)
     with pytest.raises(TinylocError, match="--train-steps"):
         Recipe(train_steps=-1)
     assert not getattr(Recipe(ema=0.0).optimizer(1e-3, 2, 2), "use_ema", False)

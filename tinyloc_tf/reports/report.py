@@ -474,6 +474,11 @@ def _recipe_text(recipe: dict | None) -> str:
     defaults = asdict(Recipe())
     changed = [f"`--{key.replace('_', '-')} {value}`" for key, value in recipe.items()
                if key in defaults and value != defaults[key] and value is not None]
+    if recipe.get("train_steps"):  # Recipe.for_family
+        from tinyloc_tf.families import family_names, get_family
+
+        recurrent = ", ".join(name for name in family_names() if get_family(name).recurrent)
+        changed = [f"{text} ({recurrent} runs only)" if text.startswith("`--train-steps") else text for text in changed]
     return "recipe: the defaults" + (f" but {', '.join(changed)}" if changed else "")
 
 

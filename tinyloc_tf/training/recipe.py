@@ -78,6 +78,15 @@ class Recipe:
             raise TinylocError(f"--train-steps {self.train_steps}: {family} cannot train on longer windows than it is "
                                f"built for; recurrent families can ({recurrent})")
 
+    def for_family(self, family: str) -> "Recipe":
+        """This recipe as a run of ``family`` trains with it in a sweep: ``train_steps`` applies to
+        the recurrent families; the others train on the prepared windows (``train_steps`` 0)."""
+        from dataclasses import replace
+
+        from tinyloc_tf.families import get_family
+
+        return self if get_family(family).recurrent else replace(self, train_steps=0)
+
     @classmethod
     def legacy(cls) -> "Recipe":
         """The recipe of runs made before recipes existed."""
@@ -160,8 +169,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                             f"(default {default.time_shift})")
     group.add_argument("--train-steps", type=non_negative_int, default=default.train_steps,
                        help="train on windows of N consecutive samples cut from the training streams (Mamba; "
-                            "validation still scores the prepared windows; 0: train on the prepared windows; "
-                            f"default {default.train_steps})")
+                            "in a sweep the Mamba runs, MDCSA keeps the prepared windows; validation still scores "
+                            f"the prepared windows; 0: train on the prepared windows; default {default.train_steps})")
     group.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
 
 

@@ -121,7 +121,15 @@ def _register_pipeline(subparsers) -> None:
     parser.add_argument("--lr", type=positive_float, default=5e-3, help="peak learning rate (default 5e-3)")
     # Distillation is off by default: on the house it has not been shown to help (the plain KD
     # made Mamba H4L1 worse, docs/training.md), and it doubles the sweep's time.
-    parser.add_argument("--distill", action="store_true", help="distil each family's teacher into its smaller models")
+    parser.add_argument("--distill", action="store_true",
+                        help="distil each family's teacher into its smaller models (needs --train-steps 0)")
+    # Mamba trained on 60-sample windows needs no state resets over a whole stream and is the
+    # streaming pick of the house's budget grid (docs/streaming.md, "Training on longer windows").
+    parser.add_argument("--train-steps", type=non_negative_int, default=60,
+                        help="Mamba runs train on windows of N samples cut from the training streams "
+                             "(0: the prepared 20-sample windows; default 60)")
+    parser.add_argument("--no-streaming", action="store_true",
+                        help="no Mamba streaming step models (stream-int16x8): window models only")
     parser.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
                         help="input representation of the prepared house (default powed; docs/data.md)")
     parser.add_argument("--jobs", type=positive_int, default=2,

@@ -47,7 +47,8 @@ def execute(spec: dict, settings: dict) -> dict:
     fit = dict(
         epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
         patience=settings["patience"], seed=settings["seed"] + run.seed_offset,
-        int8_friendly=settings["int8_friendly"], recipe=Recipe.from_dict(settings.get("recipe")), verbose=0,
+        int8_friendly=settings["int8_friendly"], recipe=Recipe.from_dict(settings.get("recipe")).for_family(run.family),
+        verbose=0,
     )
     if run.teacher is None:
         from tinyloc_tf.training.trainer import train_run

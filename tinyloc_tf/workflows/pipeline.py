@@ -1,11 +1,17 @@
 """``tinyloc pipeline``: the main job, end to end, on the embedded synthetic house.
 
     data      synthesise house A (seeded) in the raw in-home layout, prepare it (T = 20)
-    sweep     train MDCSA and Mamba over a grid, pick teachers on validation, distil,
-              convert each run to int8 (and dynamic-range) and score it in host TFLM
-    report    results.csv, report.md and plots: the best model under 32 KB and 64 KB
-    deploy    build the best model under the RAM budget into Cortex-M firmware and run it on
-              QEMU: with TFLM when TFLM_ROOT names a TFLM tree, else compiled ahead of time
+    sweep     train MDCSA and Mamba over a grid (Mamba on 60-sample windows cut from the
+              training streams, --train-steps), pick teachers on validation, distil (--distill),
+              convert each run to int8 (and dynamic-range) and each Mamba to its int16x8
+              streaming step model, and score them in host TFLM (the step models over whole
+              streams: fixed-lag Viterbi, lag 10, the state reset every 50 samples)
+    report    results.csv, report.md and plots: the best model under 32 KB and 64 KB, window
+              and streaming
+    deploy    build the best model under the RAM budget, window or streaming, whichever scores
+              higher on validation, into Cortex-M firmware and run it on QEMU (a streaming model
+              over the longest test stream): with TFLM when TFLM_ROOT names a TFLM tree, else
+              compiled ahead of time
 
 Every stage resumes: finished data, runs and variants are reused, so a second call only
 redoes what is missing. ``WORK/summary.json`` collects what each stage produced, and says
@@ -22,6 +28,12 @@ from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import sweep_run, variant_path
 from tinyloc_tf.workflows.plan import DEFAULT_VARIANTS
 
+#: The streaming variant the pipeline adds for its Mamba runs, and how the sweep scores it: the
+#: lag and reset schedule chosen on the house's validation streams (docs/streaming.md).
+STREAM_VARIANT = "stream-int16x8"
+STREAM_LAG = 10
+STREAM_RESET_EVERY = 50
+
 
 def _stage(summary: dict, name: str) -> None:
     """Print a stage banner and record its wall time in the summary."""
@@ -34,11 +46,22 @@ def _stage_done(summary: dict, name: str, work: Path) -> None:
     (work / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
-def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
-    from tinyloc_tf.deployment.firmware import deploy, deploy_skip_reason
+def pick_for_device(report_rows, budget_kb: int):
+    """``(row, streaming)``: the best window model and the best streaming step model under
+    ``budget_kb`` (:func:`~tinyloc_tf.reports.report.best_under`), whichever has the higher
+    validation macro-F1 (the window model on a tie); ``(None, False)`` when none fits."""
     from tinyloc_tf.reports.report import best_under
 
-    best = best_under(report_rows, budget_kb)
+    window, stream = best_under(report_rows, budget_kb), best_under(report_rows, budget_kb, streaming=True)
+    if stream is not None and (window is None or stream["val_macro_f1"] > window["val_macro_f1"]):
+        return stream, True
+    return window, False
+
+
+def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
+    from tinyloc_tf.deployment.firmware import deploy, deploy_skip_reason
+
+    best, streaming = pick_for_device(report_rows, budget_kb)
     if best is None:
         summary["deploy"] = {"skipped": f"no int8 model fits {budget_kb} KiB of flash and arena"}
         return
@@ -52,12 +75,19 @@ def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
         return
     tflite = variant_path(sweep_run(args.work / "sweep", best["run"]), best["variant"])
     print(f"deploying {best['run']} ({best['variant']}) on {args.target}, {budget_kb} KiB RAM, backend {backend}")
-    from tinyloc_tf.deployment.export_c import default_windows
-
     data_dir = str(args.work / "data")
-    result = deploy(str(tflite), target=args.target, ram_kb=budget_kb, backend=backend,
-                    data_dir=data_dir, windows=default_windows(data_dir, "test", None))
-    summary["deploy"] = {**result, "run": best["run"], "variant": best["variant"], "backend": backend}
+    if streaming:  # the longest test stream, sample by sample, scored as the sweep scored it
+        from tinyloc_tf.deployment.streaming_firmware import deploy_streaming
+
+        result = deploy_streaming(str(tflite), target=args.target, ram_kb=budget_kb, backend=backend,
+                                  data_dir=data_dir, lag=STREAM_LAG, reset_every=STREAM_RESET_EVERY)
+    else:
+        from tinyloc_tf.deployment.export_c import default_windows
+
+        result = deploy(str(tflite), target=args.target, ram_kb=budget_kb, backend=backend,
+                        data_dir=data_dir, windows=default_windows(data_dir, "test", None))
+    summary["deploy"] = {**result, "run": best["run"], "variant": best["variant"], "backend": backend,
+                         "val_macro_f1": float(best["val_macro_f1"]), "test_macro_f1": float(best["test_macro_f1"])}
     print(json.dumps(summary["deploy"], indent=2, default=str))
 
 
@@ -65,7 +95,9 @@ def run_pipeline(args) -> int:
     """The whole job for the ``tinyloc pipeline`` arguments ``args`` (see the module docstring)."""
     from tinyloc_tf.data.inhome import prepare_inhome
     from tinyloc_tf.data.synth import synthesize_house
+    from tinyloc_tf.compression.variants import ConvertOptions
     from tinyloc_tf.reports.report import collect_rows, write_report
+    from tinyloc_tf.training.recipe import Recipe
     from tinyloc_tf.workflows.sweep import sweep
 
     work: Path = args.work.absolute()
@@ -91,9 +123,12 @@ def run_pipeline(args) -> int:
     _stage_done(summary, "data", work)
 
     _stage(summary, "sweep")
+    variants = DEFAULT_VARIANTS + (() if args.no_streaming else (STREAM_VARIANT,))
+    options = ConvertOptions(seed=args.seed, stream_lag=STREAM_LAG, stream_reset_every=STREAM_RESET_EVERY)
     result = sweep(data, work / "sweep", family="both", grid=args.grid, epochs=args.epochs,
                    patience=args.patience, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   jobs=args.jobs, distill=args.distill, variants=DEFAULT_VARIANTS)
+                   recipe=Recipe(train_steps=args.train_steps), jobs=args.jobs, distill=args.distill,
+                   variants=variants, convert_options=options)
     summary["teachers"] = result["teachers"]
     _stage_done(summary, "sweep", work)
 

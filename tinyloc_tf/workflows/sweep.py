@@ -33,6 +33,7 @@ from pathlib import Path
 from tinyloc_tf.atomic import write_atomic
 from tinyloc_tf.compression.variants import ConvertOptions, get_variant
 from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.families import get_family
 from tinyloc_tf.training.artifacts import baselines_dir, json_bytes
 from tinyloc_tf.training.recipe import Recipe
 from tinyloc_tf.workflows.compress import execute_compression
@@ -121,9 +122,14 @@ def sweep(
         raise TinylocError(f"--jobs must be at least 1, got {jobs}")
     if ensemble < 1:
         raise TinylocError(f"--ensemble must be at least 1 (1: no ensembles), got {ensemble}")
-    if recipe is not None:
-        for name in families:
-            recipe.check_family(name)
+    if recipe is not None and recipe.train_steps:
+        # --train-steps applies to the recurrent families' runs (Recipe.for_family); a sweep
+        # with none of them would ignore it.
+        if not any(get_family(name).recurrent for name in families):
+            recipe.check_family(families[0])
+        if distill:
+            raise TinylocError(f"--train-steps {recipe.train_steps}: distilled students learn their teacher's "
+                               f"targets on the prepared windows; turn distillation off or give --train-steps 0")
     data = load_prepared(data_dir)  # fail early, with the loader's message, on a bad folder
     for name in variants:
         if not any(get_variant(name).applies_to(f, data.steps) for f in families):
