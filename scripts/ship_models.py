@@ -134,6 +134,10 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
             family = frame[frame["variant"].isin(eligible)]
             candidates += int((family["deployable"].astype(bool) & fits(family, budget)).sum())
         if best is None:
+            if not any(frame["variant"].isin(eligible).any() for _, frame in sweeps.values()):
+                flag = "--quant ...,stream-int16x8" if streaming else "--quant int8"
+                raise TinylocError(f"{', '.join(map(str, sweep_dirs))}: no {'/'.join(eligible)} variant was made "
+                                   f"(sweep with {flag})")
             raise TinylocError(f"{', '.join(map(str, sweep_dirs))}: no {'/'.join(eligible)} variant fits "
                                f"{budget} KiB of flash and arena")
         picks.append((budget, *best, candidates))

@@ -81,3 +81,10 @@ def test_the_device_gets_the_better_of_the_window_and_streaming_picks_on_validat
     row, streaming = pick_for_device(rows(0.95), 64)
     assert streaming and row["run"] == "mamba-H32L2"
     assert pick_for_device(rows(0.95), 8) == (None, False)
+
+
+def test_distillation_with_stream_windows_is_refused_before_any_stage(tmp_path, capsys):
+    work = tmp_path / "work"
+    assert main(["pipeline", "--work", str(work), "--distill"]) == 2
+    assert "--distill trains students on the prepared windows" in capsys.readouterr().err
+    assert not work.exists()
