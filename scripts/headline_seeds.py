@@ -117,20 +117,19 @@ def main() -> int:
             if (record["streaming"]["lag"], record["streaming"]["reset_every"] or 0) != (
                     args.stream_lag, args.stream_reset_every):
                 parser.error(f"{run}/variants/{args.quant}.json was scored with another lag or reset; use another --out")
-            rows.append({"seed": seed, "flash_bytes": record["flash_bytes"],
-                         **{f"{split}_{key}": record[split][key] for split in ("val", "test")
-                            for key in ("macro_f1", "accuracy")}})
-            print(json.dumps(rows[-1]), flush=True)
-            continue
-        tflite = run / f"{args.quant}.tflite"
-        if not tflite.is_file():
-            tagger, _ = load_run(run)
-            result = convert(tagger, args.quant, representative=data.train.X, metadata=data_metadata(data),
-                             labels=data.train.y, validation=(data.val.X, data.val.y), seed=seed,
-                             qat_options={"progress": False, "epochs": 3})  # as the sweep
-            tflite.write_bytes(result.tflite)
-        scores = {split: evaluate_tflite(str(tflite), args.data, split=split, runtime="tflm") for split in ("val", "test")}
-        rows.append({"seed": seed, "flash_bytes": tflite.stat().st_size,
+            flash_bytes, scores = record["flash_bytes"], record
+        else:
+            tflite = run / f"{args.quant}.tflite"
+            if not tflite.is_file():
+                tagger, _ = load_run(run)
+                result = convert(tagger, args.quant, representative=data.train.X, metadata=data_metadata(data),
+                                 labels=data.train.y, validation=(data.val.X, data.val.y), seed=seed,
+                                 qat_options={"progress": False, "epochs": 3})  # as the sweep
+                tflite.write_bytes(result.tflite)
+            flash_bytes = tflite.stat().st_size
+            scores = {split: evaluate_tflite(str(tflite), args.data, split=split, runtime="tflm")
+                      for split in ("val", "test")}
+        rows.append({"seed": seed, "flash_bytes": flash_bytes,
                      **{f"{split}_{key}": scores[split][key] for split in ("val", "test")
                         for key in ("macro_f1", "accuracy")}})
         print(json.dumps(rows[-1]), flush=True)

@@ -20,11 +20,7 @@ def recipe_flags(recipe: dict | None) -> list[str]:
     ``Recipe`` later read as off, as ``Recipe.from_dict`` reads them)."""
     from tinyloc_tf.training.recipe import Recipe
 
-    if not recipe:
-        return []
-    defaults, used = Recipe().to_dict(), Recipe.from_dict(recipe).to_dict()
-    return [f"--{key.replace('_', '-')} {f'{value:g}' if isinstance(value, float) else value}"
-            for key, value in used.items() if value != defaults[key]]
+    return Recipe.from_dict(recipe).changed_flags() if recipe else []
 
 
 def row(card: dict) -> str:

@@ -348,9 +348,8 @@ def headline(report: dict, streaming: dict | None = None) -> dict:
         return {key: report[key] for key in HEADLINE}
     from tinyloc_tf.deployment.streaming import decoder_label
 
-    scores = report["decoders"][decoder_label(streaming["decoder"], streaming["lag"])]
-    return {"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"],
-            "samples": report["samples"], "streams": report["streams"]}
+    values = {**report, **report["decoders"][decoder_label(streaming["decoder"], streaming["lag"])]}
+    return {key: values[key] for key in STREAM_HEADLINE}
 
 
 def evaluate_shipped(buf: bytes, dataset, shipped: Path, streaming: dict | None = None) -> dict:

@@ -464,21 +464,17 @@ def _streaming_best_lines(frame, sweep_dir: Path) -> list[str]:
 
 
 def _recipe_text(recipe: dict | None) -> str:
-    """The sweep's training recipe as the flags that differ from today's defaults."""
-    from dataclasses import asdict
-
+    """The sweep's training recipe as the flags that differ from today's defaults
+    (:meth:`~tinyloc_tf.training.recipe.Recipe.changed_flags`)."""
+    from tinyloc_tf.families import family_names, get_family
     from tinyloc_tf.training.recipe import Recipe
 
     if recipe is None:
         return "the recipe of runs made before recipes existed"
-    defaults = asdict(Recipe())
-    changed = [f"`--{key.replace('_', '-')} {value}`" for key, value in recipe.items()
-               if key in defaults and value != defaults[key] and value is not None]
-    if recipe.get("train_steps"):  # Recipe.for_family
-        from tinyloc_tf.families import family_names, get_family
-
-        recurrent = ", ".join(name for name in family_names() if get_family(name).recurrent)
-        changed = [f"{text} ({recurrent} runs only)" if text.startswith("`--train-steps") else text for text in changed]
+    recurrent = ", ".join(name for name in family_names() if get_family(name).recurrent)
+    # --train-steps reaches the recurrent families' runs only (Recipe.for_family)
+    changed = [f"`{flag}`" + (f" ({recurrent} runs only)" if flag.startswith("--train-steps") else "")
+               for flag in Recipe.from_dict(recipe).changed_flags()]
     return "recipe: the defaults" + (f" but {', '.join(changed)}" if changed else "")
 
 

@@ -96,6 +96,13 @@ class Recipe:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def changed_flags(self) -> list[str]:
+        """The command-line flags where this recipe differs from today's defaults, in field
+        order (``["--ema 0.998", "--train-steps 60"]``): how cards and reports name a recipe."""
+        defaults = asdict(Recipe())
+        return [f"--{key.replace('_', '-')} {f'{value:g}' if isinstance(value, float) else value}"
+                for key, value in asdict(self).items() if value != defaults[key]]
+
     @classmethod
     def from_dict(cls, values: dict | None) -> "Recipe":
         if values is None:

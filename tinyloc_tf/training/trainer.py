@@ -330,13 +330,15 @@ def training_set(split, recipe, family: str) -> tuple:
 def fit_model(data, family: str, hidden: int, layers: int, *, epochs: int = DEFAULTS["epochs"],
               batch_size: int = DEFAULTS["batch_size"], lr: float = DEFAULTS["lr"],
               patience: int = DEFAULTS["patience"], seed: int = DEFAULTS["seed"], int8_friendly: bool = False,
-              recipe=None, verbose: int = 1, desc: str | None = None, callbacks: tuple = ()):
+              recipe=None, verbose: int = 1, desc: str | None = None, callbacks: tuple = (),
+              training: tuple | None = None):
     """Build and train a model in memory on a loaded dataset (what ``train_run`` does before
     it scores and writes): ``(model, history, best_epoch, epochs_run, fit_seconds)``.
 
     For measurements that need the trained model, not a run folder. ``recipe`` None is the
     default :class:`~tinyloc_tf.training.recipe.Recipe`; ``callbacks`` go to
-    :func:`fit_with_validation`.
+    :func:`fit_with_validation`; ``training``: the ``(X, y)`` of :func:`training_set` when the
+    caller already has it.
     """
     from tinyloc_tf.models import build_model
 
@@ -347,7 +349,7 @@ def fit_model(data, family: str, hidden: int, layers: int, *, epochs: int = DEFA
         layers=int(layers), steps=data.steps, int8_friendly=bool(int8_friendly),
         augmentation=recipe.augmentation(data.meta["scaling"], seed), **recipe.family_options(),
     )
-    X, y, _ = training_set(data.train, recipe, family)
+    X, y = training if training is not None else training_set(data.train, recipe, family)[:2]
     model.compile(optimizer=recipe.optimizer(lr, epochs, steps_per_epoch(len(X), batch_size)))
     history, best_epoch, epochs_run, fit_seconds = fit_with_validation(
         model, model, X, y, (data.val.X, data.val.y),
@@ -389,9 +391,10 @@ def train_run(
     recipe.check_family(family)
     out = check_out(out, overwrite, inputs=(data_dir,))
     data = load_data(data_dir)
+    X, y, windows = training_set(data.train, recipe, family)
     model, history, best_epoch, epochs_run, fit_seconds = fit_model(
         data, family, hidden, layers, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-        seed=seed, int8_friendly=int8_friendly, recipe=recipe, verbose=verbose,
+        seed=seed, int8_friendly=int8_friendly, recipe=recipe, verbose=verbose, training=(X, y),
     )
     scores = score_splits(model, data)
     metrics = run_metrics(
@@ -399,7 +402,7 @@ def train_run(
         fit_seconds=fit_seconds, started=started, seed=seed,
     )
     if recipe.train_steps:
-        metrics["training_windows"] = training_set(data.train, recipe, family)[2]
+        metrics["training_windows"] = windows
     config = run_config(
         "train", model, data_dir, metrics,
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
