@@ -453,8 +453,8 @@ def test_int16x8_per_tensor_weights_are_rounded_once_from_float_and_track_float(
     assert len(tensor.tflite) <= len(channel.tflite) - 4 * dropped  # a float32 scale less, at least, per channel
 
     # It tracks the float step model about as well as the per-channel file does (on this model,
-    # mean |error| / span 0.0003 against 0.0009; rescaling the per-channel int8 weights instead,
-    # which rounds twice, gives 0.0016, rounding down instead of to nearest 0.004).
+    # mean |error| / span 0.0003 against 0.0009); the bound is meant to fail a rewrite that rounds
+    # the per-channel int8 weights a second time, or rounds down instead of to nearest.
     want = run_stream(build_step_model(mamba_h8l2), walk[300:])
     errors = {}
     for name, result in (("channel", channel), ("tensor", tensor)):

@@ -365,7 +365,7 @@ def weights_per_tensor_from_float(quantized: bytes, float_model: bytes) -> tuple
     float weights (:func:`per_tensor_symmetric`) and its bias, rounded once from the float bias,
     at scale ``input_scale * S`` (the float32 product, which TFLite's kernels check; the bias keeps
     its integer type, int64 in 16x8). Rescaling the per-channel int8 values instead would round
-    twice: on the house Mamba int8 step model that cost 8 points of macro-F1. ``float_model`` is
+    every weight twice. ``float_model`` is
     the same step model converted in float32, whose tensors hold the exact float weights in the
     layout of the quantized file; operators are paired by :func:`_float_twins`. Activation scales
     (the calibration) are kept.
