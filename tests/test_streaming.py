@@ -222,6 +222,8 @@ def test_train_steps_trains_mamba_on_longer_windows(stream_data, tmp_path, capsy
     assert "--train-steps 60: distilled students" in capsys.readouterr().err
     assert main([*sweep, "--family", "mdcsa", "--no-distill"]) == 2
     assert "--train-steps 60: mdcsa cannot" in capsys.readouterr().err
+    assert main([*sweep, "--no-distill", "--train-steps", "10"]) == 2  # shorter than the prepared windows
+    assert "--train-steps 10 is shorter than the prepared windows" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in ("d", "k", "s"))
 
 

@@ -131,6 +131,10 @@ def sweep(
             raise TinylocError(f"--train-steps {recipe.train_steps}: distilled students learn their teacher's "
                                f"targets on the prepared windows; turn distillation off or give --train-steps 0")
     data = load_prepared(data_dir)  # fail early, with the loader's message, on a bad folder
+    if recipe is not None and recipe.train_steps:
+        from tinyloc_tf.data.streams import stream_windows
+
+        stream_windows(data.train, recipe.train_steps)  # a length no stream allows fails here, not in every run
     for name in variants:
         if not any(get_variant(name).applies_to(f, data.steps) for f in families):
             raise TinylocError(f"--quant {name}: no run of this sweep can have it (families {', '.join(families)}, "
