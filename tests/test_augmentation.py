@@ -9,6 +9,7 @@ from tinyloc_tf.models.augmentation import RSSIAugmentation
 FLOOR = -105.0
 POWED = Representation("powed", FLOOR, exponent=np.e).to_meta()
 DBM = Representation("dbm", FLOOR).to_meta()
+RELATIVE = Representation("relative", FLOOR, exponent=np.e, reference_dbm=-60.0)
 
 
 def _inputs(steps=1, n=64, features=20, seed=0):
@@ -21,7 +22,7 @@ def _to_dbm(x):
     return FLOOR + np.asarray(x) * -FLOOR
 
 
-@pytest.mark.parametrize("scaling", [POWED, DBM], ids=["powed", "dbm"])
+@pytest.mark.parametrize("scaling", [POWED, DBM, RELATIVE.to_meta()], ids=["powed", "dbm", "relative"])
 def test_identity_at_inference_and_same_shape(scaling):
     x, _ = _inputs(steps=5)
     layer = RSSIAugmentation(scaling, ap_dropout=0.3, noise_db=3, gain_db=6, packet_drop=0.2, time_shift=2, seed=1)
@@ -62,6 +63,20 @@ def test_noise_is_in_db_whatever_the_representation():
     back = FLOOR + out ** (1 / np.e) * -FLOOR
     heard = (x > 0) & (dbm < -40) & (dbm > -95)
     assert np.std(back[heard] - dbm[heard]) == pytest.approx(2.0, rel=0.1)
+
+
+def test_relative_augmentation_stays_relative():
+    """A perturbed relative scan has its strongest reading back at the reference, and a gain
+    offset alone changes nothing (the representation does not see it)."""
+    _, dbm = _inputs(n=300)
+    x, _ = RELATIVE.apply(dbm)
+    gain = np.asarray(RSSIAugmentation(RELATIVE.to_meta(), gain_db=6.0, seed=3)(x, training=True))
+    np.testing.assert_allclose(gain, x, atol=1e-5)
+    out = np.asarray(RSSIAugmentation(RELATIVE.to_meta(), ap_dropout=0.2, noise_db=3.0, seed=1)(x, training=True))
+    assert not np.allclose(out, x, atol=1e-3)
+    top = RELATIVE.apply(np.array([-60.0]))[0][0]  # the reference's input value
+    rows = (out > 0).any(axis=-1)
+    np.testing.assert_allclose(out.max(axis=-1)[rows], top, rtol=1e-4)
 
 
 def test_packet_drop_forward_fills_whole_steps():

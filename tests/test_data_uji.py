@@ -232,6 +232,27 @@ def test_physical_representations(small, tmp_path, kind):
     assert np.all(data.train.X[:, 0, 8:] == 0) and data.meta["uji"]["cells_clipped"]["test"] == 0
 
 
+def test_relative_representation(small, tmp_path):
+    """relative: each scan's strongest reading at reference_dbm, the rest by their distance below
+    it, powed; recorded in meta.json with its reference."""
+    from tinyloc_tf.data.representation import RELATIVE_REFERENCE_DBM
+
+    data = load_prepared(prepare_uji(small, tmp_path / "relative", labels="floor", areas=4, representation="relative"))
+    scaling = data.meta["scaling"]
+    assert scaling["representation"] == "relative" and scaling["reference_dbm"] == RELATIVE_REFERENCE_DBM
+    train_raw, _ = small_tables()
+    dbm = train_raw[list(WAP_COLUMNS)].to_numpy(float)
+    heard = dbm != 100
+    strongest = np.where(heard, dbm, -np.inf).max(axis=1, keepdims=True)
+    moved = np.where(heard, dbm - strongest + RELATIVE_REFERENCE_DBM, NOT_HEARD_DBM)
+    expected = np.clip((moved - NOT_HEARD_DBM) / -NOT_HEARD_DBM, 0, 1) ** np.e
+    got = np.concatenate([data.train.X[:, 0], data.val.X[:, 0]])
+    key = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731  (row order differs between splits)
+    np.testing.assert_allclose(key(got), key(expected.astype(np.float32)), atol=1e-6)
+    top = ((RELATIVE_REFERENCE_DBM - NOT_HEARD_DBM) / -NOT_HEARD_DBM) ** np.e
+    assert np.allclose(got.max(axis=1)[heard.any(axis=1)], top)
+
+
 def test_grouped_split_holds_out_whole_groups(tmp_path):
     """No (user, phone) group in both train and val, and every class keeps training scans."""
     train, test = small_tables()

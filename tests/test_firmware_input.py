@@ -40,3 +40,31 @@ def test_dbm_table_input_is_bit_exact_on_qemu(uji_zip, tmp_path):
                        progress=False)
     assert result["input"] == "dbm_table"
     assert result["emissions_bit_exact"] and result["path_agreement"] == 1.0
+
+
+@pytest.mark.slow
+@needs_arm
+def test_relative_dbm_input_is_bit_exact_on_qemu(uji_zip, tmp_path):
+    """The relative representation on the device: each scan's readings move to the reference
+    first. The shipped model's metadata is switched to ``relative`` (same weights: this checks
+    the input path, not accuracy); the exported scans have their strongest reading at 0 dBm, so
+    the firmware must move every scan by the reference to match the host bit for bit."""
+    from tinyloc_tf.compression.metadata import read_metadata, write_metadata
+    from tinyloc_tf.data.uji import prepare_uji
+
+    card = json.loads(MODEL.with_suffix(".json").read_text())
+    recipe = card["data"]["recipe"]
+    options = {"areas": recipe["areas"]} if "areas" in recipe else {}
+    data = prepare_uji(uji_zip, tmp_path / "data", labels=recipe["labels"], seed=recipe["seed"],
+                       val_fraction=recipe["val_fraction"], split=recipe["split"], representation="relative",
+                       **options)
+    scaling = json.loads((data / "meta.json").read_text())["scaling"]
+    assert scaling["representation"] == "relative"
+    payload = read_metadata(MODEL.read_bytes())
+    payload["scaling"] = scaling
+    model = tmp_path / "relative.tflite"
+    model.write_bytes(write_metadata(MODEL.read_bytes(), payload))
+    result = fw.deploy(str(model), target="m55", ram_kb=32, backend="aot", data_dir=str(data), windows=24,
+                       progress=False)
+    assert result["input"] == "dbm_table"
+    assert result["emissions_bit_exact"] and result["path_agreement"] == 1.0

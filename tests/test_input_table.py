@@ -20,7 +20,7 @@ def _dbm(rng, n, features, floor=FLOOR):
     return np.where(heard, rng.integers(int(floor) + 1, 1, (n, features)), floor).astype(np.float64)
 
 
-@pytest.mark.parametrize("kind", ["minmax", "dbm", "powed"])
+@pytest.mark.parametrize("kind", ["minmax", "dbm", "powed", "relative"])
 @pytest.mark.parametrize("scale,zero_point", [(1 / 255, -128), (0.0041, -120), (0.0072, -101)])
 def test_table_reproduces_host_quantisation(kind, scale, zero_point):
     rng = np.random.default_rng(0)
@@ -39,8 +39,11 @@ def test_table_reproduces_host_quantisation(kind, scale, zero_point):
     # The radio's own readings give the same inputs (minmax clips outside the train range, so
     # the exported dBm may differ from the raw ones there, never the inputs).
     np.testing.assert_array_equal(table.lookup(test.astype(np.int8)), quantize(X, io))
-    if kind != "minmax":
+    if kind in ("dbm", "powed"):
         np.testing.assert_array_equal(dbm, test.astype(np.int8))
+    if kind == "relative":  # exported relative to each scan's strongest reading, at 0 dBm
+        assert (dbm.max(axis=-1)[(test > FLOOR).any(axis=-1)] == 0).all()
+        assert table.reference == -60
     assert table.table.shape == ((features if kind == "minmax" else 1), 106)
     assert Representation.from_meta(scaling) == representation
 
@@ -75,3 +78,40 @@ def test_dbm_of_inputs_inverts_each_representation():
         representation, _ = fit_representation(kind, dbm, FLOOR)
         X, _ = representation.apply(dbm)
         np.testing.assert_array_equal(dbm_of_inputs(X, representation.to_meta()), dbm.astype(np.int16))
+    representation, _ = fit_representation("relative", dbm, FLOOR, reference_dbm=-30.0)
+    X, _ = representation.apply(dbm)
+    strongest = np.where(dbm > FLOOR, dbm, -np.inf).max(axis=-1, keepdims=True)
+    expected = np.where((dbm > FLOOR) & (dbm - strongest > FLOOR + 30), dbm - strongest, FLOOR)
+    np.testing.assert_array_equal(dbm_of_inputs(X, representation.to_meta()), expected.astype(np.int16))
+
+
+def test_relative_representation_ignores_a_gain_offset():
+    """Another phone reading every access point k dB higher or lower gives the same inputs, on
+    the host and through the firmware's table."""
+    rng = np.random.default_rng(3)
+    dbm = _dbm(rng, 200, 10)
+    dbm = np.where(dbm > FLOOR, np.clip(dbm, -95, -10), FLOOR)  # offsets below keep readings in range
+    representation, _ = fit_representation("relative", dbm, FLOOR)
+    io = _io(10)
+    table = build_input_table(representation.to_meta(), 10, io)
+    X, _ = representation.apply(dbm)
+    for offset in (-8, 5):
+        moved = np.where(dbm > FLOOR, dbm + offset, FLOOR)
+        np.testing.assert_array_equal(representation.apply(moved)[0], X)
+        np.testing.assert_array_equal(table.lookup(moved.astype(np.int8)), quantize(X, io))
+    # The strongest reading sits at the reference; one more than 45 dB below it is not heard.
+    row = np.full(10, FLOOR)
+    row[:3] = [-40, -70, -90]
+    x = representation.apply(row)[0]
+    assert x[0] == pytest.approx(((-60 - FLOOR) / -FLOOR) ** np.e) and x[2] == 0 and x[1] > 0 and (x[3:] == 0).all()
+
+
+def test_relative_representation_needs_its_reference():
+    from tinyloc_tf.errors import DataError
+
+    scaling = Representation("relative", FLOOR, exponent=np.e, reference_dbm=-60.0).to_meta()
+    del scaling["reference_dbm"]
+    with pytest.raises(DataError, match="reference_dbm"):
+        Representation.from_meta(scaling)
+    with pytest.raises(DataError, match="reference_dbm"):
+        Representation("relative", FLOOR, exponent=np.e, reference_dbm=-110.0)

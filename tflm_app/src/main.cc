@@ -39,11 +39,26 @@ int32_t g_path[kSteps];
 int8_t g_input[kSteps * kFeatures];
 
 // The radio's integer dBm become the model's int8 input through the exported table, as on
-// a wearable; below the floor means "not heard".
+// a wearable; at or below the floor means "not heard".
+int clamp_dbm(int dbm) { return dbm < kDbmFloor ? kDbmFloor : (dbm > 0 ? 0 : dbm); }
+
 const int8_t* window_input(int w) {
-  for (int i = 0; i < kSteps * kFeatures; ++i) {
-    const int dbm = kTestDbm[w][i] < kDbmFloor ? kDbmFloor : kTestDbm[w][i];
-    g_input[i] = kInputTable[kInputTableRow[i % kFeatures]][dbm - kDbmFloor];
+  for (int t = 0; t < kSteps; ++t) {
+    const int8_t* dbm = &kTestDbm[w][t * kFeatures];
+    int shift = 0;
+#if TINYLOC_INPUT_RELATIVE
+    // The relative representation: the step's strongest heard reading moves to kDbmReference.
+    int strongest = kDbmFloor;
+    for (int f = 0; f < kFeatures; ++f) {
+      if (clamp_dbm(dbm[f]) > strongest) strongest = clamp_dbm(dbm[f]);
+    }
+    if (strongest > kDbmFloor) shift = kDbmReference - strongest;
+#endif
+    for (int f = 0; f < kFeatures; ++f) {
+      const int level = clamp_dbm(dbm[f]);
+      const int moved = level > kDbmFloor ? clamp_dbm(level + shift) : kDbmFloor;
+      g_input[t * kFeatures + f] = kInputTable[kInputTableRow[f]][moved - kDbmFloor];
+    }
   }
   return g_input;
 }

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tinyloc_tf.arguments import fraction, non_negative_int, positive_float, positive_int
 from tinyloc_tf.atomic import check_output
+from tinyloc_tf.data.representation import REPRESENTATION_HELP, REPRESENTATIONS
 
 DEFAULT_DEST = Path("data")
 INHOME_ARCHIVE_NAME = "inhome_figshare.zip"
@@ -49,9 +50,7 @@ def register(subparsers) -> None:
     uji.add_argument("--split", choices=("grouped", "stratified"), default="grouped",
                      help="grouped: hold out whole (user, phone) groups for val (default; predicts the test "
                           "split); stratified: the paper's random 75/25")
-    uji.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
-                     help="RSSI -> input in [0, 1]: powed (default), dbm (physical range) or minmax (per AP); "
-                          "docs/data.md")
+    uji.add_argument("--representation", choices=REPRESENTATIONS, default="powed", help=REPRESENTATION_HELP)
     uji.set_defaults(handler=_prepare_uji)
 
     inhome = datasets.add_parser("inhome", help="in-home BLE RSSI (Byrne et al. 2018 layout): T = 20")
@@ -63,9 +62,7 @@ def register(subparsers) -> None:
     inhome.add_argument("--val-fraction", type=fraction, default=0.25, help="share of fingerprint data for val")
     inhome.add_argument("--block-seconds", type=positive_float, default=None,
                         help="length of the contiguous fingerprint blocks the split draws (default 60)")
-    inhome.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
-                        help="RSSI -> input in [0, 1]: powed (default), dbm (physical range) or minmax (per AP); "
-                             "docs/data.md")
+    inhome.add_argument("--representation", choices=REPRESENTATIONS, default="powed", help=REPRESENTATION_HELP)
     inhome.set_defaults(handler=_prepare_inhome)
 
     synth = verbs.add_parser("synth", help="write a synthetic house in the raw in-home layout")

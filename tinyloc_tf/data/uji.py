@@ -414,6 +414,48 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, s
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+@dataclass
+class ScanLabels:
+    """The classes of one label scheme and every scan's class; ``area`` (every trainingData
+    scan's area) is what both schemes stratify their split on."""
+
+    classes: list[str]
+    train: np.ndarray  # int32 [rows of trainingData]
+    test: np.ndarray  # int32 [rows of validationData]
+    area: np.ndarray
+    partition: AreaPartition
+
+
+def label_scans(tables: UjiTables, labels: str, areas: int = DEFAULT_AREAS) -> ScanLabels:
+    """Labels of ``tables`` under ``labels`` (:data:`LABEL_SCHEMES`): the areas are fitted on
+    trainingData's coordinates (:func:`fit_areas`), test scans take the nearest area centre."""
+
+    def columns(frame):
+        building = frame["BUILDINGID"].to_numpy(dtype=np.int64)
+        floor = frame["FLOOR"].to_numpy(dtype=np.int64)
+        coords = frame[["LONGITUDE", "LATITUDE"]].to_numpy(dtype=np.float64)
+        return building, floor, coords
+
+    building, floor, coords = columns(tables.train)
+    test_building, test_floor, test_coords = columns(tables.test)
+    partition = fit_areas(building, floor, coords, total=areas)
+    area = partition.assign(building, floor, coords)
+    if labels == "area":
+        return ScanLabels(partition.names, area, partition.assign(test_building, test_floor, test_coords), area, partition)
+    floor_index = {key: i for i, key in enumerate(partition.floors)}
+    return ScanLabels(
+        [floor_name(*key) for key in partition.floors],
+        np.array([floor_index[(b, f)] for b, f in zip(building, floor)], dtype=np.int32),
+        np.array([floor_index[(b, f)] for b, f in zip(test_building, test_floor)], dtype=np.int32),
+        area, partition,
+    )
+
+
+def user_phone_groups(frame: "pd.DataFrame") -> np.ndarray:
+    """One id per (USERID, PHONEID) pair of ``frame``'s scans: ``USERID * 1000 + PHONEID``."""
+    return frame["USERID"].to_numpy(dtype=np.int64) * 1000 + frame["PHONEID"].to_numpy(dtype=np.int64)
+
+
 # ----------------------------------------------------------------------------- prepare
 
 
@@ -457,27 +499,10 @@ def prepare_uji(
     train_df, test_df = tables.train, tables.test
     steps.update()
 
-    def columns(frame):
-        building = frame["BUILDINGID"].to_numpy(dtype=np.int64)
-        floor = frame["FLOOR"].to_numpy(dtype=np.int64)
-        coords = frame[["LONGITUDE", "LATITUDE"]].to_numpy(dtype=np.float64)
-        return building, floor, coords
-
     steps.set_postfix_str("areas")
-    building, floor, coords = columns(train_df)
-    test_building, test_floor, test_coords = columns(test_df)
-    partition = fit_areas(building, floor, coords, total=areas)
-    area = partition.assign(building, floor, coords)
+    scans = label_scans(tables, labels, areas)
+    partition, area, classes, y_all, y_test = scans.partition, scans.area, scans.classes, scans.train, scans.test
     floors = partition.floors
-    floor_index = {key: i for i, key in enumerate(floors)}
-    if labels == "area":
-        classes = partition.names
-        y_all = area
-        y_test = partition.assign(test_building, test_floor, test_coords)
-    else:
-        classes = [floor_name(*key) for key in floors]
-        y_all = np.array([floor_index[(b, f)] for b, f in zip(building, floor)], dtype=np.int32)
-        y_test = np.array([floor_index[(b, f)] for b, f in zip(test_building, test_floor)], dtype=np.int32)
     steps.update()
 
     steps.set_postfix_str("split")
@@ -489,7 +514,7 @@ def prepare_uji(
         raise DataError(f"{tables.source}: area {lonely} has {per_area.min()} training scan(s); "
                         f"a stratified split needs at least 2 (use fewer areas)")
     index = np.arange(len(train_df))
-    user_phone = train_df["USERID"].to_numpy(dtype=np.int64) * 1000 + train_df["PHONEID"].to_numpy(dtype=np.int64)
+    user_phone = user_phone_groups(train_df)
     if split == "grouped":
         try:
             train_idx, val_idx = grouped_split(area, user_phone, val_fraction, seed)

@@ -484,6 +484,10 @@ def _input_table_declarations(table) -> str:
         "// (deployment/input_table.py); readings below kDbmFloor are 'not heard'.\n"
         "#define TINYLOC_INPUT_FROM_DBM 1\n"
         f"constexpr int kDbmFloor = {table.floor};\n"
+        + ("// relative: each step's heard readings first move by kDbmReference - (its strongest).\n"
+           f"#define TINYLOC_INPUT_RELATIVE 1\nconstexpr int kDbmReference = {table.reference};\n"
+           if table.reference is not None else "#define TINYLOC_INPUT_RELATIVE 0\n")
+        + 
         f"extern const int8_t kInputTable[{rows}][{levels}];\n"
         "extern const uint16_t kInputTableRow[kFeatures];\n\n"
     )

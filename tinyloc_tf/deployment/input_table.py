@@ -8,9 +8,10 @@ floor (not heard) to 0:
 
     input_q[f] = table[row[f]][dbm[f] - floor]
 
-``dbm`` and ``powed`` share one row for all access points (``floor..0``: 106 entries for
-UJIIndoorLoc); ``minmax`` needs one row per access point, so it is used only while the
-table stays small (:data:`MAX_TABLE_BYTES`). The export checks, cell by cell, that the table
+``dbm``, ``powed`` and ``relative`` share one row for all access points (``floor..0``: 106
+entries for UJIIndoorLoc); ``minmax`` needs one row per access point, so it is used only while
+the table stays small (:data:`MAX_TABLE_BYTES`). For ``relative`` the firmware first moves each
+scan's heard readings by ``reference - strongest`` (integers, as :meth:`InputTable.lookup` does). The export checks, cell by cell, that the table
 reproduces the host's quantised input for every exported window; where the prepared inputs
 are not integer dBm (the in-home loader averages packets within a 200 ms step) it does not,
 and the firmware takes the host's quantised inputs instead (``input: "quantized"`` in the
@@ -31,16 +32,22 @@ MAX_TABLE_BYTES = 4096  # a per-AP minmax table larger than this costs more flas
 
 @dataclass
 class InputTable:
-    """``table`` int8 ``[rows, levels]``, ``row`` uint16 ``[F]``, ``floor`` the dBm of column 0."""
+    """``table`` int8 ``[rows, levels]``, ``row`` uint16 ``[F]``, ``floor`` the dBm of column 0;
+    ``reference`` the dBm each scan's strongest reading is moved to first (``relative``), else None."""
 
     table: np.ndarray
     row: np.ndarray
     floor: int
+    reference: int | None = None
 
     def lookup(self, dbm: np.ndarray) -> np.ndarray:
         """int8 inputs for integer ``dbm [..., F]`` exactly as the firmware computes them."""
-        index = np.clip(np.asarray(dbm, dtype=np.int64), self.floor, 0) - self.floor
-        return self.table[self.row[np.arange(dbm.shape[-1])], index]
+        dbm = np.clip(np.asarray(dbm, dtype=np.int64), self.floor, 0)
+        if self.reference is not None:
+            heard = dbm > self.floor
+            strongest = np.where(heard, dbm, self.floor).max(axis=-1, keepdims=True)
+            dbm = np.where(heard, np.clip(dbm + (self.reference - strongest), self.floor, 0), self.floor)
+        return self.table[self.row[np.arange(dbm.shape[-1])], dbm - self.floor]
 
 
 def build_input_table(scaling: dict, features: int, io: TensorIO) -> InputTable | None:
@@ -50,11 +57,15 @@ def build_input_table(scaling: dict, features: int, io: TensorIO) -> InputTable 
     floor = int(np.floor(representation.floor_dbm))
     levels = np.arange(floor, 1, dtype=np.float64)
     if representation.shared_table:
-        x, _ = representation.apply(levels)
-        return InputTable(quantize(x, io)[None, :], np.zeros(features, dtype=np.uint16), floor)
+        reference = representation.reference_dbm
+        if reference is not None and not (float(reference).is_integer() and floor == representation.floor_dbm):
+            return None  # the firmware moves readings by whole dBm
+        x, _ = representation.scale(levels)
+        return InputTable(quantize(x, io)[None, :], np.zeros(features, dtype=np.uint16), floor,
+                          None if reference is None else int(reference))
     if features * len(levels) > MAX_TABLE_BYTES:
         return None
-    x, _ = representation.apply(np.repeat(levels[:, None], features, axis=1))  # [levels, F]
+    x, _ = representation.scale(np.repeat(levels[:, None], features, axis=1))  # [levels, F]
     return InputTable(quantize(x, io).T.copy(), np.arange(features, dtype=np.uint16), floor)
 
 
@@ -65,10 +76,17 @@ def dbm_of_inputs(X: np.ndarray, scaling: dict) -> np.ndarray:
     if representation.kind == "minmax":
         dbm = representation.minimum + x * (representation.maximum - representation.minimum)
     else:
-        if representation.kind == "powed":
+        if representation.kind in ("powed", "relative"):
             x = x ** (1.0 / representation.exponent)
         dbm = representation.floor_dbm + x * -representation.floor_dbm
-    return np.clip(np.round(dbm), np.floor(representation.floor_dbm), 0).astype(np.int16)
+    floor = np.floor(representation.floor_dbm)
+    dbm = np.clip(np.round(dbm), floor, 0)
+    if representation.kind == "relative":
+        # The readings relative to their scan's strongest, which sits at 0 dBm: what a phone
+        # reading every access point -reference_dbm dB louder records. The firmware moves them
+        # back by reference_dbm, so its relative step is exercised, not skipped.
+        dbm = np.where(dbm > floor, dbm - representation.reference_dbm, floor)
+    return dbm.astype(np.int16)
 
 
 def table_inputs(X: np.ndarray, scaling: dict | None, io: TensorIO) -> tuple[InputTable, np.ndarray] | None:

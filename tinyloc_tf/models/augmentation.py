@@ -20,6 +20,9 @@ physical units whatever the representation. Per scan (T = 1) or per window (T > 
   its labels, edges repeated (annotation lag).
 
 A heard reading stays heard (it is clipped to [floor + 1, 0] dBm); not-heard cells stay 0.
+For the ``relative`` representation the perturbed scan is moved back so that its strongest
+reading sits at the reference again (a gain offset then changes nothing, as on the device),
+and a reading that falls to the floor counts as not heard, as in the prepared data.
 """
 
 from __future__ import annotations
@@ -52,11 +55,12 @@ class RSSIAugmentation(keras.layers.Layer):
             if float(value) < 0:
                 raise TinylocError(f"augmentation {name} must be 0 or more, got {value}")
         # Only what maps inputs to dBm and back (meta["scaling"] carries counts too).
-        self.scaling = {key: scaling[key] for key in ("representation", "not_heard_dbm", "exponent", "min", "max")
-                        if key in scaling}
+        self.scaling = {key: scaling[key] for key in ("representation", "not_heard_dbm", "exponent", "reference_dbm",
+                                                      "min", "max") if key in scaling}
         self.kind = self.scaling.get("representation", "minmax")
         self.floor = float(self.scaling.get("not_heard_dbm", -105.0))
         self.exponent = float(self.scaling.get("exponent", 1.0))
+        self.reference = float(self.scaling.get("reference_dbm", 0.0))
         self.ap_dropout, self.noise_db, self.gain_db = float(ap_dropout), float(noise_db), float(gain_db)
         self.packet_drop, self.time_shift = float(packet_drop), int(time_shift)
         self.seed = seed
@@ -73,7 +77,7 @@ class RSSIAugmentation(keras.layers.Layer):
     def _to_dbm(self, x):
         if self.kind == "minmax":
             return self.minimum + x * self.span
-        if self.kind == "powed":
+        if self.kind in ("powed", "relative"):
             x = ops.power(ops.maximum(x, 1e-12), 1.0 / self.exponent)
         return self.floor + x * (-self.floor)
 
@@ -81,7 +85,13 @@ class RSSIAugmentation(keras.layers.Layer):
         if self.kind == "minmax":
             return ops.clip((dbm - self.minimum) / self.span, 0.0, 1.0)
         x = ops.clip((dbm - self.floor) / (-self.floor), 0.0, 1.0)
-        return ops.power(x, self.exponent) if self.kind == "powed" else x
+        return ops.power(x, self.exponent) if self.kind in ("powed", "relative") else x
+
+    def _relative_to_strongest(self, dbm, heard):
+        """``relative``: the perturbed scan's strongest heard reading back at the reference, as
+        :meth:`~tinyloc_tf.data.representation.Representation.relative_to_strongest` does."""
+        strongest = ops.max(ops.where(heard, dbm, ops.full_like(dbm, -1e9)), axis=-1, keepdims=True)
+        return ops.where(strongest > -1e8, dbm + (self.reference - strongest), dbm)
 
     def call(self, x, training=None):
         if not training or not self.active:
@@ -95,7 +105,12 @@ class RSSIAugmentation(keras.layers.Layer):
             dbm = dbm + keras.random.uniform((shape[0], 1, 1), -self.gain_db, self.gain_db, seed=self.seed_generator)
         if self.noise_db:
             dbm = dbm + self.noise_db * keras.random.normal(shape, seed=self.seed_generator)
-        dbm = ops.clip(dbm, self.floor + 1.0, 0.0)
+        if self.kind == "relative":
+            # A gain offset leaves a relative scan as it was; noise and dropout move its strongest
+            # reading. Readings at or below the floor after the move are not heard (_from_dbm: 0).
+            dbm = self._relative_to_strongest(dbm, heard)
+        else:
+            dbm = ops.clip(dbm, self.floor + 1.0, 0.0)
         out = ops.where(heard, self._from_dbm(dbm), ops.zeros_like(x))
         steps = x.shape[1]
         if steps and steps > 1 and self.packet_drop:

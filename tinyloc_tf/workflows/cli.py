@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int, unit_interval
 from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, sweep_variant_names
+from tinyloc_tf.data.representation import REPRESENTATIONS
 from tinyloc_tf.deployment.targets import target_names
 from tinyloc_tf.families import family_names, grid_names
 from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
@@ -130,7 +131,7 @@ def _register_pipeline(subparsers) -> None:
                              "(0: the prepared 20-sample windows; default 60)")
     parser.add_argument("--no-streaming", action="store_true",
                         help="no Mamba streaming step models (stream-int16x8): window models only")
-    parser.add_argument("--representation", choices=("minmax", "dbm", "powed"), default="powed",
+    parser.add_argument("--representation", choices=REPRESENTATIONS, default="powed",
                         help="input representation of the prepared house (default powed; docs/data.md)")
     parser.add_argument("--jobs", type=positive_int, default=2,
                         help="runs in parallel worker processes (default 2: small models use one core well)")
