@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinyloc_tf.data.representation import Representation, fit_representation
+from tinyloc_tf.data.representation import RELATIVE_REFERENCE_DBM, Representation, fit_representation
 from tinyloc_tf.deployment.host import TensorIO, quantize
 from tinyloc_tf.deployment.input_table import MAX_TABLE_BYTES, build_input_table, dbm_of_inputs, table_inputs
 
@@ -43,7 +43,7 @@ def test_table_reproduces_host_quantisation(kind, scale, zero_point):
         np.testing.assert_array_equal(dbm, test.astype(np.int8))
     if kind == "relative":  # exported relative to each scan's strongest reading, at 0 dBm
         assert (dbm.max(axis=-1)[(test > FLOOR).any(axis=-1)] == 0).all()
-        assert table.reference == -60
+        assert table.reference == RELATIVE_REFERENCE_DBM
     assert table.table.shape == ((features if kind == "minmax" else 1), 106)
     assert Representation.from_meta(scaling) == representation
 
@@ -99,11 +99,12 @@ def test_relative_representation_ignores_a_gain_offset():
         moved = np.where(dbm > FLOOR, dbm + offset, FLOOR)
         np.testing.assert_array_equal(representation.apply(moved)[0], X)
         np.testing.assert_array_equal(table.lookup(moved.astype(np.int8)), quantize(X, io))
-    # The strongest reading sits at the reference; one more than 45 dB below it is not heard.
+    # The strongest reading sits at the reference; one reference - floor dB or more below it is not heard.
+    span = RELATIVE_REFERENCE_DBM - FLOOR
     row = np.full(10, FLOOR)
-    row[:3] = [-40, -70, -90]
+    row[:3] = [-30, -30 - span + 1, -30 - span]
     x = representation.apply(row)[0]
-    assert x[0] == pytest.approx(((-60 - FLOOR) / -FLOOR) ** np.e) and x[2] == 0 and x[1] > 0 and (x[3:] == 0).all()
+    assert x[0] == pytest.approx((span / -FLOOR) ** np.e) and x[1] > 0 and x[2] == 0 and (x[3:] == 0).all()
 
 
 def test_relative_representation_needs_its_reference():

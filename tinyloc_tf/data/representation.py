@@ -44,7 +44,7 @@ REPRESENTATIONS = ("minmax", "dbm", "powed", "relative")
 POWED_EXPONENT = math.e
 #: Where ``relative`` puts each scan's strongest reading: chosen by grouped cross-validation
 #: over UJIIndoorLoc's trainingData (``scripts/choose_representation.py``, docs/data.md).
-RELATIVE_REFERENCE_DBM = -60.0
+RELATIVE_REFERENCE_DBM = -50.0
 REPRESENTATION_HELP = ("RSSI -> input in [0, 1]: powed (default), dbm (physical range), minmax (per AP) or relative "
                        "(powed, relative to each scan's strongest reading); docs/data.md")
 
