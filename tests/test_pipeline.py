@@ -86,5 +86,5 @@ def test_the_device_gets_the_better_of_the_window_and_streaming_picks_on_validat
 def test_distillation_with_stream_windows_is_refused_before_any_stage(tmp_path, capsys):
     work = tmp_path / "work"
     assert main(["pipeline", "--work", str(work), "--distill"]) == 2
-    assert "--distill trains students on the prepared windows" in capsys.readouterr().err
+    assert "distilled students learn their teacher's targets on the prepared windows" in capsys.readouterr().err
     assert not work.exists()

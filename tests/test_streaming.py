@@ -214,7 +214,7 @@ def test_train_steps_trains_mamba_on_longer_windows(stream_data, tmp_path, capsy
     assert "mdcsa cannot train on longer windows" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(tmp_path / "m"), "--student-model", "mamba", *args,
                  "--out", str(tmp_path / "k")]) == 2
-    assert "--train-steps trains plain runs" in capsys.readouterr().err
+    assert "--train-steps 60: distilled students" in capsys.readouterr().err
     # A sweep applies it to its Mamba runs (MDCSA keeps the prepared windows: Recipe.for_family);
     # with distilled students, or with MDCSA alone, it is refused before any training.
     sweep = ["sweep", "--data", str(stream_data.path), "--out", str(tmp_path / "s"), "--train-steps", "60"]

@@ -314,8 +314,7 @@ def distill_run(
     from tinyloc_tf.training.recipe import Recipe
 
     recipe = recipe if recipe is not None else Recipe()
-    if recipe.train_steps:  # the teacher's targets are per prepared window
-        raise TinylocError("--train-steps trains plain runs (tinyloc train); distillation trains on the prepared windows")
+    recipe.check_distillation()
     targets, teachers = ensemble_targets(teacher_runs, data, method)
     teacher_width = targets["hidden"].shape[-1] if method == "features" else None
 

@@ -78,6 +78,13 @@ class Recipe:
             raise TinylocError(f"--train-steps {self.train_steps}: {family} cannot train on longer windows than it is "
                                f"built for; recurrent families can ({recurrent})")
 
+    def check_distillation(self) -> None:
+        """Distilled students learn their teacher's targets per prepared window, so ``train_steps``
+        (windows cut from the streams) cannot apply to them."""
+        if self.train_steps:
+            raise TinylocError(f"--train-steps {self.train_steps}: distilled students learn their teacher's "
+                               f"targets on the prepared windows; turn distillation off or give --train-steps 0")
+
     def for_family(self, family: str) -> "Recipe":
         """This recipe as a run of ``family`` trains with it in a sweep: ``train_steps`` applies to
         the recurrent families; the others train on the prepared windows (``train_steps`` 0)."""

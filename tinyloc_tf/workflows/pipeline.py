@@ -100,9 +100,8 @@ def run_pipeline(args) -> int:
     from tinyloc_tf.training.recipe import Recipe
     from tinyloc_tf.workflows.sweep import sweep
 
-    if args.distill and args.train_steps:  # before any stage runs (the sweep would refuse it later)
-        raise TinylocError(f"--distill trains students on the prepared windows: give it with --train-steps 0 "
-                           f"(now {args.train_steps})")
+    if args.distill:  # before any stage runs (the sweep would refuse it later)
+        Recipe(train_steps=args.train_steps).check_distillation()
     work: Path = args.work.absolute()
     args.work = work
     work.mkdir(parents=True, exist_ok=True)

@@ -128,8 +128,7 @@ def sweep(
         if not any(get_family(name).recurrent for name in families):
             recipe.check_family(families[0])
         if distill:
-            raise TinylocError(f"--train-steps {recipe.train_steps}: distilled students learn their teacher's "
-                               f"targets on the prepared windows; turn distillation off or give --train-steps 0")
+            recipe.check_distillation()
     data = load_prepared(data_dir)  # fail early, with the loader's message, on a bad folder
     if recipe is not None and recipe.train_steps:
         from tinyloc_tf.data.streams import stream_windows
