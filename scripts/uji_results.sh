@@ -13,14 +13,18 @@ ZIP="${1:-../shared/data/UJIndoorLoc.zip}"
 WORK="${2:-work/uji}"
 TINYLOC=.venv/bin/tinyloc
 
-for rep in powed minmax dbm; do
+for rep in powed minmax dbm relative; do
   [ -f "$WORK/area-$rep/meta.json" ] || $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/area-$rep" --representation "$rep"
 done
 [ -f "$WORK/floor/meta.json" ] || $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/floor" --labels floor
+for rep in minmax dbm relative; do
+  [ -f "$WORK/floor-$rep/meta.json" ] || \
+    $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/floor-$rep" --labels floor --representation "$rep"
+done
 
 $TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area" --family both --grid budget \
     --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
-for rep in minmax dbm; do
+for rep in minmax dbm relative; do
   [ -f "$WORK/sweep-area/baselines-$rep/baselines.json" ] || \
     $TINYLOC baselines --data "$WORK/area-$rep" --out "$WORK/sweep-area/baselines-$rep" --quiet
 done
@@ -55,6 +59,10 @@ $TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-dropout-ensembl
     --quant int8,qat --no-distill --dropout 0.3
 $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family both --grid budget \
     --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
+for rep in minmax dbm relative; do
+  [ -f "$WORK/sweep-floor/baselines-$rep/baselines.json" ] || \
+    $TINYLOC baselines --data "$WORK/floor-$rep" --out "$WORK/sweep-floor/baselines-$rep" --quiet
+done
 
 for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble floor; do
   $TINYLOC report "$WORK/sweep-$kind" --overwrite
