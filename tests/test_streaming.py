@@ -332,6 +332,16 @@ def test_int16x8_step_model_drops_calibration_ranges_and_keeps_its_outputs(mamba
     stripped = convert_streaming(mamba_h8l2, [walk[:200]], quant="int16x8", representative_size=128).tflite
     assert ranges(kept) > 0 and ranges(stripped) == 0
     assert len(stripped) < len(kept)
+    # Retying the conv-buffer state input leaves the converter's QUANTIZE before CONCATENATION
+    # an identity; it is taken out (drop_identity_requantize).
+    from tinyloc_tf.compression.flatbuffer import read_model
+    from tinyloc_tf.compression.streaming import _quantization
+
+    fb = read_model(stripped)
+    for op in fb.operators:
+        if fb.op_name(op) == "QUANTIZE":
+            source, target = fb.tensors[op.inputs[0]], fb.tensors[op.outputs[0]]
+            assert (source.type, _quantization(source)) != (target.type, _quantization(target))
     for a, b in zip(StreamRunner(kept).run(walk), StreamRunner(stripped).run(walk)):
         np.testing.assert_array_equal(a, b)
 
@@ -613,3 +623,49 @@ def test_sink_operators_moves_a_large_early_result_next_to_its_reader():
     graph.inputs, graph.outputs = [0], [5]
     assert sink_operators(model, graph) == 1
     assert [indices(o.outputs)[0] for o in graph.operators] == [2, 3, 1, 4, 5]
+
+
+def test_drop_identity_requantize_rewires_readers_and_drops_what_is_left():
+    """x -> QUANTIZE (same scale) -> y -> MUL(y, y) -> out: the MUL reads x, y and the QUANTIZE
+    code are gone and the indices are renumbered; a QUANTIZE that rescales stays."""
+    from tinyloc_tf.compression.flatbuffer import indices, opcode_name, tflite_schema
+    from tinyloc_tf.compression.streaming import drop_identity_requantize
+
+    s = tflite_schema()
+
+    def tensor(scale):
+        t = s.TensorT()
+        t.shape, t.type, t.buffer = [1, 4], s.TensorType.INT16, 0
+        t.quantization = s.QuantizationParametersT()
+        t.quantization.scale, t.quantization.zeroPoint = [scale], [0]
+        return t
+
+    def op(code, inputs, outputs):
+        o = s.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = code, inputs, outputs
+        return o
+
+    def build(y_scale):
+        model = s.ModelT()
+        model.buffers = [s.BufferT()]
+        model.operatorCodes = []
+        for builtin in (s.BuiltinOperator.QUANTIZE, s.BuiltinOperator.MUL):
+            code = s.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = builtin
+            model.operatorCodes.append(code)
+        graph = s.SubGraphT()
+        graph.tensors = [tensor(0.01), tensor(y_scale), tensor(0.02)]  # x, y, out
+        graph.operators = [op(0, [0], [1]), op(1, [1, 1], [2])]
+        graph.inputs, graph.outputs = [0], [2]
+        model.subgraphs = [graph]
+        return model, graph
+
+    model, graph = build(0.01)
+    assert drop_identity_requantize(model, graph) == 1
+    assert len(graph.tensors) == 2 and len(graph.operators) == 1
+    assert [opcode_name(c) for c in model.operatorCodes] == ["MUL"] and graph.operators[0].opcodeIndex == 0
+    assert indices(graph.operators[0].inputs) == [0, 0] and indices(graph.operators[0].outputs) == [1]
+    assert indices(graph.inputs) == [0] and indices(graph.outputs) == [1]
+    model, graph = build(0.03)  # this QUANTIZE rescales: it stays
+    assert drop_identity_requantize(model, graph) == 0
+    assert len(graph.operators) == 2 and [opcode_name(c) for c in model.operatorCodes] == ["QUANTIZE", "MUL"]

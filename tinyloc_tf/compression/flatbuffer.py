@@ -344,6 +344,35 @@ def add_tensor_like(model_object, graph, index: int) -> int:
     return len(graph.tensors) - 1
 
 
+def drop_unused(model_object) -> tuple[int, int]:
+    """Remove, in place, the tensors no operator or graph input / output refers to and the
+    operator codes no operator uses (what is left after an operator was taken out), renumbering
+    the references. Single-subgraph models only; returns ``(tensors, operator codes)`` removed."""
+    if len(model_object.subgraphs or []) != 1:
+        return 0, 0
+    graph = model_object.subgraphs[0]
+    ops = graph.operators or []
+    used = set(indices(graph.inputs)) | set(indices(graph.outputs))
+    for op in ops:
+        used |= {t for t in (*indices(op.inputs), *indices(op.outputs), *indices(op.intermediates)) if t >= 0}
+    tensor_index = {old: new for new, old in enumerate(i for i in range(len(graph.tensors)) if i in used)}
+    codes = sorted({op.opcodeIndex for op in ops})
+    code_index = {old: new for new, old in enumerate(codes)}
+
+    def renumber(vector):
+        return None if vector is None else np.array([t if t < 0 else tensor_index[t] for t in indices(vector)],
+                                                    dtype=np.int32)
+
+    removed = (len(graph.tensors) - len(tensor_index), len(model_object.operatorCodes or []) - len(codes))
+    for op in ops:
+        op.inputs, op.outputs, op.intermediates = renumber(op.inputs), renumber(op.outputs), renumber(op.intermediates)
+        op.opcodeIndex = code_index[op.opcodeIndex]
+    graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
+    graph.tensors = [graph.tensors[old] for old in tensor_index]
+    model_object.operatorCodes = [model_object.operatorCodes[old] for old in codes]
+    return removed
+
+
 #: Start of every byte array (buffer data): the schema's ``force_align`` for TFLM's kernels.
 BYTE_ARRAY_ALIGNMENT = 16
 

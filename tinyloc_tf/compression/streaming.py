@@ -142,6 +142,36 @@ def _append_requantize(model_object, graph, source: int, like: int) -> int:
     return out
 
 
+def drop_identity_requantize(model_object, graph) -> int:
+    """Take out every QUANTIZE whose output has its input's type, scale and zero point (its
+    readers read the input instead) and then the tensors and operator codes left unused.
+
+    Retying a state input to its output's quantization (:func:`canonicalise`) can leave the
+    converter's QUANTIZE in front of the conv buffer's CONCATENATION with nothing to do: an
+    operator, a tensor and a requantization per block, for outputs that are identical without
+    them. Returns how many were taken out."""
+    from tinyloc_tf.compression.flatbuffer import drop_unused, indices, opcode_name
+
+    names = [opcode_name(code) for code in model_object.operatorCodes or []]
+    outputs = set(indices(graph.outputs))
+    replace, kept = {}, []
+    for op in graph.operators or []:
+        if names[op.opcodeIndex] == "QUANTIZE":
+            (source,), (target,) = indices(op.inputs), indices(op.outputs)
+            a, b = graph.tensors[source], graph.tensors[target]
+            if target not in outputs and a.type == b.type and _quantization(a) == _quantization(b) != ((), ()):
+                replace[target] = source
+                continue
+        kept.append(op)
+    if not replace:
+        return 0
+    for op in kept:
+        op.inputs = np.array([replace.get(t, t) for t in indices(op.inputs)], dtype=np.int32)
+    graph.operators = kept
+    drop_unused(model_object)
+    return len(replace)
+
+
 def sink_operators(model_object, graph) -> int:
     """Move operators later, to just before their first reader, where that shortens what is live.
 
@@ -185,7 +215,8 @@ def canonicalise(raw: bytes, input_names: list[str], output_count: int) -> tuple
 
     Returns the flatbuffer and what was done, by state position: ``retied_state_inputs`` (the
     input took the output's quantization), ``requantized_state_outputs`` (a QUANTIZE appended);
-    and ``moved_operators`` (:func:`sink_operators`).
+    ``identity_requantize_dropped`` (:func:`drop_identity_requantize`) and ``moved_operators``
+    (:func:`sink_operators`).
     """
     from tinyloc_tf.compression.flatbuffer import pack_model, unpack_model
 
@@ -211,11 +242,12 @@ def canonicalise(raw: bytes, input_names: list[str], output_count: int) -> tuple
             requantized.append(position)
     graph.inputs = np.array(inputs, dtype=np.int32)
     graph.outputs = np.array(outputs, dtype=np.int32)
-    moved = sink_operators(model_object, graph)
     # The signature still names the converter's tensors; runtimes here use indices only.
     model_object.signatureDefs = []
+    dropped = drop_identity_requantize(model_object, graph)
+    moved = sink_operators(model_object, graph)
     return pack_model(model_object), {"requantized_state_outputs": requantized, "retied_state_inputs": retied,
-                                      "moved_operators": moved}
+                                      "identity_requantize_dropped": dropped, "moved_operators": moved}
 
 
 def step_input_names(layers: int) -> list[str]:
