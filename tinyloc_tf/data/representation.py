@@ -25,7 +25,7 @@ not heard is 0 in every representation, and a reading at or below it is not hear
 
 For the firmware, ``deployment.input_table`` turns the representation and the model's input
 quantisation into one int8 entry per integer dBm from ``floor`` to 0 (one table shared by
-all access points for ``dbm`` and ``powed``): the MCU indexes a table instead of doing float
+all access points for ``dbm``, ``powed`` and ``relative``): the MCU indexes a table instead of doing float
 maths, and the table is built by the same functions the host uses, so both agree bit for bit.
 For ``relative`` the firmware first moves each scan's readings by ``reference_dbm - max_heard``
 (integer dBm in, integer dBm out), then indexes the same kind of table.
