@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
+import sys
 from pathlib import Path
 
 
@@ -31,7 +32,36 @@ def main() -> int:
                         help="reference_dbm values of the relative representation to try")
     parser.add_argument("--out", type=Path, default=None, help="write the table as CSV here")
     args = parser.parse_args()
+    if args.folds < 2:
+        parser.error(f"--folds must be at least 2, got {args.folds}")
 
+    from tinyloc_tf.data.uji import NOT_HEARD_DBM
+    from tinyloc_tf.errors import TinylocError
+
+    bad = [r for r in args.references if not NOT_HEARD_DBM < r <= 0]
+    if bad:
+        parser.error(f"--references must lie in ({NOT_HEARD_DBM:g}, 0] dBm, got {', '.join(f'{r:g}' for r in bad)}")
+    try:
+        rows = score(args)
+    except TinylocError as exc:
+        print(f"choose_representation: error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    print(f"\n{args.folds}-fold grouped cross-validation on trainingData, logistic regression, {args.labels} labels\n")
+    print("| representation | reference dBm | held-out macro-F1 (mean ± sd over folds) | per fold |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['representation']} | {row['reference_dbm']} | {row['macro_f1_mean']:.2f} ± "
+              f"{row['macro_f1_sd']:.2f} | {row['per_fold']} |")
+    return 0
+
+
+def score(args) -> list[dict]:
+    """One row per candidate representation, best first."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -42,11 +72,15 @@ def main() -> int:
 
     from tinyloc_tf.data.representation import fit_representation
     from tinyloc_tf.data.uji import NOT_HEARD_DBM, label_scans, read_uji, rssi_dbm, user_phone_groups
+    from tinyloc_tf.errors import TinylocError
 
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # 200 iterations: the baselines' budget
+    # A quick screen: 200 lbfgs iterations (the baselines allow 2000), not always converged.
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
     tables = read_uji(args.source)
     y = label_scans(tables, args.labels).train
     groups = user_phone_groups(tables.train)
+    if args.folds > len(set(groups.tolist())):
+        raise TinylocError(f"--folds {args.folds}: {args.source} has only {len(set(groups.tolist()))} (user, phone) groups")
     dbm = rssi_dbm(tables.train)
     candidates = [("dbm", None), ("minmax", None), ("powed", None)] + [("relative", r) for r in args.references]
     folds = list(GroupKFold(args.folds).split(dbm, y, groups))
@@ -65,18 +99,7 @@ def main() -> int:
                      "macro_f1_sd": round(statistics.stdev(scores), 2),
                      "per_fold": " ".join(f"{s:.1f}" for s in scores)})
     rows.sort(key=lambda row: -row["macro_f1_mean"])
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    print(f"\n{args.folds}-fold grouped cross-validation on trainingData, logistic regression, {args.labels} labels\n")
-    print("| representation | reference dBm | held-out macro-F1 (mean ± sd over folds) | per fold |\n|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['representation']} | {row['reference_dbm']} | {row['macro_f1_mean']:.2f} ± "
-              f"{row['macro_f1_sd']:.2f} | {row['per_fold']} |")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

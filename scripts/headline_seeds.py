@@ -60,12 +60,12 @@ def main() -> int:
 
     from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.compression.convert import convert, data_metadata
+    from tinyloc_tf.compression.variants import ConvertOptions, get_variant
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.deployment.host import evaluate_tflite
-    from tinyloc_tf.compression.variants import ConvertOptions, get_variant
     from tinyloc_tf.training.ensemble import ensemble_run
-    from tinyloc_tf.workflows.compress import compress_run
     from tinyloc_tf.training.trainer import refit_run, train_run
+    from tinyloc_tf.workflows.compress import compress_run
 
     reuse = {int(spec.split("=", 1)[0]): Path(spec.split("=", 1)[1]) for spec in args.from_run}
     data = load_prepared(args.data)

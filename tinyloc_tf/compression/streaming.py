@@ -298,7 +298,7 @@ def per_tensor_weights_refusal(quant: str) -> str | None:
 WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 
 
-def _weight_operands(fb, op) -> tuple[int, int, int]:
+def _weight_operands(op) -> tuple[int, int, int]:
     """Tensor indices of a weight operator's input, weights and bias (-1 when it has none)."""
     from tinyloc_tf.compression.flatbuffer import indices
 
@@ -311,7 +311,7 @@ def _weight_signature(fb, op) -> tuple:
     shape and the bias's shape (None without one)."""
     from tinyloc_tf.compression.flatbuffer import indices
 
-    _, w, b = _weight_operands(fb, op)
+    _, w, b = _weight_operands(op)
     return (fb.op_name(op), tuple(indices(fb.tensors[w].shape)),
             tuple(indices(fb.tensors[b].shape)) if b >= 0 else None)
 
@@ -353,21 +353,21 @@ def _float_twins(fb_q, fb_f) -> list[tuple[int, object, object]]:
         signature = _weight_signature(fb_q, op)
         where = (f"operator {position} ({signature[0]}, weights {list(signature[1])}"
                  f"{'' if signature[2] is None else f', bias {list(signature[2])}'}) of the int16x8 step model")
-        _, w, b = _weight_operands(fb_q, op)
+        _, w, b = _weight_operands(op)
         if fb_q.type_name(fb_q.tensors[w]) != "INT8":
             raise TinylocError(f"per-tensor weights: {where} has {fb_q.type_name(fb_q.tensors[w])} weights, not INT8")
         same = [k for k, (_, s) in enumerate(floats) if s == signature and k not in used]
         twins = []
         for k in same:
-            _, fw, fbias = _weight_operands(fb_f, floats[k][0])
+            _, fw, fbias = _weight_operands(floats[k][0])
             if _rounds_to(fb_q, w, fb_f, fw) and (b < 0 or _rounds_to(fb_q, b, fb_f, fbias)):
                 twins.append(k)
         if not twins:
             raise TinylocError(f"per-tensor weights: {where} has no float twin ({len(same)} unused float "
                                "operator(s) of that kind and shape, none whose weights round to its own)")
-        first = _weight_operands(fb_f, floats[twins[0]][0])[1:]
+        first = _weight_operands(floats[twins[0]][0])[1:]
         for k in twins[1:]:  # several twins are harmless only when their float values are the same
-            other = _weight_operands(fb_f, floats[k][0])[1:]
+            other = _weight_operands(floats[k][0])[1:]
             if any(a >= 0 and not np.array_equal(fb_f.tensor_data(fb_f.tensors[a]), fb_f.tensor_data(fb_f.tensors[c]))
                    for a, c in zip(first, other)):
                 raise TinylocError(f"per-tensor weights: {where} matches {len(twins)} different float "
@@ -447,8 +447,8 @@ def weights_per_tensor_from_float(quantized: bytes, float_model: bytes) -> tuple
         return index
 
     for position, op, twin in pairs:
-        x, _, b = _weight_operands(fb_q, op)
-        _, fw, fbias = _weight_operands(fb_f, twin)
+        x, _, b = _weight_operands(op)
+        _, fw, fbias = _weight_operands(twin)
         values, weight_scale = per_tensor_symmetric(fb_f.tensor_data(fb_f.tensors[fw]))
         weights.add(place(op, 1, values, weight_scale))
         if b < 0:

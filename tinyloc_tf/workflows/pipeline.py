@@ -63,7 +63,7 @@ def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
 
     best, streaming = pick_for_device(report_rows, budget_kb)
     if best is None:
-        summary["deploy"] = {"skipped": f"no int8 model fits {budget_kb} KiB of flash and arena"}
+        summary["deploy"] = {"skipped": f"no int8 or streaming model fits {budget_kb} KiB of flash and arena"}
         return
     backend = args.backend
     if backend == "auto":
@@ -93,9 +93,9 @@ def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
 
 def run_pipeline(args) -> int:
     """The whole job for the ``tinyloc pipeline`` arguments ``args`` (see the module docstring)."""
+    from tinyloc_tf.compression.variants import ConvertOptions
     from tinyloc_tf.data.inhome import prepare_inhome
     from tinyloc_tf.data.synth import synthesize_house
-    from tinyloc_tf.compression.variants import ConvertOptions
     from tinyloc_tf.reports.report import collect_rows, write_report
     from tinyloc_tf.training.recipe import Recipe
     from tinyloc_tf.workflows.sweep import sweep
