@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from tinyloc_tf.deployment.streaming import decoding_text
+
 
 def recipe_flags(recipe: dict | None) -> list[str]:
     """The training flags where a card's recipe differs from today's defaults (fields added to
@@ -35,8 +37,7 @@ def row(card: dict) -> str:
         name += f" (`{' '.join(flags)}`)"
     streaming = model.get("streaming")
     if streaming:  # one sample per call, scored over whole streams
-        reset = f"reset every {streaming['reset_every']}" if streaming["reset_every"] else "never reset"
-        name += f", streaming ({streaming['decoder']} lag {streaming['lag']}, {reset})"
+        name += f", streaming ({decoding_text(streaming)})"
     if model.get("refit"):
         epochs = model["refit"]["epochs"]  # a list for an ensemble: one count per member
         epochs = " + ".join(map(str, epochs)) if isinstance(epochs, list) else epochs

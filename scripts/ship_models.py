@@ -42,6 +42,7 @@ import sys
 from pathlib import Path
 
 from tinyloc_tf.atomic import staged_folder
+from tinyloc_tf.deployment.streaming import decoding_text
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import sweep_run, variant_path
 from tinyloc_tf.reports.card import (
@@ -166,6 +167,7 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
                                                     settings["data"], source)} if refit else {}
             card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, dataset=dataset,
                              shipped=shipped, buf=buf, recipe=recipe, candidates=candidates, run_dir=run_dir,
+                             variant=record,
                              commands={**commands, **refit_record,
                                        "evaluate": evaluate_commands(shipped, settings["data"],
                                                                      record.get("streaming"))})
@@ -177,7 +179,7 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
 def summary_line(card: dict) -> str:
     test, model = card["metrics"]["test"], card["model"]
     streaming = model.get("streaming")
-    how = "" if streaming is None else f" (lag {streaming['lag']}, reset every {streaming['reset_every'] or 'never'})"
+    how = "" if streaming is None else f" ({decoding_text(streaming)})"
     return (f"{card['dataset']} {card['budget_kb']} KiB: {model['run']} {model['variant']}{how} "
             f"(sweep {card['selection']['sweep']}) - "
             f"test macro-F1 {100 * test['macro_f1']:.2f}, acc {100 * test['accuracy']:.2f}, "

@@ -151,6 +151,14 @@ def test_streaming_variants_get_their_own_best_rows(sweep):
     assert "**streaming**" not in report.write_report(sweep).read_text()
 
 
+def test_decoding_text_names_the_decoder_lag_and_resets():
+    from tinyloc_tf.deployment.streaming import decoding_text
+
+    assert decoding_text({"decoder": "viterbi", "lag": 10, "reset_every": 50}) == "lag 10, reset every 50"
+    assert decoding_text({"lag": 5, "reset_every": None}) == "lag 5, never reset"
+    assert decoding_text({"decoder": "filter", "lag": 0, "reset_every": 0}) == "filter, never reset"
+
+
 def test_report_files_and_paper_numbers(sweep, tmp_path):
     path = report.write_report(sweep)
     assert path == sweep / "report.md"

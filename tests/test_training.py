@@ -197,6 +197,10 @@ def test_recipe_ema_is_checked_and_off_for_older_runs():
     recipe = Recipe(train_steps=60, ema=0.99)
     assert recipe.for_family("mamba") == recipe
     assert recipe.for_family("mdcsa") == Recipe(train_steps=0, ema=0.99)
+    recipe.check_family("mdcsa", "mamba")  # a sweep needs one recurrent family
+    with pytest.raises(TinylocError, match="mdcsa cannot train on longer windows than it is built for"):
+        recipe.check_family("mdcsa")
+    Recipe(train_steps=0).check_family("mdcsa")
     with pytest.raises(TinylocError, match="--train-steps"):
         Recipe(train_steps=-1)
     assert not getattr(Recipe(ema=0.0).optimizer(1e-3, 2, 2), "use_ema", False)

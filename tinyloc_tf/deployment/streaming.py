@@ -93,6 +93,17 @@ def decoder_label(method: str, lag: int = 0) -> str:
     return "filter" if method == "filter" else f"{method}_lag{int(lag)}"
 
 
+def decoding_text(settings: dict) -> str:
+    """A step model's scoring settings in words: ``"lag 10, reset every 50"``, ``"filter, never reset"``.
+
+    ``settings``: a card's ``model.streaming`` or a sweep variant's ``streaming`` entry (``decoder``,
+    default Viterbi; ``lag``; ``reset_every``, 0 or None for never)."""
+    method = settings.get("decoder") or "viterbi"
+    decoder = "filter" if method == "filter" else f"lag {settings.get('lag')}"
+    reset = settings.get("reset_every")
+    return f"{decoder}, {f'reset every {reset}' if reset else 'never reset'}"
+
+
 def decoder_names(lags=DEFAULT_LAGS) -> list[tuple[str, str, int]]:
     """``(label, method, lag)`` for forward filtering and fixed-lag Viterbi at each lag."""
     return [(decoder_label("filter"), "filter", 0)] + [(decoder_label("viterbi", lag), "viterbi", int(lag)) for lag in lags]

@@ -425,7 +425,8 @@ def distilled_from(distill: dict) -> str | None:
 
 
 def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipped: Path,
-              buf: bytes, commands: dict, recipe: dict, candidates: int, run_dir: Path | None = None) -> dict:
+              buf: bytes, commands: dict, recipe: dict, candidates: int, run_dir: Path | None = None,
+              variant: dict | None = None) -> dict:
     """Re-evaluate ``buf`` (the chosen variant's bytes) on test and val and build its card.
 
     ``row``: the sweep's row the model was selected as (:func:`tinyloc_tf.reports.report.collect_rows`);
@@ -433,14 +434,16 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
     records it (:func:`display_path`); ``commands``: the card's ``commands``; ``recipe``: from
     :func:`data_recipe`; ``candidates``: the int8-family variants that fit ``budget_kb``.
     ``run_dir``: the run the shipped file was converted from (default: the sweep's selected run;
-    a refit of it with ``--refit``). Raises (:func:`check_against_sweep`) when host TFLM does not
+    a refit of it with ``--refit``). ``variant``: the variant's record in ``run_dir`` when the caller
+    has read it already (default: read here). Raises (:func:`check_against_sweep`) when host TFLM does not
     reproduce the sweep's record of the file. A streaming step model (``stream-*``) is scored as
     the sweep scored it, over whole streams with its decoder, lag and resets."""
     from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
 
     run_dir = run_dir or sweep_run(sweep_dir, row["run"])
     record_path = variant_path(run_dir, row["variant"], ".json")
-    variant = json.loads(record_path.read_text())
+    if variant is None:
+        variant = json.loads(record_path.read_text())
     if run_dir.parent.name == "refits":  # the refit's own record: sizes and scores of the shipped file
         row = {**row, "flash_bytes": variant["flash_bytes"], "arena_bytes": variant["arena_bytes"]}
     run_config = json.loads((run_dir / "config.json").read_text())

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tinyloc_tf.compression.variants import calibrated_variant_names, get_variant, variant_names
+from tinyloc_tf.deployment.streaming import decoding_text
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.families import family_names, get_family
 from tinyloc_tf.training.artifacts import load_run, sweep_run, sweep_runs, variant_path, variant_records
@@ -453,9 +454,7 @@ def _streaming_best_lines(frame, sweep_dir: Path) -> list[str]:
             lines.append(f"| {budget} KiB, **streaming** | none fits | | | | | | | | | |")
             continue
         scoring = _read_json(_row_source(sweep_dir, row)).get("streaming", {})
-        reset = scoring.get("reset_every")
-        how = f"lag {scoring.get('lag')}" + (f", reset every {reset}" if reset else "")
-        lines.append(f"| {budget} KiB, **streaming** | {row['run']} | {row['variant']} ({how}) | "
+        lines.append(f"| {budget} KiB, **streaming** | {row['run']} | {row['variant']} ({decoding_text(scoring)}) | "
                      f"{_pct(row['val_macro_f1'])} | {_pct(row['test_macro_f1'])} | {_pct(row['test_accuracy'])} | "
                      f"{_kb(row['flash_bytes'])} | {_kb(row['arena_bytes'])} | | | |")
     return lines + ["", "Streaming rows: the Mamba run's step model, one sample per call with its state carried, "

@@ -68,15 +68,16 @@ class Recipe:
             if not getattr(self, name) >= 0:
                 raise TinylocError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
 
-    def check_family(self, family: str) -> None:
-        """``train_steps`` needs a recurrent family (``families.py``): one whose weights fit
-        any window length."""
+    def check_family(self, *families: str) -> None:
+        """``train_steps`` needs a recurrent family (``families.py``): one whose weights fit any
+        window length. Given several (a sweep's), one of them must be."""
         from tinyloc_tf.families import family_names, get_family
 
-        if self.train_steps and not get_family(family).recurrent:
+        if self.train_steps and not any(get_family(family).recurrent for family in families):
             recurrent = ", ".join(name for name in family_names() if get_family(name).recurrent)
-            raise TinylocError(f"--train-steps {self.train_steps}: {family} cannot train on longer windows than it is "
-                               f"built for; recurrent families can ({recurrent})")
+            raise TinylocError(f"--train-steps {self.train_steps}: {' and '.join(families)} cannot train on longer "
+                               f"windows than {'they are' if len(families) > 1 else 'it is'} built for; "
+                               f"recurrent families can ({recurrent})")
 
     def check_distillation(self) -> None:
         """Distilled students learn their teacher's targets per prepared window, so ``train_steps``

@@ -33,7 +33,6 @@ from pathlib import Path
 from tinyloc_tf.atomic import write_atomic
 from tinyloc_tf.compression.variants import ConvertOptions, get_variant
 from tinyloc_tf.errors import TinylocError
-from tinyloc_tf.families import get_family
 from tinyloc_tf.training.artifacts import baselines_dir, json_bytes
 from tinyloc_tf.training.recipe import Recipe
 from tinyloc_tf.workflows.compress import execute_compression
@@ -125,8 +124,7 @@ def sweep(
     if recipe is not None and recipe.train_steps:
         # --train-steps applies to the recurrent families' runs (Recipe.for_family); a sweep
         # with none of them would ignore it.
-        if not any(get_family(name).recurrent for name in families):
-            recipe.check_family(families[0])
+        recipe.check_family(*families)
         if distill:
             recipe.check_distillation()
     data = load_prepared(data_dir)  # fail early, with the loader's message, on a bad folder
