@@ -423,6 +423,11 @@ def test_int16x8_per_tensor_weights_are_rounded_once_from_float_and_track_float(
     tensor = convert_streaming(mamba_h8l2, [walk], quant="int16x8", representative_size=512, per_tensor_weights=True)
     assert tensor.report["weights"] == "per-tensor" and read_metadata(tensor.tflite)["weights"] == "per-tensor"
     assert "weights" not in read_metadata(channel.tflite)
+    # CMSIS-NN's int16 FULLY_CONNECTED takes per-tensor weights only: deploy says so up front.
+    from tinyloc_tf.deployment.firmware import cmsis_nn_refusal
+
+    assert cmsis_nn_refusal(tensor.tflite) is None
+    assert "FULLY_CONNECTED) has int16 activations and per-channel weights" in cmsis_nn_refusal(channel.tflite)
     fb, fb_c = read_model(tensor.tflite), read_model(channel.tflite)
     fb_f = read_model(convert_streaming(mamba_h8l2, quant="float32").tflite)
     floats = [op for op in fb_f.operators if fb_f.op_name(op) in WEIGHT_OPS]

@@ -41,6 +41,16 @@ def step16_tflite(mamba_run, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def step16pt_tflite(mamba_run, tmp_path_factory):
+    from tinyloc_tf.cli import main
+
+    out = tmp_path_factory.mktemp("step16pt") / "step16pt.tflite"
+    assert main(["convert", str(mamba_run), "--quant", "int16x8", "--streaming", "--per-tensor-weights",
+                 "--out", str(out)]) == 0
+    return out
+
+
 def _deploy(args, capsys):
     from tinyloc_tf.cli import main
 
@@ -111,15 +121,21 @@ def _tflm_library_missing(target, kernels):
     return None if library.is_file() else f"no {kernels} library for {target} ({library})"
 
 
-@pytest.mark.parametrize("quant, kernels", [("int8", "cmsis-nn"), ("int8", "reference"), ("int16x8", "reference")])
-def test_tflm_streaming_firmware_is_bit_exact_with_host(quant, kernels, step_tflite, step16_tflite, stream_data,
-                                                        tmp_path, capsys):
+@pytest.mark.parametrize("quant, kernels", [("int8", "cmsis-nn"), ("int8", "reference"), ("int16x8", "reference"),
+                                            ("int16x8-per-tensor", "cmsis-nn")])
+def test_tflm_streaming_firmware_is_bit_exact_with_host(quant, kernels, step_tflite, step16_tflite, step16pt_tflite,
+                                                        stream_data, tmp_path, capsys):
     """TFLM's interpreter runs the step model too, int8 and int16x8 (int16 state), with the
-    state in the harness' buffers: bit-exact with the host TFLM, the decoder's path identical."""
+    state in the harness' buffers: bit-exact with the host TFLM, the decoder's path identical.
+    CMSIS-NN runs the int16x8 model with per-tensor weights and refuses per-channel ones up front."""
     reason = _tflm_library_missing("m55", kernels)
     if reason:
         pytest.skip(reason)
-    model = step_tflite if quant == "int8" else step16_tflite
+    model = {"int8": step_tflite, "int16x8": step16_tflite, "int16x8-per-tensor": step16pt_tflite}[quant]
+    if quant == "int16x8-per-tensor":
+        status, _, err = _deploy([str(step16_tflite), "--streaming", "--backend", "tflm", "--kernels", kernels,
+                                  "--target", "m55", "--data", str(stream_data.path)], capsys)
+        assert status == 2 and "per-channel weights" in err and "--per-tensor-weights" in err
     status, out, err = _deploy([str(model), "--streaming", "--backend", "tflm", "--kernels", kernels, "--target",
                                 "m55", "--data", str(stream_data.path), "--lag", "3", "--samples", "80"], capsys)
     assert status == 0, err
@@ -127,7 +143,7 @@ def test_tflm_streaming_firmware_is_bit_exact_with_host(quant, kernels, step_tfl
     assert report["backend"] == "tflm" and report["kernels"] == kernels
     assert report["emissions_bit_exact"] and report["path_agreement"] == 1.0
     int8_state = streaming_layout(step_tflite)["state_bytes"]
-    assert report["state_bytes"] == (2 if quant == "int16x8" else 1) * int8_state
+    assert report["state_bytes"] == (1 if quant == "int8" else 2) * int8_state
     assert report["arena_bytes"] > 0 and report["flash_breakdown"]["tflm"] > 10_000
 
 

@@ -186,12 +186,36 @@ def default_kernels(target: str, build: str = "release") -> str:
     return "reference" if tflm_library(root, spec, "reference", build).is_file() else "cmsis-nn"
 
 
-def tflm_kernels(target: str, kernels: str | None, build: str = "release") -> str:
+def cmsis_nn_refusal(model) -> str | None:
+    """Why TFLM's CMSIS-NN kernels would refuse ``model`` (a ``.tflite`` path or bytes) at
+    ``AllocateTensors``, or ``None``. Their int16 FULLY_CONNECTED takes one weight scale per
+    tensor only (cmsis_nn/fully_connected.cc: per-channel weights are int8-only), so an int16x8
+    model converted with per-channel weights runs on the reference kernels alone."""
+    from tinyloc_tf.compression.flatbuffer import read_model
+
+    fb = read_model(model)
+    for index, op in enumerate(fb.operators):
+        if fb.op_name(op) != "FULLY_CONNECTED":
+            continue
+        data, weights = (fb.tensors[int(i)] for i in op.inputs[:2])
+        scales = weights.quantization.scale if weights.quantization is not None else None
+        if fb.type_name(data) == "INT16" and scales is not None and len(scales) > 1:
+            return (f"operator {index} (FULLY_CONNECTED) has int16 activations and per-channel weights "
+                    f"({len(scales)} scales), which CMSIS-NN's int16 kernel does not take; convert with "
+                    "--per-tensor-weights, or deploy with --kernels reference")
+    return None
+
+
+def tflm_kernels(target: str, kernels: str | None, build: str = "release", model=None) -> str:
     """The kernel set a TFLM deploy links (``kernels``, else :func:`default_kernels`), checked;
-    fails first when there is no TFLM tree, before any export work."""
+    fails first when there is no TFLM tree, before any export work, and when ``model`` is given
+    and CMSIS-NN cannot run it (:func:`cmsis_nn_refusal`)."""
     tflm_root()
     kernels = kernels or default_kernels(target, build)
     _check_choice("kernel set", kernels, KERNELS)
+    refusal = cmsis_nn_refusal(model) if kernels == "cmsis-nn" and model is not None else None
+    if refusal:
+        raise TinylocError(f"{model}: {refusal}")
     return kernels
 
 
@@ -651,7 +675,7 @@ def deploy(
     require_tools(target)
     _check_choice("build", build_type, BUILDS)
     if backend == "tflm":
-        kernels = tflm_kernels(target, kernels, build_type)
+        kernels = tflm_kernels(target, kernels, build_type, model=tflite_path)
     else:
         kernels = None  # the AOT backend has its own kernels
         if profile:

@@ -192,7 +192,7 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
     stack_bytes = fw.DEFAULT_STACK_BYTES if stack_bytes is None else int(stack_bytes)
     heap_bytes = fw.DEFAULT_HEAP_BYTES if heap_bytes is None else int(heap_bytes)
     if backend == "tflm":
-        kernels = fw.tflm_kernels(target, kernels)
+        kernels = fw.tflm_kernels(target, kernels, model=tflite_path)
     else:
         if kernels is not None:
             raise TinylocError("--kernels picks TFLM's kernels; the aot backend has its own")
