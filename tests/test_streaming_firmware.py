@@ -136,6 +136,11 @@ def test_tflm_streaming_firmware_is_bit_exact_with_host(quant, kernels, step_tfl
         status, _, err = _deploy([str(step16_tflite), "--streaming", "--backend", "tflm", "--kernels", kernels,
                                   "--target", "m55", "--data", str(stream_data.path)], capsys)
         assert status == 2 and "per-channel weights" in err and "--per-tensor-weights" in err
+        if not _tflm_library_missing("m55", "reference"):  # no kernel set asked for: the reference ones
+            status, out, err = _deploy([str(step16_tflite), "--streaming", "--backend", "tflm", "--target", "m55",
+                                        "--data", str(stream_data.path), "--samples", "20"], capsys)
+            assert status == 0, err
+            assert json.loads(out)["kernels"] == "reference"
     status, out, err = _deploy([str(model), "--streaming", "--backend", "tflm", "--kernels", kernels, "--target",
                                 "m55", "--data", str(stream_data.path), "--lag", "3", "--samples", "80"], capsys)
     assert status == 0, err

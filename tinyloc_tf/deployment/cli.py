@@ -46,7 +46,8 @@ def register(subparsers) -> None:
                    help="model runner (default tflm; aot with --streaming)")
     p.add_argument("--kernels", choices=("cmsis-nn", "reference"),
                    help="TFLM kernels: Arm's CMSIS-NN or TFLM's reference ones (default cmsis-nn when "
-                   "scripts/get_tflm.sh built its library)")
+                   "scripts/get_tflm.sh built its library and it runs the model: an int16x8 model with "
+                   "per-channel weights gets the reference kernels)")
     p.add_argument("--debug", action="store_true",
                    help="link TFLM's debug library, which logs why a model fails (get_tflm.sh --debug)")
     p.add_argument("--optimize", action="store_true",

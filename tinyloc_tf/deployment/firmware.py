@@ -208,13 +208,17 @@ def cmsis_nn_refusal(model) -> str | None:
 
 def tflm_kernels(target: str, kernels: str | None, build: str = "release", model=None) -> str:
     """The kernel set a TFLM deploy links (``kernels``, else :func:`default_kernels`), checked;
-    fails first when there is no TFLM tree, before any export work, and when ``model`` is given
-    and CMSIS-NN cannot run it (:func:`cmsis_nn_refusal`)."""
-    tflm_root()
+    fails first when there is no TFLM tree, before any export work. With ``model``: a model
+    CMSIS-NN cannot run (:func:`cmsis_nn_refusal`) gets the reference kernels when no kernel set
+    was asked for and their library is built, and fails with the reason otherwise."""
+    root = tflm_root()
+    asked = kernels
     kernels = kernels or default_kernels(target, build)
     _check_choice("kernel set", kernels, KERNELS)
     refusal = cmsis_nn_refusal(model) if kernels == "cmsis-nn" and model is not None else None
     if refusal:
+        if asked is None and tflm_library(root, get_target(target), "reference", build).is_file():
+            return "reference"
         raise TinylocError(f"{model}: {refusal}")
     return kernels
 
