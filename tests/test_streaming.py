@@ -536,6 +536,10 @@ def test_convert_and_evaluate_streaming_commands(stream_data, tmp_path_factory, 
 
     # A step model is not a window model, and the other way round; MDCSA has no step form.
     assert main(["evaluate", str(out), "--data", str(stream_data.path), "--quiet"]) == 2
+    assert "is a streaming step model" in capsys.readouterr().err.replace("\n", " ")
+    assert main(["export-c", str(out), "--out", str(tmp_path / "c")]) == 2
+    assert "deploy it with `tinyloc deploy --streaming`" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
     assert main(["convert", str(run), "--quant", "dynamic", "--streaming", "--out", str(tmp_path / "d.tflite")]) == 2
     assert "--streaming converts with --quant" in capsys.readouterr().err
     window = tmp_path / "window.tflite"

@@ -142,6 +142,10 @@ def _evaluate(args) -> int:
         report = evaluate_streaming(args.model, args.data, split=args.split, lags=args.lags, run_dir=args.run,
                                     progress=not args.quiet and sys.stderr.isatty(), reset_every=args.reset_every)
     else:
+        from tinyloc_tf.compression.streaming import STEP_MODEL_HINT, is_step_model
+
+        if is_step_model(args.model):
+            raise TinylocError(f"{args.model} is {STEP_MODEL_HINT}: score it with `tinyloc evaluate --streaming`")
         report = evaluate_tflite(
             args.model, args.data, split=args.split, runtime=args.runtime,
             arena_kb=args.arena_kb, run_dir=args.run, progress=not args.quiet and sys.stderr.isatty(),

@@ -257,6 +257,20 @@ def step_input_names(layers: int) -> list[str]:
     return ["sample"] + [f"{kind}_state_{layer}" for layer in range(layers) for kind in ("conv", "ssm")]
 
 
+def is_step_model(model) -> bool:
+    """Whether ``model`` (a ``.tflite`` path, bytes or a read :class:`Flatbuffer`) is a streaming
+    step model: its metadata carries the ``streaming`` entry ``convert --streaming`` writes."""
+    from tinyloc_tf.compression.flatbuffer import Flatbuffer, read_model
+    from tinyloc_tf.compression.metadata import metadata_of
+
+    fb = model if isinstance(model, Flatbuffer) else read_model(model, "model")
+    return isinstance(metadata_of(fb).get("streaming"), dict)
+
+
+#: What to say when a window-model command is given a step model.
+STEP_MODEL_HINT = "a streaming step model (a sample and the state in, emissions and the new state out)"
+
+
 def streaming_layout(model) -> dict:
     """Which input and output of a step ``.tflite`` is which (raises for a window model).
 
@@ -269,10 +283,10 @@ def streaming_layout(model) -> dict:
     from tinyloc_tf.compression.metadata import metadata_of
 
     fb = read_model(model, "model")
-    marker = metadata_of(fb).get("streaming")
-    if not isinstance(marker, dict):
+    if not is_step_model(fb):
         raise TinylocError("this .tflite is a window model, not a streaming step model "
                            "(convert with `tinyloc convert RUN --streaming`)")
+    marker = metadata_of(fb)["streaming"]
     inputs = [fb.tensors[i] for i in fb.inputs]
     if len(inputs) < 3 or len(inputs) % 2 == 0 or len(fb.outputs) != len(inputs):
         raise TinylocError(f"a step model has a sample and two states per block as inputs and as many outputs; "

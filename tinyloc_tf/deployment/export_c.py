@@ -153,6 +153,11 @@ def inspect_tflite(buf: bytes, where: str = "model") -> ModelInfo:
     if len(fb.model.subgraphs) != 1:
         raise TinylocError(f"{where}: {len(fb.model.subgraphs)} subgraphs; the firmware runs single-graph models")
     if len(fb.inputs) != 1 or len(fb.outputs) != 1:
+        from tinyloc_tf.compression.streaming import STEP_MODEL_HINT, is_step_model
+
+        if is_step_model(fb):
+            raise TinylocError(f"{where} is {STEP_MODEL_HINT}: deploy it with `tinyloc deploy --streaming` "
+                               "(`tinyloc compile` writes its C)")
         raise TinylocError(f"{where}: {len(fb.inputs)} inputs and {len(fb.outputs)} outputs; expected one of each")
     in_shape, in_scale, in_zp = _tensor_io(fb, fb.inputs[0], "input")
     out_shape, out_scale, out_zp = _tensor_io(fb, fb.outputs[0], "output")
