@@ -25,8 +25,8 @@ def register(subparsers) -> None:
                    "compile-time lookup tables (less flash, more instructions)")
     p.add_argument("--alignment", type=int, default=16, help="byte alignment of arena buffers (default 16)")
     p.add_argument("--check", type=int, default=0, metavar="N",
-                   help="also build the C with the host compiler and compare N random windows with the "
-                   "tflite-micro wheel (exit 1 on any difference)")
+                   help="also build the C with the host compiler and compare N random windows (a step model: N "
+                   "calls with random samples and states) with the tflite-micro wheel (exit 1 on any difference)")
     p.add_argument("--json", action="store_true", help="print the compile report as JSON")
     p.set_defaults(handler=_compile)
 
@@ -62,8 +62,11 @@ def _compile(args) -> int:
         )
         print(f"constants {report.constant_bytes} B; sources: {' '.join(report.sources)}")
         if check is not None:
+            from tinyloc_tf.compression.streaming import is_step_model
+
+            inputs = "calls with random samples and states" if is_step_model(args.tflite) else "random windows"
             print(f"check: {check['equal']} of {check['values']} output values equal to TFLM "
-                  f"on {check['windows']} random windows")
+                  f"on {check['windows']} {inputs}")
     if check is not None and check["equal"] != check["values"]:
         return 1
     return 0
