@@ -99,6 +99,9 @@ def test_streaming_deploy_refuses_what_it_cannot_run(mamba_run, step_tflite, str
     status, _, err = _deploy([str(step_tflite), "--streaming", "--data", str(stream_data.path), "--windows", "4"],
                              capsys)
     assert status == 2 and "--windows apply to window models" in err
+    status, _, err = _deploy([str(step_tflite), "--streaming", "--backend", "aot", "--profile",
+                              "--data", str(stream_data.path)], capsys)
+    assert status == 2 and "--profile times TFLM's kernels" in err
     status, _, err = _deploy([str(step_tflite), "--streaming"], capsys)
     assert status == 2 and "--streaming needs --data" in err
     status, _, err = _deploy([str(step_tflite), "--streaming", "--backend", "aot", "--data", str(stream_data.path),
@@ -132,6 +135,7 @@ def test_tflm_streaming_firmware_is_bit_exact_with_host(quant, kernels, step_tfl
     if reason:
         pytest.skip(reason)
     model = {"int8": step_tflite, "int16x8": step16_tflite, "int16x8-per-tensor": step16pt_tflite}[quant]
+    profile = ["--profile"] if quant == "int16x8" else []  # the instructions per operator type, per sample
     if quant == "int16x8-per-tensor":
         status, _, err = _deploy([str(step16_tflite), "--streaming", "--backend", "tflm", "--kernels", kernels,
                                   "--target", "m55", "--data", str(stream_data.path)], capsys)
@@ -142,9 +146,17 @@ def test_tflm_streaming_firmware_is_bit_exact_with_host(quant, kernels, step_tfl
             assert status == 0, err
             assert json.loads(out)["kernels"] == "reference"
     status, out, err = _deploy([str(model), "--streaming", "--backend", "tflm", "--kernels", kernels, "--target",
-                                "m55", "--data", str(stream_data.path), "--lag", "3", "--samples", "80"], capsys)
+                                "m55", "--data", str(stream_data.path), "--lag", "3", "--samples", "80", *profile],
+                               capsys)
     assert status == 0, err
     report = json.loads(out)
+    if profile:
+        ops = {row["op"]: row for row in report["op_profile"]["ops"]}
+        assert ops["FULLY_CONNECTED"]["calls"] > 0 and ops["MUL"]["instructions"] > 0
+        assert 0 < sum(row["share"] for row in ops.values()) <= 1.0
+        # The profiled build's invoke (its timer reads included) against the plain build's.
+        plain = report["model_instructions_per_sample"]["median"]
+        assert plain <= report["op_profile"]["instructions_per_inference"] < 1.2 * plain
     assert report["backend"] == "tflm" and report["kernels"] == kernels
     assert report["emissions_bit_exact"] and report["path_agreement"] == 1.0
     int8_state = streaming_layout(step_tflite)["state_bytes"]

@@ -185,8 +185,7 @@ def _deploy_streaming(args) -> int:
     from tinyloc_tf.deployment.streaming_firmware import deploy_streaming
 
     window_only = {"--windows": args.windows, "--crf": args.crf, "--arena-bytes": args.arena_bytes,
-                   "--debug": args.debug or None,
-                   "--profile": args.profile or None, "--optimize": args.optimize or None}
+                   "--debug": args.debug or None, "--optimize": args.optimize or None}
     given = [name for name, value in window_only.items() if value is not None]
     if given:
         raise TinylocError(f"{', '.join(given)} apply to window models, not to --streaming")
@@ -196,7 +195,7 @@ def _deploy_streaming(args) -> int:
                                   data_dir=args.data, split=args.split, stream=args.stream, samples=args.samples,
                                   method=args.decoder, lag=args.lag, out_dir=args.build_dir,
                                   stack_bytes=args.stack_bytes, kernels=args.kernels,
-                                  reset_every=args.reset_every)
+                                  reset_every=args.reset_every, profile=args.profile)
     except (RamBudgetError, FirmwareError) as exc:
         return _failed(exc)
     return _print_report(report, args.json_out)

@@ -551,18 +551,20 @@ def _probe_arena(gen: Path, spec: Target, build_dir: Path, stack_bytes: int, hea
     return int(search["arena_min_bytes"]), int(summary["stack_used_bytes"])
 
 
-def op_profile(records: list[dict], inferences: int) -> dict:
+def op_profile(records: list[dict], inferences: int, total_key: str = "instructions_total") -> dict:
     """Where a profiled run's instructions went: per operator type, per inference.
 
     ``ops``: ``{op, calls, instructions, share}`` sorted by instructions (``calls`` and
     ``instructions`` per inference, ``share`` of the profiled invoke); ``outside_kernels``: the
     rest of the invoke (TFLM's interpreter loop, the harness' copies, the timer reads).
+    ``total_key``: the summary field that counts the invokes' instructions (the streaming
+    harness' ``model_instructions_total`` leaves its decoder out).
     """
     summary = next((r for r in records if r.get("event") == "summary"), None)
     rows = [r for r in records if r.get("event") == "op_profile"]
     if summary is None or not rows or inferences <= 0:
         raise FirmwareError("the profiled firmware printed no op_profile lines (was it built with PROFILE=1?)")
-    total = summary["instructions_total"] / inferences
+    total = summary[total_key] / inferences
     ops = sorted(
         ({"op": r["op"], "calls": r["calls"] / inferences, "instructions": r["instructions"] / inferences} for r in rows),
         key=lambda r: -r["instructions"],

@@ -175,11 +175,13 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
                      split: str = "test", stream: int | None = None, samples: int | None = None,
                      method: str = "viterbi", lag: int = 10, out_dir=None, stack_bytes: int | None = None,
                      heap_bytes: int | None = None, progress: bool = True, timeout: float = 600.0,
-                     kernels: str | None = None, reset_every: int | None = None) -> dict:
+                     kernels: str | None = None, reset_every: int | None = None, profile: bool = False) -> dict:
     """Export, build and run a step model over one recorded stream on ``target``; the report.
 
     ``backend``: ``aot`` (the compiled C) or ``tflm`` (TFLM's interpreter with ``kernels``; its
     arena is measured on the target first). Both run int8 and int16x8 step models.
+    ``profile`` (TFLM): a second build that times every operator type adds ``op_profile``
+    (:func:`~tinyloc_tf.deployment.firmware.op_profile`, per sample) to the report.
     """
     from tinyloc_tf.deployment import firmware as fw
 
@@ -196,7 +198,9 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
     else:
         if kernels is not None:
             raise TinylocError("--kernels picks TFLM's kernels; the aot backend has its own")
-    steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"]
+        if profile:
+            raise TinylocError("--profile times TFLM's kernels; the aot backend has no operators to time")
+    steps = ["export", "aot compile" if backend == "aot" else "probe", "build", "run"] + (["profile"] if profile else [])
     step = fw.StepBar(steps, f"deploy --streaming {target}/{backend}", progress)
 
     with tempfile.TemporaryDirectory(prefix="tinyloc-deploy-") as tmp:
@@ -219,6 +223,12 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
             result = fw.run(firmware.elf, target, timeout=timeout)
             summary = fw.check_run(result)
             step("run")
+            if profile:
+                profiled = fw.build(gen, target, ram_kb, arena, work / "profile", backend, stack_bytes=stack_bytes,
+                                    heap_bytes=heap_bytes, harness="streaming", kernels=kernels, profile=True)
+                profile_run = fw.run(profiled.elf, target, timeout=timeout)
+                fw.check_run(profile_run)
+                step("profile")
         finally:
             step.close()
         expected = dict(np.load(gen / "test_stream.npz"))
@@ -273,6 +283,8 @@ def deploy_streaming(tflite_path, target: str = DEFAULT_TARGET, ram_kb: int = 64
         "instructions_exact": emulator in ("qemu", "renode"),
         "emulator": emulator,
     }
+    if profile:
+        report["op_profile"] = fw.op_profile(profile_run.records, n, "model_instructions_total")
     if summary["heap_used_bytes"] > summary["heap_bytes"]:
         raise fw.FirmwareError(f"the firmware used {summary['heap_used_bytes']} bytes of heap, more than the "
                                f"{summary['heap_bytes']} reserved (it grew into the stack); raise the heap reserve")
