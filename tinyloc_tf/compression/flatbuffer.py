@@ -486,10 +486,25 @@ def _without_empty_buffers(model_object):
     return model
 
 
+def _without_redundant_ranks(model):
+    """``model`` with ``has_rank`` left at its default (false) on every tensor that has a shape.
+
+    The converter sets it on every tensor, a field of each tensor table. Readers take a tensor's
+    rank as known when it has a shape *or* ``has_rank`` (LiteRT's verifier:
+    ``shape() != nullptr || has_rank()``; TFLM never reads it), so only a scalar, whose shape
+    is empty, needs it."""
+    for graph in model.subgraphs or []:
+        for tensor in graph.tensors or []:
+            if tensor.shape is not None and len(tensor.shape) > 0:
+                tensor.hasRank = False
+    return model
+
+
 def pack_model(model_object) -> bytes:
     """Serialise a ``ModelT`` compactly: shared arrays, strings and tables, one empty buffer
-    for every tensor without data, and byte arrays aligned to 16 bytes. ``model_object`` itself
-    is not changed."""
+    for every tensor without data, no ``has_rank`` where a shape says the rank, and byte arrays
+    aligned to 16 bytes. ``model_object`` itself is not changed."""
     builder = _sharing_builder()
-    builder.Finish(_without_empty_buffers(model_object).Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
+    model = _without_redundant_ranks(_without_empty_buffers(model_object))
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
     return bytes(builder.Output())
