@@ -523,9 +523,8 @@ def convert_streaming(
     if per_tensor_weights and (refusal := per_tensor_weights_refusal(quant)):
         raise TinylocError(refusal)
     # One L2_NORMALIZATION per RMSNorm where TFLite can quantize it (int8 only): four
-    # operators and five tensors fewer per block.
-    l2_norm = quant == "int8"
-    step = build_step_model(model, l2_norm=l2_norm)
+    # operators and five tensors fewer per block; int16x8 leaves out the epsilon's ADD.
+    step = build_step_model(model, norm={"int8": "l2", "int16x8": "no_epsilon"}.get(quant, "layer"))
     input_names = [t.name for t in step.inputs]
     report: dict = {"quant": quant, "streaming": True}
 

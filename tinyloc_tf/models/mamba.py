@@ -52,11 +52,13 @@ def positive_step(x, int8_friendly: bool = False):
     monotone, and within 0.0814 of softplus everywhere. ``sech(x)^2`` is written as
     ``4 s (1 - s)`` with ``s = sigmoid(2x)``: RELU, LOGISTIC, MUL, SUB, ADD, all int8 in TFLM.
     (``1 - tanh(x)^2`` is the same function, but float32 tanh rounds to -1 below x = -7.5,
-    which would zero dt and its gradient there; the sigmoid form stays accurate.)
+    which would zero dt and its gradient there; the sigmoid form stays accurate.) ``2x`` is
+    written ``x + x`` (the same float): the converter folds ``2.0 * x`` into a second copy of
+    the layer that computes ``x``, weights and bias included.
     """
     if not int8_friendly:
         return ops.softplus(x)
-    s = ops.sigmoid(2.0 * x)
+    s = ops.sigmoid(x + x)
     return ops.relu(x) + (4.0 * LN2) * s * (1.0 - s)
 
 

@@ -32,10 +32,12 @@ BATCH_MATMUL with ``adj_x``), the readout ``C h + D x`` as one BATCH_MATMUL with
 keeps a transposed copy of a right-hand side it has to transpose: 512 bytes of arena for H16),
 the gate and out_proj. One RESHAPE per block: ``dt`` from a row into a column.
 
-With ``l2_norm=True`` each block's RMSNorm is written as an L2 normalization
-(:func:`l2_rms_norm`), which TFLite's converter fuses into one L2_NORMALIZATION operator
-instead of five (MUL, MEAN, ADD, RSQRT, MUL). TFLite quantizes L2_NORMALIZATION to int8 only,
-so the int8 step model uses it and the int16x8 one keeps the RMSNorm's operators.
+``norm`` says how each block's RMSNorm is written (:data:`NORM_FORMS`): ``layer``, the trained
+layer itself (MUL, MEAN, ADD, RSQRT, MUL); ``l2``, an L2 normalization (:func:`l2_rms_norm`),
+which TFLite's converter fuses into one L2_NORMALIZATION operator, quantized to int8 only (the
+int8 step model); ``no_epsilon``, the layer without its epsilon (:func:`rms_norm_without_epsilon`,
+four operators: the int16x8 step model). The two short forms differ from the layer by the
+factor ``sqrt(1 + eps / mean(x^2))`` only.
 """
 
 from __future__ import annotations
@@ -97,6 +99,15 @@ def mixer_step(mixer, u, conv_state, ssm_state):
     return mixer.out_proj(y), new_conv_state, h
 
 
+def rms_norm_without_epsilon(norm, x):
+    """:class:`~tinyloc_tf.models.mamba.RMSNorm` ``norm`` applied to ``x [..., H]`` without its epsilon:
+    ``x * rsqrt(mean(x^2)) * g``, four operators (MUL, MEAN, RSQRT, MUL) where the layer's form
+    has an ADD more, and two tensors fewer. Like :func:`l2_rms_norm`, it differs from the layer
+    by the factor ``sqrt(1 + eps / mean(x^2))``; a mean square of 0 gives RSQRT's largest
+    output, then 0 (TFLM's integer RSQRT maps 0 to its largest value)."""
+    return x * ops.rsqrt(ops.mean(x * x, axis=-1, keepdims=True)) * norm.scale
+
+
 def l2_rms_norm(norm, x):
     """:class:`~tinyloc_tf.models.mamba.RMSNorm` ``norm`` applied to ``x [..., H]`` as an L2 normalization.
 
@@ -111,6 +122,16 @@ def l2_rms_norm(norm, x):
     return tf.math.l2_normalize(x, axis=-1) * (math.sqrt(x.shape[-1]) * norm.scale)
 
 
+#: How a step model writes each block's RMSNorm (module docstring).
+NORM_FORMS = ("layer", "l2", "no_epsilon")
+
+
+def _check_norm(norm: str) -> str:
+    if norm not in NORM_FORMS:
+        raise TinylocError(f"unknown step-model norm {norm!r}; expected one of {', '.join(NORM_FORMS)}")
+    return norm
+
+
 @keras.saving.register_keras_serializable(package="tinyloc")
 class MambaStepEncoder(keras.layers.Layer):
     """A trained :class:`MambaEncoder` run one sample at a time.
@@ -118,12 +139,12 @@ class MambaStepEncoder(keras.layers.Layer):
     ``call(sample [1, 1, 1, F], conv_states, ssm_states)`` with ``conv_states`` a list of
     ``[1, 1, d_conv - 1, D]`` and ``ssm_states`` a list of ``[1, 1, D, N]`` (one per block) returns
     ``(emissions [1, 1, 1, K], new conv_states, new ssm_states)``. One stream: a batch of 1.
-    ``l2_norm``: the blocks' RMSNorms as :func:`l2_rms_norm` (one L2_NORMALIZATION each).
+    ``norm``: how the blocks' RMSNorms are written (:data:`NORM_FORMS`).
     """
 
-    def __init__(self, encoder, l2_norm: bool = False, **kwargs):
+    def __init__(self, encoder, norm: str = "layer", **kwargs):
         super().__init__(**kwargs)
-        self.l2_norm = bool(l2_norm)
+        self.norm = _check_norm(norm)
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
         if not isinstance(encoder, MambaEncoder):
@@ -144,7 +165,12 @@ class MambaStepEncoder(keras.layers.Layer):
         x = e.embed(sample)  # [1, 1, 1, H]
         new_conv, new_ssm = [], []
         for block, conv_state, ssm_state in zip(e.blocks, conv_states, ssm_states):
-            u = l2_rms_norm(block.norm, x) if self.l2_norm else block.norm(x)
+            if self.norm == "l2":
+                u = l2_rms_norm(block.norm, x)
+            elif self.norm == "no_epsilon":
+                u = rms_norm_without_epsilon(block.norm, x)
+            else:
+                u = block.norm(x)
             out, conv_state, ssm_state = mixer_step(block.mixer, u, conv_state, ssm_state)
             x = x + out
             new_conv.append(conv_state)
@@ -153,10 +179,10 @@ class MambaStepEncoder(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "l2_norm": self.l2_norm}
+                "norm": self.norm}
 
 
-def step_encoder(model, l2_norm: bool = False) -> MambaStepEncoder:
+def step_encoder(model, norm: str = "layer") -> MambaStepEncoder:
     """The step encoder of a trained Mamba ``SequenceTagger`` (or a bare ``MambaEncoder``)."""
     encoder = getattr(model, "encoder", model)
     if not isinstance(encoder, MambaEncoder):
@@ -165,18 +191,18 @@ def step_encoder(model, l2_norm: bool = False) -> MambaStepEncoder:
             f"streaming needs a Mamba model (a recurrence); this one is {family!r}, which attends over "
             "the whole window and stays a window model"
         )
-    return MambaStepEncoder(encoder, l2_norm=l2_norm, name="step_encoder")
+    return MambaStepEncoder(encoder, norm=norm, name="step_encoder")
 
 
-def build_step_model(model, l2_norm: bool = False) -> keras.Model:
+def build_step_model(model, norm: str = "layer") -> keras.Model:
     """A Keras model ``[sample, *states] -> [emissions, *new states]`` with a batch of 1.
 
     Inputs: ``sample [1, 1, 1, F]``, then per block ``conv_state [1, 1, d_conv-1, D]``,
     ``ssm_state [1, 1, D, N]``. Outputs: ``emissions [1, 1, 1, K]``, then the new states in the same
     order. ``model`` is a trained Mamba ``SequenceTagger``; its layers are shared, not copied.
-    ``l2_norm``: RMSNorm as L2_NORMALIZATION (:func:`l2_rms_norm`), for the int8 step model.
+    ``norm``: how each RMSNorm is written (:data:`NORM_FORMS`; ``layer``, the trained layer's own).
     """
-    step = step_encoder(model, l2_norm=l2_norm)
+    step = step_encoder(model, norm=norm)
     e = step.encoder
     sample = keras.Input((1, 1, e.features), batch_size=1, name="sample")
     shapes = step.state_shapes
