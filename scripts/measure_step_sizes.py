@@ -7,8 +7,9 @@ Per (hidden, layers) of the paper's Mamba grid (int8-friendly, DATA's features a
 step model converted to int8 and to int16x8 (``convert_streaming``, calibrated on DATA's training
 streams, with the metadata `tinyloc convert` writes), and its flatbuffer size, operators, tensors, host-TFLM arena and state bytes, and
 whether flash and arena both fit 32 KiB. ``--per-tensor-weights`` converts with one scale per
-weight tensor (``tinyloc convert --per-tensor-weights``). Sizes depend on the architecture, not on the weights,
-so the models are left untrained (seeded). Prints a markdown table.
+weight tensor (``tinyloc convert --per-tensor-weights``). The models are left untrained (seeded):
+sizes are the architecture's, less a few hundred bytes a trained model has and an untrained one
+does not (its zero biases are equal arrays, stored once). Prints a markdown table.
 """
 
 from __future__ import annotations
