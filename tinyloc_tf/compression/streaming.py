@@ -259,12 +259,13 @@ def step_input_names(layers: int) -> list[str]:
 
 def is_step_model(model) -> bool:
     """Whether ``model`` (a ``.tflite`` path, bytes or a read :class:`Flatbuffer`) is a streaming
-    step model: its metadata carries the ``streaming`` entry ``convert --streaming`` writes."""
+    step model: its metadata carries the ``streaming`` entry ``convert --streaming`` writes (a
+    file without tinyloc metadata is not one)."""
     from tinyloc_tf.compression.flatbuffer import Flatbuffer, read_model
-    from tinyloc_tf.compression.metadata import metadata_of
+    from tinyloc_tf.compression.metadata import METADATA_NAME, metadata_of
 
     fb = model if isinstance(model, Flatbuffer) else read_model(model, "model")
-    return isinstance(metadata_of(fb).get("streaming"), dict)
+    return METADATA_NAME in fb.metadata() and isinstance(metadata_of(fb).get("streaming"), dict)
 
 
 #: What to say when a window-model command is given a step model.
@@ -283,10 +284,10 @@ def streaming_layout(model) -> dict:
     from tinyloc_tf.compression.metadata import metadata_of
 
     fb = read_model(model, "model")
-    if not is_step_model(fb):
+    marker = metadata_of(fb).get("streaming")  # a file without tinyloc metadata: its own error
+    if not isinstance(marker, dict):
         raise TinylocError("this .tflite is a window model, not a streaming step model "
                            "(convert with `tinyloc convert RUN --streaming`)")
-    marker = metadata_of(fb)["streaming"]
     inputs = [fb.tensors[i] for i in fb.inputs]
     if len(inputs) < 3 or len(inputs) % 2 == 0 or len(fb.outputs) != len(inputs):
         raise TinylocError(f"a step model has a sample and two states per block as inputs and as many outputs; "
