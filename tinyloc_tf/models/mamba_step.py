@@ -103,8 +103,9 @@ def rms_norm_without_epsilon(norm, x):
     """:class:`~tinyloc_tf.models.mamba.RMSNorm` ``norm`` applied to ``x [..., H]`` without its epsilon:
     ``x * rsqrt(mean(x^2)) * g``, four operators (MUL, MEAN, RSQRT, MUL) where the layer's form
     has an ADD more, and two tensors fewer. Like :func:`l2_rms_norm`, it differs from the layer
-    by the factor ``sqrt(1 + eps / mean(x^2))``; a mean square of 0 gives RSQRT's largest
-    output, then 0 (TFLM's integer RSQRT maps 0 to its largest value)."""
+    by the factor ``sqrt(1 + eps / mean(x^2))``. For the int16x8 graph: a mean square that
+    quantizes to 0 gets RSQRT's largest output (TFLM's integer RSQRT maps 0 there), so the norm's
+    output is 0 for a block input that is 0; in float that input would give NaN."""
     return x * ops.rsqrt(ops.mean(x * x, axis=-1, keepdims=True)) * norm.scale
 
 
