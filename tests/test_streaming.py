@@ -684,3 +684,10 @@ def test_drop_identity_requantize_rewires_readers_and_drops_what_is_left():
     model, graph = build(0.03)  # this QUANTIZE rescales: it stays
     assert drop_identity_requantize(model, graph) == 0
     assert len(graph.operators) == 2 and [opcode_name(c) for c in model.operatorCodes] == ["QUANTIZE", "MUL"]
+    # Two in a row (x -> y -> z -> MUL): the MUL reads x, not the dropped y.
+    model, graph = build(0.01)
+    graph.tensors.insert(2, tensor(0.01))
+    graph.operators = [op(0, [0], [1]), op(0, [1], [2]), op(1, [2, 2], [3])]
+    graph.outputs = [3]
+    assert drop_identity_requantize(model, graph) == 2
+    assert len(graph.tensors) == 2 and indices(graph.operators[0].inputs) == [0, 0]

@@ -165,8 +165,14 @@ def drop_identity_requantize(model_object, graph) -> int:
         kept.append(op)
     if not replace:
         return 0
+
+    def source_of(tensor: int) -> int:  # through a chain of identity QUANTIZEs
+        while tensor in replace:
+            tensor = replace[tensor]
+        return tensor
+
     for op in kept:
-        op.inputs = np.array([replace.get(t, t) for t in indices(op.inputs)], dtype=np.int32)
+        op.inputs = np.array([source_of(t) for t in indices(op.inputs)], dtype=np.int32)
     graph.operators = kept
     drop_unused(model_object)
     return len(replace)

@@ -191,14 +191,14 @@ def cmsis_nn_refusal(model) -> str | None:
     ``AllocateTensors``, or ``None``. Their int16 FULLY_CONNECTED takes one weight scale per
     tensor only (cmsis_nn/fully_connected.cc: per-channel weights are int8-only), so an int16x8
     model converted with per-channel weights runs on the reference kernels alone."""
-    from tinyloc_tf.compression.flatbuffer import read_model
+    from tinyloc_tf.compression.flatbuffer import read_model, tensor_quantization
 
     fb = read_model(model)
     for index, op in enumerate(fb.operators):
         if fb.op_name(op) != "FULLY_CONNECTED":
             continue
         data, weights = (fb.tensors[int(i)] for i in op.inputs[:2])
-        scales = weights.quantization.scale if weights.quantization is not None else None
+        scales, _, _ = tensor_quantization(weights)
         if fb.type_name(data) == "INT16" and scales is not None and len(scales) > 1:
             return (f"operator {index} (FULLY_CONNECTED) has int16 activations and per-channel weights "
                     f"({len(scales)} scales), which CMSIS-NN's int16 kernel does not take; convert with "
