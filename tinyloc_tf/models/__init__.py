@@ -7,7 +7,7 @@ Importing this package registers every custom layer with Keras, so
 :class:`SequenceTagger`; see ``docs/models.md``.
 """
 
-from tinyloc_tf.models import ensemble, layers, mamba, mdcsa  # noqa: F401  (register custom layers)
+from tinyloc_tf.models import ensemble, layers, mamba, mdcsa, shortcut  # noqa: F401  (register custom layers)
 from tinyloc_tf.models.crf import CRF, viterbi_decode
 from tinyloc_tf.models.tagger import SequenceTagger, build_model
 

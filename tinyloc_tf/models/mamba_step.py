@@ -186,6 +186,9 @@ class MambaStepEncoder(keras.layers.Layer):
 def step_encoder(model, norm: str = "layer") -> MambaStepEncoder:
     """The step encoder of a trained Mamba ``SequenceTagger`` (or a bare ``MambaEncoder``)."""
     encoder = getattr(model, "encoder", model)
+    if (getattr(model, "build_config", None) or {}).get("shortcut"):
+        raise TinylocError("streaming: this model has a linear shortcut (--shortcut), which the step model "
+                           "does not build; convert it as a window model")
     if not isinstance(encoder, MambaEncoder):
         family = (getattr(model, "build_config", None) or {}).get("family", type(encoder).__name__)
         raise TinylocError(

@@ -128,6 +128,7 @@ def build_model(
     int8_friendly: bool = False,
     augmentation: keras.layers.Layer | None = None,
     members: int = 1,
+    shortcut: bool = False,
     **family_options,
 ) -> SequenceTagger:
     """Build and initialise a :class:`SequenceTagger` of the given family.
@@ -138,8 +139,10 @@ def build_model(
     ``head_dropout``; Mamba: ``dropout``). ``augmentation``: a training-time input layer
     (:class:`SequenceTagger`). ``members`` N > 1: an ensemble of N such encoders whose
     emissions are averaged (:class:`~tinyloc_tf.models.ensemble.EnsembleEncoder`; its
-    weights come from N trained runs, ``tinyloc ensemble``). The model is built for inputs
-    ``[None, T, F]``.
+    weights come from N trained runs, ``tinyloc ensemble``). ``shortcut``: each encoder gets a
+    linear map of the input added to its emissions
+    (:class:`~tinyloc_tf.models.shortcut.LinearShortcut`, ``F*K + K`` parameters). The model
+    is built for inputs ``[None, T, F]``.
     """
     spec = get_family(family)
     family, encoder_class = spec.name, spec.encoder_class()
@@ -160,8 +163,14 @@ def build_model(
         if not isinstance(getattr(encoder, "head", None), keras.layers.Layer):
             raise TinylocError(f"model family {family!r}: its encoder must end in a layer named `head` "
                                "(tinyloc_tf/families.py)")
+        if shortcut:
+            from tinyloc_tf.models.shortcut import LinearShortcut
+
+            encoder = LinearShortcut(encoder, name=name)
         encoders.append(encoder)
     build_kwargs = {"family": family, **sizes, "int8_friendly": bool(int8_friendly), **family_options}
+    if shortcut:  # only when on, so the configs of runs without one read as before
+        build_kwargs["shortcut"] = True
     if members > 1:
         from tinyloc_tf.models.ensemble import EnsembleEncoder
 

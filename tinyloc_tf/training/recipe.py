@@ -18,7 +18,7 @@ from tinyloc_tf.errors import TinylocError
 
 SCHEDULES = ("constant", "cosine")
 # Recipe fields that runs written before them lack, with the value that means "off".
-ADDED_LATER = {"ema": 0.0, "train_steps": 0}
+ADDED_LATER = {"ema": 0.0, "train_steps": 0, "shortcut": False}
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,10 @@ class Recipe:
     (decoupled decay). ``ema`` > 0 keeps an exponential moving average of the weights with
     that momentum per step (Polyak averaging, Keras' ``use_ema``): validation, the kept
     weights and a refit's final weights are the average's. ``dropout``: encoder dropout (None:
-    the family's default). The augmentation fields are
+    the family's default). ``shortcut``: the encoder gets a linear map of the input added to its
+    emissions (:class:`~tinyloc_tf.models.shortcut.LinearShortcut`); with dropout, the one
+    architecture switch a recipe carries, since a sweep applies it to every run. The
+    augmentation fields are
     :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`'s. ``train_steps`` > 0 trains
     on windows of that many consecutive samples cut from the training split's streams
     (:func:`~tinyloc_tf.data.streams.stream_windows`), so a recurrent model (Mamba) learns
@@ -49,6 +52,7 @@ class Recipe:
     time_shift: int = 0
     ema: float = 0.0
     train_steps: int = 0
+    shortcut: bool = False
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -108,8 +112,14 @@ class Recipe:
         """The command-line flags where this recipe differs from today's defaults, in field
         order (``["--ema 0.998", "--train-steps 60"]``): how cards and reports name a recipe."""
         defaults = asdict(Recipe())
-        return [f"--{key.replace('_', '-')} {f'{value:g}' if isinstance(value, float) else value}"
-                for key, value in asdict(self).items() if value != defaults[key]]
+        def flag(key, value):
+            name = f"--{key.replace('_', '-')}"
+            if isinstance(value, bool):  # a switch: named only when on
+                return name
+            return f"{name} {f'{value:g}' if isinstance(value, float) else value}"
+
+        return [flag(key, value) for key, value in asdict(self).items()
+                if value != defaults[key] and not (isinstance(value, bool) and not value)]
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "Recipe":
@@ -149,8 +159,9 @@ class Recipe:
         return layer if layer.active else None
 
     def family_options(self) -> dict:
-        """``build_model`` keyword arguments this recipe sets (dropout, when given)."""
-        return {} if self.dropout is None else {"dropout": float(self.dropout)}
+        """``build_model`` keyword arguments this recipe sets (dropout when given, the shortcut when on)."""
+        options = {} if self.dropout is None else {"dropout": float(self.dropout)}
+        return {**options, "shortcut": True} if self.shortcut else options
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,6 +197,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        help="train on windows of N consecutive samples cut from the training streams (Mamba; "
                             "in a sweep the Mamba runs, MDCSA keeps the prepared windows; validation still scores "
                             f"the prepared windows; 0: train on the prepared windows; default {default.train_steps})")
+    group.add_argument("--shortcut", action="store_true",
+                       help="add a linear map of the input to the encoder's emissions (wide and deep: F*K+K "
+                            "parameters; helps where the hidden width is below the number of classes)")
     group.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
 
 

@@ -50,9 +50,13 @@ class RunSpec:
         return [RunSpec(self.family, self.hidden, self.layers, seed_offset=k) for k in range(self.members)]
 
 
-def param_count(family: str, features: int, classes: int, hidden: int, layers: int) -> int:
-    """Trainable parameters of a configuration (the family's formula, ``families.py``)."""
-    return get_family(family).count_params(features, classes, hidden, layers)
+def param_count(family: str, features: int, classes: int, hidden: int, layers: int, shortcut: bool = False) -> int:
+    """Trainable parameters of a configuration (the family's formula, ``families.py``), with
+    its linear shortcut's when it has one (``--shortcut``)."""
+    from tinyloc_tf.models.shortcut import shortcut_params
+
+    extra = shortcut_params(features, classes) if shortcut else 0
+    return get_family(family).count_params(features, classes, hidden, layers) + extra
 
 
 def check_families(family: str) -> tuple[str, ...]:
@@ -77,26 +81,28 @@ def parse_variants(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def plan_baseline_runs(families, grid: str, features: int, classes: int, max_params: int | None) -> list[RunSpec]:
-    """The grid's configurations per family with at most ``max_params`` trainable parameters."""
+def plan_baseline_runs(families, grid: str, features: int, classes: int, max_params: int | None,
+                       shortcut: bool = False) -> list[RunSpec]:
+    """The grid's configurations per family with at most ``max_params`` trainable parameters
+    (``shortcut``: counting the linear shortcut every run gets)."""
     if grid not in grid_names():
         raise TinylocError(f"unknown grid {grid!r}; expected one of {', '.join(grid_names())}")
     specs = []
     for family in families:
         for hidden, layers in get_family(family).grids.get(grid, ()):
-            if max_params is None or param_count(family, features, classes, hidden, layers) <= max_params:
+            if max_params is None or param_count(family, features, classes, hidden, layers, shortcut) <= max_params:
                 specs.append(RunSpec(family, hidden, layers))
     return specs
 
 
 def plan_ensembles(baselines: list[RunSpec], largest: int, features: int, classes: int,
-                   max_params: int | None) -> tuple[list[RunSpec], list[RunSpec]]:
+                   max_params: int | None, shortcut: bool = False) -> tuple[list[RunSpec], list[RunSpec]]:
     """``(extra seeds to train, ensembles to assemble)`` for ensembles of 2 .. ``largest``
     seeds of each configuration, skipping those whose members together have more than
     ``max_params`` trainable parameters (the CRF counted once per member: an upper bound)."""
     members, ensembles = [], []
     for spec in baselines:
-        params = param_count(spec.family, features, classes, spec.hidden, spec.layers)
+        params = param_count(spec.family, features, classes, spec.hidden, spec.layers, shortcut)
         sizes = [n for n in range(2, largest + 1) if max_params is None or n * params <= max_params]
         if not sizes:
             continue

@@ -136,7 +136,8 @@ def sweep(
         if not any(get_variant(name).applies_to(f, data.steps) for f in families):
             raise TinylocError(f"--quant {name}: no run of this sweep can have it (families {', '.join(families)}, "
                                f"T = {data.steps}; streaming variants need Mamba runs on windows of T > 1)")
-    specs = plan_baseline_runs(families, grid, data.num_features, data.num_classes, max_params)
+    shortcut = bool(recipe is not None and recipe.shortcut)
+    specs = plan_baseline_runs(families, grid, data.num_features, data.num_classes, max_params, shortcut)
     if not specs:
         raise TinylocError(f"no configuration of the {grid!r} grid has at most {max_params} parameters")
     out = Path(out).absolute()
@@ -159,7 +160,8 @@ def sweep(
         run = dict(settings=settings, jobs=jobs, ray_address=ray_address)
         results = run_specs(specs, desc="train", **run)
         if ensemble > 1:
-            members, ensembles = plan_ensembles(specs, ensemble, data.num_features, data.num_classes, max_params)
+            members, ensembles = plan_ensembles(specs, ensemble, data.num_features, data.num_classes, max_params,
+                                                shortcut)
             run_specs(members, desc="members", **run)
             results.update(run_specs(ensembles, desc="ensemble", **run))
 
