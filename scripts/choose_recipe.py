@@ -45,6 +45,7 @@ VARIANTS = {
     "ema_0.98": dict(ema=0.98),
     "ema_0.99": dict(ema=0.99),
     "ema_0.998": dict(ema=0.998),
+    "shortcut": dict(shortcut=True),
 }
 
 
