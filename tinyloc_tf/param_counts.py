@@ -45,3 +45,8 @@ def mdcsa_param_count(
             total += 2 * H + 2 * (H * H * k + H) + 4 * H * H
     total += (3 * H * H + H) + (H * K + K)  # fusion conv, head
     return total + (K * K + 2 * K if crf else 0)
+
+
+def shortcut_param_count(features: int, classes: int) -> int:
+    """What the linear shortcut adds (``models/shortcut.py``): its ``[F, K]`` kernel and ``[K]`` bias."""
+    return int(features) * int(classes) + int(classes)

@@ -8,7 +8,8 @@ The "wide" half of a wide-and-deep model (Cheng et al., 2016). An encoder squeez
 access points through H hidden units; with fewer units than rooms (UJIIndoorLoc: 520 APs,
 59 areas, H = 16) that bottleneck cannot hold one template per room, which a linear model over
 the whole scan does (the logistic-regression baseline). The shortcut gives the encoder that
-linear path at F*K + K parameters, in the ``.tflite`` one FULLY_CONNECTED and one ADD.
+linear path at F*K + K parameters (``param_counts.shortcut_param_count``), in the ``.tflite``
+one FULLY_CONNECTED and one ADD.
 (Streaming step models are not built for it: ``mamba_step.step_encoder`` says so.)
 """
 
@@ -53,8 +54,3 @@ class LinearShortcut(keras.layers.Layer):
         config = dict(config)
         encoder = keras.saving.deserialize_keras_object(config.pop("encoder"), custom_objects=custom_objects)
         return cls(encoder=encoder, **config)
-
-
-def shortcut_params(features: int, classes: int) -> int:
-    """Parameters the shortcut adds: its ``[F, K]`` kernel and ``[K]`` bias."""
-    return int(features) * int(classes) + int(classes)

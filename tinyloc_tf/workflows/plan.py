@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from tinyloc_tf.compression.variants import sweep_variant_names
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.families import family_names, get_family, grid_names
+from tinyloc_tf.param_counts import shortcut_param_count
 
 DEFAULT_VARIANTS = ("int8", "dynamic")
 
@@ -53,9 +54,7 @@ class RunSpec:
 def param_count(family: str, features: int, classes: int, hidden: int, layers: int, shortcut: bool = False) -> int:
     """Trainable parameters of a configuration (the family's formula, ``families.py``), with
     its linear shortcut's when it has one (``--shortcut``)."""
-    from tinyloc_tf.models.shortcut import shortcut_params
-
-    extra = shortcut_params(features, classes) if shortcut else 0
+    extra = shortcut_param_count(features, classes) if shortcut else 0
     return get_family(family).count_params(features, classes, hidden, layers) + extra
 
 
