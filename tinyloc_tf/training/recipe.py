@@ -31,8 +31,8 @@ class Recipe:
     that momentum per step (Polyak averaging, Keras' ``use_ema``): validation, the kept
     weights and a refit's final weights are the average's. ``dropout``: encoder dropout (None:
     the family's default). ``shortcut``: the encoder gets a linear map of the input added to its
-    emissions (:class:`~tinyloc_tf.models.shortcut.LinearShortcut`); with dropout, the one
-    architecture switch a recipe carries, since a sweep applies it to every run. The
+    emissions (:class:`~tinyloc_tf.models.shortcut.LinearShortcut`); like dropout, an
+    architecture switch the recipe carries because a sweep applies it to every run. The
     augmentation fields are
     :class:`~tinyloc_tf.models.augmentation.RSSIAugmentation`'s. ``train_steps`` > 0 trains
     on windows of that many consecutive samples cut from the training split's streams
@@ -112,6 +112,7 @@ class Recipe:
         """The command-line flags where this recipe differs from today's defaults, in field
         order (``["--ema 0.998", "--train-steps 60"]``): how cards and reports name a recipe."""
         defaults = asdict(Recipe())
+
         def flag(key, value):
             name = f"--{key.replace('_', '-')}"
             if isinstance(value, bool):  # a switch: named only when on
