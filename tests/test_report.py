@@ -209,7 +209,7 @@ def test_report_cli_and_errors(sweep, tmp_path, capsys):
 
 def test_a_cards_sweep_command_is_one_the_command_line_accepts_with_the_same_settings(tmp_path):
     """``card.sweep_command`` rebuilds ``tinyloc sweep`` from sweep.json: switches appear only
-    when on, and the recipe's ``--ema`` is carried."""
+    when on (a conversion option, the recipe's ``--shortcut``), and the recipe's ``--ema`` is carried."""
     import shlex
 
     from tinyloc_tf.cli import build_parser
@@ -217,16 +217,16 @@ def test_a_cards_sweep_command_is_one_the_command_line_accepts_with_the_same_set
     from tinyloc_tf.reports.card import sweep_command
     from tinyloc_tf.training.recipe import Recipe
 
-    for per_tensor, ema in ((False, 0.0), (True, 0.998)):
+    for per_tensor, ema, shortcut in ((False, 0.0, False), (True, 0.998, True)):
         options = {**ConvertOptions().to_dict(), "per_tensor_weights": per_tensor}
         settings = {"data": str(tmp_path / "data"), "sweep_dir": str(tmp_path / "sweep"), "family": "both",
                     "grid": "budget", "epochs": 20, "patience": 5, "batch_size": 128, "lr": 0.003, "seed": 0,
-                    "int8_friendly": True, "recipe": Recipe(ema=ema).to_dict(), "distill": False,
+                    "int8_friendly": True, "recipe": Recipe(ema=ema, shortcut=shortcut).to_dict(), "distill": False,
                     "distill_method": "viterbi", "alpha": 0.1, "variants": ["int8", "qat"],
                     "convert_options": options, "jobs": 2}
         words = shlex.split(sweep_command(settings))
         args = build_parser().parse_args(words[1:])
-        assert args.per_tensor_weights is per_tensor and args.ema == ema
+        assert args.per_tensor_weights is per_tensor and args.ema == ema and args.shortcut is shortcut
         assert ("--ema" in words) == bool(ema)
 
 

@@ -50,6 +50,7 @@ from keras import ops
 
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.models.mamba import MambaEncoder, decay, positive_step
+from tinyloc_tf.models.shortcut import LinearShortcut
 
 
 def matmul_transposed(a, b):
@@ -186,7 +187,7 @@ class MambaStepEncoder(keras.layers.Layer):
 def step_encoder(model, norm: str = "layer") -> MambaStepEncoder:
     """The step encoder of a trained Mamba ``SequenceTagger`` (or a bare ``MambaEncoder``)."""
     encoder = getattr(model, "encoder", model)
-    if (getattr(model, "build_config", None) or {}).get("shortcut"):
+    if isinstance(encoder, LinearShortcut):
         raise TinylocError("streaming: this model has a linear shortcut (--shortcut), which the step model "
                            "does not build; convert it as a window model")
     if not isinstance(encoder, MambaEncoder):

@@ -85,7 +85,7 @@ from pathlib import Path
 
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import sweep_run, variant_path
-from tinyloc_tf.training.recipe import ADDED_LATER, Recipe
+from tinyloc_tf.training.recipe import ADDED_LATER, Recipe, flag_words
 
 #: The repository root: cards record their paths relative to it.
 REPO = Path(__file__).resolve().parents[2]
@@ -278,12 +278,13 @@ def sweep_command(settings: dict) -> str:
     if not settings.get("int8_friendly", True):
         words.append("--exact")
     recipe = settings.get("recipe")
-    if recipe:  # every Recipe field as its flag; unset (None) ones and later fields left off are omitted
+    if recipe:  # every Recipe field as its flag (a switch only when on); unset (None) ones and
+        # fields added later, left off, are omitted
         for field in fields(Recipe):
             value = recipe.get(field.name, ADDED_LATER.get(field.name))
             if value is None or (field.name in ADDED_LATER and value == ADDED_LATER[field.name]):
                 continue
-            words += [f"--{field.name.replace('_', '-')}", value]
+            words += flag_words(field.name, value)
     if settings.get("distill") is False:
         words.append("--no-distill")
     words += ["--distill-method", settings["distill_method"], "--alpha", settings["alpha"],
@@ -291,11 +292,7 @@ def sweep_command(settings: dict) -> str:
     if "convert_options" in settings:  # every conversion option, as its flag
         options = {k: v for k, v in settings["convert_options"].items() if k != "seed"}  # the sweep's --seed
         for key, value in options.items():
-            flag = f"--{key.replace('_', '-')}"
-            if isinstance(value, bool):  # a switch: named when on, absent when off
-                words += [flag] if value else []
-            else:
-                words += [flag, value]
+            words += flag_words(key, value)
     else:  # sweeps from before conversion options were recorded: only the QAT epochs were settable
         words += ["--qat-epochs", settings["qat_epochs"]]
     words += ["--ray", settings["ray"]] if settings.get("ray") else ["--jobs", settings.get("jobs", 1)]

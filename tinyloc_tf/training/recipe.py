@@ -112,15 +112,8 @@ class Recipe:
         """The command-line flags where this recipe differs from today's defaults, in field
         order (``["--ema 0.998", "--train-steps 60"]``): how cards and reports name a recipe."""
         defaults = asdict(Recipe())
-
-        def flag(key, value):
-            name = f"--{key.replace('_', '-')}"
-            if isinstance(value, bool):  # a switch: named only when on
-                return name
-            return f"{name} {f'{value:g}' if isinstance(value, float) else value}"
-
-        return [flag(key, value) for key, value in asdict(self).items()
-                if value != defaults[key] and not (isinstance(value, bool) and not value)]
+        changed = (flag_words(key, value) for key, value in asdict(self).items() if value != defaults[key])
+        return [" ".join(f"{w:g}" if isinstance(w, float) else str(w) for w in words) for words in changed if words]
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "Recipe":
@@ -163,6 +156,15 @@ class Recipe:
         """``build_model`` keyword arguments this recipe sets (dropout when given, the shortcut when on)."""
         options = {} if self.dropout is None else {"dropout": float(self.dropout)}
         return {**options, "shortcut": True} if self.shortcut else options
+
+
+def flag_words(name: str, value) -> list:
+    """The command-line words that set option ``name`` to ``value``: ``["--name", value]``, and for
+    a switch (a bool) ``["--name"]`` when on and nothing when off."""
+    flag = f"--{name.replace('_', '-')}"
+    if isinstance(value, bool):
+        return [flag] if value else []
+    return [flag, value]
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
