@@ -286,22 +286,22 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
     result = convert_streaming(mamba_h8l2, [walk[:300]], quant="int8", representative_size=256)
     assert result.report["float_ops"] == {}
     layout = streaming_layout(result.tflite)
-    assert layout["state_shapes"] == [[1, 3, 16], [1, 16, 16], [1, 3, 16], [1, 16, 16]]  # [1, D, N]
-    # Per block: one RESHAPE (dt into a column; every other tensor is 4-D already, and the
-    # input term (dt x)^T B is a BATCH_MATMUL with adj_x) and one STRIDED_SLICE (the new conv
-    # buffer); state inputs take their outputs' scales, so no QUANTIZE is appended. The readout
-    # reads the [D, N] state with adj_y: no TRANSPOSE.
+    assert layout["state_shapes"] == [[1, 3, 16], [1, 16, 16], [1, 3, 16], [1, 16, 16]]  # [1, d_conv - 1, D], [1, N, D]
+    # Every tensor is 4-D already and the state is [N, D], so dt (a row) broadcasts over A^T:
+    # no RESHAPE. One STRIDED_SLICE per block (the new conv buffer); the input term B^T (dt x) is a
+    # BATCH_MATMUL with adj_x, the readout C h a plain one: no TRANSPOSE. State inputs take
+    # their outputs' scales, so no QUANTIZE is appended.
     from collections import Counter
 
     from tinyloc_tf.compression.flatbuffer import read_model
 
     fb = read_model(result.tflite)
     ops = Counter(fb.op_name(op) for op in fb.operators)
-    assert ops["RESHAPE"] == 2 and ops["STRIDED_SLICE"] == 2 and "TRANSPOSE" not in ops and "QUANTIZE" not in ops, ops
+    assert ops["STRIDED_SLICE"] == 2 and not {"RESHAPE", "TRANSPOSE", "QUANTIZE"} & set(ops), ops
     # Each block's RMSNorm is one L2_NORMALIZATION, not MUL, MEAN, ADD, RSQRT, MUL.
     assert ops["L2_NORMALIZATION"] == 2 and "MEAN" not in ops and "RSQRT" not in ops, ops
     products = [(op.builtinOptions.adjX, op.builtinOptions.adjY) for op in fb.operators if fb.op_name(op) == "BATCH_MATMUL"]
-    assert sorted(products) == [(False, True), (False, True), (True, False), (True, False)], products
+    assert sorted(products) == [(False, False), (False, False), (True, False), (True, False)], products
     assert result.report["requantized_state_outputs"] == []
     runner = StreamRunner(result.tflite)
     _, emissions = runner.run(walk[300:])
@@ -348,6 +348,65 @@ def test_int16x8_step_model_drops_calibration_ranges_and_keeps_its_outputs(mamba
             assert (source.type, _quantization(source)) != (target.type, _quantization(target))
     for a, b in zip(StreamRunner(kept).run(walk), StreamRunner(stripped).run(walk)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_int16x8_step_model_scales_are_powers_of_two(mamba_h8l2):
+    """Every int16 scale of the int16x8 step model is a power of two, every bias sits at its
+    input's scale times its weights', and rounding a file's scales up changes its outputs by
+    little: a scale only grows (by less than 2x) and constants keep their values."""
+    from tinyloc_tf.compression.flatbuffer import pack_model, read_model, tensor_quantization, unpack_model
+    from tinyloc_tf.compression.streaming import WEIGHT_OPS, convert_streaming, power_of_two_scales
+    from tinyloc_tf.deployment.streaming import StreamRunner
+    from tinyloc_tf.models.mamba_step import build_step_model, run_stream
+
+    rng = np.random.default_rng(12)
+    walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.05, (400, 6)), axis=0) * 0.2, 0, 1).astype(np.float32)
+    result = convert_streaming(mamba_h8l2, [walk[:300]], quant="int16x8", representative_size=256)
+    assert result.report["power_of_two_scales"] > 0
+    fb = read_model(result.tflite)
+
+    def int16_scales(model):
+        return {i: float(tensor_quantization(t)[0][0]) for i, t in enumerate(model.tensors)
+                if model.type_name(t) == "INT16" and tensor_quantization(t)[0] is not None}
+
+    scales = int16_scales(fb)
+    assert scales and all(np.log2(s) == np.round(np.log2(s)) for s in scales.values()), scales
+    for op in fb.operators:
+        if fb.op_name(op) in WEIGHT_OPS and len(op.inputs) > 2 and op.inputs[2] >= 0:
+            x, w, b = (fb.tensors[i] for i in op.inputs[:3])
+            want = (tensor_quantization(x)[0][0] * tensor_quantization(w)[0]).astype(np.float32)
+            np.testing.assert_array_equal(tensor_quantization(b)[0], want)
+    again, done = power_of_two_scales(result.tflite)  # nothing left to round
+    assert done == {"power_of_two_scales": 0, "identity_requantize_dropped": 0} and again == result.tflite
+
+    # Scales 1.3 times larger and off the powers of two (a calibrated file's), rounded up again;
+    # LOGISTIC's output keeps the 2^-15 TFLM requires of it.
+    fixed = {i for op in fb.operators if fb.op_name(op) == "LOGISTIC" for i in op.outputs}
+    moved = set(scales) - fixed
+    model = unpack_model(result.tflite)
+    for i in moved:
+        model.subgraphs[0].tensors[i].quantization.scale = np.array([scales[i] * 1.3], dtype=np.float32)
+    off = pack_model(model)
+    snapped, done = power_of_two_scales(off)
+    assert fixed and done["power_of_two_scales"] == len(moved)
+    fb_off, fb_snapped = read_model(off), read_model(snapped)
+    for i, s in int16_scales(fb_snapped).items():
+        if i in fixed:
+            continue
+        assert scales[i] * 1.3 <= s < 2 * scales[i] * 1.3
+        before, after = fb_off.tensor_data(fb_off.tensors[i]), fb_snapped.tensor_data(fb_snapped.tensors[i])
+        if before is not None:  # a constant keeps its value, to within a step
+            assert np.max(np.abs(after * s - before * scales[i] * 1.3)) <= s
+    # Both track the float step model about equally (on this model, mean |error| / span
+    # 0.00598 with the scales 1.3 times larger, 0.00599 rounded up from those).
+    want = run_stream(build_step_model(mamba_h8l2), walk[300:])
+    errors = {}
+    for name, buf in (("off", off), ("snapped", snapped)):
+        _, got = StreamRunner(buf).run(walk[300:])
+        errors[name] = np.mean(np.abs(got - want)) / np.ptp(want)
+        assert np.mean(np.argmax(got, 1) == np.argmax(want, 1)) > 0.9, name
+    assert errors["snapped"] < 1.5 * errors["off"], errors
 
 
 @pytest.mark.slow
@@ -454,7 +513,8 @@ def test_int16x8_per_tensor_weights_are_rounded_once_from_float_and_track_float(
         dropped += channel_scales - 1
         q = fb.tensor_data(fb.tensors[w])
         # Some float operator's weights give exactly these: S = max|w| / 127, q = round(w / S),
-        # and its bias round(b / (input_scale * S)) at that scale (int64).
+        # and its bias round(b / (input_scale * S)) at that scale (int64), to within one step: the
+        # int16 scales become powers of two afterwards and the int64 bias is rounded again.
         matches = 0
         for twin in floats:
             f = fb_f.tensor_data(fb_f.tensors[indices(twin.inputs)[1]])
@@ -468,7 +528,7 @@ def test_int16x8_per_tensor_weights_are_rounded_once_from_float_and_track_float(
                 want_scale = np.float32(tensor_quantization(fb.tensors[x])[0][0] * S)
                 b_float = fb_f.tensor_data(fb_f.tensors[indices(twin.inputs)[2]])
                 assert fb.type_name(fb.tensors[bias[0]]) == "INT64" and b_scale.tolist() == [want_scale]
-                if not np.array_equal(fb.tensor_data(fb.tensors[bias[0]]), np.round(b_float / np.float64(want_scale))):
+                if np.max(np.abs(fb.tensor_data(fb.tensors[bias[0]]) - np.round(b_float / np.float64(want_scale)))) > 1:
                     continue
             matches += 1
         assert matches >= 1, fb.op_name(op)
