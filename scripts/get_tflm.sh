@@ -133,7 +133,7 @@ done
 # cmsis_nn/ specialisation.
 KERNELS_BUILT="activations add arg_min_max batch_matmul concatenation conv depthwise_conv dequantize elementwise
   fully_connected kernel_util l2norm logistic maximum_minimum micro_tensor_utils mul pad quantize reduce reshape softmax
-  split split_v strided_slice sub tanh unpack"
+  slice split split_v strided_slice sub tanh unpack"
 
 build_lib() {
   local arch=$1 kernels=$2 opt=() gendir make_args kernel_srcs

@@ -286,22 +286,31 @@ def test_int8_step_model_runs_in_tflm_and_tracks_float(mamba_h8l2):
     result = convert_streaming(mamba_h8l2, [walk[:300]], quant="int8", representative_size=256)
     assert result.report["float_ops"] == {}
     layout = streaming_layout(result.tflite)
-    assert layout["state_shapes"] == [[1, 3, 16], [1, 16, 16], [1, 3, 16], [1, 16, 16]]  # [1, d_conv - 1, D], [1, N, D]
-    # Every tensor is 4-D already and the state is [N, D], so dt (a row) broadcasts over A^T:
-    # no RESHAPE. One STRIDED_SLICE per block (the new conv buffer); the input term B^T (dt x) is a
-    # BATCH_MATMUL with adj_x, the readout C h a plain one: no TRANSPOSE. State inputs take
-    # their outputs' scales, so no QUANTIZE is appended.
+    assert layout["state_shapes"] == [[1, 3, 16], [1, 16, 16], [1, 3, 16], [1, 16, 16]]  # [1, D, N]
+    # Per block: one RESHAPE (dt into a column; every other tensor is 4-D already, and the
+    # input term (dt x)^T B is a BATCH_MATMUL with adj_x), its shape in its options rather than
+    # a constant input, and one SLICE (the new conv buffer); state inputs take their outputs'
+    # scales, so no QUANTIZE is appended. The readout reads the [D, N] state with adj_y: no
+    # TRANSPOSE.
     from collections import Counter
 
     from tinyloc_tf.compression.flatbuffer import read_model
 
     fb = read_model(result.tflite)
     ops = Counter(fb.op_name(op) for op in fb.operators)
-    assert ops["STRIDED_SLICE"] == 2 and not {"RESHAPE", "TRANSPOSE", "QUANTIZE"} & set(ops), ops
+    assert ops["RESHAPE"] == 2 and ops["SLICE"] == 2, ops
+    assert not {"STRIDED_SLICE", "TRANSPOSE", "QUANTIZE"} & set(ops), ops
+    assert result.report["reshape_shapes_as_options"] == 2
+    for op in fb.operators:
+        if fb.op_name(op) == "RESHAPE":
+            assert len(op.inputs) == 1 and list(op.builtinOptions.newShape) == list(fb.tensors[op.outputs[0]].shape)
+    from ai_edge_litert.interpreter import Interpreter
+
+    Interpreter(model_content=result.tflite).allocate_tensors()  # LiteRT reads the shape from the options
     # Each block's RMSNorm is one L2_NORMALIZATION, not MUL, MEAN, ADD, RSQRT, MUL.
     assert ops["L2_NORMALIZATION"] == 2 and "MEAN" not in ops and "RSQRT" not in ops, ops
     products = [(op.builtinOptions.adjX, op.builtinOptions.adjY) for op in fb.operators if fb.op_name(op) == "BATCH_MATMUL"]
-    assert sorted(products) == [(False, False), (False, False), (True, False), (True, False)], products
+    assert sorted(products) == [(False, True), (False, True), (True, False), (True, False)], products
     assert result.report["requantized_state_outputs"] == []
     runner = StreamRunner(result.tflite)
     _, emissions = runner.run(walk[300:])

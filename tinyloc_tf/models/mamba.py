@@ -79,11 +79,11 @@ def decay(dt, A, int8_friendly: bool = False):
 
     Args:
         dt: positive step sizes that broadcast against ``A``: ``[..., D, 1]`` for the window
-            scan's ``A [D, N]``, ``[..., 1, D]`` for the step model's ``A^T [N, D]``.
+            scan's and the step model's ``A [D, N]``.
         A: the negative state matrix (diagonal per channel), weight-only.
 
     Returns:
-        ``exp(dt * A)`` in (0, 1], broadcast to ``A``'s shape.
+        ``exp(dt * A)`` in (0, 1], broadcast to ``[..., D, N]``.
 
     Int8-friendly: ``exp(u) ~ relu(1 + u/16)^16`` for u = dt*A <= 0 (a compound-interest
     limit). ``A / 16`` depends on weights only, so the converter folds it; at run time this is

@@ -11,27 +11,29 @@ The window model (:class:`~tinyloc_tf.models.mamba.MambaEncoder`) unrolls the sc
 ``T`` samples and starts every window from a zero state. The step model runs the same
 layers on one sample ``x_t``:
 
-    inputs   sample [1, 1, 1, F], then per block l: conv_state_l [1, 1, d_conv-1, D], ssm_state_l [1, 1, N, D]
+    inputs   sample [1, 1, 1, F], then per block l: conv_state_l [1, 1, d_conv-1, D], ssm_state_l [1, 1, D, N]
     outputs  emissions [1, 1, 1, K], then per block l: the new conv_state_l, ssm_state_l
 
 Every tensor is 4-D, ``[1, 1, width, channels]``: the layout DEPTHWISE_CONV_2D computes in.
 FULLY_CONNECTED keeps those dimensions, element-wise operators broadcast over them and
 BATCH_MATMUL treats the leading two as batch axes, so no RESHAPE sits between 2-D and 4-D.
 ``conv_state`` holds the last ``d_conv - 1`` inputs of the causal depthwise convolution
-(what its left zero padding stands for in the window model), ``ssm_state`` is ``h_{t-1}``
-transposed from the window scan's ``[D, N]`` layout.
+(what its left zero padding stands for in the window model), ``ssm_state`` is ``h_{t-1}`` in
+the window scan's ``[D, N]`` layout.
 From a zero state, ``T`` steps reproduce the window model's ``T`` emissions (tested), and
 keep going for as long as samples come. The layers are the trained encoder's own objects,
 so the weights are exactly the window model's.
 
 Per block and sample the graph is: in_proj, CONCATENATION of the conv buffer with x_t and a
-VALID DEPTHWISE_CONV_2D over it (the new buffer is a slice of the same concatenation),
+VALID DEPTHWISE_CONV_2D over it (the new buffer is a SLICE of the same concatenation),
 SiLU, x_proj, dt_proj and the step function, the decay (:func:`~tinyloc_tf.models.mamba.decay`,
-int8-friendly or exact) as ``[N, D]``, ``h = dA * h + B^T (dt x)`` (the outer product as one
-BATCH_MATMUL with ``adj_x``), the readout ``C h + D x`` as one plain BATCH_MATMUL, the gate and
-out_proj. The state is kept as ``[N, D]`` because then the row ``dt`` broadcasts over ``A^T``
-without a RESHAPE into a column, and the readout's right-hand side needs no transposing (with
-``[D, N]`` and ``adj_y``, TFLM keeps a transposed copy of ``h``: 512 bytes of arena for H16).
+int8-friendly or exact) as ``[D, N]``, ``h = dA * h + (dt x)^T B`` (the outer product as one
+BATCH_MATMUL with ``adj_x``), the readout ``C h + D x`` as one BATCH_MATMUL with ``adj_y`` (TFLM
+keeps a transposed copy of a right-hand side it has to transpose: 512 bytes of arena for H16),
+the gate and out_proj. One RESHAPE per block: ``dt`` from a row into a column. (With the state
+as ``[N, D]`` the row ``dt`` would broadcast over ``A^T`` without it, but the readout ``C h``
+would then read ``h`` without ``adj_y``, and TFLM keeps a transposed copy of such a right-hand
+side: 1 KiB more arena for H16 in int16x8.)
 
 ``norm`` says how each block's RMSNorm is written (:data:`NORM_FORMS`): ``layer``, the trained
 layer itself (MUL, MEAN, ADD, RSQRT, MUL); ``l2``, an L2 normalization (:func:`l2_rms_norm`),
@@ -54,8 +56,15 @@ from tinyloc_tf.models.mamba import MambaEncoder, decay, positive_step
 from tinyloc_tf.models.shortcut import LinearShortcut
 
 
+def matmul_transposed(a, b):
+    """``a @ b^T`` over the last two axes, as one BATCH_MATMUL with ``adj_y`` (no TRANSPOSE)."""
+    import tensorflow as tf
+
+    return tf.linalg.matmul(a, b, transpose_b=True)
+
+
 def outer(a, b):
-    """``a^T b`` over the last two axes, ``[.., 1, N]`` and ``[.., 1, D]`` -> ``[.., N, D]``: one
+    """``a^T b`` over the last two axes, ``[.., 1, D]`` and ``[.., 1, N]`` -> ``[.., D, N]``: one
     BATCH_MATMUL with ``adj_x``, where ``reshape(a, column) * b`` takes a RESHAPE and a MUL."""
     import tensorflow as tf
 
@@ -69,10 +78,10 @@ def mixer_step(mixer, u, conv_state, ssm_state):
         mixer: the trained mixer (its layers and weights are used as they are).
         u: ``[1, 1, 1, H]`` the block's normalised input at this sample.
         conv_state: ``[1, 1, d_conv - 1, D]`` the conv's previous inputs, oldest first.
-        ssm_state: ``[1, 1, N, D]`` ``h_{t-1}``, transposed from the window scan's ``[D, N]``.
+        ssm_state: ``[1, 1, D, N]`` ``h_{t-1}``.
 
     Returns:
-        ``(out [1, 1, 1, H], conv_state [1, 1, d_conv - 1, D], ssm_state [1, 1, N, D])``.
+        ``(out [1, 1, 1, H], conv_state [1, 1, d_conv - 1, D], ssm_state [1, 1, D, N])``.
     """
     xz = mixer.in_proj(u)  # [1, 1, 1, 2D]
     x, z = ops.split(xz, 2, axis=-1)  # 2 x [1, 1, 1, D]
@@ -80,17 +89,18 @@ def mixer_step(mixer, u, conv_state, ssm_state):
     # The window model's conv pads on the left; here the buffer is the padding.
     kernel = ops.expand_dims(mixer.conv.kernel, 0)  # [1, d_conv, D, 1]
     x = ops.silu(ops.depthwise_conv(window, kernel, padding="valid") + mixer.conv.bias)  # [1, 1, 1, D]
-    new_conv_state = window[:, :, 1:]
+    # SLICE (begin, size): two constant inputs where window[:, :, 1:] makes a STRIDED_SLICE with
+    # three and an options table.
+    new_conv_state = ops.slice(window, (0, 0, 1, 0), (1, 1, mixer.d_conv - 1, window.shape[-1]))
 
     x_dbl = mixer.x_proj(x)  # [1, 1, 1, r + 2N]
     dt_in, B, C = ops.split(x_dbl, [mixer.dt_rank, mixer.dt_rank + mixer.d_state], axis=-1)
     dt = positive_step(mixer.dt_proj(dt_in), mixer.int8_friendly)  # [1, 1, 1, D]
-    # The state is [N, D]: the row dt broadcasts over A^T as it is (no RESHAPE into a
-    # column), and the readout C h is a plain BATCH_MATMUL (no transposed copy of h).
-    A_t = ops.transpose(-ops.exp(mixer.A_log))  # [N, D], folded to a constant by the converter
-    dA = decay(dt, A_t, mixer.int8_friendly)  # [1, 1, N, D]
-    h = dA * ssm_state + outer(B, dt * x)  # [1, 1, N, D]
-    y = ops.matmul(C, h) + x * mixer.D  # [1, 1, 1, D]: sum_n C_n h_n + D x
+    column = (1, 1, -1, 1)
+    A = -ops.exp(mixer.A_log)  # [D, N], folded to a constant by the converter
+    dA = decay(ops.reshape(dt, column), A, mixer.int8_friendly)  # [1, 1, D, N]
+    h = dA * ssm_state + outer(dt * x, B)  # [1, 1, D, N]
+    y = matmul_transposed(C, h) + x * mixer.D  # [1, 1, 1, D]: sum_n C_n h_n + D x
     y = y * ops.silu(z)
     return mixer.out_proj(y), new_conv_state, h
 
@@ -134,7 +144,7 @@ class MambaStepEncoder(keras.layers.Layer):
     """A trained :class:`MambaEncoder` run one sample at a time.
 
     ``call(sample [1, 1, 1, F], conv_states, ssm_states)`` with ``conv_states`` a list of
-    ``[1, 1, d_conv - 1, D]`` and ``ssm_states`` a list of ``[1, 1, N, D]`` (one per block) returns
+    ``[1, 1, d_conv - 1, D]`` and ``ssm_states`` a list of ``[1, 1, D, N]`` (one per block) returns
     ``(emissions [1, 1, 1, K], new conv_states, new ssm_states)``. One stream: a batch of 1.
     ``norm``: how the blocks' RMSNorms are written (:data:`NORM_FORMS`).
     """
@@ -153,7 +163,7 @@ class MambaStepEncoder(keras.layers.Layer):
         """Shapes (without batch) of the state tensors, in input order: conv, ssm per block."""
         e = self.encoder
         inner = e.expand * e.hidden
-        return [shape for _ in range(e.num_layers) for shape in ((1, e.d_conv - 1, inner), (1, e.d_state, inner))]
+        return [shape for _ in range(e.num_layers) for shape in ((1, e.d_conv - 1, inner), (1, inner, e.d_state))]
 
     def call(self, sample, conv_states, ssm_states):
         e = self.encoder
@@ -198,7 +208,7 @@ def build_step_model(model, norm: str = "layer") -> keras.Model:
     """A Keras model ``[sample, *states] -> [emissions, *new states]`` with a batch of 1.
 
     Inputs: ``sample [1, 1, 1, F]``, then per block ``conv_state [1, 1, d_conv-1, D]``,
-    ``ssm_state [1, 1, N, D]``. Outputs: ``emissions [1, 1, 1, K]``, then the new states in the same
+    ``ssm_state [1, 1, D, N]``. Outputs: ``emissions [1, 1, 1, K]``, then the new states in the same
     order. ``model`` is a trained Mamba ``SequenceTagger``; its layers are shared, not copied.
     ``norm``: how each RMSNorm is written (:data:`NORM_FORMS`; ``layer``, the trained layer's own).
     """
