@@ -34,6 +34,11 @@ The step model (:mod:`tinyloc_tf.models.mamba_step`) is converted like a window 
   convolution per tensor, so ``per_tensor_weights`` converts int16x8 per channel and then
   quantizes every weight tensor again, once, from the float step model's weights
   (:func:`weights_per_tensor_from_float`); int8 uses TFLite's own per-tensor quantization.
+- **Power-of-two int16 scales.** The int16x8 step model's int16 scales are rounded up to powers
+  of two (:func:`power_of_two_scales`): under a bit of 15 lost, and tensors then share the
+  quantization tables that are most of a small step model's flash.
+- **Shapes as options.** A RESHAPE's constant shape input becomes its options
+  (:func:`reshape_shapes_as_options`): TFLM reads the output tensor's shape anyway.
 """
 
 from __future__ import annotations
@@ -528,7 +533,7 @@ def _power_of_two_at_least(scale: float) -> np.float32:
     return np.float32(2.0 ** np.ceil(np.log2(np.float64(scale))))
 
 
-def power_of_two_scales(quantized: bytes) -> tuple[bytes, int]:
+def power_of_two_scales(quantized: bytes) -> tuple[bytes, dict]:
     """The int16x8 step model ``quantized`` with every int16 scale rounded up to a power of two.
 
     int16 has 15 bits for a value where int8 weights give 7, so a scale up to twice as coarse

@@ -320,7 +320,8 @@ def build(gen_dir, target: str, ram_kb: int, arena_bytes: int, build_dir, runner
         if missing_ops:
             raise TinylocError(
                 f"the TFLM library has no kernel for {', '.join(missing_ops)}: scripts/get_tflm.sh builds the "
-                "kernels listed in its KERNELS_BUILT; add the operator there and rebuild the library"
+                "kernels listed in its KERNELS_BUILT; run it again if the operator is listed there (the library "
+                "was built before it joined), else add it there and run it"
             )
         raise TinylocError(f"firmware build failed ({' '.join(shlex.quote(a) for a in args)}):\n{_tail(output)}")
     elf = Path(build_dir) / "firmware.elf"
