@@ -436,6 +436,28 @@ def _float_twins(fb_q, fb_f) -> list[tuple[int, object, object]]:
     return pairs
 
 
+def _store_values(model_object, tensor, values: np.ndarray) -> None:
+    """Put ``values`` in a buffer of ``tensor``'s own. The converter shares one buffer between
+    equal constants; the old buffer, once nothing reads it, is dropped by ``pack_model``."""
+    from tinyloc_tf.compression.flatbuffer import tflite_schema
+
+    buffer = tflite_schema().BufferT()
+    buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8)
+    model_object.buffers.append(buffer)
+    tensor.buffer = len(model_object.buffers) - 1
+
+
+def _own_input(tensors: list, op, slot: int) -> int:
+    """Give ``op`` a copy of its input ``slot`` of its own (appended to ``tensors``): for a
+    constant the converter shares with an operator that needs it with other values. Returns the
+    copy's index."""
+    tensors.append(copy.deepcopy(tensors[int(op.inputs[slot])]))
+    inputs = np.array(op.inputs, dtype=np.int32)  # the unpacked vector is read-only
+    inputs[slot] = len(tensors) - 1
+    op.inputs = inputs
+    return len(tensors) - 1
+
+
 def per_tensor_symmetric(weights) -> tuple[np.ndarray, np.float32]:
     """TFLite's symmetric per-tensor int8 quantization of float ``weights``:
     ``S = max|w| / 127`` and ``q = clip(round(w / S), -127, 127)``, rounded once. Returns
@@ -482,22 +504,13 @@ def weights_per_tensor_from_float(quantized: bytes, float_model: bytes) -> tuple
         copied."""
         index = int(op.inputs[slot])
         key = values.dtype.str.encode() + values.tobytes() + scale.tobytes()
-        if index not in foreign and written.get(index, key) == key:
-            tensor = tensors[index]
-        else:
-            tensor = copy.deepcopy(tensors[index])
-            tensors.append(tensor)
-            index = len(tensors) - 1
-            inputs = np.array(op.inputs, dtype=np.int32)  # the unpacked vector is read-only
-            inputs[slot] = index
-            op.inputs = inputs
+        if index in foreign or written.get(index, key) != key:
+            index = _own_input(tensors, op, slot)
         if index in written:
             return index
         written[index] = key
-        buffer = schema.BufferT()  # a buffer of its own; the old one, once unread, is dropped by pack_model
-        buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8)
-        model_object.buffers.append(buffer)
-        tensor.buffer = len(model_object.buffers) - 1
+        tensor = tensors[index]
+        _store_values(model_object, tensor, values)
         q = schema.QuantizationParametersT()
         q.scale = np.array([scale], dtype=np.float32)
         q.zeroPoint = np.array([0], dtype=np.int64)
@@ -556,17 +569,13 @@ def power_of_two_scales(quantized: bytes) -> tuple[bytes, dict]:
     Returns the flatbuffer and what was done: ``power_of_two_scales`` (int16 tensors whose scale
     changed) and ``identity_requantize_dropped``.
     """
-    from tinyloc_tf.compression.flatbuffer import pack_model, read_model, tensor_quantization, tflite_schema
+    from tinyloc_tf.compression.flatbuffer import pack_model, read_model, tensor_quantization
 
     fb = read_model(quantized, "the int16x8 step model")
-    model_object, schema, tensors = fb.model, tflite_schema(), fb.tensors
+    model_object, tensors = fb.model, fb.tensors
 
     def rewrite(index: int, values: np.ndarray, scales: np.ndarray) -> None:
-        # A buffer of its own: the converter shares one between equal constants.
-        buffer = schema.BufferT()
-        buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8)
-        model_object.buffers.append(buffer)
-        tensors[index].buffer = len(model_object.buffers) - 1
+        _store_values(model_object, tensors[index], values)
         tensors[index].quantization.scale = np.asarray(scales, dtype=np.float32)
 
     changed = 0
@@ -603,13 +612,9 @@ def power_of_two_scales(quantized: bytes) -> tuple[bytes, dict]:
         if b in given:
             if np.array_equal(given[b], new):
                 continue
-            # The converter shares equal constants (the zero biases of an untrained model):
-            # this operator's bias needs another scale, so it gets a copy of its own.
-            tensors.append(copy.deepcopy(tensors[b]))
-            b = len(tensors) - 1
-            inputs = np.array(op.inputs, dtype=np.int32)  # the unpacked vector is read-only
-            inputs[2] = b
-            op.inputs = inputs
+            # A bias the converter shares (the zero biases of an untrained model) that this
+            # operator needs at another scale.
+            b = _own_input(tensors, op, 2)
         given[b] = new
         if np.array_equal(old, new):
             continue
