@@ -54,6 +54,17 @@ def test_plan_respects_grid_and_max_params():
         plan.check_families("lstm")
 
 
+def test_check_families_takes_a_name_a_list_both_or_all():
+    assert plan.check_families("mlp") == ("mlp",)
+    assert plan.check_families("mamba, MLP,mamba") == ("mamba", "mlp")
+    assert plan.check_families("both") == ("mdcsa", "mamba")
+    assert set(plan.check_families("all")) >= {"mdcsa", "mamba", "mlp"}
+    with pytest.raises(TinylocError, match="unknown --family 'gru'"):
+        plan.check_families("mlp,gru")
+    with pytest.raises(TinylocError, match="unknown --family"):
+        plan.check_families(" , ")
+
+
 def test_parse_variants():
     assert plan.parse_variants("int8, dynamic,int8") == ("int8", "dynamic")
     assert plan.parse_variants("none") == () and plan.parse_variants("") == ()

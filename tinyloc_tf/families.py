@@ -84,3 +84,16 @@ register_family(Family(
     marker="o",
     recurrent=True,
 ))
+# Not in the paper: the standard fingerprinting network, one scan at a time (models/mlp.py).
+# Its budget grid: the widths whose int8 form fits 32 / 64 KiB on UJIIndoorLoc (520 APs,
+# 59 areas: H48L1 27,899 parameters, H96L1 55,643).
+register_family(Family(
+    name="mlp",
+    encoder="tinyloc_tf.models.mlp:MLPEncoder",
+    param_count="tinyloc_tf.param_counts:mlp_param_count",
+    grids={
+        "small": [(32, 1), (16, 1)],
+        "budget": [(96, 1), (64, 2), (48, 1), (32, 2), (32, 1), (16, 1)],
+    },
+    marker="D",
+))

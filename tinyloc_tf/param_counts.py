@@ -1,7 +1,7 @@
 """Trainable parameter counts of the built-in families (MODELS.md's formulas), without Keras.
 
 The sweep plans its grid with them in the main process, which must not import TensorFlow
-(``tinyloc_tf/tf_log.py``); the encoders (``models/mamba.py``, ``models/mdcsa.py``) are
+(``tinyloc_tf/tf_log.py``); the encoders (``models/mamba.py``, ``models/mdcsa.py``, ``models/mlp.py``) are
 tested against them.
 """
 
@@ -44,6 +44,13 @@ def mdcsa_param_count(
         if unused:
             total += 2 * H + 2 * (H * H * k + H) + 4 * H * H
     total += (3 * H * H + H) + (H * K + K)  # fusion conv, head
+    return total + (K * K + 2 * K if crf else 0)
+
+
+def mlp_param_count(features: int, classes: int, hidden: int, layers: int, crf: bool = True) -> int:
+    """The MLP family's trainable parameters (``models/mlp.py``), with the CRF's K^2 + 2K when ``crf``."""
+    F, K, H, L = features, classes, hidden, layers
+    total = F * H + H + (L - 1) * (H * H + H) + H * K + K
     return total + (K * K + 2 * K if crf else 0)
 
 

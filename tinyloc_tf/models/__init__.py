@@ -1,4 +1,4 @@
-"""Models: MDCSA and Mamba encoders with a linear-chain CRF head.
+"""Models: MDCSA, Mamba and MLP encoders with a linear-chain CRF head.
 
 Importing this package registers every custom layer with Keras, so
 ``keras.models.load_model("m.keras")`` works after ``import tinyloc_tf.models``.
@@ -7,7 +7,7 @@ Importing this package registers every custom layer with Keras, so
 :class:`SequenceTagger`; see ``docs/models.md``.
 """
 
-from tinyloc_tf.models import ensemble, layers, mamba, mdcsa, shortcut  # noqa: F401  (register custom layers)
+from tinyloc_tf.models import ensemble, layers, mamba, mdcsa, mlp, shortcut  # noqa: F401  (register custom layers)
 from tinyloc_tf.models.crf import CRF, viterbi_decode
 from tinyloc_tf.models.tagger import SequenceTagger, build_model
 

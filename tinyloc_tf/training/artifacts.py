@@ -99,7 +99,11 @@ def load_run(run: str | os.PathLike, what: str = "run"):
     import keras
 
     import tinyloc_tf.models  # noqa: F401  (registers the custom layers)
+    from tinyloc_tf.families import FAMILIES
 
+    family = (config.get("build_config") or {}).get("family")
+    if family in FAMILIES.names():
+        FAMILIES.get(family).encoder_class()  # imports a registered family's module, registering its encoder
     try:
         tagger = keras.models.load_model(model_path)
     except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as exc:

@@ -1,8 +1,8 @@
 """``tinyloc train``, ``tinyloc distill``, ``tinyloc refit``, ``tinyloc ensemble``, ``tinyloc baselines``.
 
-    tinyloc train --data DIR --model mamba|mdcsa --hidden H --layers L --out RUN
+    tinyloc train --data DIR --model mamba|mdcsa|mlp --hidden H --layers L --out RUN
                   [--epochs N --batch-size B --lr LR --patience P --seed S --int8-friendly]
-    tinyloc distill --teacher RUN [RUN ...] --data DIR --student-model mamba|mdcsa --hidden H
+    tinyloc distill --teacher RUN [RUN ...] --data DIR --student-model mamba|mdcsa|mlp --hidden H
                     --layers L --out RUN2 [--alpha 0.1 --method viterbi|marginals|features]
     tinyloc refit RUN --out RUN2     (train + val, the run's best epoch count; test once)
     tinyloc ensemble RUN RUN [RUN ...] --out RUN2   (average several runs of one configuration)

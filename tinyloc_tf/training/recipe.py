@@ -183,7 +183,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"momentum of the weights' exponential moving average, per step; the average is "
                             f"what is validated and kept (0: off; default {default.ema:g})")
     group.add_argument("--dropout", type=non_negative_float, default=None,
-                       help="encoder dropout (default: the family's own, MDCSA 0.15, Mamba 0)")
+                       help="encoder dropout (default: the family's own, MDCSA 0.15, Mamba 0, MLP 0.3)")
     group.add_argument("--ap-dropout", type=non_negative_float, default=default.ap_dropout,
                        help=f"augmentation: probability a heard AP is dropped (default {default.ap_dropout:g})")
     group.add_argument("--noise-db", type=non_negative_float, default=default.noise_db,

@@ -2,7 +2,7 @@
 
 ``tinyloc sweep``: train the grid, pick teachers, distil, convert and score every variant.
 
-    tinyloc sweep --data DIR --out SWEEP [--family mamba|mdcsa|both] [--grid paper|small]
+    tinyloc sweep --data DIR --out SWEEP [--family mamba|mdcsa|mlp|LIST|both|all] [--grid paper|small]
                   [--max-params N] [--ensemble N] [--jobs N | --ray ADDRESS|auto|local]
                   [--epochs --patience --batch-size --lr --seed]
                   [--distill-method viterbi|marginals|features] [--quant int8,dynamic,...|none]
@@ -40,7 +40,8 @@ def _register_sweep(subparsers) -> None:
     parser.add_argument("--data", required=True, help="prepared dataset folder")
     parser.add_argument("--out", required=True, help="sweep folder (created; reused to resume)")
     parser.add_argument("--family", default="both",
-                        help=f"{' | '.join(family_names())} | both (every family; default both)")
+                        help=f"{' | '.join(family_names())}, a comma-separated list of them, both (mdcsa and mamba, "
+                             "the paper's; default) or all (every family)")
     parser.add_argument("--grid", default="small", help=f"configuration grid: {' | '.join(grid_names())} (default small)")
     parser.add_argument("--max-params", type=positive_int,
                         help="skip configurations (and ensembles, counting all members) with more trainable parameters")

@@ -58,13 +58,22 @@ def param_count(family: str, features: int, classes: int, hidden: int, layers: i
     return get_family(family).count_params(features, classes, hidden, layers) + extra
 
 
+#: ``--family both``: the paper's two families, what every sweep before the MLP family ran.
+PAPER_FAMILIES = ("mdcsa", "mamba")
+
+
 def check_families(family: str) -> tuple[str, ...]:
-    """``--family``: one registered family, or ``both`` / ``all`` for every one."""
-    if family in ("both", "all"):
+    """``--family``: a registered family, a comma-separated list of them, ``both`` (the paper's
+    MDCSA and Mamba) or ``all`` (every registered family)."""
+    if family == "all":
         return family_names()
-    if family not in family_names():
-        raise TinylocError(f"unknown --family {family!r}; expected {', '.join(family_names())}, or both (every family)")
-    return (family,)
+    names = PAPER_FAMILIES if family == "both" else tuple(
+        dict.fromkeys(part.strip().lower() for part in str(family).split(",") if part.strip()))
+    unknown = [name for name in names if name not in family_names()]
+    if unknown or not names:
+        raise TinylocError(f"unknown --family {(unknown or [family])[0]!r}; expected {', '.join(family_names())}, "
+                           "a comma-separated list of them, both (mdcsa and mamba) or all (every family)")
+    return names
 
 
 def parse_variants(text: str | None) -> tuple[str, ...]:
