@@ -19,6 +19,13 @@ The card's format, its fields and how it is built, written and read are
 :mod:`tinyloc_tf.reports.card`; this script selects, orchestrates and prints.
 ``tests/test_shipped_models.py`` rebuilds the data from that recipe and checks every number.
 
+``--rivals RESULTS.csv ...`` lets sweeps that are not on this machine take part in the
+selection through their committed ``results.csv`` (``docs/results/*/``, same prepared data):
+their candidates are ranked with the others, and if one of them is the best for a budget the
+script stops and names it (its ``.tflite`` is in that sweep's folder, so give the folder). The
+card lists the rivals. Budgets not in ``--budgets`` keep the files already shipped in
+``OUT/NAME``.
+
 With ``--streaming`` the candidates are the sweep's streaming step models (``stream-int8``,
 ``stream-int16x8``, Mamba only), selected the same way on their validation scores over whole
 streams, and the card holds what ``tinyloc evaluate --streaming`` prints with the sweep's lag
@@ -37,6 +44,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -77,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--refit", action="store_true",
                         help="retrain each selected run on train + val for its best epoch count before converting "
                              "(`tinyloc refit`); selection stays on validation")
+    parser.add_argument("--rivals", type=Path, nargs="+", default=[], metavar="RESULTS_CSV",
+                        help="results.csv of other sweeps of the same data (e.g. docs/results/*/results.csv) whose "
+                             "candidates take part in the selection; stops if one of them wins")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -104,10 +115,43 @@ def load_sweep(sweep_dir: Path) -> tuple[dict, object]:
     return json.loads(settings_path.read_text()), collect_rows(sweep_dir)
 
 
+def load_rivals(paths: list[Path]) -> dict:
+    """``{path: rows}`` of committed ``results.csv`` files (:func:`ship`'s ``rivals``)."""
+    import pandas as pd
+
+    rivals = {}
+    for path in paths:
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise TinylocError(f"--rivals {path}: cannot read it as a sweep's results.csv ({exc})") from exc
+        missing = {"run", "variant", "deployable", "val_macro_f1", "flash_bytes", "arena_bytes"} - set(frame.columns)
+        if missing:
+            raise TinylocError(f"--rivals {path}: not a sweep's results.csv (no column {sorted(missing)[0]!r})")
+        rivals[path] = frame
+    return rivals
+
+
+def check_rivals(best, rivals: dict, budget: int, streaming: bool = False) -> None:
+    """Stop when a rival sweep's candidate (``{path: rows}``) beats ``best`` (``best_over``'s
+    ``(sweep, row)``) on validation for ``budget`` KiB: its file is not here to ship."""
+    from tinyloc_tf.reports.report import best_over
+
+    rival = best_over(rivals, budget, streaming=streaming)
+    if best is not None and rival is not None and rival[1]["val_macro_f1"] > best[1]["val_macro_f1"]:
+        raise TinylocError(f"{budget} KiB: the best on validation is {rival[1]['run']} {rival[1]['variant']} "
+                           f"({100 * rival[1]['val_macro_f1']:.2f}) of --rivals {rival[0]}, above "
+                           f"{best[1]['run']} {best[1]['variant']} ({100 * best[1]['val_macro_f1']:.2f}); "
+                           "give its sweep folder as a SWEEP")
+
+
 def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_by: list[str],
-         ship_command: str, progress: bool = True, refit: bool = False, streaming: bool = False) -> list[Path]:
+         ship_command: str, progress: bool = True, refit: bool = False, streaming: bool = False,
+         rivals: list[Path] = ()) -> list[Path]:
     """Select, copy, re-evaluate and card the best model per budget over ``sweep_dirs``; return
-    the written paths. ``streaming``: the best streaming step model instead of window model."""
+    the written paths. ``streaming``: the best streaming step model instead of window model.
+    ``rivals``: results.csv files of sweeps not given whose candidates compete (one that wins
+    stops the script). Files of budgets not in ``budgets`` already in ``out/name`` are kept."""
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.reports.report import INT8_VARIANTS, STREAM_VARIANTS, best_over, fits
 
@@ -127,11 +171,13 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
     # best_over (best_under per sweep) only considers the int8-family variants (int8, selective,
     # qat) that run in TFLM, or with streaming the step models (stream-*).
     eligible = STREAM_VARIANTS if streaming else INT8_VARIANTS
+    rival_rows = load_rivals(list(rivals))
     picks = []
     for budget in budgets:
         best = best_over({sweep_dir: frame for sweep_dir, (_, frame) in sweeps.items()}, budget, streaming=streaming)
+        check_rivals(best, rival_rows, budget, streaming)
         candidates = 0
-        for _, frame in sweeps.values():
+        for frame in [frame for _, frame in sweeps.values()] + list(rival_rows.values()):
             family = frame[frame["variant"].isin(eligible)]
             candidates += int((family["deployable"].astype(bool) & fits(family, budget)).sum())
         if best is None:
@@ -145,7 +191,11 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
 
     # Staged beside OUT/NAME and swapped in last (tinyloc_tf.atomic): a failed or interrupted run
     # leaves the shipped models as they were; a leftover of a killed run is removed by the next.
+    kept = [path for budget in shipped_budgets(out / name) if budget not in budgets
+            for path in (out / name / file for file in shipped_names(budget)) if path.is_file()]
     with staged_folder(out / name, overwrite=True, inputs=tuple(sweep_dirs)) as staging:
+        for path in kept:
+            shutil.copy2(path, staging / path.name)
         iterator = picks
         if progress:
             from tqdm import tqdm
@@ -166,6 +216,7 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
             refit_record = {"refit": refit_commands(sweep_run(sweep_dir, row["run"]), run_dir, row["variant"],
                                                     settings["data"], source)} if refit else {}
             card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, dataset=dataset,
+                             rivals=[display_path(path) for path in rivals],
                              shipped=shipped, buf=buf, recipe=recipe, candidates=candidates, run_dir=run_dir,
                              variant=record,
                              commands={**commands, **refit_record,
@@ -174,6 +225,11 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
             (staging / tflite_name).write_bytes(buf)
             write_card(card, staging / card_name)
     return [out / name / file for budget, *_ in picks for file in shipped_names(budget)]
+
+
+def shipped_budgets(folder: Path) -> list[int]:
+    """The budgets (KiB) with a card in a shipped models folder."""
+    return sorted(int(m.group(1)) for path in folder.glob("*kb.json") if (m := re.match(r"^(\d+)kb$", path.stem)))
 
 
 def summary_line(card: dict) -> str:
@@ -202,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                    *(relative_command(word) if " " in word else word for word in words))
     try:
         written = ship(args.sweeps, args.name, args.out, budgets, args.made_by, invoked,
-                       progress=not args.quiet and sys.stderr.isatty(), refit=args.refit, streaming=args.streaming)
+                       progress=not args.quiet and sys.stderr.isatty(), refit=args.refit, streaming=args.streaming,
+                       rivals=args.rivals)
     except TinylocError as exc:
         print(f"ship_models: error: {exc}", file=sys.stderr)
         return 2

@@ -34,7 +34,8 @@ order (:func:`render_card`):
     ``rule`` (:data:`SELECTION_RULE`, or :data:`STREAM_SELECTION_RULE`), ``budget_bytes``,
     ``candidates_fitting`` (int8-family TFLM variants, or streaming step models, that fit),
     ``val_macro_f1`` the choice was made on, and ``sweep`` (the sweep folder,
-    repository-relative).
+    repository-relative); ``rivals`` when other sweeps competed through their committed
+    ``results.csv`` (``scripts/ship_models.py --rivals``; their candidates are counted too).
 ``metrics``
     ``runtime`` and, for ``test`` and ``val``, the :data:`HEADLINE` keys (``macro_f1``,
     ``accuracy``, ``steps``, ``windows``) of the evaluate report below; for a streaming model
@@ -423,7 +424,7 @@ def distilled_from(distill: dict) -> str | None:
 
 def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipped: Path,
               buf: bytes, commands: dict, recipe: dict, candidates: int, run_dir: Path | None = None,
-              variant: dict | None = None) -> dict:
+              variant: dict | None = None, rivals: list[str] = ()) -> dict:
     """Re-evaluate ``buf`` (the chosen variant's bytes) on test and val and build its card.
 
     ``row``: the sweep's row the model was selected as (:func:`tinyloc_tf.reports.report.collect_rows`);
@@ -503,6 +504,7 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
             "candidates_fitting": candidates,
             "val_macro_f1": float(row["val_macro_f1"]),
             "sweep": repo_relative(sweep_dir),
+            **({"rivals": list(rivals)} if rivals else {}),
         },
         "metrics": {
             "runtime": "tflm (tflite-micro host interpreter, reference kernels)" + (
