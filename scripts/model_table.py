@@ -25,9 +25,16 @@ def recipe_flags(recipe: dict | None) -> list[str]:
     return Recipe.from_dict(recipe).changed_flags() if recipe else []
 
 
+def family_title(name: str) -> str:
+    """How the table writes a family: its registered title, or the name as the card has it."""
+    from tinyloc_tf.families import FAMILIES
+
+    return FAMILIES.get(name).display_name if name in FAMILIES.names() else name
+
+
 def row(card: dict) -> str:
     model, test = card["model"], card["metrics"]["test"]
-    name = f"{model['family'].replace('mdcsa', 'MDCSA').replace('mamba', 'Mamba')} H{model['hidden']}L{model['layers']}"
+    name = f"{family_title(model['family'])} H{model['hidden']}L{model['layers']}"
     if model.get("ensemble"):
         name += f" x{len(model['ensemble']['members'])} (ensemble of seeds {', '.join(map(str, model['ensemble']['seeds']))})"
     if model.get("distilled_from"):

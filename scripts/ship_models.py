@@ -216,7 +216,7 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
             refit_record = {"refit": refit_commands(sweep_run(sweep_dir, row["run"]), run_dir, row["variant"],
                                                     settings["data"], source)} if refit else {}
             card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, dataset=dataset,
-                             rivals=[display_path(path) for path in rivals],
+                             rivals=[str(display_path(path)) for path in rivals],
                              shipped=shipped, buf=buf, recipe=recipe, candidates=candidates, run_dir=run_dir,
                              variant=record,
                              commands={**commands, **refit_record,

@@ -135,7 +135,7 @@ def test_repacked_shipped_model_gives_identical_tflm_outputs(name):
 
     buf = (Path(__file__).resolve().parents[1] / "models" / f"{name}.tflite").read_bytes()
     repacked = fbm.pack_model(fbm.unpack_model(buf))
-    assert len(repacked) < len(buf)  # these files were packed before has_rank was left out
+    assert len(repacked) <= len(buf)  # files packed before has_rank was left out shrink
     shape = list(fbm.read_model(buf).tensors[fbm.read_model(buf).inputs[0]].shape)
     X = np.random.default_rng(0).uniform(0, 1, (4, *shape[1:])).astype(np.float32)
     np.testing.assert_array_equal(run_tflite(repacked, X), run_tflite(buf, X))

@@ -32,9 +32,14 @@ class Family:
     param_count: str  # "module:function"
     grids: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # grid -> [(hidden, layers)]
     marker: str = "^"  # matplotlib marker of its points in the report plots
+    title: str = ""  # how tables and plots write it ("MDCSA"); empty: the name
     # A recurrence over time: its weights fit any window length, so it can train on longer
     # windows than it is scored on (--train-steps).
     recurrent: bool = False
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name
 
     def encoder_class(self):
         return resolve(self.encoder)
@@ -71,6 +76,7 @@ register_family(Family(
         "budget": [(32, 1), (16, 3), (16, 1), (8, 3), (8, 1), (4, 1)],
     },
     marker="s",
+    title="MDCSA",
 ))
 register_family(Family(
     name="mamba",
@@ -83,6 +89,7 @@ register_family(Family(
     },
     marker="o",
     recurrent=True,
+    title="Mamba",
 ))
 # Not in the paper: the standard fingerprinting network, one scan at a time (models/mlp.py).
 # Its budget grid: the widths whose int8 form fits 32 / 64 KiB on UJIIndoorLoc (520 APs,
@@ -96,4 +103,5 @@ register_family(Family(
         "budget": [(96, 1), (64, 2), (48, 1), (32, 2), (32, 1), (16, 1)],
     },
     marker="D",
+    title="MLP",
 ))
