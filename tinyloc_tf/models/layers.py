@@ -57,6 +57,22 @@ class LayerNorm(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+def checked_sizes(owner: str, **sizes) -> dict[str, int]:
+    """``sizes`` as ints, each checked >= 1 (an encoder's features, classes, hidden, ...);
+    ``TinylocError`` naming ``owner`` and the size otherwise."""
+    for name, value in sizes.items():
+        if int(value) < 1:
+            raise TinylocError(f"{owner} needs {name} >= 1, got {value!r}")
+    return {name: int(value) for name, value in sizes.items()}
+
+
+def checked_rate(owner: str, name: str, value) -> float:
+    """A dropout rate as a float in [0, 1); ``TinylocError`` naming ``owner`` otherwise."""
+    if not 0.0 <= float(value) < 1.0:
+        raise TinylocError(f"{owner} needs 0 <= {name} < 1, got {value!r}")
+    return float(value)
+
+
 def sinusoidal_table(steps: int, dim: int) -> np.ndarray:
     """The reference MDCSA positional table, float32 ``[steps, dim]``.
 

@@ -31,7 +31,7 @@ import numpy as np
 from keras import ops
 
 from tinyloc_tf.errors import TinylocError
-from tinyloc_tf.models.layers import causal_conv1d
+from tinyloc_tf.models.layers import causal_conv1d, checked_rate, checked_sizes
 
 # (1 + u/n)^n -> exp(u); n = 2^4 so the power is four squarings (four int8 MULs).
 EXP_SQUARINGS = 4
@@ -351,23 +351,13 @@ class MambaEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise TinylocError(f"MambaEncoder: dropout must be in [0, 1), got {dropout!r}")
-        for field, value in (("features", features), ("classes", classes), ("hidden", hidden),
-                             ("layers", layers), ("steps", steps), ("d_state", d_state),
-                             ("expand", expand), ("d_conv", d_conv)):
-            if int(value) < 1:
-                raise TinylocError(f"MambaEncoder: {field} must be a positive integer, got {value!r}")
-        self.features = int(features)
-        self.classes = int(classes)
-        self.hidden = int(hidden)
-        self.num_layers = int(layers)
-        self.steps = int(steps)
+        self.dropout = checked_rate("Mamba", "dropout", dropout)
+        sizes = checked_sizes("Mamba", features=features, classes=classes, hidden=hidden, layers=layers, steps=steps,
+                              d_state=d_state, expand=expand, d_conv=d_conv)
+        self.features, self.classes, self.hidden = sizes["features"], sizes["classes"], sizes["hidden"]
+        self.num_layers, self.steps = sizes["layers"], sizes["steps"]
+        self.d_state, self.expand, self.d_conv = sizes["d_state"], sizes["expand"], sizes["d_conv"]
         self.int8_friendly = bool(int8_friendly)
-        self.d_state = int(d_state)
-        self.expand = int(expand)
-        self.d_conv = int(d_conv)
-        self.dropout = float(dropout)
 
         self.embed = keras.layers.Dense(self.hidden, use_bias=True, name="embed")
         self.embed_dropout = keras.layers.Dropout(self.dropout, name="embed_dropout")

@@ -27,6 +27,8 @@ from tinyloc_tf.models.layers import (
     ScaledDotProductAttention,
     SinusoidalPositionalEncoding,
     causal_conv1d,
+    checked_rate,
+    checked_sizes,
 )
 
 register = keras.saving.register_keras_serializable(package="tinyloc")
@@ -113,20 +115,13 @@ class MDCSAEncoder(keras.layers.Layer):
             raise TinylocError(
                 f"MDCSA supports layers=1 (kernel 1) or layers=3 (kernels 1, 4, 7), got {layers}"
             )
-        for name, value in (("features", features), ("classes", classes), ("hidden", hidden), ("steps", steps)):
-            if int(value) < 1:
-                raise TinylocError(f"MDCSA needs {name} >= 1, got {value}")
-        for name, value in (("dropout", dropout), ("head_dropout", head_dropout)):
-            if not 0.0 <= float(value) < 1.0:
-                raise TinylocError(f"MDCSA needs 0 <= {name} < 1, got {value}")
-        self.features = int(features)
-        self.classes = int(classes)
-        self.hidden = int(hidden)
+        sizes = checked_sizes("MDCSA", features=features, classes=classes, hidden=hidden, steps=steps)
+        self.features, self.classes, self.hidden, self.steps = (sizes[k] for k in ("features", "classes", "hidden",
+                                                                                   "steps"))
         self.num_layers = int(layers)
-        self.steps = int(steps)
         self.int8_friendly = bool(int8_friendly)
-        self.dropout = float(dropout)
-        self.head_dropout_rate = float(head_dropout)
+        self.dropout = checked_rate("MDCSA", "dropout", dropout)
+        self.head_dropout_rate = checked_rate("MDCSA", "head_dropout", head_dropout)
         self.kernel_sizes = KERNELS_BY_LAYERS[self.num_layers]
 
         h = self.hidden

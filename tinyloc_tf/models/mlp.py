@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import keras
 
-from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.models.layers import checked_rate, checked_sizes
 
 register = keras.saving.register_keras_serializable(package="tinyloc")
 
@@ -48,19 +48,11 @@ class MLPEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (("features", features), ("classes", classes), ("hidden", hidden),
-                            ("layers", layers), ("steps", steps)):
-            if int(value) < 1:
-                raise TinylocError(f"MLP needs {name} >= 1, got {value}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise TinylocError(f"MLP needs 0 <= dropout < 1, got {dropout}")
-        self.features = int(features)
-        self.classes = int(classes)
-        self.hidden = int(hidden)
-        self.num_layers = int(layers)
-        self.steps = int(steps)
+        sizes = checked_sizes("MLP", features=features, classes=classes, hidden=hidden, layers=layers, steps=steps)
+        self.features, self.classes, self.hidden = sizes["features"], sizes["classes"], sizes["hidden"]
+        self.num_layers, self.steps = sizes["layers"], sizes["steps"]
         self.int8_friendly = bool(int8_friendly)
-        self.dropout = float(dropout)
+        self.dropout = checked_rate("MLP", "dropout", dropout)
         self.dense = [keras.layers.Dense(self.hidden, activation="relu", name=f"dense_{i}")
                       for i in range(self.num_layers)]
         self.drops = [keras.layers.Dropout(self.dropout) for _ in range(self.num_layers)]
