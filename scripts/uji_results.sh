@@ -77,6 +77,11 @@ $TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-mlp" --family m
 $TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-mlp-long" --family mlp --grid budget \
     --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 \
     --quant int8,qat --no-distill --no-baselines
+# and with the MLP's own recipe, chosen on validation (docs/training.md): gain offsets up to +-20 dB
+# and dropout 0.1
+$TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-mlp-gain" --family mlp --grid budget \
+    --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 \
+    --quant int8,qat --no-distill --no-baselines --gain-db 20 --dropout 0.1
 $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family both --grid budget \
     --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
 $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor-mlp" --family mlp --grid budget \
@@ -91,11 +96,12 @@ done
 
 copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp"
 copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp-long"
+copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp-gain"
 copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-mlp"
 copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-mlp-long"
 
 for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-shortcut area-shortcut-dropout \
-    area-mlp area-mlp-long floor floor-mlp floor-mlp-long; do
+    area-mlp area-mlp-long area-mlp-gain floor floor-mlp floor-mlp-long; do
   $TINYLOC report "$WORK/sweep-$kind" --overwrite
   case "$kind" in area) dest=docs/results/ujiindoorloc ;; area-ema) dest=docs/results/ujiindoorloc-ema ;;
     area-dropout) dest=docs/results/ujiindoorloc-dropout ;; area-ensemble) dest=docs/results/ujiindoorloc-ensemble ;;
@@ -103,6 +109,7 @@ for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-
     area-shortcut) dest=docs/results/ujiindoorloc-shortcut ;;
     area-shortcut-dropout) dest=docs/results/ujiindoorloc-shortcut-dropout ;;
     area-mlp) dest=docs/results/ujiindoorloc-mlp ;; area-mlp-long) dest=docs/results/ujiindoorloc-mlp-long ;;
+    area-mlp-gain) dest=docs/results/ujiindoorloc-mlp-gain ;;
     floor) dest=docs/results/ujiindoorloc-floors ;; floor-mlp) dest=docs/results/ujiindoorloc-floors-mlp ;;
     floor-mlp-long) dest=docs/results/ujiindoorloc-floors-mlp-long ;; esac
   mkdir -p "$dest"
@@ -114,6 +121,7 @@ done
 # would pick the same runs)
 .venv/bin/python scripts/ship_models.py "$WORK/sweep-area" "$WORK/sweep-area-ema" "$WORK/sweep-area-dropout" \
     "$WORK/sweep-area-ensemble" "$WORK/sweep-area-dropout-ensemble" "$WORK/sweep-area-mlp" "$WORK/sweep-area-mlp-long" \
+    "$WORK/sweep-area-mlp-gain" \
     --name ujiindoorloc --out models --refit
 .venv/bin/python scripts/ship_models.py "$WORK/sweep-floor" "$WORK/sweep-floor-mlp" "$WORK/sweep-floor-mlp-long" \
     --name ujiindoorloc-floors --out models --refit
