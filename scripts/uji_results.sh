@@ -89,6 +89,9 @@ $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor-mlp" --family mlp -
 $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor-mlp-long" --family mlp --grid budget \
     --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 \
     --quant int8,qat --no-distill --no-baselines
+$TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor-mlp-gain" --family mlp --grid budget \
+    --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 \
+    --quant int8,qat --no-distill --no-baselines --gain-db 20 --dropout 0.1
 for rep in minmax dbm relative; do
   [ -f "$WORK/sweep-floor/baselines-$rep/baselines.json" ] || \
     $TINYLOC baselines --data "$WORK/floor-$rep" --out "$WORK/sweep-floor/baselines-$rep" --quiet
@@ -99,9 +102,10 @@ copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp-long"
 copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp-gain"
 copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-mlp"
 copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-mlp-long"
+copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-mlp-gain"
 
 for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-shortcut area-shortcut-dropout \
-    area-mlp area-mlp-long area-mlp-gain floor floor-mlp floor-mlp-long; do
+    area-mlp area-mlp-long area-mlp-gain floor floor-mlp floor-mlp-long floor-mlp-gain; do
   $TINYLOC report "$WORK/sweep-$kind" --overwrite
   case "$kind" in area) dest=docs/results/ujiindoorloc ;; area-ema) dest=docs/results/ujiindoorloc-ema ;;
     area-dropout) dest=docs/results/ujiindoorloc-dropout ;; area-ensemble) dest=docs/results/ujiindoorloc-ensemble ;;
@@ -111,7 +115,8 @@ for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-
     area-mlp) dest=docs/results/ujiindoorloc-mlp ;; area-mlp-long) dest=docs/results/ujiindoorloc-mlp-long ;;
     area-mlp-gain) dest=docs/results/ujiindoorloc-mlp-gain ;;
     floor) dest=docs/results/ujiindoorloc-floors ;; floor-mlp) dest=docs/results/ujiindoorloc-floors-mlp ;;
-    floor-mlp-long) dest=docs/results/ujiindoorloc-floors-mlp-long ;; esac
+    floor-mlp-long) dest=docs/results/ujiindoorloc-floors-mlp-long ;;
+    floor-mlp-gain) dest=docs/results/ujiindoorloc-floors-mlp-gain ;; esac
   mkdir -p "$dest"
   cp "$WORK/sweep-$kind/report.md" "$WORK/sweep-$kind/results.csv" "$WORK/sweep-$kind"/*.png "$dest/"
   echo "copied the report into $dest"
@@ -124,4 +129,5 @@ done
     "$WORK/sweep-area-mlp-gain" \
     --name ujiindoorloc --out models --refit
 .venv/bin/python scripts/ship_models.py "$WORK/sweep-floor" "$WORK/sweep-floor-mlp" "$WORK/sweep-floor-mlp-long" \
+    "$WORK/sweep-floor-mlp-gain" \
     --name ujiindoorloc-floors --out models --refit
