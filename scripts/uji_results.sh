@@ -6,7 +6,7 @@
 #
 #   scripts/uji_results.sh [UJIndoorLoc.zip] [WORK_DIR]
 #
-# Resumable: rerunning skips what is finished. About an hour on a busy 2-core machine.
+# Resumable: rerunning skips what is finished. About two hours on a busy 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZIP="${1:-../shared/data/UJIndoorLoc.zip}"
@@ -69,40 +69,31 @@ copy_seed0 "$WORK/sweep-area-dropout" "$WORK/sweep-area-dropout-ensemble"
 $TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-dropout-ensemble" --family mdcsa --grid budget \
     --max-params 50000 --ensemble 3 --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 \
     --quant int8,qat --no-distill --dropout 0.3
-# the MLP family (docs/models.md#mlp-tinyloc_tfmodelsmlppy) with the areas recipe, and with the
-# recipe of `tinyloc train` (100 epochs, patience 15, batch 32, lr 0.005) and ensembles of seeds
-# within 64,000 parameters; the baselines are the first sweep's
-$TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-mlp" --family mlp --grid budget \
-    --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill --no-baselines
-$TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-mlp-long" --family mlp --grid budget \
-    --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 \
-    --quant int8,qat --no-distill --no-baselines
-# and with the MLP's own recipe, chosen on validation (docs/training.md): gain offsets up to +-20 dB
-# and dropout 0.1
-$TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-mlp-gain" --family mlp --grid budget \
-    --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 \
-    --quant int8,qat --no-distill --no-baselines --gain-db 20 --dropout 0.1
+# the MLP family (docs/models.md#mlp-tinyloc_tfmodelsmlppy) on areas and floors: with the areas
+# recipe; with the recipe of `tinyloc train` (100 epochs, patience 15, batch 32, lr 0.005) and
+# ensembles of seeds within 64,000 parameters; and with that and the MLP's own recipe, chosen on
+# validation (docs/training.md): gain offsets up to +-20 dB, dropout 0.1. Baselines: copied below.
+mlp_sweeps() {  # mlp_sweeps DATA PREFIX: WORK/sweep-PREFIX-mlp, -mlp-long and -mlp-gain
+  $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp" --family mlp --grid budget \
+      --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill --no-baselines
+  local long=(--family mlp --grid budget --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32
+              --lr 0.005 --seed 0 --jobs 2 --quant int8,qat --no-distill --no-baselines)
+  $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-long" "${long[@]}"
+  $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-gain" "${long[@]}" --gain-db 20 --dropout 0.1
+}
+mlp_sweeps area-powed area
 $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family both --grid budget \
     --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
-$TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor-mlp" --family mlp --grid budget \
-    --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill --no-baselines
-$TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor-mlp-long" --family mlp --grid budget \
-    --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 \
-    --quant int8,qat --no-distill --no-baselines
-$TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor-mlp-gain" --family mlp --grid budget \
-    --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 \
-    --quant int8,qat --no-distill --no-baselines --gain-db 20 --dropout 0.1
+mlp_sweeps floor floor
 for rep in minmax dbm relative; do
   [ -f "$WORK/sweep-floor/baselines-$rep/baselines.json" ] || \
     $TINYLOC baselines --data "$WORK/floor-$rep" --out "$WORK/sweep-floor/baselines-$rep" --quiet
 done
 
-copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp"
-copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp-long"
-copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp-gain"
-copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-mlp"
-copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-mlp-long"
-copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-mlp-gain"
+for kind in mlp mlp-long mlp-gain; do
+  copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-$kind"
+  copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-$kind"
+done
 
 for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-shortcut area-shortcut-dropout \
     area-mlp area-mlp-long area-mlp-gain floor floor-mlp floor-mlp-long floor-mlp-gain; do
