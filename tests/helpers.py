@@ -17,6 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# --------------------------------------------------------------------------- toy windows
+
+
+def learnable_windows(n, steps, features, classes, seed):
+    """Windows whose label at each step is the strongest of the first `classes` features."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, steps, features)).astype("float32") * 0.5
+    y = rng.integers(0, classes, (n, steps)).astype("int32")
+    np.put_along_axis(x, y[..., None], 0.5 + 0.5 * rng.random((n, steps, 1)).astype("float32"), axis=2)
+    return x, y
+
+
 # --------------------------------------------------------------------------- toy prepared data
 
 

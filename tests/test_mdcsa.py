@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import learnable_windows
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.models import build_model
 from tinyloc_tf.models.layers import (
@@ -204,15 +205,6 @@ def test_encoder_rejects_bad_settings():
 
 
 # -- int8 conversion and host TFLM -------------------------------------------------------
-
-
-def learnable_windows(n, steps, features, classes, seed):
-    """Windows whose label at each step is the strongest of the first `classes` features."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, steps, features)).astype("float32") * 0.5
-    y = rng.integers(0, classes, (n, steps)).astype("int32")
-    np.put_along_axis(x, y[..., None], 0.5 + 0.5 * rng.random((n, steps, 1)).astype("float32"), axis=2)
-    return x, y
 
 
 # Ops the int8 MDCSA graphs may contain: all have int8 kernels in TFLM.

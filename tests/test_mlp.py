@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import learnable_windows
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.families import get_family
 from tinyloc_tf.models import build_model
 from tinyloc_tf.models.mlp import MLPEncoder
 from tinyloc_tf.param_counts import mlp_param_count
-from tests.test_mdcsa import learnable_windows
 
 
 @pytest.mark.parametrize("features,classes,hidden,layers,expected", [

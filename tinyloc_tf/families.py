@@ -33,6 +33,7 @@ class Family:
     grids: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # grid -> [(hidden, layers)]
     marker: str = "^"  # matplotlib marker of its points in the report plots
     title: str = ""  # how tables and plots write it ("MDCSA"); empty: the name
+    paper: bool = False  # one of the paper's families: `--family both` sweeps these
     # A recurrence over time: its weights fit any window length, so it can train on longer
     # windows than it is scored on (--train-steps).
     recurrent: bool = False
@@ -77,6 +78,7 @@ register_family(Family(
     },
     marker="s",
     title="MDCSA",
+    paper=True,
 ))
 register_family(Family(
     name="mamba",
@@ -90,6 +92,7 @@ register_family(Family(
     marker="o",
     recurrent=True,
     title="Mamba",
+    paper=True,
 ))
 # Not in the paper: the standard fingerprinting network, one scan at a time (models/mlp.py).
 # Its budget grid: the widths whose int8 form fits 32 / 64 KiB on UJIIndoorLoc (520 APs,

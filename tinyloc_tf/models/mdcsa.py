@@ -116,8 +116,8 @@ class MDCSAEncoder(keras.layers.Layer):
                 f"MDCSA supports layers=1 (kernel 1) or layers=3 (kernels 1, 4, 7), got {layers}"
             )
         sizes = checked_sizes("MDCSA", features=features, classes=classes, hidden=hidden, steps=steps)
-        self.features, self.classes, self.hidden, self.steps = (sizes[k] for k in ("features", "classes", "hidden",
-                                                                                   "steps"))
+        self.features, self.classes, self.hidden = sizes["features"], sizes["classes"], sizes["hidden"]
+        self.steps = sizes["steps"]
         self.num_layers = int(layers)
         self.int8_friendly = bool(int8_friendly)
         self.dropout = checked_rate("MDCSA", "dropout", dropout)

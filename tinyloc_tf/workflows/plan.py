@@ -58,17 +58,19 @@ def param_count(family: str, features: int, classes: int, hidden: int, layers: i
     return get_family(family).count_params(features, classes, hidden, layers) + extra
 
 
-#: ``--family both``: the paper's two families, what every sweep before the MLP family ran.
-PAPER_FAMILIES = ("mdcsa", "mamba")
+def comma_names(text: str) -> tuple[str, ...]:
+    """``"a, b,a"`` -> ``("a", "b")``: the distinct non-empty names of a comma-separated option."""
+    return tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
 
 
 def check_families(family: str) -> tuple[str, ...]:
     """``--family``: a registered family, a comma-separated list of them, ``both`` (the paper's
-    MDCSA and Mamba) or ``all`` (every registered family)."""
+    MDCSA and Mamba, ``Family.paper``: what every sweep before the MLP family ran) or ``all``
+    (every registered family)."""
     if family == "all":
         return family_names()
-    names = PAPER_FAMILIES if family == "both" else tuple(
-        dict.fromkeys(part.strip().lower() for part in str(family).split(",") if part.strip()))
+    names = (tuple(name for name in family_names() if get_family(name).paper) if family == "both"
+             else comma_names(str(family).lower()))
     unknown = [name for name in names if name not in family_names()]
     if unknown or not names:
         raise TinylocError(f"unknown --family {(unknown or [family])[0]!r}; expected {', '.join(family_names())}, "
@@ -80,7 +82,7 @@ def parse_variants(text: str | None) -> tuple[str, ...]:
     """``"int8,dynamic"`` -> ``("int8", "dynamic")``; ``"none"`` or ``""`` -> no compression phase."""
     if text is None or text.strip().lower() in ("", "none"):
         return ()
-    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    names = comma_names(text)
     unknown = [name for name in names if name not in sweep_variant_names()]
     if unknown:
         hint = " (the float32 model is the run itself)" if "float32" in unknown else ""
