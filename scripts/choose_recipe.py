@@ -8,7 +8,9 @@ Trains one model configuration for every (prepared data folder, recipe variant, 
 prints validation macro-F1 only (test scores stay unread here: this is where defaults are
 chosen). Data folders differ in what ``tinyloc data prepare`` made (representation, split);
 recipe variants are named changes to the default :class:`~tinyloc_tf.training.recipe.Recipe`
-(``VARIANTS``). Runs are reused when the same command is repeated. Writes
+(``VARIANTS``). ``--quant int8|qat`` also converts each run as the sweep does and scores the
+``.tflite`` on validation in host TFLM, the form a device runs (input on the int8 grid
+included). Runs are reused when the same command is repeated. Writes
 ``WORK/choose_recipe.csv`` and prints it as a markdown table.
 """
 
@@ -43,6 +45,9 @@ VARIANTS = {
     "gain_40": dict(gain_db=40.0),
     "ap_dropout_0.2": dict(ap_dropout=0.2),
     "noise_4": dict(noise_db=4.0),
+    "noise_1": dict(noise_db=1.0),
+    "ap_dropout_0.05": dict(ap_dropout=0.05),
+    "wd_1e-3": dict(weight_decay=1e-3),
     "dropout_0.3": dict(dropout=0.3),
     "dropout_0.1": dict(dropout=0.1),
     "dropout_0.5": dict(dropout=0.5),
@@ -79,6 +84,8 @@ def main() -> int:
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--quant", choices=("int8", "qat"), default=None,
+                        help="also score each run's int8 .tflite (this variant) on validation in host TFLM")
     args = parser.parse_args()
 
     from tinyloc_tf.training.trainer import train_run
@@ -93,7 +100,7 @@ def main() -> int:
     rows = []
     for data in args.data:
         for variant in variants:
-            scores = []
+            scores, int8_scores = [], []
             for seed in args.seeds:
                 out = args.out / data.name / f"{args.model}-H{args.hidden}L{args.layers}-{variant}-s{seed}"
                 metrics_path = out / "metrics.json"
@@ -104,21 +111,59 @@ def main() -> int:
                                         batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=seed,
                                         int8_friendly=True, recipe=recipe_for(variant), verbose=0)
                 scores.append(100 * metrics["val_macro_f1"])
-                print(f"{data.name} {variant} seed {seed}: val macro-F1 {scores[-1]:.2f}", flush=True)
-            rows.append({
-                "data": data.name, "variant": variant, "seeds": len(scores),
-                "val_macro_f1_mean": round(statistics.mean(scores), 2),
-                "val_macro_f1_sd": round(statistics.stdev(scores), 2) if len(scores) > 1 else 0.0,
-            })
+                line = f"{data.name} {variant} seed {seed}: val macro-F1 {scores[-1]:.2f}"
+                if args.quant:
+                    int8_scores.append(100 * int8_val_macro_f1(out, data, args.quant))
+                    line += f", {args.quant} {int8_scores[-1]:.2f}"
+                print(line, flush=True)
+            row = {"data": data.name, "variant": variant, "seeds": len(scores), **mean_sd("val_macro_f1", scores)}
+            if args.quant:
+                row.update(mean_sd(f"val_{args.quant}_macro_f1", int8_scores))
+            rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "choose_recipe.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print("\n| data | recipe | val macro-F1 (mean ± sd) |\n|---|---|---|")
+    quant_column = f" {args.quant} val macro-F1 (mean ± sd) |" if args.quant else ""
+    print(f"\n| data | recipe | val macro-F1 (mean ± sd) |{quant_column}\n|---|---|---|{'---|' if args.quant else ''}")
     for row in rows:
-        print(f"| {row['data']} | {row['variant']} | {row['val_macro_f1_mean']:.2f} ± {row['val_macro_f1_sd']:.2f} |")
+        line = f"| {row['data']} | {row['variant']} | {row['val_macro_f1_mean']:.2f} ± {row['val_macro_f1_sd']:.2f} |"
+        if args.quant:
+            key = f"val_{args.quant}_macro_f1"
+            line += f" {row[key + '_mean']:.2f} ± {row[key + '_sd']:.2f} |"
+        print(line)
     return 0
+
+
+def mean_sd(name: str, scores: list[float]) -> dict:
+    return {f"{name}_mean": round(statistics.mean(scores), 2),
+            f"{name}_sd": round(statistics.stdev(scores), 2) if len(scores) > 1 else 0.0}
+
+
+def int8_val_macro_f1(run_dir: Path, data_dir: Path, quant: str) -> float:
+    """Validation macro-F1 of the run's ``quant`` ``.tflite`` in host TFLM (converted as the sweep
+    converts, kept as ``RUN/val_<quant>.json``); the test split is not read."""
+    cached = run_dir / f"val_{quant}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())["macro_f1"]
+    from tinyloc_tf.compression.convert import convert, data_metadata
+    from tinyloc_tf.compression.variants import ConvertOptions
+    from tinyloc_tf.data import load_prepared
+    from tinyloc_tf.deployment.host import predict_paths
+    from tinyloc_tf.training.artifacts import load_run
+    from tinyloc_tf.training.metrics import score_paths
+
+    data = load_prepared(data_dir)
+    tagger, _ = load_run(run_dir)
+    kwargs = ConvertOptions().convert_kwargs()
+    kwargs["qat_options"]["progress"] = False
+    result = convert(tagger, quant, representative=data.train.X, metadata=data_metadata(data), labels=data.train.y,
+                     validation=(data.val.X, data.val.y), **kwargs)
+    paths, _ = predict_paths(result.tflite, data.val.X, runtime="tflm")
+    scores = score_paths(data.val.y, paths, data.class_names)
+    cached.write_text(json.dumps({"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}))
+    return scores["macro_f1"]
 
 
 if __name__ == "__main__":

@@ -264,3 +264,23 @@ def test_export_c_command(fc_tflite, tmp_path, capsys):
     assert (tmp_path / "gen" / "manifest.json").is_file()
     assert main(["export-c", str(tmp_path / "nope.tflite"), "--out", str(tmp_path / "x")]) == 2
     assert "nope.tflite: no such .tflite file" in capsys.readouterr().err
+
+
+def test_firmware_embeds_the_compact_quantization_tflm_reads():
+    """A per-channel model is embedded with one scale per bias and one zero point per weight:
+    smaller, and the same outputs in TFLM (the only runtime the firmware has)."""
+    from tinyloc_tf.compression.flatbuffer import read_model, tensor_quantization
+    from tinyloc_tf.deployment.host import run_tflite
+
+    buf = (Path(__file__).resolve().parents[1] / "models" / "ujiindoorloc" / "32kb.tflite").read_bytes()
+    manifest = {}
+    embedded = ec.firmware_model(buf, manifest)
+    assert manifest["compact_quantization"] > 0 and manifest["firmware_model_bytes"] == len(embedded)
+    fb = read_model(embedded)
+    per_channel = [tensor_quantization(t) for t in fb.tensors if t.quantization is not None]
+    assert any(len(scales) > 1 for scales, _, _ in per_channel if scales is not None)
+    assert all(len(zero_points) == 1 for _, zero_points, _ in per_channel if zero_points is not None)
+    shape = list(fb.tensors[fb.inputs[0]].shape)
+    x = np.random.default_rng(3).uniform(0, 1, (8, *shape[1:])).astype(np.float32)
+    np.testing.assert_array_equal(run_tflite(embedded, x), run_tflite(buf, x))
+    assert len(embedded) < len(buf) + 64  # the plan entry, if any, is smaller than what was cut

@@ -142,6 +142,42 @@ def test_repacked_shipped_model_gives_identical_tflm_outputs(name):
     np.testing.assert_array_equal(run_tflite(repacked, X, runtime="litert"), run_tflite(buf, X, runtime="litert"))
 
 
+@pytest.mark.parametrize("name", ["synth-house-a/64kb", "ujiindoorloc/32kb", "ujiindoorloc-floors/32kb"])
+def test_compact_quantization_keeps_every_output(name):
+    """One scale per FULLY_CONNECTED bias: same outputs in TFLM and LiteRT. One scale per every
+    bias and one zero point per weight: same outputs in TFLM, and LiteRT refuses the weights'
+    (which is why only the firmware embeds that form)."""
+    from pathlib import Path
+
+    from tinyloc_tf.deployment.host import run_tflite
+
+    buf = (Path(__file__).resolve().parents[1] / "models" / f"{name}.tflite").read_bytes()
+    fb = fbm.read_model(buf)
+    X = np.random.default_rng(1).uniform(0, 1, (4, *list(fb.tensors[fb.inputs[0]].shape)[1:])).astype(np.float32)
+
+    model = fbm.unpack_model(buf)
+    fc_only = fbm.per_tensor_bias_quantization(model, operators=("FULLY_CONNECTED",))
+    one_bias_scale = fbm.pack_model(model)
+    assert len(one_bias_scale) < len(fbm.pack_model(fbm.unpack_model(buf))) or fc_only == 0
+    for runtime in ("tflm", "litert"):
+        np.testing.assert_array_equal(run_tflite(one_bias_scale, X, runtime=runtime), run_tflite(buf, X, runtime=runtime))
+
+    every = fbm.per_tensor_bias_quantization(model)
+    assert fc_only + every > 0
+    compact = fbm.read_model(fbm.pack_model(model))
+    for tensor in compact.tensors:
+        if compact.type_name(tensor) in ("INT32", "INT64"):  # the biases
+            scales, _, _ = fbm.tensor_quantization(tensor)
+            assert scales is None or len(scales) == 1
+    assert fbm.single_weight_zero_points(model) > 0
+    one_zero_point = fbm.pack_model(model)
+    assert len(one_zero_point) < len(one_bias_scale)
+    np.testing.assert_array_equal(run_tflite(one_zero_point, X), run_tflite(buf, X))
+    with pytest.raises(Exception, match="zero_point"):
+        run_tflite(one_zero_point, X, runtime="litert")
+    assert fbm.single_weight_zero_points(model) == 0  # nothing left to shorten
+
+
 def test_packing_keeps_has_rank_only_where_no_shape_says_the_rank():
     """A tensor with a shape needs no has_rank (its rank is the shape's length); a scalar keeps it,
     or readers would take its rank as unknown."""

@@ -270,11 +270,14 @@ def finalize(buf: bytes, metadata: dict | None, strip: bool = True) -> bytes:
     outputs are used by index), removed by TFLite's own ``flatbuffer_utils.strip_strings``, the
     converter's metadata entries (:data:`CONVERTER_METADATA`), and the float ``min`` / ``max``
     calibration ranges TFLite's 16x8 quantizer leaves in every tensor's quantization (about 2.5 KB
-    of an int16x8 step model): kernels read only the scales and zero points.
+    of an int16x8 step model): kernels read only the scales and zero points. A per-channel
+    FULLY_CONNECTED bias keeps one scale
+    (:func:`~tinyloc_tf.compression.flatbuffer.per_tensor_bias_quantization`: no kernel reads
+    the others; LiteRT's XNNPACK wants every scale of a convolution's bias, so those stay).
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from tinyloc_tf.compression.flatbuffer import decode_name, pack_model, unpack_model
+    from tinyloc_tf.compression.flatbuffer import decode_name, pack_model, per_tensor_bias_quantization, unpack_model
     from tinyloc_tf.compression.metadata import set_payload
 
     model_object = unpack_model(buf)
@@ -285,6 +288,7 @@ def finalize(buf: bytes, metadata: dict | None, strip: bool = True) -> bytes:
             for tensor in graph.tensors:
                 if tensor.quantization is not None:
                     tensor.quantization.min = tensor.quantization.max = None
+        per_tensor_bias_quantization(model_object, operators=("FULLY_CONNECTED",))
     if metadata is not None:
         set_payload(model_object, metadata)
     return pack_model(model_object)

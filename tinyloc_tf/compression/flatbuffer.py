@@ -373,6 +373,64 @@ def drop_unused(model_object) -> tuple[int, int]:
     return removed
 
 
+#: Operators whose third input is a bias the kernels read as plain integers: TFLM and LiteRT
+#: compute its scale (input scale x filter scale, per channel) and never read the bias tensor's own.
+BIAS_OPERATORS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def per_tensor_bias_quantization(model_object, operators=BIAS_OPERATORS) -> int:
+    """Keep, in place, one scale and zero point (channel 0's) in every per-channel bias of the
+    ``operators`` (names among :data:`BIAS_OPERATORS`); returns how many biases changed.
+
+    The converter writes a per-channel weight's bias with one scale per channel too, a float
+    per output channel that TFLM's kernels do not read: they take the per-channel multipliers
+    from the input and filter scales, and check a bias's scale only against a per-tensor
+    filter's (``GetQuantizedConvolutionMultipler``), where channel 0's is the one compared.
+    LiteRT's kernels agree; its XNNPACK delegate also does for FULLY_CONNECTED, but refuses a
+    per-channel CONV_2D whose bias has one scale. Outputs are unchanged
+    (``tests/test_flatbuffer.py``).
+    """
+    changed = 0
+    for graph in model_object.subgraphs or []:
+        tensors = graph.tensors or []
+        roles: dict[int, set[bool]] = {}  # tensor -> {is it the bias slot of one of the operators}
+        for op in graph.operators or []:
+            is_bias_op = opcode_name(model_object.operatorCodes[op.opcodeIndex]) in operators
+            for slot, index in enumerate(indices(op.inputs)):
+                if index >= 0:
+                    roles.setdefault(index, set()).add(is_bias_op and slot == 2)
+        for index, role in roles.items():
+            q = tensors[index].quantization
+            if role != {True} or q is None or q.scale is None or len(q.scale) <= 1:
+                continue
+            q.scale = np.asarray(q.scale[:1], dtype=np.float32)
+            q.zeroPoint = None if q.zeroPoint is None else np.asarray(q.zeroPoint[:1], dtype=np.int64)
+            q.quantizedDimension = 0
+            changed += 1
+    return changed
+
+
+def single_weight_zero_points(model_object) -> int:
+    """TFLM only: store one zero point, in place, for every per-channel quantization whose zero
+    points are all equal (weights' are all 0); returns how many arrays were shortened.
+
+    TFLM reads a one-element zero-point array as that value for every channel ("a space-saving
+    optimization", ``micro_allocator.cc``); LiteRT refuses such a file (zero points and scales
+    must be as many), so only what the firmware embeds is written this way.
+    """
+    changed = 0
+    for graph in model_object.subgraphs or []:
+        for tensor in graph.tensors or []:
+            q = tensor.quantization
+            if q is None or q.scale is None or q.zeroPoint is None or len(q.zeroPoint) <= 1:
+                continue
+            zero_points = np.asarray(q.zeroPoint, dtype=np.int64)
+            if len(zero_points) == len(q.scale) and np.all(zero_points == zero_points[0]):
+                q.zeroPoint = zero_points[:1]
+                changed += 1
+    return changed
+
+
 #: Start of every byte array (buffer data): the schema's ``force_align`` for TFLM's kernels.
 BYTE_ARRAY_ALIGNMENT = 16
 
