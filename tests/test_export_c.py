@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from helpers import CLASSES, crf_params, fc_model_bytes
+from tinyloc_tf.compression.flatbuffer import read_model
 from tinyloc_tf.deployment import export_c as ec
 from tinyloc_tf.errors import TinylocError
 
@@ -150,8 +151,12 @@ def test_export_writes_every_file_with_host_expectations(exported, fc_tflite):
     assert '#include "tensorflow/lite/micro/kernels/fully_connected.h"' in ops
     data = (exported / "model_data.cc").read_text()
     manifest = json.loads((exported / "manifest.json").read_text())
-    # The embedded model is the .tflite plus its arena plan (deployment/tflm_plan.py).
-    assert manifest["arena_plan"] and manifest["firmware_model_bytes"] > fc_tflite.stat().st_size
+    # The embedded model is the .tflite without its tinyloc metadata, plus its arena plan
+    # (deployment/tflm_plan.py).
+    assert manifest["arena_plan"] and manifest["metadata_dropped_bytes"] > 0
+    embedded = ec.firmware_model(fc_tflite.read_bytes(), {})
+    assert len(embedded) == manifest["firmware_model_bytes"]
+    assert set(read_model(embedded).metadata()) == {"OfflineMemoryAllocation"}
     assert f"g_tinyloc_model[{manifest['firmware_model_bytes']}]" in data and "alignas(16)" in data
 
 
@@ -267,9 +272,10 @@ def test_export_c_command(fc_tflite, tmp_path, capsys):
 
 
 def test_firmware_embeds_the_compact_quantization_tflm_reads():
-    """A per-channel model is embedded with one scale per bias and one zero point per weight:
-    smaller, and the same outputs in TFLM (the only runtime the firmware has)."""
-    from tinyloc_tf.compression.flatbuffer import read_model, tensor_quantization
+    """A per-channel model is embedded with one scale per bias and one zero point per weight,
+    and without the tinyloc metadata: smaller, and the same outputs in TFLM (the only runtime the
+    firmware has)."""
+    from tinyloc_tf.compression.flatbuffer import tensor_quantization
     from tinyloc_tf.deployment.host import run_tflite
 
     buf = (Path(__file__).resolve().parents[1] / "models" / "ujiindoorloc" / "32kb.tflite").read_bytes()
@@ -277,10 +283,11 @@ def test_firmware_embeds_the_compact_quantization_tflm_reads():
     embedded = ec.firmware_model(buf, manifest)
     assert manifest["compact_quantization"] > 0 and manifest["firmware_model_bytes"] == len(embedded)
     fb = read_model(embedded)
+    assert set(fb.metadata()) == {"OfflineMemoryAllocation"} and manifest["metadata_dropped_bytes"] > 0
     per_channel = [tensor_quantization(t) for t in fb.tensors if t.quantization is not None]
     assert any(len(scales) > 1 for scales, _, _ in per_channel if scales is not None)
     assert all(len(zero_points) == 1 for _, zero_points, _ in per_channel if zero_points is not None)
     shape = list(fb.tensors[fb.inputs[0]].shape)
     x = np.random.default_rng(3).uniform(0, 1, (8, *shape[1:])).astype(np.float32)
     np.testing.assert_array_equal(run_tflite(embedded, x), run_tflite(buf, x))
-    assert len(embedded) < len(buf) + 64  # the plan entry, if any, is smaller than what was cut
+    assert len(embedded) < len(buf) - manifest["metadata_dropped_bytes"]

@@ -231,6 +231,22 @@ def set_metadata_entry(model_object, name: str, data: bytes) -> None:
     model_object.metadata.append(entry)
 
 
+def drop_payload(model_object) -> int:
+    """Remove the "tinyloc" / "tinyloc.arrays" entries of a ``ModelT`` in place (their buffers
+    emptied, so packing drops them); returns the payload bytes removed. For a copy that only a
+    runtime reads: the firmware's, whose CRF, classes and input table are C arrays of their own."""
+    kept, removed = [], 0
+    for entry in model_object.metadata or []:
+        if decode_name(entry.name) in (METADATA_NAME, ARRAYS_NAME):
+            buffer = model_object.buffers[entry.buffer]
+            removed += 0 if buffer.data is None else len(buffer.data)
+            model_object.buffers[entry.buffer] = tflite_schema().BufferT()
+        else:
+            kept.append(entry)
+    model_object.metadata = kept or None
+    return removed
+
+
 def write_metadata(buf: bytes, payload: dict) -> bytes:
     """Return ``buf`` with ``payload`` stored as the ``"tinyloc"`` metadata entry (replacing any)."""
     model_object = read_model(buf).model

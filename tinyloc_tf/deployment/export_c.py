@@ -356,25 +356,30 @@ def _header(name: str, body: str, includes: tuple[str, ...] = ("<stdint.h>",)) -
 
 
 def firmware_model(buf: bytes, manifest: dict, overwritable_inputs=()) -> bytes:
-    """The model the TFLM firmware embeds: ``buf`` in the most compact quantization TFLM reads
-    (one scale per bias, :func:`~tinyloc_tf.compression.flatbuffer.per_tensor_bias_quantization`,
-    and one zero point per weight, :func:`~tinyloc_tf.compression.flatbuffer.single_weight_zero_points`:
-    forms LiteRT refuses for convolutions and weights), with its arena plan
+    """The model the TFLM firmware embeds: ``buf`` without the tinyloc metadata (the firmware's
+    CRF, class names and input table are generated sources of their own), in the most compact
+    quantization TFLM reads (one scale per bias,
+    :func:`~tinyloc_tf.compression.flatbuffer.per_tensor_bias_quantization`, and one zero point
+    per weight, :func:`~tinyloc_tf.compression.flatbuffer.single_weight_zero_points`: forms LiteRT
+    refuses for convolutions and weights), with its arena plan
     (:func:`~tinyloc_tf.deployment.tflm_plan.with_memory_plan`, which may write over the
-    ``overwritable_inputs``), which the firmware's planner follows. ``manifest`` records both."""
+    ``overwritable_inputs``), which the firmware's planner follows. ``manifest`` records each."""
     from tinyloc_tf.compression.flatbuffer import (
         pack_model,
         per_tensor_bias_quantization,
         read_model,
         single_weight_zero_points,
     )
+    from tinyloc_tf.compression.metadata import drop_payload
     from tinyloc_tf.deployment.tflm_plan import with_memory_plan
 
     fb = read_model(buf)
+    dropped = drop_payload(fb.model)
     compacted = per_tensor_bias_quantization(fb.model) + single_weight_zero_points(fb.model)
-    compact = pack_model(fb.model) if compacted else buf
+    compact = pack_model(fb.model) if compacted or dropped else buf
     planned = with_memory_plan(compact, overwritable_inputs)
-    manifest.update(arena_plan=planned != compact, compact_quantization=compacted, firmware_model_bytes=len(planned))
+    manifest.update(arena_plan=planned != compact, compact_quantization=compacted, metadata_dropped_bytes=dropped,
+                    firmware_model_bytes=len(planned))
     return planned
 
 
