@@ -7,7 +7,9 @@ Per (hidden, layers) of the paper's Mamba grid (int8-friendly, DATA's features a
 step model converted to int8 and to int16x8 (``convert_streaming``, calibrated on DATA's training
 streams, with the metadata `tinyloc convert` writes), and its flatbuffer size, operators, tensors, host-TFLM arena and state bytes, and
 whether flash and arena both fit 32 KiB, and whether the flash is within the streaming goal's line
-(1.2 B per parameter + 6 KiB). ``--per-tensor-weights`` converts with one scale per
+(1.2 B per parameter + 6 KiB), and the bytes of the copy the TFLM firmware embeds
+(``export_c.firmware_model``: no tinyloc metadata, compact quantization, the arena plan) against
+the same line. ``--per-tensor-weights`` converts with one scale per
 weight tensor (``tinyloc convert --per-tensor-weights``). The models are left untrained (seeded):
 sizes are the architecture's, less a few hundred bytes a trained model has and an untrained one
 does not (its zero biases are equal arrays, stored once). Prints a markdown table.
@@ -40,6 +42,7 @@ def measure(data_dir: Path, hidden, layers, calibration_steps: int, per_tensor_w
     from tinyloc_tf.compression.streaming import convert_streaming
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.data.streams import split_streams
+    from tinyloc_tf.deployment.export_c import firmware_model
     from tinyloc_tf.deployment.host import find_arena_bytes
     from tinyloc_tf.models import build_model
 
@@ -55,6 +58,7 @@ def measure(data_dir: Path, hidden, layers, calibration_steps: int, per_tensor_w
                                        representative_size=calibration_steps, per_tensor_weights=per_tensor_weights)
             fb = read_model(result.tflite)
             arena = find_arena_bytes(result.tflite)
+            firmware_bytes = len(firmware_model(result.tflite, {}, overwritable_inputs=range(1, len(fb.inputs))))
             rows.append({
                 "hidden": h, "layers": n_layers, "quant": quant, "params": int(tagger.count_params()),
                 "weights": "per-tensor" if per_tensor_weights else "per-channel",
@@ -62,6 +66,8 @@ def measure(data_dir: Path, hidden, layers, calibration_steps: int, per_tensor_w
                 "tensors": len(fb.tensors), "state_bytes": result.report["state_bytes"],
                 "fits_32kb": len(result.tflite) <= BUDGET_BYTES and arena <= BUDGET_BYTES,
                 "within_flash_line": len(result.tflite) <= flash_line(int(tagger.count_params())),
+                "firmware_model_bytes": firmware_bytes,
+                "firmware_within_flash_line": firmware_bytes <= flash_line(int(tagger.count_params())),
             })
     return rows
 
@@ -79,13 +85,14 @@ def main(argv=None) -> int:
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print("| model | params | step model | flash B | B / param | TFLM arena B | operators | tensors | state B | "
-          "fits 32 KiB | flash <= 1.2 B / param + 6 KiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "fits 32 KiB | flash <= 1.2 B / param + 6 KiB | firmware copy B | firmware copy <= line |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         form = r["quant"] + (", per-tensor weights" if r["weights"] == "per-tensor" else "")
         print(f"| H{r['hidden']}L{r['layers']} | {r['params']:,} | {form} | {r['flash_bytes']:,} | "
               f"{r['flash_bytes'] / r['params']:.1f} | {r['arena_bytes']:,} | {r['operators']} | {r['tensors']} | "
-              f"{r['state_bytes']:,} | {'yes' if r['fits_32kb'] else 'no'} | {'yes' if r['within_flash_line'] else 'no'} |")
+              f"{r['state_bytes']:,} | {'yes' if r['fits_32kb'] else 'no'} | {'yes' if r['within_flash_line'] else 'no'} | "
+              f"{r['firmware_model_bytes']:,} | {'yes' if r['firmware_within_flash_line'] else 'no'} |")
     return 0
 
 
