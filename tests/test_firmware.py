@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinyloc_tf.compression.flatbuffer import read_model
 from tinyloc_tf.deployment import firmware as fw
-from tinyloc_tf.deployment.export_c import HarnessData, ModelInfo, export_c, host_paths, write_sources
-from tinyloc_tf.deployment.tflm_plan import with_memory_plan
+from tinyloc_tf.deployment.export_c import HarnessData, ModelInfo, export_c, firmware_model, host_paths, write_sources
 from tinyloc_tf.deployment.targets import PROBE_ARENA_BYTES
 from tinyloc_tf.errors import TinylocError
 
@@ -340,8 +340,11 @@ def _check_deploy_report(report, model, ram_kb=32):
     assert report["path_agreement"] == 1.0
     assert report["macro_f1"] is None  # random windows carry no labels
     assert 0 < report["arena_in_use_bytes"] <= report["arena_bytes"] < report["ram_bytes"] <= ram_kb * 1024
-    # The firmware's copy of the model carries its arena plan (4 bytes per tensor).
-    assert report["model_bytes"] == len(with_memory_plan(model.read_bytes())) >= model.stat().st_size
+    # The firmware's copy of the model: no tinyloc metadata, compact quantization, and its arena
+    # plan (4 bytes per tensor).
+    embedded = firmware_model(model.read_bytes(), {})
+    assert report["model_bytes"] == len(embedded) < model.stat().st_size
+    assert "OfflineMemoryAllocation" in read_model(embedded).metadata()
     assert report["flash_bytes"] == report["model_bytes"] + report["code_bytes"]
     assert report["instructions_per_inference"] > 0 and report["instructions_exact"]
     parts = report["flash_breakdown"]
@@ -410,7 +413,10 @@ def test_optimized_firmware_is_bit_exact_and_drops_the_slow_paths(kernels, mamba
     assert fully_connected >= 7 and fb.tensors[fb.inputs[0]].shape[1] == 1  # T = 1: every FC reads one row
     assert report["optimized"] and report["emissions_bit_exact"] and report["path_agreement"] == 1.0
     assert report["graph_rewrites"] == {"single_row_fully_connected_2d": fully_connected}
-    assert report["model_bytes"] > mamba_t1_model.stat().st_size  # the rewritten graph is what the device runs
+    from tinyloc_tf.deployment.graph_rewrite import single_row_fully_connected_2d
+
+    rewritten, _ = single_row_fully_connected_2d(mamba_t1_model.read_bytes())
+    assert report["model_bytes"] == len(firmware_model(rewritten, {}))  # the rewritten graph is what the device runs
     ops = {r["op"]: r for r in report["op_profile"]["ops"]}
     assert ops["LOGISTIC"]["share"] < 0.02  # 22-28 % with TFLM's kernel
     assert ops["RESHAPE"]["calls"] >= fully_connected
