@@ -609,6 +609,10 @@ def power_of_two_scales(quantized: bytes) -> tuple[bytes, dict]:
         if b not in original:
             original[b] = (fb.tensor_data(tensors[b]), tensor_quantization(tensors[b])[0])
         values, old = original[b]
+        if len(old) == 1 < len(new):
+            # A per-channel bias stored with channel 0's scale (flatbuffer.per_tensor_bias_quantization):
+            # every channel's scale moves by the same input-scale ratio, so channel 0's stands for all.
+            new = new[:1]
         if b in given:
             if np.array_equal(given[b], new):
                 continue
