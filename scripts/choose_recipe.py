@@ -147,21 +147,15 @@ def int8_val_macro_f1(run_dir: Path, data_dir: Path, quant: str) -> float:
     cached = run_dir / f"val_{quant}.json"
     if cached.is_file():
         return json.loads(cached.read_text())["macro_f1"]
-    from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.compression.variants import ConvertOptions
     from tinyloc_tf.data import load_prepared
-    from tinyloc_tf.deployment.host import predict_paths
     from tinyloc_tf.training.artifacts import load_run
-    from tinyloc_tf.training.metrics import score_paths
+    from tinyloc_tf.workflows.compress import convert_variant, score_variant
 
     data = load_prepared(data_dir)
     tagger, _ = load_run(run_dir)
-    kwargs = ConvertOptions().convert_kwargs()
-    kwargs["qat_options"]["progress"] = False
-    result = convert(tagger, quant, representative=data.train.X, metadata=data_metadata(data), labels=data.train.y,
-                     validation=(data.val.X, data.val.y), **kwargs)
-    paths, _ = predict_paths(result.tflite, data.val.X, runtime="tflm")
-    scores = score_paths(data.val.y, paths, data.class_names)
+    result = convert_variant(tagger, data, quant, ConvertOptions())
+    scores = score_variant(result.tflite, data, "tflm", splits=("val",))["val"]
     cached.write_text(json.dumps({"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}))
     return scores["macro_f1"]
 

@@ -9,7 +9,8 @@ one-hot KD, ``marginals``, ``features``). ``--teacher-seeds 0,1,2`` trains the t
 per seed (``WORK/teacher``, ``WORK/teacher-seed1``, ...) and distils from the ensemble; its
 students are kept apart (``METHOD-ensemble3``), so one WORK holds both comparisons and shares
 the ``none`` runs. Every run is an ordinary run folder under
-``WORK``; finished runs are reused, so an interrupted comparison resumes. Prints a
+``WORK``; finished runs are reused, so an interrupted comparison resumes. The recipe flags of
+``tinyloc train`` (``--gain-db``, ``--dropout``, ...) apply to the teacher and every student. Prints a
 markdown table of mean and standard deviation over seeds of validation and test macro-F1
 and test accuracy (the test set is scored once per run, selection is on validation).
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from tinyloc_tf.training.artifacts import read_metrics
 from tinyloc_tf.training.distill import METHODS, distill_run
+from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
 from tinyloc_tf.training.trainer import DEFAULTS, train_run
 
 
@@ -56,11 +58,13 @@ def main() -> int:
     parser.add_argument("--teacher-seeds", default="0",
                         help="comma-separated teacher seeds; more than one is an ensemble teacher (default 0)")
     parser.add_argument("--json", type=Path, help="also write every run's headline numbers here")
+    add_recipe_arguments(parser)
     args = parser.parse_args()
     students = args.student or [("mamba", 4, 1)]
     methods = [m for m in args.methods.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    fit = {"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size, "verbose": 1}
+    fit = {"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size, "verbose": 1,
+           "recipe": recipe_from_args(args)}
 
     teacher_seeds = [int(s) for s in args.teacher_seeds.split(",") if s]
     if "features" in methods and len(teacher_seeds) > 1:

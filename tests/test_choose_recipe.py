@@ -44,3 +44,23 @@ def test_quant_scores_the_int8_file_on_validation_and_reuses_it(tmp_path, monkey
     assert json.loads(cached.read_text()) == first
     assert float(list(csv.DictReader(open(out / "choose_recipe.csv")))[0]["val_int8_macro_f1_mean"]) == round(
         100 * first["macro_f1"], 2)
+
+
+def test_validation_only_scoring_never_reads_the_test_split(monkeypatch):
+    import numpy as np
+
+    import tinyloc_tf.deployment.host as host
+    from tinyloc_tf.workflows.compress import score_variant
+
+    class ValOnly:
+        class_names = ["a", "b"]
+        val = type("Split", (), {"X": np.zeros((4, 1, 3), np.float32), "y": np.array([[0], [1], [1], [0]])})
+
+        def split(self, name):
+            if name != "val":
+                raise AssertionError(f"the {name} split was read")
+            return self.val
+
+    monkeypatch.setattr(host, "predict_paths", lambda buf, X, runtime: (np.array([[0], [1], [0], [0]]), None))
+    scores = score_variant(b"", ValOnly(), "tflm", splits=("val",))
+    assert set(scores) == {"val"} and scores["val"]["accuracy"] == 0.75

@@ -16,8 +16,10 @@ from tinyloc_tf.training.artifacts import json_bytes, load_run, sweep_run, varia
 from tinyloc_tf.workflows.execute import worker_environment
 
 
-def score_variant(buf: bytes, data, runtime: str, keras_paths: dict | None = None) -> dict:
-    """``{"val": scores, "test": scores}`` of a ``.tflite`` decoded with the CRF in its metadata.
+def score_variant(buf: bytes, data, runtime: str, keras_paths: dict | None = None,
+                  splits: tuple[str, ...] = ("val", "test")) -> dict:
+    """``{split: scores}`` of a ``.tflite`` decoded with the CRF in its metadata, for each of
+    ``splits`` (recipe and representation choices pass ``("val",)``: the test split unread).
 
     Scores are :func:`~tinyloc_tf.training.metrics.score_paths` plus ``agreement_with_keras``
     (fraction of steps where the Viterbi path equals the float Keras model's) when
@@ -29,7 +31,7 @@ def score_variant(buf: bytes, data, runtime: str, keras_paths: dict | None = Non
     from tinyloc_tf.training.metrics import score_paths
 
     scores = {}
-    for split in ("val", "test"):
+    for split in splits:
         part = data.split(split)
         paths, _ = predict_paths(buf, part.X, runtime=runtime)
         scores[split] = score_paths(part.y, paths, data.class_names)
@@ -100,16 +102,25 @@ def _save(run_dir: Path, variant: str, buf: bytes, record: dict) -> dict:
     return record
 
 
-def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, options: ConvertOptions) -> dict:
+def convert_variant(tagger, data, variant: str, options: ConvertOptions, run_name: str | None = None):
+    """``variant`` of a trained window tagger as a sweep converts it: calibrated (and for QAT
+    fine-tuned) on the training split, QAT checkpoints picked on validation, the data's metadata
+    and ``run_name`` embedded. Returns the :class:`~tinyloc_tf.compression.convert.Conversion`."""
     from tinyloc_tf.compression.convert import convert, data_metadata
-    from tinyloc_tf.deployment.host import find_arena_bytes, tflm_blocker
 
     metadata = data_metadata(data)
-    metadata["run"] = {"name": run_dir.name}
+    if run_name is not None:
+        metadata["run"] = {"name": run_name}
     kwargs = options.convert_kwargs()
     kwargs["qat_options"]["progress"] = False
-    result = convert(tagger, variant, representative=data.train.X, metadata=metadata, labels=data.train.y,
-                     validation=(data.val.X, data.val.y), **kwargs)
+    return convert(tagger, variant, representative=data.train.X, metadata=metadata, labels=data.train.y,
+                   validation=(data.val.X, data.val.y), **kwargs)
+
+
+def _convert_and_score(run_dir: Path, tagger, data, variant: str, keras_paths, options: ConvertOptions) -> dict:
+    from tinyloc_tf.deployment.host import find_arena_bytes, tflm_blocker
+
+    result = convert_variant(tagger, data, variant, options, run_name=run_dir.name)
     buf = result.tflite
     blocker = tflm_blocker(buf)
     runtime = "tflm" if blocker is None else "litert"
