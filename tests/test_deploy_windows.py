@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from tinyloc_tf.data import Split, write_prepared
 from tinyloc_tf.deployment.export_c import DEFAULT_WINDOWS, WINDOWS_PER_CLASS, class_coverage, default_windows
 
 CLASSES = 59
+MODEL = str(Path(__file__).resolve().parents[1] / "models" / "ujiindoorloc" / "32kb.tflite")
 
 
 def many_classes(tmp_path, windows=600):
@@ -47,10 +49,10 @@ def test_a_score_over_too_few_classes_carries_a_warning(tmp_path, monkeypatch, c
     module.FirmwareError = module.RamBudgetError = type("Never", (Exception,), {})
     monkeypatch.setitem(sys.modules, "tinyloc_tf.deployment.firmware", module)
 
-    assert main(["deploy", "m.tflite", "--data", str(data), "--windows", "16"]) == 0
+    assert main(["deploy", MODEL, "--data", str(data), "--windows", "16"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert "16 windows hold" in report["macro_f1_note"] and "warning" in captured.err
-    assert main(["deploy", "m.tflite", "--data", str(data)]) == 0
+    assert main(["deploy", MODEL, "--data", str(data)]) == 0
     assert seen["windows"] == WINDOWS_PER_CLASS * CLASSES
     assert "macro_f1_note" not in json.loads(capsys.readouterr().out)

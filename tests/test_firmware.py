@@ -309,8 +309,12 @@ def test_deploy_without_tflm_root_explains(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("TFLM_ROOT", raising=False)
     with pytest.raises(TinylocError, match="TFLM_ROOT is not set"):
         fw.tflm_root()
-    assert main(["deploy", str(tmp_path / "m.tflite"), "--target", "m4"]) == 2
+    assert main(["deploy", str(REPO / "models" / "synth-house-a" / "32kb.tflite"), "--target", "m4"]) == 2
     assert "TFLM_ROOT is not set" in capsys.readouterr().err
+    # A missing model is named first: no TFLM tree would make it run.
+    assert main(["deploy", str(tmp_path / "m.tflite"), "--target", "m4"]) == 2
+    err = capsys.readouterr().err
+    assert "m.tflite: no such .tflite file" in err and "TFLM_ROOT" not in err
     monkeypatch.setenv("TFLM_ROOT", str(tmp_path))
     with pytest.raises(TinylocError, match="is not a TensorFlow Lite Micro tree"):
         fw.tflm_root()

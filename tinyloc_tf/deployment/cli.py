@@ -118,8 +118,10 @@ def _export_c(args) -> int:
 
 
 def _deploy(args) -> int:
+    from tinyloc_tf.compression.flatbuffer import read_model
     from tinyloc_tf.deployment.firmware import FirmwareError, RamBudgetError, deploy
 
+    read_model(args.tflite)  # a missing or broken file is named before any toolchain or TFLM tree
     inputs = (args.tflite, args.data, args.crf)
     if args.json_out:
         check_output(args.json_out, overwrite=args.overwrite, inputs=inputs, option="--json-out")
