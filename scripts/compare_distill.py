@@ -23,6 +23,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import read_metrics
 from tinyloc_tf.training.distill import METHODS, distill_run
 from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
@@ -63,8 +64,16 @@ def main() -> int:
     students = args.student or [("mamba", 4, 1)]
     methods = [m for m in args.methods.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    try:
+        recipe = recipe_from_args(args)
+        for family in dict.fromkeys([args.teacher[0], *(family for family, _, _ in students)]):
+            recipe.check_family(family)  # the teacher and every student train with the recipe
+        if any(method != "none" for method in methods):
+            recipe.check_distillation()
+    except TinylocError as exc:
+        parser.error(str(exc))
     fit = {"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size, "verbose": 1,
-           "recipe": recipe_from_args(args)}
+           "recipe": recipe}
 
     teacher_seeds = [int(s) for s in args.teacher_seeds.split(",") if s]
     if "features" in methods and len(teacher_seeds) > 1:
