@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tinyloc_tf.training.recipe import Recipe
 
-NO_AUG = dict(ap_dropout=0.0, noise_db=0.0, gain_db=0.0, packet_drop=0.0, time_shift=0)
+NO_AUG = dict(ap_dropout=0.0, noise_db=0.0, gain_db=0.0, sensitivity_db=0.0, packet_drop=0.0, time_shift=0)
 VARIANTS = {
     "default": {},
     "legacy": "legacy",  # constant lr, Adam, no augmentation: the recipe before recipes
@@ -43,6 +43,9 @@ VARIANTS = {
     "gain_20": dict(gain_db=20.0),
     "gain_30": dict(gain_db=30.0),
     "gain_40": dict(gain_db=40.0),
+    "sensitivity_10": dict(sensitivity_db=10.0),
+    "sensitivity_20": dict(sensitivity_db=20.0),
+    "sensitivity_30": dict(sensitivity_db=30.0),
     "ap_dropout_0.2": dict(ap_dropout=0.2),
     "noise_4": dict(noise_db=4.0),
     "noise_1": dict(noise_db=1.0),

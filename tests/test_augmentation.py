@@ -25,7 +25,8 @@ def _to_dbm(x):
 @pytest.mark.parametrize("scaling", [POWED, DBM, RELATIVE.to_meta()], ids=["powed", "dbm", "relative"])
 def test_identity_at_inference_and_same_shape(scaling):
     x, _ = _inputs(steps=5)
-    layer = RSSIAugmentation(scaling, ap_dropout=0.3, noise_db=3, gain_db=6, packet_drop=0.2, time_shift=2, seed=1)
+    layer = RSSIAugmentation(scaling, ap_dropout=0.3, noise_db=3, gain_db=6, sensitivity_db=10, packet_drop=0.2,
+                             time_shift=2, seed=1)
     for training in (None, False):
         np.testing.assert_array_equal(np.asarray(layer(x, training=training)), x)
     out = np.asarray(layer(x, training=True))
@@ -54,6 +55,25 @@ def test_gain_is_one_offset_per_scan_in_db():
         if values.size:
             assert np.ptp(values) < 1e-3 and abs(values[0]) <= 6.0 + 1e-4
     assert np.std([shift[r][heard[r]][0] for r in range(len(x)) if heard[r].any()]) > 1.0
+
+
+def test_sensitivity_loses_the_weakest_readings_of_a_scan():
+    """One threshold per scan in [floor, floor + s]: what it keeps is unchanged and stronger than
+    all it loses, and only heard readings near the floor are lost."""
+    x, dbm = _inputs(n=300)
+    powed = (x ** np.e).astype(np.float32)
+    out = np.asarray(RSSIAugmentation(POWED, sensitivity_db=20.0, seed=6)(powed, training=True))
+    heard = x > 0
+    assert np.all(out[~heard] == 0)
+    lost = heard & (out == 0)
+    kept = heard & (out > 0)
+    np.testing.assert_allclose(out[kept], powed[kept], rtol=1e-5)
+    assert lost.any() and not np.any(lost & (dbm > FLOOR + 20.0))
+    for row in range(len(x)):
+        if lost[row].any() and kept[row].any():
+            assert dbm[row][lost[row]].max() < dbm[row][kept[row]].min()
+    thresholds = [dbm[r][lost[r]].max() for r in range(len(x)) if lost[r].any()]
+    assert np.ptp(thresholds) > 5.0  # per scan, not one for all
 
 
 def test_noise_is_in_db_whatever_the_representation():
@@ -107,6 +127,8 @@ def test_bad_flags_are_refused():
         RSSIAugmentation(DBM, ap_dropout=1.5)
     with pytest.raises(TinylocError, match="noise_db"):
         RSSIAugmentation(DBM, noise_db=-1)
+    with pytest.raises(TinylocError, match="sensitivity_db"):
+        RSSIAugmentation(DBM, sensitivity_db=-3)
 
 
 def test_tagger_round_trip_and_tflite_has_no_augmentation(tmp_path):

@@ -14,12 +14,16 @@ physical units whatever the representation. Per scan (T = 1) or per window (T > 
 - ``noise_db`` sigma: Gaussian noise on every heard reading;
 - ``gain_db`` g: one offset uniform in [-g, g] dB added to every heard reading of a scan or
   window (another phone's or wearable's antenna gain);
+- ``sensitivity_db`` s: one detection threshold uniform in [floor, floor + s] dBm per scan or
+  window; a reading at or below it after the gain offset and the noise is not heard (another
+  receiver's sensitivity: a weaker radio loses the faintest access points, where AP dropout
+  loses any of them alike);
 - ``packet_drop`` q (windows only): each step is lost with probability q and takes the value
   of the step before, as the loaders' forward fill does;
 - ``time_shift`` s (windows only): the RSSI of a window moves by k in [-s, s] steps against
   its labels, edges repeated (annotation lag).
 
-A heard reading stays heard (it is clipped to [floor + 1, 0] dBm); not-heard cells stay 0.
+Apart from ``sensitivity_db``, a heard reading stays heard (it is clipped to [floor + 1, 0] dBm); not-heard cells stay 0.
 For the ``relative`` representation the perturbed scan is moved back so that its strongest
 reading sits at the reference again (a gain offset then changes nothing, as on the device),
 and a reading that falls to the floor counts as not heard, as in the prepared data.
@@ -32,7 +36,7 @@ from keras import ops
 
 from tinyloc_tf.errors import TinylocError
 
-AUGMENTATION_FLAGS = ("ap_dropout", "noise_db", "gain_db", "packet_drop", "time_shift")
+AUGMENTATION_FLAGS = ("ap_dropout", "noise_db", "gain_db", "sensitivity_db", "packet_drop", "time_shift")
 
 
 @keras.saving.register_keras_serializable(package="tinyloc")
@@ -41,17 +45,18 @@ class RSSIAugmentation(keras.layers.Layer):
 
     Args:
         scaling: the prepared data's ``meta["scaling"]`` (representation, floor, min/max).
-        ap_dropout, noise_db, gain_db, packet_drop, time_shift: see the module docstring.
+        ap_dropout, noise_db, gain_db, sensitivity_db, packet_drop, time_shift: see the module docstring.
         seed: seed of the layer's random stream.
     """
 
     def __init__(self, scaling: dict, ap_dropout=0.0, noise_db=0.0, gain_db=0.0, packet_drop=0.0,
-                 time_shift=0, seed=None, **kwargs):
+                 time_shift=0, seed=None, sensitivity_db=0.0, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("ap_dropout", ap_dropout), ("packet_drop", packet_drop)):
             if not 0.0 <= float(value) < 1.0:
                 raise TinylocError(f"augmentation {name} must be in [0, 1), got {value}")
-        for name, value in (("noise_db", noise_db), ("gain_db", gain_db), ("time_shift", time_shift)):
+        for name, value in (("noise_db", noise_db), ("gain_db", gain_db), ("sensitivity_db", sensitivity_db),
+                            ("time_shift", time_shift)):
             if float(value) < 0:
                 raise TinylocError(f"augmentation {name} must be 0 or more, got {value}")
         # Only what maps inputs to dBm and back (meta["scaling"] carries counts too).
@@ -62,6 +67,7 @@ class RSSIAugmentation(keras.layers.Layer):
         self.exponent = float(self.scaling.get("exponent", 1.0))
         self.reference = float(self.scaling.get("reference_dbm", 0.0))
         self.ap_dropout, self.noise_db, self.gain_db = float(ap_dropout), float(noise_db), float(gain_db)
+        self.sensitivity_db = float(sensitivity_db)
         self.packet_drop, self.time_shift = float(packet_drop), int(time_shift)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -105,6 +111,10 @@ class RSSIAugmentation(keras.layers.Layer):
             dbm = dbm + keras.random.uniform((shape[0], 1, 1), -self.gain_db, self.gain_db, seed=self.seed_generator)
         if self.noise_db:
             dbm = dbm + self.noise_db * keras.random.normal(shape, seed=self.seed_generator)
+        if self.sensitivity_db:
+            threshold = self.floor + keras.random.uniform((shape[0], 1, 1), 0.0, self.sensitivity_db,
+                                                          seed=self.seed_generator)
+            heard = ops.logical_and(heard, dbm > threshold)
         if self.kind == "relative":
             # A gain offset leaves a relative scan as it was; noise and dropout move its strongest
             # reading. Readings at or below the floor after the move are not heard (_from_dbm: 0).
@@ -131,6 +141,6 @@ class RSSIAugmentation(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(scaling=self.scaling, ap_dropout=self.ap_dropout, noise_db=self.noise_db,
-                      gain_db=self.gain_db, packet_drop=self.packet_drop, time_shift=self.time_shift,
-                      seed=self.seed)
+                      gain_db=self.gain_db, sensitivity_db=self.sensitivity_db, packet_drop=self.packet_drop,
+                      time_shift=self.time_shift, seed=self.seed)
         return config

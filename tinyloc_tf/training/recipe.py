@@ -18,7 +18,7 @@ from tinyloc_tf.errors import TinylocError
 
 SCHEDULES = ("constant", "cosine")
 # Recipe fields that runs written before them lack, with the value that means "off".
-ADDED_LATER = {"ema": 0.0, "train_steps": 0, "shortcut": False}
+ADDED_LATER = {"ema": 0.0, "train_steps": 0, "shortcut": False, "sensitivity_db": 0.0}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Recipe:
     ap_dropout: float = 0.1
     noise_db: float = 2.0
     gain_db: float = 5.0
+    sensitivity_db: float = 0.0
     packet_drop: float = 0.0
     time_shift: int = 0
     ema: float = 0.0
@@ -68,7 +69,7 @@ class Recipe:
         for name in ("ap_dropout", "packet_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TinylocError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("noise_db", "gain_db", "time_shift", "train_steps"):
+        for name in ("noise_db", "gain_db", "sensitivity_db", "time_shift", "train_steps"):
             if not getattr(self, name) >= 0:
                 raise TinylocError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
 
@@ -103,7 +104,7 @@ class Recipe:
     def legacy(cls) -> "Recipe":
         """The recipe of runs made before recipes existed."""
         return cls(schedule="constant", warmup_epochs=0, weight_decay=0.0, ap_dropout=0.0, noise_db=0.0,
-                   gain_db=0.0)
+                   gain_db=0.0, sensitivity_db=0.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,8 +149,8 @@ class Recipe:
         from tinyloc_tf.models.augmentation import RSSIAugmentation
 
         layer = RSSIAugmentation(scaling, ap_dropout=self.ap_dropout, noise_db=self.noise_db, gain_db=self.gain_db,
-                                 packet_drop=self.packet_drop, time_shift=self.time_shift, seed=int(seed),
-                                 name="augmentation")
+                                 sensitivity_db=self.sensitivity_db, packet_drop=self.packet_drop,
+                                 time_shift=self.time_shift, seed=int(seed), name="augmentation")
         return layer if layer.active else None
 
     def family_options(self) -> dict:
@@ -190,6 +191,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"augmentation: Gaussian RSSI noise sigma in dB (default {default.noise_db:g})")
     group.add_argument("--gain-db", type=non_negative_float, default=default.gain_db,
                        help=f"augmentation: per-scan/window device gain offset, uniform +-dB (default {default.gain_db:g})")
+    group.add_argument("--sensitivity-db", type=non_negative_float, default=default.sensitivity_db,
+                       help=f"augmentation: per-scan/window detection threshold up to this many dB above the "
+                            f"not-heard floor; weaker readings are lost (default {default.sensitivity_db:g})")
     group.add_argument("--packet-drop", type=non_negative_float, default=default.packet_drop,
                        help=f"augmentation (windows): probability a step is lost and forward-filled "
                             f"(default {default.packet_drop:g})")
@@ -209,5 +213,5 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args) -> Recipe:
     values = {f.name: getattr(args, f.name) for f in fields(Recipe)}
     if getattr(args, "no_augment", False):
-        values.update(ap_dropout=0.0, noise_db=0.0, gain_db=0.0, packet_drop=0.0, time_shift=0)
+        values.update(ap_dropout=0.0, noise_db=0.0, gain_db=0.0, sensitivity_db=0.0, packet_drop=0.0, time_shift=0)
     return Recipe(**values)
