@@ -82,6 +82,11 @@ mlp_sweeps() {  # mlp_sweeps DATA PREFIX: WORK/sweep-PREFIX-mlp, -mlp-long and -
   $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-gain" "${long[@]}" --gain-db 20 --dropout 0.1
 }
 mlp_sweeps area-powed area
+# the areas MLP recipe with a receiver's sensitivity (docs/training.md): readings below a per-scan
+# threshold up to 30 dB above the floor lost
+$TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-mlp-sens" --family mlp --grid budget --max-params 64000 \
+    --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 --quant int8,qat --no-distill \
+    --no-baselines --gain-db 20 --dropout 0.1 --sensitivity-db 30
 $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family both --grid budget \
     --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
 mlp_sweeps floor floor
@@ -94,9 +99,10 @@ for kind in mlp mlp-long mlp-gain; do
   copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-$kind"
   copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-$kind"
 done
+copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp-sens"
 
 for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-shortcut area-shortcut-dropout \
-    area-mlp area-mlp-long area-mlp-gain floor floor-mlp floor-mlp-long floor-mlp-gain; do
+    area-mlp area-mlp-long area-mlp-gain area-mlp-sens floor floor-mlp floor-mlp-long floor-mlp-gain; do
   $TINYLOC report "$WORK/sweep-$kind" --overwrite
   case "$kind" in area) dest=docs/results/ujiindoorloc ;; area-ema) dest=docs/results/ujiindoorloc-ema ;;
     area-dropout) dest=docs/results/ujiindoorloc-dropout ;; area-ensemble) dest=docs/results/ujiindoorloc-ensemble ;;
@@ -104,7 +110,7 @@ for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-
     area-shortcut) dest=docs/results/ujiindoorloc-shortcut ;;
     area-shortcut-dropout) dest=docs/results/ujiindoorloc-shortcut-dropout ;;
     area-mlp) dest=docs/results/ujiindoorloc-mlp ;; area-mlp-long) dest=docs/results/ujiindoorloc-mlp-long ;;
-    area-mlp-gain) dest=docs/results/ujiindoorloc-mlp-gain ;;
+    area-mlp-gain) dest=docs/results/ujiindoorloc-mlp-gain ;; area-mlp-sens) dest=docs/results/ujiindoorloc-mlp-sens ;;
     floor) dest=docs/results/ujiindoorloc-floors ;; floor-mlp) dest=docs/results/ujiindoorloc-floors-mlp ;;
     floor-mlp-long) dest=docs/results/ujiindoorloc-floors-mlp-long ;;
     floor-mlp-gain) dest=docs/results/ujiindoorloc-floors-mlp-gain ;; esac
@@ -117,7 +123,7 @@ done
 # would pick the same runs)
 .venv/bin/python scripts/ship_models.py "$WORK/sweep-area" "$WORK/sweep-area-ema" "$WORK/sweep-area-dropout" \
     "$WORK/sweep-area-ensemble" "$WORK/sweep-area-dropout-ensemble" "$WORK/sweep-area-mlp" "$WORK/sweep-area-mlp-long" \
-    "$WORK/sweep-area-mlp-gain" \
+    "$WORK/sweep-area-mlp-gain" "$WORK/sweep-area-mlp-sens" \
     --name ujiindoorloc --out models --refit
 .venv/bin/python scripts/ship_models.py "$WORK/sweep-floor" "$WORK/sweep-floor-mlp" "$WORK/sweep-floor-mlp-long" \
     "$WORK/sweep-floor-mlp-gain" \
