@@ -82,27 +82,30 @@ mlp_sweeps() {  # mlp_sweeps DATA PREFIX: WORK/sweep-PREFIX-mlp, -mlp-long and -
   $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-gain" "${long[@]}" --gain-db 20 --dropout 0.1
 }
 mlp_sweeps area-powed area
-# the areas MLP recipe with a receiver's sensitivity (docs/training.md): readings below a per-scan
+# the MLP recipe with a receiver's sensitivity (docs/training.md): readings below a per-scan
 # threshold up to 30 dB above the floor lost
-$TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-mlp-sens" --family mlp --grid budget --max-params 64000 \
-    --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 --quant int8,qat --no-distill \
-    --no-baselines --gain-db 20 --dropout 0.1 --sensitivity-db 30
+sens_sweep() {  # sens_sweep DATA PREFIX: WORK/sweep-PREFIX-mlp-sens
+  $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-sens" --family mlp --grid budget --max-params 64000 \
+      --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 --quant int8,qat --no-distill \
+      --no-baselines --gain-db 20 --dropout 0.1 --sensitivity-db 30
+}
+sens_sweep area-powed area
 $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family both --grid budget \
     --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
 mlp_sweeps floor floor
+sens_sweep floor floor
 for rep in minmax dbm relative; do
   [ -f "$WORK/sweep-floor/baselines-$rep/baselines.json" ] || \
     $TINYLOC baselines --data "$WORK/floor-$rep" --out "$WORK/sweep-floor/baselines-$rep" --quiet
 done
 
-for kind in mlp mlp-long mlp-gain; do
+for kind in mlp mlp-long mlp-gain mlp-sens; do
   copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-$kind"
   copy_baselines "$WORK/sweep-floor" "$WORK/sweep-floor-$kind"
 done
-copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-mlp-sens"
 
 for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-shortcut area-shortcut-dropout \
-    area-mlp area-mlp-long area-mlp-gain area-mlp-sens floor floor-mlp floor-mlp-long floor-mlp-gain; do
+    area-mlp area-mlp-long area-mlp-gain area-mlp-sens floor floor-mlp floor-mlp-long floor-mlp-gain floor-mlp-sens; do
   $TINYLOC report "$WORK/sweep-$kind" --overwrite
   case "$kind" in area) dest=docs/results/ujiindoorloc ;; area-ema) dest=docs/results/ujiindoorloc-ema ;;
     area-dropout) dest=docs/results/ujiindoorloc-dropout ;; area-ensemble) dest=docs/results/ujiindoorloc-ensemble ;;
@@ -113,7 +116,8 @@ for kind in area area-ema area-dropout area-ensemble area-dropout-ensemble area-
     area-mlp-gain) dest=docs/results/ujiindoorloc-mlp-gain ;; area-mlp-sens) dest=docs/results/ujiindoorloc-mlp-sens ;;
     floor) dest=docs/results/ujiindoorloc-floors ;; floor-mlp) dest=docs/results/ujiindoorloc-floors-mlp ;;
     floor-mlp-long) dest=docs/results/ujiindoorloc-floors-mlp-long ;;
-    floor-mlp-gain) dest=docs/results/ujiindoorloc-floors-mlp-gain ;; esac
+    floor-mlp-gain) dest=docs/results/ujiindoorloc-floors-mlp-gain ;;
+    floor-mlp-sens) dest=docs/results/ujiindoorloc-floors-mlp-sens ;; esac
   mkdir -p "$dest"
   cp "$WORK/sweep-$kind/report.md" "$WORK/sweep-$kind/results.csv" "$WORK/sweep-$kind"/*.png "$dest/"
   echo "copied the report into $dest"
@@ -126,5 +130,5 @@ done
     "$WORK/sweep-area-mlp-gain" "$WORK/sweep-area-mlp-sens" \
     --name ujiindoorloc --out models --refit
 .venv/bin/python scripts/ship_models.py "$WORK/sweep-floor" "$WORK/sweep-floor-mlp" "$WORK/sweep-floor-mlp-long" \
-    "$WORK/sweep-floor-mlp-gain" \
+    "$WORK/sweep-floor-mlp-gain" "$WORK/sweep-floor-mlp-sens" \
     --name ujiindoorloc-floors --out models --refit
