@@ -23,9 +23,9 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from tinyloc_tf.training.recipe import Recipe
+from tinyloc_tf.training.recipe import Recipe, no_augmentation
 
-NO_AUG = dict(ap_dropout=0.0, noise_db=0.0, gain_db=0.0, sensitivity_db=0.0, packet_drop=0.0, time_shift=0)
+NO_AUG = no_augmentation()
 VARIANTS = {
     "default": {},
     "legacy": "legacy",  # constant lr, Adam, no augmentation: the recipe before recipes

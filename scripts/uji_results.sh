@@ -71,29 +71,24 @@ $TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-dropout-ensembl
     --quant int8,qat --no-distill --dropout 0.3
 # the MLP family (docs/models.md#mlp-tinyloc_tfmodelsmlppy) on areas and floors: with the areas
 # recipe; with the recipe of `tinyloc train` (100 epochs, patience 15, batch 32, lr 0.005) and
-# ensembles of seeds within 64,000 parameters; and with that and the MLP's own recipe, chosen on
-# validation (docs/training.md): gain offsets up to +-20 dB, dropout 0.1. Baselines: copied below.
-mlp_sweeps() {  # mlp_sweeps DATA PREFIX: WORK/sweep-PREFIX-mlp, -mlp-long and -mlp-gain
+# ensembles of seeds within 64,000 parameters; with that and the MLP's own recipe, chosen on
+# validation (docs/training.md): gain offsets up to +-20 dB, dropout 0.1; and with a receiver's
+# sensitivity on top (readings below a per-scan threshold up to 30 dB above the floor lost).
+# Baselines: copied below.
+mlp_sweeps() {  # mlp_sweeps DATA PREFIX: WORK/sweep-PREFIX-mlp, -mlp-long, -mlp-gain and -mlp-sens
   $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp" --family mlp --grid budget \
       --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill --no-baselines
   local long=(--family mlp --grid budget --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32
               --lr 0.005 --seed 0 --jobs 2 --quant int8,qat --no-distill --no-baselines)
   $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-long" "${long[@]}"
   $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-gain" "${long[@]}" --gain-db 20 --dropout 0.1
+  $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-sens" "${long[@]}" --gain-db 20 --dropout 0.1 \
+      --sensitivity-db 30
 }
 mlp_sweeps area-powed area
-# the MLP recipe with a receiver's sensitivity (docs/training.md): readings below a per-scan
-# threshold up to 30 dB above the floor lost
-sens_sweep() {  # sens_sweep DATA PREFIX: WORK/sweep-PREFIX-mlp-sens
-  $TINYLOC sweep --data "$WORK/$1" --out "$WORK/sweep-$2-mlp-sens" --family mlp --grid budget --max-params 64000 \
-      --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed 0 --jobs 2 --quant int8,qat --no-distill \
-      --no-baselines --gain-db 20 --dropout 0.1 --sensitivity-db 30
-}
-sens_sweep area-powed area
 $TINYLOC sweep --data "$WORK/floor" --out "$WORK/sweep-floor" --family both --grid budget \
     --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
 mlp_sweeps floor floor
-sens_sweep floor floor
 for rep in minmax dbm relative; do
   [ -f "$WORK/sweep-floor/baselines-$rep/baselines.json" ] || \
     $TINYLOC baselines --data "$WORK/floor-$rep" --out "$WORK/sweep-floor/baselines-$rep" --quiet

@@ -17,13 +17,15 @@ physical units whatever the representation. Per scan (T = 1) or per window (T > 
 - ``sensitivity_db`` s: one detection threshold uniform in [floor, floor + s] dBm per scan or
   window; a reading at or below it after the gain offset and the noise is not heard (another
   receiver's sensitivity: a weaker radio loses the faintest access points, where AP dropout
-  loses any of them alike);
+  loses any of them alike; with ``relative`` inputs the threshold applies to the readings as
+  the representation moved them);
 - ``packet_drop`` q (windows only): each step is lost with probability q and takes the value
   of the step before, as the loaders' forward fill does;
 - ``time_shift`` s (windows only): the RSSI of a window moves by k in [-s, s] steps against
   its labels, edges repeated (annotation lag).
 
-Apart from ``sensitivity_db``, a heard reading stays heard (it is clipped to [floor + 1, 0] dBm); not-heard cells stay 0.
+Apart from ``sensitivity_db``, a heard reading stays heard (it is clipped to [floor + 1, 0] dBm);
+not-heard cells stay 0.
 For the ``relative`` representation the perturbed scan is moved back so that its strongest
 reading sits at the reference again (a gain offset then changes nothing, as on the device),
 and a reading that falls to the floor counts as not heard, as in the prepared data.
@@ -49,8 +51,8 @@ class RSSIAugmentation(keras.layers.Layer):
         seed: seed of the layer's random stream.
     """
 
-    def __init__(self, scaling: dict, ap_dropout=0.0, noise_db=0.0, gain_db=0.0, packet_drop=0.0,
-                 time_shift=0, seed=None, sensitivity_db=0.0, **kwargs):
+    def __init__(self, scaling: dict, ap_dropout=0.0, noise_db=0.0, gain_db=0.0, sensitivity_db=0.0,
+                 packet_drop=0.0, time_shift=0, seed=None, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("ap_dropout", ap_dropout), ("packet_drop", packet_drop)):
             if not 0.0 <= float(value) < 1.0:

@@ -103,8 +103,7 @@ class Recipe:
     @classmethod
     def legacy(cls) -> "Recipe":
         """The recipe of runs made before recipes existed."""
-        return cls(schedule="constant", warmup_epochs=0, weight_decay=0.0, ap_dropout=0.0, noise_db=0.0,
-                   gain_db=0.0, sensitivity_db=0.0)
+        return cls(schedule="constant", warmup_epochs=0, weight_decay=0.0, **no_augmentation())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,6 +156,14 @@ class Recipe:
         """``build_model`` keyword arguments this recipe sets (dropout when given, the shortcut when on)."""
         options = {} if self.dropout is None else {"dropout": float(self.dropout)}
         return {**options, "shortcut": True} if self.shortcut else options
+
+
+def no_augmentation() -> dict:
+    """The recipe fields that switch every augmentation off (``--no-augment``): each of
+    :data:`~tinyloc_tf.models.augmentation.AUGMENTATION_FLAGS` at 0, of its field's type."""
+    from tinyloc_tf.models.augmentation import AUGMENTATION_FLAGS
+
+    return {f.name: type(f.default)(0) for f in fields(Recipe) if f.name in AUGMENTATION_FLAGS}
 
 
 def flag_words(name: str, value) -> list:
@@ -213,5 +220,5 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args) -> Recipe:
     values = {f.name: getattr(args, f.name) for f in fields(Recipe)}
     if getattr(args, "no_augment", False):
-        values.update(ap_dropout=0.0, noise_db=0.0, gain_db=0.0, sensitivity_db=0.0, packet_drop=0.0, time_shift=0)
+        values.update(no_augmentation())
     return Recipe(**values)
