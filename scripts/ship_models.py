@@ -19,6 +19,15 @@ The card's format, its fields and how it is built, written and read are
 :mod:`tinyloc_tf.reports.card`; this script selects, orchestrates and prints.
 ``tests/test_shipped_models.py`` rebuilds the data from that recipe and checks every number.
 
+``--seeds-of SWEEP_S3 SWEEP_S6 ...`` names the same sweep run with other ``--seed`` values:
+each candidate is then ranked on its mean validation macro-F1 over SWEEP and them (same run
+and variant names; :func:`tinyloc_tf.reports.report.with_seed_mean`), not on one seed's, and
+the script prints the best candidates per budget with their per-seed scores. The file shipped
+is SWEEP's; the card's ``selection.over_seeds`` lists the sweeps, seeds and scores. One seed's
+validation score of a configuration can vary by more than what separates the configurations,
+and ranking on one seed then picks the luckiest seed rather than the best configuration. It
+takes one SWEEP and no ``--rivals`` (their single seeds against a mean would favour their luck).
+
 ``--rivals RESULTS.csv ...`` lets sweeps that are not on this machine take part in the
 selection through their committed ``results.csv`` (``docs/results/*/``, same prepared data):
 their candidates are ranked with the others, and if one of them is the best for a budget the
@@ -88,6 +97,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rivals", type=Path, nargs="+", default=[], metavar="RESULTS_CSV",
                         help="results.csv of other sweeps of the same data (e.g. docs/results/*/results.csv) whose "
                              "candidates take part in the selection; stops if one of them wins")
+    parser.add_argument("--seeds-of", type=Path, nargs="+", default=[], metavar="SWEEP",
+                        help="the same sweep command run with other --seed values: rank each candidate on its mean "
+                             "validation macro-F1 over SWEEP and these (one SWEEP only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -145,15 +157,60 @@ def check_rivals(best, rivals: dict, budget: int, streaming: bool = False) -> No
                            "give its sweep folder as a SWEEP")
 
 
+def load_seeds(sweep_dir: Path, frame, seed_dirs: list[Path]) -> tuple[object, dict]:
+    """``frame`` (SWEEP's rows) with the mean validation macro-F1 over SWEEP and ``seed_dirs``,
+    the same sweep run with other seeds (:func:`~tinyloc_tf.reports.report.with_seed_mean`),
+    and ``{sweep folder: seed}``, SWEEP first. Raises unless each is the same sweep command
+    but for its seed."""
+    from tinyloc_tf.reports.report import with_seed_mean
+
+    def command(settings: dict) -> dict:
+        convert = {key: value for key, value in settings.get("convert_options", {}).items() if key != "seed"}
+        return {**{key: value for key, value in settings.items() if key not in ("seed", "sweep_dir", "jobs")},
+                "convert_options": convert}
+
+    settings, _ = load_sweep(sweep_dir)
+    seeds, frames = {sweep_dir: settings.get("seed")}, []
+    for other in seed_dirs:
+        other_settings, other_frame = load_sweep(other)
+        differ = sorted(key for key in set(command(settings)) | set(command(other_settings))
+                        if command(settings).get(key) != command(other_settings).get(key))
+        if differ:
+            raise TinylocError(f"--seeds-of {other}: not the sweep of {sweep_dir} with another seed "
+                               f"({differ[0]}: {command(other_settings).get(differ[0])!r} against "
+                               f"{command(settings).get(differ[0])!r})")
+        if other_settings.get("seed") in seeds.values():
+            raise TinylocError(f"--seeds-of {other}: seed {other_settings.get('seed')} is already given")
+        seeds[other] = other_settings.get("seed")
+        frames.append(other_frame)
+    return with_seed_mean(frame, frames), seeds
+
+
+def seed_ranking(frame, budget: int, streaming: bool = False, top: int = 5) -> str:
+    """The ``top`` candidates for ``budget`` KiB on the mean over seeds, one line each: mean ± sd
+    and the per-seed validation macro-F1s (percent)."""
+    from tinyloc_tf.reports.report import INT8_VARIANTS, SEED_MEAN, STREAM_VARIANTS, fits
+
+    eligible = frame["variant"].isin(STREAM_VARIANTS if streaming else INT8_VARIANTS)
+    candidates = frame[eligible & frame["deployable"].astype(bool) & fits(frame, budget) & frame[SEED_MEAN].notna()]
+    lines = [f"{budget} KiB, validation macro-F1 over seeds (mean ± sd: per seed):"]
+    for _, row in candidates.sort_values([SEED_MEAN, "flash_bytes"], ascending=[False, True]).head(top).iterrows():
+        values = " ".join(f"{100 * value:.2f}" for value in row["val_macro_f1_seeds"])
+        lines.append(f"  {row['run']} {row['variant']}: {100 * row[SEED_MEAN]:.2f} ± "
+                     f"{100 * row['val_macro_f1_seed_sd']:.2f}: {values}")
+    return "\n".join(lines)
+
+
 def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_by: list[str],
          ship_command: str, progress: bool = True, refit: bool = False, streaming: bool = False,
-         rivals: list[Path] = ()) -> list[Path]:
+         rivals: list[Path] = (), seeds_of: list[Path] = ()) -> list[Path]:
     """Select, copy, re-evaluate and card the best model per budget over ``sweep_dirs``; return
     the written paths. ``streaming``: the best streaming step model instead of window model.
     ``rivals``: results.csv files of sweeps not given whose candidates compete (one that wins
-    stops the script). Files of budgets not in ``budgets`` already in ``out/name`` are kept."""
+    stops the script). ``seeds_of``: the sweep (one only) run with other seeds; candidates are
+    ranked on their mean validation macro-F1 over them (:func:`load_seeds`). Files of budgets not in ``budgets`` already in ``out/name`` are kept."""
     from tinyloc_tf.data import load_prepared
-    from tinyloc_tf.reports.report import INT8_VARIANTS, STREAM_VARIANTS, best_over, fits
+    from tinyloc_tf.reports.report import INT8_VARIANTS, SEED_MEAN, STREAM_VARIANTS, best_over, fits
 
     if not NAME_PATTERN.match(name):
         raise TinylocError(f"--name {name!r}: use lower-case letters, digits and dashes (e.g. synth-house-a)")
@@ -167,6 +224,14 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
             raise TinylocError(f"{sweep_dir} was not run on the data of {first} ({sweeps[first][0]['data']}; "
                                f"fingerprints differ)")
     recipe, data_commands = data_recipe(dataset.meta, Path(sweeps[first][0]["data"]))
+    score, over_seeds = "val_macro_f1", None
+    if seeds_of:
+        if len(sweep_dirs) > 1 or rivals:
+            # a mean over seeds ranked against other sweeps' single seeds would favour their luck
+            raise TinylocError("--seeds-of gives other seeds of one sweep; give one SWEEP and no --rivals with it")
+        frame, over_seeds = load_seeds(first, sweeps[first][1], list(seeds_of))
+        sweeps[first] = (sweeps[first][0], frame)
+        score = SEED_MEAN
 
     # best_over (best_under per sweep) only considers the int8-family variants (int8, selective,
     # qat) that run in TFLM, or with streaming the step models (stream-*).
@@ -174,7 +239,10 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
     rival_rows = load_rivals(list(rivals))
     picks = []
     for budget in budgets:
-        best = best_over({sweep_dir: frame for sweep_dir, (_, frame) in sweeps.items()}, budget, streaming=streaming)
+        best = best_over({sweep_dir: frame for sweep_dir, (_, frame) in sweeps.items()}, budget,
+                         streaming=streaming, score=score)
+        if over_seeds:
+            print(seed_ranking(sweeps[first][1], budget, streaming))
         check_rivals(best, rival_rows, budget, streaming)
         candidates = 0
         for frame in [frame for _, frame in sweeps.values()] + list(rival_rows.values()):
@@ -216,7 +284,7 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
             refit_record = {"refit": refit_commands(sweep_run(sweep_dir, row["run"]), run_dir, row["variant"],
                                                     settings["data"], source)} if refit else {}
             card = make_card(name=name, budget_kb=budget, row=row, sweep_dir=sweep_dir, dataset=dataset,
-                             rivals=[str(display_path(path)) for path in rivals],
+                             rivals=[str(display_path(path)) for path in rivals], over_seeds=over_seeds,
                              shipped=shipped, buf=buf, recipe=recipe, candidates=candidates, run_dir=run_dir,
                              variant=record,
                              commands={**commands, **refit_record,
@@ -259,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         written = ship(args.sweeps, args.name, args.out, budgets, args.made_by, invoked,
                        progress=not args.quiet and sys.stderr.isatty(), refit=args.refit, streaming=args.streaming,
-                       rivals=args.rivals)
+                       rivals=args.rivals, seeds_of=args.seeds_of)
     except TinylocError as exc:
         print(f"ship_models: error: {exc}", file=sys.stderr)
         return 2

@@ -115,6 +115,34 @@ def test_best_over_sweeps_takes_the_best_validation_score_first_sweep_on_ties(sw
     assert report.best_over({"a": frame[frame["run"] == "mdcsa-H8L1"]}, 32) is None
 
 
+def test_seed_mean_ranks_the_mean_over_seeds_and_needs_every_seed(sweep):
+    """The same sweep with other seeds: a candidate's score is its mean validation macro-F1,
+    so a configuration lucky on one seed no longer wins; one missing from a seed never does."""
+    frame = report.collect_rows(sweep)
+    assert (report.best_under(frame, 64)["run"], report.best_under(frame, 64)["variant"]) == ("mamba-H32L1", "int8")
+    other = frame.copy()
+    lucky = (other["run"] == "mamba-H32L1") & (other["variant"] == "int8")
+    other.loc[lucky, "val_macro_f1"] -= 0.30
+    averaged = report.with_seed_mean(frame, [other, frame.copy()])
+    row = averaged[(averaged["run"] == "mamba-H32L1") & (averaged["variant"] == "int8")].iloc[0]
+    own = frame.loc[lucky, "val_macro_f1"].iloc[0]
+    assert row[report.SEED_MEAN] == pytest.approx(own - 0.10)
+    assert row["val_macro_f1_seeds"] == pytest.approx((own, own - 0.30, own))
+    assert row["val_macro_f1_seed_sd"] == pytest.approx(np.std([own, own - 0.30, own], ddof=1))
+    assert row["val_macro_f1"] == own  # the sweep's own score stays
+    best = report.best_under(averaged, 64, score=report.SEED_MEAN)
+    assert (best["run"], best["variant"]) != ("mamba-H32L1", "int8")
+    assert best[report.SEED_MEAN] == averaged[report.SEED_MEAN][
+        averaged["variant"].isin(report.INT8_VARIANTS) & averaged["deployable"].astype(bool)
+        & report.fits(averaged, 64)].max()
+    # a candidate absent from one seed's sweep is not ranked at all
+    missing = report.with_seed_mean(frame, [frame[~((frame["run"] == best["run"]) & (frame["variant"] == best["variant"]))]])
+    assert np.isnan(missing.loc[(missing["run"] == best["run"]) & (missing["variant"] == best["variant"]),
+                                report.SEED_MEAN].iloc[0])
+    pick = report.best_under(missing, 64, score=report.SEED_MEAN)
+    assert (pick["run"], pick["variant"]) != (best["run"], best["variant"])
+
+
 def test_budget_fit_needs_both_flash_and_arena(sweep):
     frame = report.collect_rows(sweep)
     fits32 = report.fits(frame, 32)

@@ -415,6 +415,22 @@ def check_against_sweep(row, variant: dict, reports: dict, where: Path, streamin
                            f"({'; '.join(problems)}); rerun the sweep's compression phase before shipping")
 
 
+def seed_mean_record(row, over_seeds: dict) -> dict:
+    """The card's ``selection.over_seeds``: the rule, and the sweeps (``{folder: seed}``, the
+    pick's own first), seeds and validation macro-F1s the pick's mean was taken over."""
+    from tinyloc_tf.reports.report import SEED_MEAN
+
+    return {
+        "rule": "ranked on the mean validation macro-F1 of the candidate over the same sweep run with other "
+                "seeds (same run and variant names); the file shipped is this sweep's",
+        "val_macro_f1_mean": float(row[SEED_MEAN]),
+        "val_macro_f1_sd": float(row["val_macro_f1_seed_sd"]),
+        "sweeps": [repo_relative(path) for path in over_seeds],
+        "seeds": list(over_seeds.values()),
+        "val_macro_f1": [float(value) for value in row["val_macro_f1_seeds"]],
+    }
+
+
 def distilled_from(distill: dict) -> str | None:
     """The teacher run's folder name; an ensemble's names joined by `` + ``."""
     runs = distill.get("teacher_run") or []
@@ -424,7 +440,7 @@ def distilled_from(distill: dict) -> str | None:
 
 def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipped: Path,
               buf: bytes, commands: dict, recipe: dict, candidates: int, run_dir: Path | None = None,
-              variant: dict | None = None, rivals: list[str] = ()) -> dict:
+              variant: dict | None = None, rivals: list[str] = (), over_seeds: dict | None = None) -> dict:
     """Re-evaluate ``buf`` (the chosen variant's bytes) on test and val and build its card.
 
     ``row``: the sweep's row the model was selected as (:func:`tinyloc_tf.reports.report.collect_rows`);
@@ -433,7 +449,9 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
     :func:`data_recipe`; ``candidates``: the int8-family variants that fit ``budget_kb``.
     ``run_dir``: the run the shipped file was converted from (default: the sweep's selected run;
     a refit of it with ``--refit``). ``variant``: the variant's record in ``run_dir`` when the caller
-    has read it already (default: read here). Raises (:func:`check_against_sweep`) when host TFLM does not
+    has read it already (default: read here). ``over_seeds``: ``{sweep folder: seed}``, ``sweep_dir``
+    first, when selection ranked the mean validation macro-F1 over the same sweep run with
+    these seeds (``row`` then has :func:`~tinyloc_tf.reports.report.with_seed_mean`'s columns). Raises (:func:`check_against_sweep`) when host TFLM does not
     reproduce the sweep's record of the file. A streaming step model (``stream-*``) is scored as
     the sweep scored it, over whole streams with its decoder, lag and resets."""
     from tinyloc_tf.reports.paper import PAPER_HEADLINE, paper_key
@@ -505,6 +523,7 @@ def make_card(*, name: str, budget_kb: int, row, sweep_dir: Path, dataset, shipp
             "val_macro_f1": float(row["val_macro_f1"]),
             "sweep": repo_relative(sweep_dir),
             **({"rivals": list(rivals)} if rivals else {}),
+            **({"over_seeds": seed_mean_record(row, over_seeds)} if over_seeds else {}),
         },
         "metrics": {
             "runtime": "tflm (tflite-micro host interpreter, reference kernels)" + (

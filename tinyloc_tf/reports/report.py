@@ -167,30 +167,63 @@ def fits(frame: pd.DataFrame, budget_kb: int) -> pd.Series:
     return (frame["flash_bytes"] <= limit) & (frame["arena_bytes"] <= limit)
 
 
-def best_under(frame: pd.DataFrame, budget_kb: int, streaming: bool = False) -> pd.Series | None:
+def best_under(frame: pd.DataFrame, budget_kb: int, streaming: bool = False,
+               score: str = "val_macro_f1") -> pd.Series | None:
     """The int8 row (int8, selective, QAT) that runs in TFLM and fits ``budget_kb``, with the best
     validation macro-F1 (ties: smaller flash). A "dynamic" file of a tiny model can come out all
     float and still run in TFLM; it is not an int8 model, so it is never a candidate.
-    ``streaming``: the best streaming step model (stream-*) instead of the best window model."""
+    ``streaming``: the best streaming step model (stream-*) instead of the best window model.
+    ``score``: the column ranked, e.g. :data:`SEED_MEAN` of :func:`with_seed_mean`; a row
+    without a score is never a candidate."""
     int8_family = frame["variant"].isin(STREAM_VARIANTS if streaming else INT8_VARIANTS)
-    candidates = frame[int8_family & frame["deployable"].astype(bool) & fits(frame, budget_kb)]
+    candidates = frame[int8_family & frame["deployable"].astype(bool) & fits(frame, budget_kb)
+                       & frame[score].notna()]
     if candidates.empty:
         return None
-    ordered = candidates.sort_values(["val_macro_f1", "flash_bytes", "run", "variant"],
+    ordered = candidates.sort_values([score, "flash_bytes", "run", "variant"],
                                      ascending=[False, True, True, True], kind="stable")
     return ordered.iloc[0]
 
 
-def best_over(frames: dict, budget_kb: int, streaming: bool = False):
+def best_over(frames: dict, budget_kb: int, streaming: bool = False, score: str = "val_macro_f1"):
     """:func:`best_under` over several sweeps' rows (``{key: frame}``, e.g. one per training
-    recipe on the same data): ``(key, row)`` of the best validation macro-F1, the first key on a
-    tie; None when nothing fits. ``streaming``: among the streaming step models instead."""
+    recipe on the same data): ``(key, row)`` of the best ``score`` (validation macro-F1), the
+    first key on a tie; None when nothing fits. ``streaming``: among the streaming step models
+    instead."""
     best = None
     for key, frame in frames.items():
-        row = best_under(frame, budget_kb, streaming=streaming)
-        if row is not None and (best is None or row["val_macro_f1"] > best[1]["val_macro_f1"]):
+        row = best_under(frame, budget_kb, streaming=streaming, score=score)
+        if row is not None and (best is None or row[score] > best[1][score]):
             best = (key, row)
     return best
+
+
+# The validation macro-F1 of a candidate averaged over the same sweep run with other seeds.
+SEED_MEAN = "val_macro_f1_seed_mean"
+
+
+def with_seed_mean(frame: pd.DataFrame, replicates: list[pd.DataFrame]) -> pd.DataFrame:
+    """``frame`` (a sweep's rows, :func:`collect_rows`) with three columns more, from it and
+    ``replicates``, the rows of the same sweep command run with other ``--seed`` values (a row is
+    the same candidate when its run and variant names are): :data:`SEED_MEAN` (the mean of the
+    validation macro-F1s), ``val_macro_f1_seed_sd`` (their sample standard deviation) and
+    ``val_macro_f1_seeds`` (the tuple, ``frame``'s first). A row missing from a replicate gets
+    NaN there and so is never a candidate of :func:`best_under` with ``score=SEED_MEAN``.
+
+    Why: one seed's validation score of a configuration can vary by more than what separates
+    the configurations (docs/training.md), so ranking them on one seed picks the luckiest seed."""
+    key = ["run", "variant"]
+    for rows in [frame, *replicates]:
+        if rows.duplicated(key).any():
+            raise TinylocError(f"rows repeat a (run, variant): {rows[rows.duplicated(key)][key].iloc[0].tolist()}")
+    table = pd.concat([rows.set_index(key)["val_macro_f1"].astype(float).rename(i)
+                       for i, rows in enumerate([frame, *replicates])], axis=1)
+    table = table.reindex(pd.MultiIndex.from_frame(frame[key]))
+    out = frame.copy()
+    out[SEED_MEAN] = table.mean(axis=1, skipna=False).to_numpy()
+    out["val_macro_f1_seed_sd"] = table.std(axis=1, ddof=1, skipna=False).to_numpy() if replicates else 0.0
+    out["val_macro_f1_seeds"] = [tuple(values) for values in table.to_numpy()]
+    return out
 
 
 # --------------------------------------------------------------------------- markdown
