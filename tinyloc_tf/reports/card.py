@@ -35,7 +35,10 @@ order (:func:`render_card`):
     ``candidates_fitting`` (int8-family TFLM variants, or streaming step models, that fit),
     ``val_macro_f1`` the choice was made on, and ``sweep`` (the sweep folder,
     repository-relative); ``rivals`` when other sweeps competed through their committed
-    ``results.csv`` (``scripts/ship_models.py --rivals``; their candidates are counted too).
+    ``results.csv`` (``scripts/ship_models.py --rivals``; their candidates are counted too);
+    ``over_seeds`` when candidates were ranked on their mean validation macro-F1 over the same
+    sweep run with other seeds (``scripts/ship_models.py --seeds-of``): the ``rule``,
+    ``val_macro_f1_mean`` and ``_sd``, and the ``sweeps``, ``seeds`` and per-seed ``val_macro_f1``.
 ``metrics``
     ``runtime`` and, for ``test`` and ``val``, the :data:`HEADLINE` keys (``macro_f1``,
     ``accuracy``, ``steps``, ``windows``) of the evaluate report below; for a streaming model
