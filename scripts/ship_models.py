@@ -157,50 +157,6 @@ def check_rivals(best, rivals: dict, budget: int, streaming: bool = False) -> No
                            "give its sweep folder as a SWEEP")
 
 
-def load_seeds(sweep_dir: Path, frame, seed_dirs: list[Path]) -> tuple[object, dict]:
-    """``frame`` (SWEEP's rows) with the mean validation macro-F1 over SWEEP and ``seed_dirs``,
-    the same sweep run with other seeds (:func:`~tinyloc_tf.reports.report.with_seed_mean`),
-    and ``{sweep folder: seed}``, SWEEP first. Raises unless each is the same sweep command
-    but for its seed."""
-    from tinyloc_tf.reports.report import with_seed_mean
-
-    def command(settings: dict) -> dict:
-        convert = {key: value for key, value in settings.get("convert_options", {}).items() if key != "seed"}
-        return {**{key: value for key, value in settings.items() if key not in ("seed", "sweep_dir", "jobs")},
-                "convert_options": convert}
-
-    settings, _ = load_sweep(sweep_dir)
-    seeds, frames = {sweep_dir: settings.get("seed")}, []
-    for other in seed_dirs:
-        other_settings, other_frame = load_sweep(other)
-        differ = sorted(key for key in set(command(settings)) | set(command(other_settings))
-                        if command(settings).get(key) != command(other_settings).get(key))
-        if differ:
-            raise TinylocError(f"--seeds-of {other}: not the sweep of {sweep_dir} with another seed "
-                               f"({differ[0]}: {command(other_settings).get(differ[0])!r} against "
-                               f"{command(settings).get(differ[0])!r})")
-        if other_settings.get("seed") in seeds.values():
-            raise TinylocError(f"--seeds-of {other}: seed {other_settings.get('seed')} is already given")
-        seeds[other] = other_settings.get("seed")
-        frames.append(other_frame)
-    return with_seed_mean(frame, frames), seeds
-
-
-def seed_ranking(frame, budget: int, streaming: bool = False, top: int = 5) -> str:
-    """The ``top`` candidates for ``budget`` KiB on the mean over seeds, one line each: mean ± sd
-    and the per-seed validation macro-F1s (percent)."""
-    from tinyloc_tf.reports.report import INT8_VARIANTS, SEED_MEAN, STREAM_VARIANTS, fits
-
-    eligible = frame["variant"].isin(STREAM_VARIANTS if streaming else INT8_VARIANTS)
-    candidates = frame[eligible & frame["deployable"].astype(bool) & fits(frame, budget) & frame[SEED_MEAN].notna()]
-    lines = [f"{budget} KiB, validation macro-F1 over seeds (mean ± sd: per seed):"]
-    for _, row in candidates.sort_values([SEED_MEAN, "flash_bytes"], ascending=[False, True]).head(top).iterrows():
-        values = " ".join(f"{100 * value:.2f}" for value in row["val_macro_f1_seeds"])
-        lines.append(f"  {row['run']} {row['variant']}: {100 * row[SEED_MEAN]:.2f} ± "
-                     f"{100 * row['val_macro_f1_seed_sd']:.2f}: {values}")
-    return "\n".join(lines)
-
-
 def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_by: list[str],
          ship_command: str, progress: bool = True, refit: bool = False, streaming: bool = False,
          rivals: list[Path] = (), seeds_of: list[Path] = ()) -> list[Path]:
@@ -208,9 +164,11 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
     the written paths. ``streaming``: the best streaming step model instead of window model.
     ``rivals``: results.csv files of sweeps not given whose candidates compete (one that wins
     stops the script). ``seeds_of``: the sweep (one only) run with other seeds; candidates are
-    ranked on their mean validation macro-F1 over them (:func:`load_seeds`). Files of budgets not in ``budgets`` already in ``out/name`` are kept."""
+    ranked on their mean validation macro-F1 over them
+    (:func:`~tinyloc_tf.reports.report.over_seeds_frame`). Files of budgets not in ``budgets`` already in ``out/name`` are kept."""
     from tinyloc_tf.data import load_prepared
-    from tinyloc_tf.reports.report import INT8_VARIANTS, SEED_MEAN, STREAM_VARIANTS, best_over, fits
+    from tinyloc_tf.reports.report import (INT8_VARIANTS, SEED_MEAN, STREAM_VARIANTS, best_over, fits,
+                                           over_seeds_frame, seed_ranking_lines)
 
     if not NAME_PATTERN.match(name):
         raise TinylocError(f"--name {name!r}: use lower-case letters, digits and dashes (e.g. synth-house-a)")
@@ -229,7 +187,7 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
         if len(sweep_dirs) > 1 or rivals:
             # a mean over seeds ranked against other sweeps' single seeds would favour their luck
             raise TinylocError("--seeds-of gives other seeds of one sweep; give one SWEEP and no --rivals with it")
-        frame, over_seeds = load_seeds(first, sweeps[first][1], list(seeds_of))
+        frame, over_seeds = over_seeds_frame(first, sweeps[first][1], list(seeds_of))
         sweeps[first] = (sweeps[first][0], frame)
         score = SEED_MEAN
 
@@ -242,7 +200,7 @@ def ship(sweep_dirs: list[Path], name: str, out: Path, budgets: list[int], made_
         best = best_over({sweep_dir: frame for sweep_dir, (_, frame) in sweeps.items()}, budget,
                          streaming=streaming, score=score)
         if over_seeds:
-            print(seed_ranking(sweeps[first][1], budget, streaming))
+            print("\n".join(seed_ranking_lines(sweeps[first][1], budget, streaming)))
         check_rivals(best, rival_rows, budget, streaming)
         candidates = 0
         for frame in [frame for _, frame in sweeps.values()] + list(rival_rows.values()):

@@ -268,3 +268,60 @@ def test_report_header_names_the_recipe_flags_that_differ_from_the_defaults():
     assert _recipe_text(asdict(Recipe(train_steps=60, ema=0.998))) == \
         "recipe: the defaults but `--ema 0.998`, `--train-steps 60` (mamba runs only)"
     assert "before recipes existed" in _recipe_text(None)
+
+
+def test_seeds_of_must_be_the_same_sweep_with_another_seed(tmp_path, monkeypatch):
+    """over_seeds_frame (tinyloc report / ship_models.py --seeds-of): the same sweep command but
+    for its seed, each seed once; the ranking lines show the mean and every seed's score."""
+    import pandas as pd
+
+    def rows(h48):
+        return pd.DataFrame([{"run": run, "variant": "int8", "deployable": True, "val_macro_f1": val,
+                              "flash_bytes": flash, "arena_bytes": 4000}
+                             for run, val, flash in (("mlp-H48L1", h48, 31_000), ("mlp-H32L1", 0.78, 22_000))])
+
+    settings = {"data": "d", "seed": 0, "epochs": 100, "recipe": {"gain_db": 20.0}, "convert_options": {"seed": 0}}
+    frames = {}
+    for name, changes, h48 in [("s0", {}, 0.80), ("s3", {"seed": 3, "convert_options": {"seed": 3}}, 0.70),
+                               ("again", {}, 0.80), ("recipe", {"seed": 6, "recipe": {"gain_db": 10.0}}, 0.80)]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sweep.json").write_text(json.dumps({**settings, **changes}))
+        frames[tmp_path / name] = rows(h48)
+    monkeypatch.setattr(report, "collect_rows", lambda folder: frames[folder])
+    frame, seeds = report.over_seeds_frame(tmp_path / "s0", frames[tmp_path / "s0"], [tmp_path / "s3"])
+    assert seeds == {tmp_path / "s0": 0, tmp_path / "s3": 3}
+    # seed 0 alone ranks H48L1 first; over both seeds H32L1 leads
+    assert report.best_under(frame, 32)["run"] == "mlp-H48L1"
+    row = report.best_under(frame, 32, score=report.SEED_MEAN)
+    assert row["run"] == "mlp-H32L1" and row[report.SEED_MEAN] == pytest.approx(0.78)
+    lines = report.seed_ranking_lines(frame, 32)
+    assert lines[1] == "  mlp-H32L1 int8: 78.00 ± 0.00: 78.00 78.00"
+    assert lines[2] == "  mlp-H48L1 int8: 75.00 ± 7.07: 80.00 70.00"
+    with pytest.raises(TinylocError, match="again: seed 0 is already given"):
+        report.over_seeds_frame(tmp_path / "s0", frames[tmp_path / "s0"], [tmp_path / "again"])
+    with pytest.raises(TinylocError, match=r"recipe: not the sweep of .*s0 with another seed \(recipe:"):
+        report.over_seeds_frame(tmp_path / "s0", frames[tmp_path / "s0"], [tmp_path / "recipe"])
+    with pytest.raises(TinylocError, match="missing: no sweep.json"):
+        report.over_seeds_frame(tmp_path / "s0", frames[tmp_path / "s0"], [tmp_path / "missing"])
+
+
+def test_report_over_seeds_picks_on_the_mean(sweep, tmp_path):
+    """tinyloc report --seeds-of: the best per budget on the mean over the seeds' sweeps."""
+    import shutil
+
+    other = tmp_path / "sweep-s3"
+    shutil.copytree(sweep, other)
+    settings = json.loads((other / "sweep.json").read_text())
+    (other / "sweep.json").write_text(json.dumps({**settings, "seed": 3}))
+    # seed 3: the seed-0 pick under 64 KiB (mamba-H32L1 int8, 0.88) scores 0.70; the others stay
+    record = other / "runs" / "mamba-H32L1" / "variants" / "int8.json"
+    variant = json.loads(record.read_text())
+    variant["val"]["macro_f1"] = 0.70
+    record.write_text(json.dumps(variant))
+    text = report.write_report(sweep, tmp_path / "out", seeds_of=[other]).read_text()
+    best_64 = next(line for line in text.splitlines() if line.startswith("| 64 KiB"))
+    assert "| mdcsa-H8L1 | int8 | 87.00 | 50.00 |" in best_64  # the next best, 87 on both seeds
+    assert "  mamba-H32L1 int8: 79.00 ± 12.73: 88.00 70.00" in text
+    assert "same sweep with seeds 3 (`--seeds-of`)" in text
+    frame = report.collect_rows(sweep)
+    assert report.best_under(frame, 64)["run"] == "mamba-H32L1"  # on seed 0 alone

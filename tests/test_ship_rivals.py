@@ -49,33 +49,3 @@ def test_shipped_budgets_reads_the_cards(tmp_path):
         (tmp_path / name).write_text("{}")
     assert ship_models.shipped_budgets(tmp_path) == [32, 64]
     assert ship_models.shipped_budgets(tmp_path / "absent") == []
-
-
-def test_seeds_of_must_be_the_same_sweep_with_another_seed(tmp_path, monkeypatch):
-    import json
-
-    ours = _rows(("mlp-H48L1", "int8", 0.80, 31_000), ("mlp-H32L1", "int8", 0.78, 22_000))
-    settings = {"data": "d", "seed": 0, "epochs": 100, "recipe": {"gain_db": 20.0}, "convert_options": {"seed": 0}}
-    sweeps = {}
-    for name, changes, rows in [("s0", {}, ours), ("s3", {"seed": 3, "convert_options": {"seed": 3}}, ours),
-                                ("again", {"convert_options": {"seed": 0}}, ours),
-                                ("recipe", {"seed": 6, "recipe": {"gain_db": 10.0}}, ours)]:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "sweep.json").write_text(json.dumps({**settings, **changes}))
-        sweeps[tmp_path / name] = rows
-    monkeypatch.setattr(ship_models, "load_sweep",
-                        lambda path: (json.loads((path / "sweep.json").read_text()), sweeps[path]))
-    lucky = ours.copy()
-    lucky.loc[lucky["run"] == "mlp-H48L1", "val_macro_f1"] = 0.70  # seed 3: H48L1 was seed 0's luck
-    sweeps[tmp_path / "s3"] = lucky
-    frame, seeds = ship_models.load_seeds(tmp_path / "s0", ours, [tmp_path / "s3"])
-    assert seeds == {tmp_path / "s0": 0, tmp_path / "s3": 3}
-    from tinyloc_tf.reports.report import SEED_MEAN, best_over
-
-    key, row = best_over({"s0": frame}, 32, score=SEED_MEAN)
-    assert row["run"] == "mlp-H32L1" and row[SEED_MEAN] == pytest.approx(0.78)
-    assert "mlp-H32L1 int8: 78.00 ± 0.00: 78.00 78.00" in ship_models.seed_ranking(frame, 32)
-    with pytest.raises(TinylocError, match="again: seed 0 is already given"):
-        ship_models.load_seeds(tmp_path / "s0", ours, [tmp_path / "again"])
-    with pytest.raises(TinylocError, match=r"recipe: not the sweep of .*s0 with another seed \(recipe:"):
-        ship_models.load_seeds(tmp_path / "s0", ours, [tmp_path / "recipe"])

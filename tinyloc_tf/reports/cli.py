@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in that folder")
     parser.add_argument("--timeline-windows", type=positive_int, default=60,
                         help="test windows stitched into the timeline plot (default 60)")
+    parser.add_argument("--seeds-of", type=Path, nargs="+", default=[], metavar="SWEEP",
+                        help="the same sweep command run with other --seed values: the best per budget on the mean "
+                             "validation macro-F1 over SWEEP and these (as scripts/ship_models.py --seeds-of ships it)")
     parser.set_defaults(handler=_report)
 
 
@@ -34,6 +37,6 @@ def _report(args) -> int:
     existing = (args.out or args.sweep) / "report.md"
     if existing.exists() and not args.overwrite:
         raise TinylocError(f"{existing} already exists; pass --overwrite to write the report again")
-    report = write_report(args.sweep, args.out, timeline_windows=args.timeline_windows)
+    report = write_report(args.sweep, args.out, timeline_windows=args.timeline_windows, seeds_of=args.seeds_of)
     print(report)
     return 0

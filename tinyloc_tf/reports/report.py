@@ -226,6 +226,53 @@ def with_seed_mean(frame: pd.DataFrame, replicates: list[pd.DataFrame]) -> pd.Da
     return out
 
 
+def over_seeds_frame(sweep_dir: Path, frame: pd.DataFrame, seed_dirs: list[Path]) -> tuple[pd.DataFrame, dict]:
+    """``frame`` (the rows of ``sweep_dir``) with :func:`with_seed_mean`'s columns over it and
+    ``seed_dirs``, the same sweep run with other seeds, and ``{sweep folder: seed}``,
+    ``sweep_dir`` first. Raises unless each is the same sweep command (``sweep.json``) but for its
+    seed, or when a seed repeats."""
+
+    def settings_of(folder: Path) -> dict:
+        path = Path(folder) / "sweep.json"
+        if not path.is_file():
+            raise TinylocError(f"--seeds-of {folder}: no sweep.json (is it a sweep folder?)")
+        return _read_json(path)
+
+    def command(settings: dict) -> dict:
+        convert = {key: value for key, value in settings.get("convert_options", {}).items() if key != "seed"}
+        return {**{key: value for key, value in settings.items() if key not in ("seed", "sweep_dir", "jobs")},
+                "convert_options": convert}
+
+    settings = settings_of(sweep_dir)
+    seeds, frames = {sweep_dir: settings.get("seed")}, []
+    for other in seed_dirs:
+        other_settings = settings_of(other)
+        differ = sorted(key for key in set(command(settings)) | set(command(other_settings))
+                        if command(settings).get(key) != command(other_settings).get(key))
+        if differ:
+            raise TinylocError(f"--seeds-of {other}: not the sweep of {sweep_dir} with another seed "
+                               f"({differ[0]}: {command(other_settings).get(differ[0])!r} against "
+                               f"{command(settings).get(differ[0])!r})")
+        if other_settings.get("seed") in seeds.values():
+            raise TinylocError(f"--seeds-of {other}: seed {other_settings.get('seed')} is already given")
+        seeds[other] = other_settings.get("seed")
+        frames.append(collect_rows(other))
+    return with_seed_mean(frame, frames), seeds
+
+
+def seed_ranking_lines(frame: pd.DataFrame, budget_kb: int, streaming: bool = False, top: int = 5) -> list[str]:
+    """The ``top`` candidates for ``budget_kb`` on :data:`SEED_MEAN`, a title line and one line
+    each: mean ± sd and the per-seed validation macro-F1s (percent)."""
+    eligible = frame["variant"].isin(STREAM_VARIANTS if streaming else INT8_VARIANTS)
+    candidates = frame[eligible & frame["deployable"].astype(bool) & fits(frame, budget_kb) & frame[SEED_MEAN].notna()]
+    lines = [f"{budget_kb} KiB, validation macro-F1 over seeds (mean ± sd: per seed):"]
+    for _, row in candidates.sort_values([SEED_MEAN, "flash_bytes"], ascending=[False, True]).head(top).iterrows():
+        values = " ".join(f"{100 * value:.2f}" for value in row["val_macro_f1_seeds"])
+        lines.append(f"  {row['run']} {row['variant']}: {100 * row[SEED_MEAN]:.2f} ± "
+                     f"{100 * row['val_macro_f1_seed_sd']:.2f}: {values}")
+    return lines
+
+
 # --------------------------------------------------------------------------- markdown
 
 
@@ -449,10 +496,12 @@ def _paper_cells(ref: dict | None) -> str:
 
 
 def write_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                 timeline_windows: int = 60) -> Path:
+                 timeline_windows: int = 60, seeds_of: list = ()) -> Path:
     """Write results.csv, report.md and the PNG plots into ``out`` (default: the sweep
     folder); return the path of report.md. Everything is written to a temporary folder
-    first and moved into place at the end."""
+    first and moved into place at the end. ``seeds_of``: the same sweep run with other seeds;
+    the best model per budget is then the best on the mean validation macro-F1 over them
+    (:func:`over_seeds_frame`, as ``scripts/ship_models.py --seeds-of`` ships it)."""
     from tinyloc_tf.data import load_prepared
 
     sweep_dir = Path(sweep_dir)
@@ -461,6 +510,9 @@ def write_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = N
     out = Path(out) if out is not None else sweep_dir
     settings = _read_json(sweep_dir / "sweep.json") if (sweep_dir / "sweep.json").is_file() else {}
     frame = collect_rows(sweep_dir)
+    seeds = None
+    if seeds_of:
+        frame, seeds = over_seeds_frame(sweep_dir, frame, [Path(folder) for folder in seeds_of])
     data = load_prepared(settings["data"]) if settings.get("data") else None
     meta = data.meta if data is not None else {}
     paper = PAPER_HEADLINE.get(paper_key(meta)) if meta else None
@@ -468,7 +520,7 @@ def write_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = N
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report.partial-", dir=out))
     try:
-        files = _write_into(staging, sweep_dir, frame, settings, data, meta, paper, timeline_windows)
+        files = _write_into(staging, sweep_dir, frame, settings, data, meta, paper, timeline_windows, seeds)
         for name in files:
             os.replace(staging / name, out / name)
     finally:
@@ -510,7 +562,8 @@ def _recipe_text(recipe: dict | None) -> str:
     return "recipe: the defaults" + (f" but {', '.join(changed)}" if changed else "")
 
 
-def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, paper, timeline_windows) -> list[str]:
+def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, paper, timeline_windows,
+                seeds: dict | None = None) -> list[str]:
     files = ["results.csv"]
     frame.to_csv(folder / "results.csv", index=False)
     title = f"{meta.get('dataset', 'data')}" + (f" ({meta['labels']} labels)" if meta.get("labels") else "")
@@ -530,23 +583,38 @@ def _write_into(folder: Path, sweep_dir: Path, frame, settings, data, meta, pape
         "scores are read off afterwards. Flash = the .tflite file (with its metadata: CRF weights, "
         "scaling, names); arena = smallest tensor arena host TFLM runs it in. Budgets in KiB. The paper's sizes are "
         "PyTorch state-dict files / 1000 (float weights), not measured flash or RAM.", "",
+    ]
+    score = "val_macro_f1"
+    if seeds:
+        score = SEED_MEAN
+        lines += [f"Over seeds: each candidate's validation macro-F1 is its mean over this sweep (seed "
+                  f"{seeds[sweep_dir]}) and the same sweep with seeds "
+                  f"{', '.join(str(seed) for folder, seed in seeds.items() if folder != sweep_dir)} "
+                  f"(`--seeds-of`), the best model per budget the best on that mean; the other columns "
+                  f"are this sweep's.", ""]
+    lines += [
         "## Best model per budget", "",
-        "| budget | model | variant | val macro-F1 | test macro-F1 | test acc | flash KiB | arena KiB "
-        "| paper macro-F1 | paper acc | paper model (size) |",
+        f"| budget | model | variant | {'val macro-F1, mean over seeds' if seeds else 'val macro-F1'} | "
+        "test macro-F1 | test acc | flash KiB | arena KiB | paper macro-F1 | paper acc | paper model (size) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = {}
     for budget in BUDGETS_KB:
-        row = best_under(frame, budget)
+        row = best_under(frame, budget, score=score)
         best[budget] = row
         ref = _paper_cells((paper or {}).get(budget))
         if row is None:
             lines.append(f"| {budget} KiB | none fits | | | | | | | {ref} |")
             continue
-        lines.append(f"| {budget} KiB | {row['run']} | {row['variant']} | {_pct(row['val_macro_f1'])} | "
+        lines.append(f"| {budget} KiB | {row['run']} | {row['variant']} | {_pct(row[score])} | "
                      f"{_pct(row['test_macro_f1'])} | {_pct(row['test_accuracy'])} | {_kb(row['flash_bytes'])} | "
                      f"{_kb(row['arena_bytes'])} | {ref} |")
     lines += _streaming_best_lines(frame, sweep_dir)
+    if seeds:
+        lines += ["", "The leaders per budget:", "", "```"]
+        for budget in BUDGETS_KB:
+            lines += seed_ranking_lines(frame, budget)
+        lines += ["```"]
     baselines = frame[frame["kind"] == "baseline"]
     if not baselines.empty:
         ref = best.get(64)
