@@ -323,5 +323,6 @@ def test_report_over_seeds_picks_on_the_mean(sweep, tmp_path):
     assert "| mdcsa-H8L1 | int8 | 87.00 | 50.00 |" in best_64  # the next best, 87 on both seeds
     assert "  mamba-H32L1 int8: 79.00 ± 12.73: 88.00 70.00" in text
     assert "same sweep with seeds 3 (`--seeds-of`)" in text
+    assert "between the mean validation and the mean test macro-F1 of the 11 models and variants every seed has" in text
     frame = report.collect_rows(sweep)
     assert report.best_under(frame, 64)["run"] == "mamba-H32L1"  # on seed 0 alone

@@ -207,7 +207,8 @@ def with_seed_mean(frame: pd.DataFrame, replicates: list[pd.DataFrame]) -> pd.Da
     ``replicates``, the rows of the same sweep command run with other ``--seed`` values (a row is
     the same candidate when its run and variant names are): :data:`SEED_MEAN` (the mean of the
     validation macro-F1s), ``val_macro_f1_seed_sd`` (their sample standard deviation) and
-    ``val_macro_f1_seeds`` (the tuple, ``frame``'s first). A row missing from a replicate gets
+    ``val_macro_f1_seeds`` (the tuple, ``frame``'s first), and ``test_macro_f1_seed_mean`` for
+    the report's rank agreement. A row missing from a replicate gets
     NaN there and so is never a candidate of :func:`best_under` with ``score=SEED_MEAN``.
 
     Why: one seed's validation score of a configuration can vary by more than what separates
@@ -216,13 +217,19 @@ def with_seed_mean(frame: pd.DataFrame, replicates: list[pd.DataFrame]) -> pd.Da
     for rows in [frame, *replicates]:
         if rows.duplicated(key).any():
             raise TinylocError(f"rows repeat a (run, variant): {rows[rows.duplicated(key)][key].iloc[0].tolist()}")
-    table = pd.concat([rows.set_index(key)["val_macro_f1"].astype(float).rename(i)
-                       for i, rows in enumerate([frame, *replicates])], axis=1)
-    table = table.reindex(pd.MultiIndex.from_frame(frame[key]))
+    def over_seeds(column: str) -> pd.DataFrame:
+        table = pd.concat([rows.set_index(key)[column].astype(float).rename(i)
+                           for i, rows in enumerate([frame, *replicates])], axis=1)
+        return table.reindex(pd.MultiIndex.from_frame(frame[key]))
+
+    table = over_seeds("val_macro_f1")
     out = frame.copy()
     out[SEED_MEAN] = table.mean(axis=1, skipna=False).to_numpy()
     out["val_macro_f1_seed_sd"] = table.std(axis=1, ddof=1, skipna=False).to_numpy() if replicates else 0.0
     out["val_macro_f1_seeds"] = [tuple(values) for values in table.to_numpy()]
+    if all("test_macro_f1" in rows for rows in [frame, *replicates]):
+        # read off like the sweep's own test scores: for the report's rank agreement, never for selection
+        out["test_macro_f1_seed_mean"] = over_seeds("test_macro_f1").mean(axis=1, skipna=False).to_numpy()
     return out
 
 
@@ -339,15 +346,19 @@ def all_models_table(frame: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def rank_agreement(frame: pd.DataFrame) -> tuple[float, int] | None:
-    """Spearman rank correlation between validation and test macro-F1 over every neural model
-    and variant of the sweep (baselines excluded), and how many rows it covers."""
+def rank_agreement(frame: pd.DataFrame, val: str = "val_macro_f1",
+                   test: str = "test_macro_f1") -> tuple[float, int] | None:
+    """Spearman rank correlation between validation and test macro-F1 (the columns ``val`` and
+    ``test``, e.g. the means over seeds of :func:`with_seed_mean`) over every neural model and
+    variant of the sweep (baselines excluded), and how many rows it covers."""
     from scipy.stats import spearmanr
 
-    rows = frame[frame["kind"] != "baseline"].dropna(subset=["val_macro_f1", "test_macro_f1"])
+    if val not in frame or test not in frame:
+        return None
+    rows = frame[frame["kind"] != "baseline"].dropna(subset=[val, test])
     if len(rows) < 3:
         return None
-    rho = spearmanr(rows["val_macro_f1"], rows["test_macro_f1"]).statistic
+    rho = spearmanr(rows[val], rows[test]).statistic
     return float(rho), int(len(rows))
 
 
@@ -357,10 +368,16 @@ def rank_agreement_lines(frame: pd.DataFrame, meta: dict) -> list[str]:
         return []
     rho, count = found
     scheme = (meta.get("split") or {}).get("scheme") or ("blocks" if meta.get("dataset") == "inhome" else "stratified")
-    return ["", "## Does validation rank models as test does?", "",
-            f"Spearman rank correlation between validation and test macro-F1 over the {count} neural "
-            f"models and variants of this sweep: **{rho:.3f}** (validation split: `{scheme}`). Selection "
-            "is only as good as this number: near 1, the best on validation is the best on test."]
+    lines = ["", "## Does validation rank models as test does?", "",
+             f"Spearman rank correlation between validation and test macro-F1 over the {count} neural "
+             f"models and variants of this sweep: **{rho:.3f}** (validation split: `{scheme}`). Selection "
+             "is only as good as this number: near 1, the best on validation is the best on test."]
+    over_seeds = rank_agreement(frame, SEED_MEAN, "test_macro_f1_seed_mean")
+    if over_seeds is not None:
+        lines += ["", f"Over the seeds (`--seeds-of`), between the mean validation and the mean test macro-F1 "
+                      f"of the {over_seeds[1]} models and variants every seed has: **{over_seeds[0]:.3f}** (each "
+                      f"seed's own number is in its sweep's report)."]
+    return lines
 
 
 def collapse_lines(frame: pd.DataFrame, meta: dict) -> list[str]:
