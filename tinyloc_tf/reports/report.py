@@ -167,22 +167,27 @@ def fits(frame: pd.DataFrame, budget_kb: int) -> pd.Series:
     return (frame["flash_bytes"] <= limit) & (frame["arena_bytes"] <= limit)
 
 
-def best_under(frame: pd.DataFrame, budget_kb: int, streaming: bool = False,
-               score: str = "val_macro_f1") -> pd.Series | None:
-    """The int8 row (int8, selective, QAT) that runs in TFLM and fits ``budget_kb``, with the best
-    validation macro-F1 (ties: smaller flash). A "dynamic" file of a tiny model can come out all
-    float and still run in TFLM; it is not an int8 model, so it is never a candidate.
-    ``streaming``: the best streaming step model (stream-*) instead of the best window model.
-    ``score``: the column ranked, e.g. :data:`SEED_MEAN` of :func:`with_seed_mean`; a row
-    without a score is never a candidate."""
+def ranked_under(frame: pd.DataFrame, budget_kb: int, streaming: bool = False,
+                 score: str = "val_macro_f1") -> pd.DataFrame:
+    """The candidates for ``budget_kb``, best first: the int8 rows (int8, selective, QAT) that run
+    in TFLM and fit, ranked on validation macro-F1 (ties: smaller flash). A "dynamic" file of a
+    tiny model can come out all float and still run in TFLM; it is not an int8 model, so it is
+    never a candidate. ``streaming``: the streaming step models (stream-*) instead of the window
+    models. ``score``: the column ranked, e.g. :data:`SEED_MEAN` of :func:`with_seed_mean`; a
+    row without a score is never a candidate."""
     int8_family = frame["variant"].isin(STREAM_VARIANTS if streaming else INT8_VARIANTS)
     candidates = frame[int8_family & frame["deployable"].astype(bool) & fits(frame, budget_kb)
                        & frame[score].notna()]
-    if candidates.empty:
-        return None
-    ordered = candidates.sort_values([score, "flash_bytes", "run", "variant"],
-                                     ascending=[False, True, True, True], kind="stable")
-    return ordered.iloc[0]
+    return candidates.sort_values([score, "flash_bytes", "run", "variant"],
+                                  ascending=[False, True, True, True], kind="stable")
+
+
+def best_under(frame: pd.DataFrame, budget_kb: int, streaming: bool = False,
+               score: str = "val_macro_f1") -> pd.Series | None:
+    """The first of :func:`ranked_under`: the best candidate for ``budget_kb``, None when
+    nothing fits."""
+    ranked = ranked_under(frame, budget_kb, streaming=streaming, score=score)
+    return None if ranked.empty else ranked.iloc[0]
 
 
 def best_over(frames: dict, budget_kb: int, streaming: bool = False, score: str = "val_macro_f1"):
@@ -217,6 +222,7 @@ def with_seed_mean(frame: pd.DataFrame, replicates: list[pd.DataFrame]) -> pd.Da
     for rows in [frame, *replicates]:
         if rows.duplicated(key).any():
             raise TinylocError(f"rows repeat a (run, variant): {rows[rows.duplicated(key)][key].iloc[0].tolist()}")
+
     def over_seeds(column: str) -> pd.DataFrame:
         table = pd.concat([rows.set_index(key)[column].astype(float).rename(i)
                            for i, rows in enumerate([frame, *replicates])], axis=1)
@@ -251,15 +257,15 @@ def over_seeds_frame(sweep_dir: Path, frame: pd.DataFrame, seed_dirs: list[Path]
                 "convert_options": convert}
 
     settings = settings_of(sweep_dir)
+    ours = command(settings)
     seeds, frames = {sweep_dir: settings.get("seed")}, []
     for other in seed_dirs:
         other_settings = settings_of(other)
-        differ = sorted(key for key in set(command(settings)) | set(command(other_settings))
-                        if command(settings).get(key) != command(other_settings).get(key))
+        theirs = command(other_settings)
+        differ = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
         if differ:
             raise TinylocError(f"--seeds-of {other}: not the sweep of {sweep_dir} with another seed "
-                               f"({differ[0]}: {command(other_settings).get(differ[0])!r} against "
-                               f"{command(settings).get(differ[0])!r})")
+                               f"({differ[0]}: {theirs.get(differ[0])!r} against {ours.get(differ[0])!r})")
         if other_settings.get("seed") in seeds.values():
             raise TinylocError(f"--seeds-of {other}: seed {other_settings.get('seed')} is already given")
         seeds[other] = other_settings.get("seed")
@@ -270,10 +276,8 @@ def over_seeds_frame(sweep_dir: Path, frame: pd.DataFrame, seed_dirs: list[Path]
 def seed_ranking_lines(frame: pd.DataFrame, budget_kb: int, streaming: bool = False, top: int = 5) -> list[str]:
     """The ``top`` candidates for ``budget_kb`` on :data:`SEED_MEAN`, a title line and one line
     each: mean ± sd and the per-seed validation macro-F1s (percent)."""
-    eligible = frame["variant"].isin(STREAM_VARIANTS if streaming else INT8_VARIANTS)
-    candidates = frame[eligible & frame["deployable"].astype(bool) & fits(frame, budget_kb) & frame[SEED_MEAN].notna()]
     lines = [f"{budget_kb} KiB, validation macro-F1 over seeds (mean ± sd: per seed):"]
-    for _, row in candidates.sort_values([SEED_MEAN, "flash_bytes"], ascending=[False, True]).head(top).iterrows():
+    for _, row in ranked_under(frame, budget_kb, streaming=streaming, score=SEED_MEAN).head(top).iterrows():
         values = " ".join(f"{100 * value:.2f}" for value in row["val_macro_f1_seeds"])
         lines.append(f"  {row['run']} {row['variant']}: {100 * row[SEED_MEAN]:.2f} ± "
                      f"{100 * row['val_macro_f1_seed_sd']:.2f}: {values}")
