@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +39,9 @@ def test_every_baseline_is_scored_and_written(results, overlapping):
     with open(out / "baselines.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["name"] for row in rows] == list(baselines.BASELINES)
+    for row, result in zip(rows, found):
+        assert float(row["refit_test_macro_f1"]) == pytest.approx(result["refit"]["test_macro_f1"])
+        assert int(row["refit_footprint_bytes"]) == result["refit"]["footprint_bytes"]
     data = load_prepared(overlapping)
     for result in found:
         assert 0.0 <= result["test_macro_f1"] <= 1.0 and 0.0 <= result["test_accuracy"] <= 1.0
@@ -53,6 +57,27 @@ def test_every_baseline_is_scored_and_written(results, overlapping):
         assert 0 < result["footprint_bytes"] < result["footprint_bytes_float32"]
     # the toy rooms are separable per step: every baseline beats chance (1/3) clearly
     assert min(r["test_accuracy"] for r in found) > 0.6
+
+
+def test_logistic_regression_is_fitted_to_its_optimum(results):
+    """The logistic regression's problem is convex: its fit must be the optimum, not where a
+    loose tolerance stopped (which moves with the BLAS thread count), and say it converged."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 20))
+    y = (X[:, :3] + rng.normal(scale=2.0, size=(300, 3))).argmax(axis=1)  # overlapping classes
+    ours = baselines.make_estimator("logistic_regression", {"C": 100.0}, 0, 1).fit(X, y)
+    optimum = LogisticRegression(C=100.0, tol=1e-12, max_iter=100_000).fit(X, y)
+    loose = LogisticRegression(C=100.0, max_iter=100_000).fit(X, y)  # scikit-learn's default tol
+    scale = np.abs(optimum.coef_).max()
+    assert np.abs(ours.coef_ - optimum.coef_).max() < 1e-4 * scale
+    assert np.abs(loose.coef_ - optimum.coef_).max() > 1e-4 * scale  # the check can fail
+    _, found = results
+    logistic = next(r for r in found if r["name"] == "logistic_regression")
+    assert all(trial["converged"] and trial["iterations"] > 0 for trial in logistic["grid"])
+    assert logistic["refit"]["converged"]
+    assert "iterations" not in next(r for r in found if r["name"] == "knn")["grid"][0]
 
 
 def test_footprints_follow_their_definitions(results):
@@ -114,3 +139,20 @@ def test_cli_baselines_subset(overlapping, tmp_path, capsys):
                  "--quiet"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in table] == ["knn"] and table[0]["footprint_bytes"] > 0
+
+
+def test_baselines_table_reads_the_summary(results, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import baselines_table
+
+    out, found = results
+    lines = baselines_table.table_lines([out / "baselines.csv"])
+    assert len(lines) == 2 + len(found)
+    logistic = next(r for r in found if r["name"] == "logistic_regression")
+    row = next(line for line in lines if "| logistic_regression |" in line)
+    assert f"{100 * logistic['refit']['test_macro_f1']:.2f} / {100 * logistic['refit']['test_accuracy']:.2f}" in row
+    (tmp_path / "empty.csv").write_text("name\n")
+    with pytest.raises(SystemExit, match="empty.csv"):
+        baselines_table.table_lines([tmp_path / "empty.csv"])
