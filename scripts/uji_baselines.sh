@@ -2,11 +2,12 @@
 # The classical baselines (k-NN, random forest, logistic regression) on UJIIndoorLoc, for both
 # label schemes (59 areas, 13 floors) and every input representation, on the prepared splits
 # the neural sweeps use (grouped (user, phone) validation split, seed 0). Copies each run's
-# baselines.csv and baselines.json into docs/results/ujiindoorloc-baselines/<labels>-<rep>/.
+# baselines.csv (its summary; the full baselines.json stays in WORK) into
+# docs/results/ujiindoorloc-baselines/<labels>-<rep>/ and prints their table.
 #
 #   scripts/uji_baselines.sh [UJIndoorLoc.zip] [WORK_DIR]
 #
-# Resumable: a finished run is skipped. About 40 minutes on a 2-core machine.
+# Resumable: a finished run is skipped. About 25 minutes on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZIP="${1:-../shared/data/UJIndoorLoc.zip}"
@@ -24,7 +25,7 @@ for labels in area floor; do
     out="$WORK/baselines/$labels-$rep"
     [ -f "$out/baselines.json" ] || $TINYLOC baselines --data "$data" --out "$out" --jobs 2 --quiet
     mkdir -p "$DOCS/$labels-$rep"
-    cp "$out/baselines.csv" "$out/baselines.json" "$DOCS/$labels-$rep/"
+    cp "$out/baselines.csv" "$DOCS/$labels-$rep/"
   done
 done
-.venv/bin/python scripts/baselines_table.py "$DOCS"/*/baselines.json
+.venv/bin/python scripts/baselines_table.py "$DOCS"/*/baselines.csv
