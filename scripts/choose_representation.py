@@ -105,11 +105,11 @@ def main() -> int:
 
 
 def fit_logistic(X_train, y_train, X_held_out):
-    """Held-out predictions of a multinomial logistic regression (a quick screen: 200 lbfgs
-    iterations where the baselines allow 2000, not always converged)."""
-    from sklearn.linear_model import LogisticRegression
+    """Held-out predictions of a multinomial logistic regression at C = 10, fitted as the
+    baselines fit it (to its optimum: ``training.baselines.make_estimator``)."""
+    from tinyloc_tf.training.baselines import make_estimator
 
-    return LogisticRegression(C=10.0, max_iter=200).fit(X_train, y_train).predict(X_held_out)
+    return make_estimator("logistic_regression", {"C": 10.0}, seed=0, n_jobs=1).fit(X_train, y_train).predict(X_held_out)
 
 
 def fit_neural(X_train, y_train, X_held_out, y_held_out, representation, classes: list[str], args):
