@@ -8,11 +8,11 @@ the prediction (scikit-learn's default). A class with no validation sample that 
 once (a false positive) enters that mean with F1 = 0: on the 13 floors, where the grouped split's
 validation users never visited one floor, a single such scan costs 1/13 of the score, 7.7 points.
 This script recomputes, from the confusion matrices every int8-family variant of a sweep records
-(`runs/*/variants/{int8,selective,qat}.json`), the macro-F1 over the classes present in the
+(`runs/*/variants/{int8,selective,qat}.json`, read with the report's ``collect_rows``), the macro-F1 over the classes present in the
 truth only, on validation and on test, and prints per sweep: how many classes each split lacks,
 the Spearman rank correlation between validation and test under each definition, the variants
 whose validation score moves by more than a point, and the best candidate under 32 and 64 KiB
-(flash and arena both within) by each definition. Nothing is trained or converted.
+(the report's ``best_under``) by each definition. Nothing is trained or converted.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-TFLM_VARIANTS = ("int8", "selective", "qat")
 
 
 def labels_from_confusion(matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -44,59 +42,57 @@ def macro_f1_present(matrix) -> float:
     return float(f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0))
 
 
-def sweep_rows(sweep: Path) -> list[dict]:
-    from tinyloc_tf.training.metrics import macro_f1
+def sweep_frame(sweep: Path):
+    """The sweep's int8-family rows (``reports.report.collect_rows``) with ``val_present`` and
+    ``test_present`` (macro-F1 over the classes in the truth, from each variant's confusion
+    matrices) and ``val_absent`` / ``test_absent`` (classes without a sample)."""
+    from tinyloc_tf.errors import TinylocError
+    from tinyloc_tf.reports.report import INT8_VARIANTS, collect_rows
+    from tinyloc_tf.training.artifacts import sweep_run, variant_path
 
-    rows = []
-    for path in sorted(sweep.glob("runs/*/variants/*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise SystemExit(f"absent_classes: cannot read {path}: {error}")
-        if record.get("variant") not in TFLM_VARIANTS:
-            continue
-        row = {"model": f"{path.parent.parent.name} {record['variant']}", "flash": record["flash_bytes"],
-               "arena": record.get("arena_bytes")}
-        for split in ("val", "test"):
-            matrix = record[split]["confusion_matrix"]
-            row[f"{split}_union"] = 100 * macro_f1(*labels_from_confusion(matrix))
-            row[f"{split}_present"] = 100 * macro_f1_present(matrix)
-            row[f"{split}_absent"] = int((np.asarray(matrix).sum(axis=1) == 0).sum())
-        rows.append(row)
-    if not rows:
+    try:
+        frame = collect_rows(sweep)
+    except TinylocError as error:  # e.g. no finished run
+        raise SystemExit(f"absent_classes: {sweep}: no int8, selective or qat variants to read ({error})")
+    frame = frame[frame["variant"].isin(INT8_VARIANTS)].copy()
+    if frame.empty:
         raise SystemExit(f"absent_classes: {sweep}: no int8, selective or qat variants (runs/*/variants/*.json)")
-    return rows
+    for index, row in frame.iterrows():
+        record = json.loads(variant_path(sweep_run(sweep, row["run"]), row["variant"], ".json").read_text())
+        for split in ("val", "test"):
+            matrix = np.asarray(record[split]["confusion_matrix"])
+            frame.loc[index, f"{split}_present"] = macro_f1_present(matrix)
+            frame.loc[index, f"{split}_absent"] = int((matrix.sum(axis=1) == 0).sum())
+    return frame
 
 
-def best_under(rows: list[dict], budget_kb: int, score: str) -> dict | None:
-    limit = budget_kb * 1024
-    fitting = [r for r in rows if r["arena"] is not None and r["flash"] <= limit and r["arena"] <= limit]
-    return max(fitting, key=lambda r: (r[score], -r["flash"])) if fitting else None
+#: The two definitions: the frame's columns (validation, test) and their names.
+DEFINITIONS = {"union": (("val_macro_f1", "test_macro_f1"), "in truth or prediction (today's)"),
+               "present": (("val_present", "test_present"), "in the truth")}
 
 
 def report_lines(sweep: Path) -> list[str]:
-    from scipy.stats import spearmanr
+    from tinyloc_tf.reports.report import best_under, rank_agreement
 
-    rows = sweep_rows(sweep)
-    lines = [f"{sweep}: {len(rows)} int8-family variants; classes without a sample: "
-             f"validation {rows[0]['val_absent']}, test {rows[0]['test_absent']}"]
-    for definition in ("union", "present"):
-        rho = spearmanr([r[f"val_{definition}"] for r in rows], [r[f"test_{definition}"] for r in rows])[0]
-        lines.append(f"  Spearman validation vs test, macro-F1 over classes {definition_name(definition)}: {rho:.3f}")
-    for r in rows:
-        if abs(r["val_union"] - r["val_present"]) > 1:
-            lines.append(f"  {r['model']}: validation {r['val_union']:.2f} -> {r['val_present']:.2f}")
+    frame = sweep_frame(sweep)
+    first = frame.iloc[0]
+    lines = [f"{sweep}: {len(frame)} int8-family variants; classes without a sample: "
+             f"validation {int(first['val_absent'])}, test {int(first['test_absent'])}"]
+    for (val, test), name in DEFINITIONS.values():
+        agreement = rank_agreement(frame, val=val, test=test)
+        rho = "fewer than 3 variants" if agreement is None else f"{agreement[0]:.3f}"
+        lines.append(f"  Spearman validation vs test, macro-F1 over classes {name}: {rho}")
+    for _, row in frame.iterrows():
+        if abs(row["val_macro_f1"] - row["val_present"]) > 0.01:
+            lines.append(f"  {row['run']} {row['variant']}: validation {100 * row['val_macro_f1']:.2f} -> "
+                         f"{100 * row['val_present']:.2f}")
     for budget in (32, 64):
-        for definition in ("union", "present"):
-            best = best_under(rows, budget, f"val_{definition}")
+        for (val, test), name in DEFINITIONS.values():
+            best = best_under(frame, budget, score=val)
             if best is not None:
-                lines.append(f"  best under {budget} KiB, classes {definition_name(definition)}: {best['model']}, "
-                             f"validation {best[f'val_{definition}']:.2f}, test {best[f'test_{definition}']:.2f}")
+                lines.append(f"  best under {budget} KiB, classes {name}: {best['run']} {best['variant']}, "
+                             f"validation {100 * best[val]:.2f}, test {100 * best[test]:.2f}")
     return lines
-
-
-def definition_name(definition: str) -> str:
-    return "in truth or prediction (today's)" if definition == "union" else "in the truth"
 
 
 def main(argv=None) -> int:

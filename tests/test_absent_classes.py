@@ -35,8 +35,13 @@ def test_report_of_a_sweep(tmp_path):
     for name, val, flash, test in (("a", good, 20_000, [[5, 0, 0], [0, 5, 0], [0, 0, 5]]),
                                    ("b", stray, 10_000, [[5, 0, 0], [0, 5, 0], [0, 1, 4]])):
         (runs / name / "variants").mkdir(parents=True)
-        record = {"variant": "int8", "flash_bytes": flash, "arena_bytes": 2_000,
-                  "val": {"confusion_matrix": val}, "test": {"confusion_matrix": test}}
+        scores = {split: {"macro_f1": macro_f1(*absent_classes.labels_from_confusion(matrix)), "accuracy": 0.9,
+                          "confusion_matrix": matrix} for split, matrix in (("val", val), ("test", test))}
+        (runs / name / "metrics.json").write_text(json.dumps({
+            "family": "mlp", "hidden": 16, "layers": 1, "params": 1_000,
+            **{f"{split}_{key}": scores[split][key] for split in ("val", "test") for key in ("macro_f1", "accuracy")}}))
+        record = {"variant": "int8", "runtime": "tflm", "deployable": True, "flash_bytes": flash,
+                  "arena_bytes": 2_000, **scores}
         (runs / name / "variants" / "int8.json").write_text(json.dumps(record))
     lines = absent_classes.report_lines(tmp_path / "sweep")
     assert "validation 1, test 0" in lines[0]
