@@ -13,21 +13,18 @@ ZIP="${1:-../shared/data/UJIndoorLoc.zip}"
 WORK="${2:-work/uji}"
 TINYLOC=.venv/bin/tinyloc
 
-for rep in powed minmax dbm relative; do
-  [ -f "$WORK/area-$rep/meta.json" ] || $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/area-$rep" --representation "$rep"
-done
-[ -f "$WORK/floor/meta.json" ] || $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/floor" --labels floor
-for rep in minmax dbm relative; do
-  [ -f "$WORK/floor-$rep/meta.json" ] || \
-    $TINYLOC data prepare uji --source "$ZIP" --out "$WORK/floor-$rep" --labels floor --representation "$rep"
-done
+# the prepared data (areas: $WORK/area-REP; floors: $WORK/floor, $WORK/floor-REP) and the baselines
+# on every representation ($WORK/baselines/LABELS-REP), which the sweeps' reports below take
+scripts/uji_baselines.sh "$ZIP" "$WORK"
+baselines_into() {  # baselines_into LABELS SWEEP: the other representations' baselines into SWEEP's report
+  for rep in minmax dbm relative; do
+    [ -d "$2/baselines-$rep" ] || cp -r "$WORK/baselines/$1-$rep" "$2/baselines-$rep"
+  done
+}
 
 $TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area" --family both --grid budget \
     --epochs 20 --patience 5 --batch-size 128 --lr 0.003 --seed 0 --jobs 2 --quant int8,qat --no-distill
-for rep in minmax dbm relative; do
-  [ -f "$WORK/sweep-area/baselines-$rep/baselines.json" ] || \
-    $TINYLOC baselines --data "$WORK/area-$rep" --out "$WORK/sweep-area/baselines-$rep" --quiet
-done
+baselines_into area "$WORK/sweep-area"
 # the same areas sweep with a moving average of the weights (--ema 0.998, chosen on validation:
 # docs/training.md); the areas models are shipped over all the areas sweeps
 $TINYLOC sweep --data "$WORK/area-powed" --out "$WORK/sweep-area-ema" --family both --grid budget \
@@ -102,10 +99,7 @@ for seed in 3 6; do
       --max-params 64000 --ensemble 3 --epochs 100 --patience 15 --batch-size 32 --lr 0.005 --seed "$seed" --jobs 2 \
       --quant int8,qat --no-distill --no-baselines --gain-db 20 --dropout 0.1 --sensitivity-db 30
 done
-for rep in minmax dbm relative; do
-  [ -f "$WORK/sweep-floor/baselines-$rep/baselines.json" ] || \
-    $TINYLOC baselines --data "$WORK/floor-$rep" --out "$WORK/sweep-floor/baselines-$rep" --quiet
-done
+baselines_into floor "$WORK/sweep-floor"
 
 for kind in mlp mlp-long mlp-gain mlp-sens; do
   copy_baselines "$WORK/sweep-area" "$WORK/sweep-area-$kind"
