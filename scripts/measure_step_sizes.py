@@ -2,6 +2,7 @@
 """Flash and arena of the streaming step model for every Mamba size up to H32L2.
 
     python scripts/measure_step_sizes.py DATA [--hidden 1 2 4 8 16 32] [--layers 1 2] [--per-tensor-weights] [--out sizes.json]
+        [--save-dir DIR]
 
 Per (hidden, layers) of the paper's Mamba grid (int8-friendly, DATA's features and classes): the
 step model converted to int8 and to int16x8 (``convert_streaming``, calibrated on DATA's training
@@ -33,7 +34,8 @@ def flash_line(params: int) -> float:
     return 1.2 * params + 6 * 1024
 
 
-def measure(data_dir: Path, hidden, layers, calibration_steps: int, per_tensor_weights: bool = False) -> list[dict]:
+def measure(data_dir: Path, hidden, layers, calibration_steps: int, per_tensor_weights: bool = False,
+            save_dir: Path | None = None) -> list[dict]:
     import keras
     from tqdm import tqdm
 
@@ -56,6 +58,9 @@ def measure(data_dir: Path, hidden, layers, calibration_steps: int, per_tensor_w
         for quant in ("int8", "int16x8"):
             result = convert_streaming(tagger, streams, data_metadata(dataset), quant=quant,
                                        representative_size=calibration_steps, per_tensor_weights=per_tensor_weights)
+            if save_dir is not None:  # for scripts/tflite_breakdown.py
+                save_dir.mkdir(parents=True, exist_ok=True)
+                (save_dir / f"H{h}L{n_layers}-{quant}.tflite").write_bytes(result.tflite)
             fb = read_model(result.tflite)
             arena = find_arena_bytes(result.tflite)
             firmware_bytes = len(firmware_model(result.tflite, {}, overwritable_inputs=range(1, len(fb.inputs))))
@@ -80,8 +85,10 @@ def main(argv=None) -> int:
     parser.add_argument("--calibration-steps", type=int, default=256)
     parser.add_argument("--per-tensor-weights", action="store_true", help="one scale per weight tensor")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--save-dir", type=Path, help="also write each step model as DIR/H<h>L<l>-<quant>.tflite")
     args = parser.parse_args(argv)
-    rows = measure(args.data, args.hidden, args.layers, args.calibration_steps, args.per_tensor_weights)
+    rows = measure(args.data, args.hidden, args.layers, args.calibration_steps, args.per_tensor_weights,
+                   args.save_dir)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print("| model | params | step model | flash B | B / param | TFLM arena B | operators | tensors | state B | "
