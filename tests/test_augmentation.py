@@ -25,8 +25,8 @@ def _to_dbm(x):
 @pytest.mark.parametrize("scaling", [POWED, DBM, RELATIVE.to_meta()], ids=["powed", "dbm", "relative"])
 def test_identity_at_inference_and_same_shape(scaling):
     x, _ = _inputs(steps=5)
-    layer = RSSIAugmentation(scaling, ap_dropout=0.3, noise_db=3, gain_db=6, sensitivity_db=10, packet_drop=0.2,
-                             time_shift=2, seed=1)
+    layer = RSSIAugmentation(scaling, ap_dropout=0.3, noise_db=3, gain_db=6, slope=0.2, sensitivity_db=10,
+                             packet_drop=0.2, time_shift=2, seed=1)
     for training in (None, False):
         np.testing.assert_array_equal(np.asarray(layer(x, training=training)), x)
     out = np.asarray(layer(x, training=True))
@@ -55,6 +55,31 @@ def test_gain_is_one_offset_per_scan_in_db():
         if values.size:
             assert np.ptp(values) < 1e-3 and abs(values[0]) <= 6.0 + 1e-4
     assert np.std([shift[r][heard[r]][0] for r in range(len(x)) if heard[r].any()]) > 1.0
+
+
+def test_slope_scales_distances_below_the_strongest_reading_per_scan():
+    """One factor in [1 - a, 1 + a] per scan on every reading's distance below the scan's
+    strongest: the strongest stays put, nothing heard is lost, and scans draw different factors."""
+    x, dbm = _inputs(n=200)
+    out = np.asarray(RSSIAugmentation(DBM, slope=0.3, seed=2)(x, training=True))
+    heard = x > 0
+    assert np.all(out[~heard] == 0) and np.all(out[heard] > 0)
+    back = _to_dbm(out)
+    factors = []
+    for row in range(len(x)):
+        h = heard[row]
+        if h.sum() < 2:
+            continue
+        top = dbm[row][h].max()
+        np.testing.assert_allclose(back[row][h].max(), top, atol=1e-3)
+        gap = top - dbm[row][h]
+        moved = top - back[row][h]
+        inside = (gap > 0) & (back[row][h] > FLOOR + 1.0 + 1e-3)  # away from the clip at the floor
+        if inside.any():
+            ratio = moved[inside] / gap[inside]
+            assert np.ptp(ratio) < 1e-3 and 0.7 - 1e-4 <= ratio[0] <= 1.3 + 1e-4
+            factors.append(ratio[0])
+    assert np.std(factors) > 0.1
 
 
 def test_sensitivity_loses_the_weakest_readings_of_a_scan():
@@ -129,6 +154,8 @@ def test_bad_flags_are_refused():
         RSSIAugmentation(DBM, noise_db=-1)
     with pytest.raises(TinylocError, match="sensitivity_db"):
         RSSIAugmentation(DBM, sensitivity_db=-3)
+    with pytest.raises(TinylocError, match="slope"):
+        RSSIAugmentation(DBM, slope=1.0)
 
 
 def test_tagger_round_trip_and_tflite_has_no_augmentation(tmp_path):
@@ -145,11 +172,12 @@ def test_tagger_round_trip_and_tflite_has_no_augmentation(tmp_path):
 
     x = np.random.default_rng(0).random((16, 4, 6)).astype(np.float32)
     plain = tagger(None)
-    augmented = tagger(Recipe(packet_drop=0.2, time_shift=1).augmentation(DBM, seed=0))
+    augmented = tagger(Recipe(packet_drop=0.2, time_shift=1, slope=0.2, sensitivity_db=10).augmentation(DBM, seed=0))
     np.testing.assert_array_equal(plain.predict(x, verbose=0), augmented.predict(x, verbose=0))
     augmented.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert loaded.augmentation is not None and loaded.augmentation.get_config()["packet_drop"] == 0.2
+    assert loaded.augmentation.get_config()["slope"] == 0.2
     np.testing.assert_allclose(loaded.predict(x, verbose=0), augmented.predict(x, verbose=0), atol=1e-6)
 
     with_aug = convert(augmented, "int8", representative=x).tflite

@@ -14,6 +14,10 @@ physical units whatever the representation. Per scan (T = 1) or per window (T > 
 - ``noise_db`` sigma: Gaussian noise on every heard reading;
 - ``gain_db`` g: one offset uniform in [-g, g] dB added to every heard reading of a scan or
   window (another phone's or wearable's antenna gain);
+- ``slope`` a: one factor uniform in [1 - a, 1 + a] per scan or window that stretches or
+  compresses every heard reading's distance below the scan's strongest (receivers differ in
+  the slope of their RSSI response, not only in its offset; the strongest reading stays put,
+  so this is what ``gain_db`` does not already cover);
 - ``sensitivity_db`` s: one detection threshold uniform in [floor, floor + s] dBm per scan or
   window; a reading at or below it after the gain offset and the noise is not heard (another
   receiver's sensitivity: a weaker radio loses the faintest access points, where AP dropout
@@ -38,7 +42,7 @@ from keras import ops
 
 from tinyloc_tf.errors import TinylocError
 
-AUGMENTATION_FLAGS = ("ap_dropout", "noise_db", "gain_db", "sensitivity_db", "packet_drop", "time_shift")
+AUGMENTATION_FLAGS = ("ap_dropout", "noise_db", "gain_db", "slope", "sensitivity_db", "packet_drop", "time_shift")
 
 
 @keras.saving.register_keras_serializable(package="tinyloc")
@@ -47,14 +51,15 @@ class RSSIAugmentation(keras.layers.Layer):
 
     Args:
         scaling: the prepared data's ``meta["scaling"]`` (representation, floor, min/max).
-        ap_dropout, noise_db, gain_db, sensitivity_db, packet_drop, time_shift: see the module docstring.
+        ap_dropout, noise_db, gain_db, slope, sensitivity_db, packet_drop, time_shift: see the module
+            docstring.
         seed: seed of the layer's random stream.
     """
 
-    def __init__(self, scaling: dict, ap_dropout=0.0, noise_db=0.0, gain_db=0.0, sensitivity_db=0.0,
-                 packet_drop=0.0, time_shift=0, seed=None, **kwargs):
+    def __init__(self, scaling: dict, ap_dropout=0.0, noise_db=0.0, gain_db=0.0, slope=0.0,
+                 sensitivity_db=0.0, packet_drop=0.0, time_shift=0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("ap_dropout", ap_dropout), ("packet_drop", packet_drop)):
+        for name, value in (("ap_dropout", ap_dropout), ("slope", slope), ("packet_drop", packet_drop)):
             if not 0.0 <= float(value) < 1.0:
                 raise TinylocError(f"augmentation {name} must be in [0, 1), got {value}")
         for name, value in (("noise_db", noise_db), ("gain_db", gain_db), ("sensitivity_db", sensitivity_db),
@@ -69,7 +74,7 @@ class RSSIAugmentation(keras.layers.Layer):
         self.exponent = float(self.scaling.get("exponent", 1.0))
         self.reference = float(self.scaling.get("reference_dbm", 0.0))
         self.ap_dropout, self.noise_db, self.gain_db = float(ap_dropout), float(noise_db), float(gain_db)
-        self.sensitivity_db = float(sensitivity_db)
+        self.slope, self.sensitivity_db = float(slope), float(sensitivity_db)
         self.packet_drop, self.time_shift = float(packet_drop), int(time_shift)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -98,8 +103,13 @@ class RSSIAugmentation(keras.layers.Layer):
     def _relative_to_strongest(self, dbm, heard):
         """``relative``: the perturbed scan's strongest heard reading back at the reference, as
         :meth:`~tinyloc_tf.data.representation.Representation.relative_to_strongest` does."""
-        strongest = ops.max(ops.where(heard, dbm, ops.full_like(dbm, -1e9)), axis=-1, keepdims=True)
+        strongest = self._strongest(dbm, heard)
         return ops.where(strongest > -1e8, dbm + (self.reference - strongest), dbm)
+
+    @staticmethod
+    def _strongest(dbm, heard):
+        """``[b, T, 1]``: each scan's strongest heard reading, -1e9 where it heard nothing."""
+        return ops.max(ops.where(heard, dbm, ops.full_like(dbm, -1e9)), axis=-1, keepdims=True)
 
     def call(self, x, training=None):
         if not training or not self.active:
@@ -109,6 +119,11 @@ class RSSIAugmentation(keras.layers.Layer):
         if self.ap_dropout:
             heard = ops.logical_and(heard, keras.random.uniform(shape, seed=self.seed_generator) >= self.ap_dropout)
         dbm = self._to_dbm(x)
+        if self.slope:
+            strongest = self._strongest(dbm, heard)
+            factor = keras.random.uniform((shape[0], 1, 1), 1.0 - self.slope, 1.0 + self.slope,
+                                          seed=self.seed_generator)
+            dbm = ops.where(strongest > -1e8, strongest - factor * (strongest - dbm), dbm)
         if self.gain_db:
             dbm = dbm + keras.random.uniform((shape[0], 1, 1), -self.gain_db, self.gain_db, seed=self.seed_generator)
         if self.noise_db:
@@ -143,6 +158,6 @@ class RSSIAugmentation(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(scaling=self.scaling, ap_dropout=self.ap_dropout, noise_db=self.noise_db,
-                      gain_db=self.gain_db, sensitivity_db=self.sensitivity_db, packet_drop=self.packet_drop,
+                      gain_db=self.gain_db, slope=self.slope, sensitivity_db=self.sensitivity_db, packet_drop=self.packet_drop,
                       time_shift=self.time_shift, seed=self.seed)
         return config

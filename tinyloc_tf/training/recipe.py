@@ -18,7 +18,7 @@ from tinyloc_tf.errors import TinylocError
 
 SCHEDULES = ("constant", "cosine")
 # Recipe fields that runs written before them lack, with the value that means "off".
-ADDED_LATER = {"ema": 0.0, "train_steps": 0, "shortcut": False, "sensitivity_db": 0.0}
+ADDED_LATER = {"ema": 0.0, "train_steps": 0, "shortcut": False, "sensitivity_db": 0.0, "slope": 0.0}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Recipe:
     ap_dropout: float = 0.1
     noise_db: float = 2.0
     gain_db: float = 5.0
+    slope: float = 0.0
     sensitivity_db: float = 0.0
     packet_drop: float = 0.0
     time_shift: int = 0
@@ -66,7 +67,7 @@ class Recipe:
             raise TinylocError(f"--ema must be in [0, 1), got {self.ema}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise TinylocError(f"--dropout must be in [0, 1), got {self.dropout}")
-        for name in ("ap_dropout", "packet_drop"):
+        for name in ("ap_dropout", "slope", "packet_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TinylocError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         for name in ("noise_db", "gain_db", "sensitivity_db", "time_shift", "train_steps"):
@@ -148,7 +149,7 @@ class Recipe:
         from tinyloc_tf.models.augmentation import RSSIAugmentation
 
         layer = RSSIAugmentation(scaling, ap_dropout=self.ap_dropout, noise_db=self.noise_db, gain_db=self.gain_db,
-                                 sensitivity_db=self.sensitivity_db, packet_drop=self.packet_drop,
+                                 slope=self.slope, sensitivity_db=self.sensitivity_db, packet_drop=self.packet_drop,
                                  time_shift=self.time_shift, seed=int(seed), name="augmentation")
         return layer if layer.active else None
 
@@ -198,6 +199,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"augmentation: Gaussian RSSI noise sigma in dB (default {default.noise_db:g})")
     group.add_argument("--gain-db", type=non_negative_float, default=default.gain_db,
                        help=f"augmentation: per-scan/window device gain offset, uniform +-dB (default {default.gain_db:g})")
+    group.add_argument("--slope", type=non_negative_float, default=default.slope,
+                       help=f"augmentation: per-scan/window factor in [1-a, 1+a] on every reading's distance below "
+                            f"the strongest, a receiver's response slope (default {default.slope:g})")
     group.add_argument("--sensitivity-db", type=non_negative_float, default=default.sensitivity_db,
                        help=f"augmentation: per-scan/window detection threshold up to this many dB above the "
                             f"not-heard floor; weaker readings are lost (default {default.sensitivity_db:g})")
