@@ -251,3 +251,23 @@ def test_synth_prepare_info_round_trip(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["T"] == 20 and all(summary["samples"][s] > 0 for s in ("train", "val", "test"))
     assert sum(c["train"] for c in summary["classes"].values()) == summary["steps"]["train"]
+
+
+def test_a_closed_stdout_ends_the_verb_quietly_with_status_141(tmp_path):
+    """``tinyloc data info DIR | head``: when the reader has gone, no "internal error", no
+    traceback; the status a shell reports for SIGPIPE."""
+    import os
+    import subprocess
+
+    from helpers import write_toy_dataset
+
+    data = write_toy_dataset(tmp_path / "toy")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the verb writes a line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tinyloc_tf", "data", "info", str(data)], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr.decode()
+    assert proc.stderr == b""
