@@ -265,6 +265,21 @@ def test_grouped_split_holds_out_whole_groups(tmp_path):
     in_val = (train["USERID"] == val_user) & (train["PHONEID"] == val_phone)
     assert meta["counts"]["val"] == int(in_val.sum()) and meta["counts"]["train"] == int((~in_val).sum())
     assert split["classes_in_val"] == 4
+    # Scans per phone and split; the test phones counted by where they were seen.
+    phones = meta["uji"]["scans_per_phone"]
+    assert sum(phones["val"].values()) == meta["counts"]["val"] and set(phones["val"]) == {f"P{val_phone}"}
+    assert sum(phones["train"].values()) == meta["counts"]["train"]
+    assert sum(phones["test"].values()) == len(test)
+    assert sum(meta["uji"]["test_scans_by_phone_seen"].values()) == len(test)
+
+
+def test_phone_summary_counts_test_scans_by_where_their_phone_was_seen():
+    from tinyloc_tf.data.uji import phone_summary
+
+    summary = phone_summary({"train": np.array([1, 1, 2]), "val": np.array([2, 3]), "test": np.array([1, 3, 3, 4, 2])})
+    assert summary["scans_per_phone"]["train"] == {"P1": 2, "P2": 1}
+    assert summary["scans_per_phone"]["test"] == {"P1": 1, "P2": 1, "P3": 2, "P4": 1}
+    assert summary["test_scans_by_phone_seen"] == {"in_train": 2, "in_val_only": 2, "in_neither": 1}
 
 
 def test_grouped_split_function():

@@ -186,6 +186,8 @@ def summarize(path: str | Path) -> dict:
         "T": data.steps,
         "F": data.num_features,
         "samples": {name: len(data.split(name)) for name in SPLITS},
+        **({"phones": {key: data.meta["uji"][key] for key in ("scans_per_phone", "test_scans_by_phone_seen")}}
+           if "scans_per_phone" in data.meta.get("uji", {}) else {}),
         "steps": {name: int(data.split(name).y.size) for name in SPLITS},
         "classes": {
             cls: {name: per_class[name][index] for name in SPLITS}
@@ -208,6 +210,11 @@ def _info(args) -> int:
     print(f"{'split':<{width}}" + "".join(f"{name:>10}" for name in splits))
     print(f"{'samples':<{width}}" + "".join(f"{summary['samples'][name]:>10}" for name in splits))
     print(f"{'steps':<{width}}" + "".join(f"{summary['steps'][name]:>10}" for name in splits))
+    if "phones" in summary:
+        per_phone, seen = summary["phones"]["scans_per_phone"], summary["phones"]["test_scans_by_phone_seen"]
+        print(f"{'phones':<{width}}" + "".join(f"{len(per_phone[name]):>10}" for name in splits))
+        print(f"test scans by phone: {seen['in_train']} on a phone of train, {seen['in_val_only']} on one of "
+              f"val only, {seen['in_neither']} on one of neither")
     print()
     print(f"{'class':<{width}}" + "".join(f"{name:>10}" for name in splits))
     for cls, counts in summary["classes"].items():

@@ -451,6 +451,23 @@ def label_scans(tables: UjiTables, labels: str, areas: int = DEFAULT_AREAS) -> S
     )
 
 
+def phone_summary(phones: dict[str, np.ndarray]) -> dict:
+    """Scans per PHONEID in each split, and how many test scans come from a phone the train
+    split has, one only val has, or one in neither: a phone's receiver shifts every reading, so
+    this says how far validation (and a refit on train + val) stands from the test."""
+    seen_train, seen_val = set(phones["train"].tolist()), set(phones["val"].tolist())
+    test = phones["test"].tolist()
+    return {
+        "scans_per_phone": {split: {f"P{p}": int(n) for p, n in zip(*np.unique(ids, return_counts=True))}
+                            for split, ids in phones.items()},
+        "test_scans_by_phone_seen": {
+            "in_train": sum(p in seen_train for p in test),
+            "in_val_only": sum(p in seen_val and p not in seen_train for p in test),
+            "in_neither": sum(p not in seen_train and p not in seen_val for p in test),
+        },
+    }
+
+
 def user_phone_groups(frame: "pd.DataFrame") -> np.ndarray:
     """One id per (USERID, PHONEID) pair of ``frame``'s scans: ``USERID * 1000 + PHONEID``."""
     return frame["USERID"].to_numpy(dtype=np.int64) * 1000 + frame["PHONEID"].to_numpy(dtype=np.int64)
@@ -544,6 +561,8 @@ def prepare_uji(
     never_in_training = (raw_train == NOT_HEARD).all(axis=0)
     dup_groups = train_df.groupby(list(COLUMNS), sort=False).ngroup().to_numpy()
     straddling = len(set(dup_groups[train_idx]) & set(dup_groups[val_idx]))
+    phones = {"train": train_df["PHONEID"].to_numpy()[train_idx], "val": train_df["PHONEID"].to_numpy()[val_idx],
+              "test": test_df["PHONEID"].to_numpy()}
 
     meta = {
         "dataset": "ujiindoorloc",
@@ -600,6 +619,7 @@ def prepare_uji(
                 TEST_CSV: round(float((raw_test == NOT_HEARD).mean()), 6),
             },
             "cells_clipped": {"train": clipped_train, "val": clipped_val, "test": clipped_test},
+            **phone_summary(phones),
         },
     }
     steps.set_postfix_str("writing")
