@@ -143,3 +143,10 @@ for labels in area floor; do
   .venv/bin/python scripts/ship_models.py "$WORK/sweep-$labels-mlp-sens" \
       --seeds-of "$WORK/sweep-$labels-mlp-sens-s3" "$WORK/sweep-$labels-mlp-sens-s6" --name "$name" --out models --refit
 done
+# the shipped models and the best baseline by where each test scan's phone was seen (docs/data.md, Split)
+.venv/bin/python scripts/score_by_phone.py --data "$WORK/area-powed" \
+    --models models/ujiindoorloc/32kb.tflite models/ujiindoorloc/64kb.tflite \
+    --logistic-regression "$WORK/area-relative:10" "$WORK/area-powed:10"
+.venv/bin/python scripts/score_by_phone.py --data "$WORK/floor" \
+    --models models/ujiindoorloc-floors/32kb.tflite models/ujiindoorloc-floors/64kb.tflite \
+    --logistic-regression "$WORK/floor-relative:10"
