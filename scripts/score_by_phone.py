@@ -21,31 +21,27 @@ from pathlib import Path
 
 import numpy as np
 
-GROUPS = ("in train", "in val only", "in neither")
-
-
 def phone_groups(meta: dict) -> np.ndarray:
-    """Per test scan of a grouped UJIIndoorLoc split, the index in :data:`GROUPS` of where its
-    phone was seen."""
-    from tinyloc_tf.data.uji import read_uji
+    """Per test scan of a grouped UJIIndoorLoc split, the index in ``data.uji.PHONE_SEEN`` of
+    where its phone was seen."""
+    from tinyloc_tf.data.uji import group_name, phone_seen, read_uji, user_phone_groups
     from tinyloc_tf.errors import TinylocError
 
     split = meta.get("split", {})
     if meta.get("dataset") != "ujiindoorloc" or "val_groups" not in split:
         raise TinylocError("score_by_phone needs a UJIIndoorLoc folder prepared with the grouped split")
     tables = read_uji(meta["source"])
-    users, phones = tables.train["USERID"].to_numpy(), tables.train["PHONEID"].to_numpy()
-    in_val = np.array([f"U{u}P{p}" in set(split["val_groups"]) for u, p in zip(users, phones)])
-    train_phones, val_phones = set(phones[~in_val].tolist()), set(phones[in_val].tolist())
-    return np.array([0 if p in train_phones else 1 if p in val_phones else 2
-                     for p in tables.test["PHONEID"].to_numpy().tolist()])
+    phones = tables.train["PHONEID"].to_numpy()
+    in_val = np.isin([group_name(g) for g in user_phone_groups(tables.train).tolist()], split["val_groups"])
+    return phone_seen(tables.test["PHONEID"].to_numpy(), phones[~in_val], phones[in_val])
 
 
 def scores_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> list[tuple[float, float, int]]:
-    """``(accuracy, macro-F1, scans)`` in percent over all scans, then per group of :data:`GROUPS`."""
+    """``(accuracy, macro-F1, scans)`` in percent over all scans, then per group of ``PHONE_SEEN``."""
+    from tinyloc_tf.data.uji import PHONE_SEEN
     from tinyloc_tf.training.metrics import accuracy, macro_f1
 
-    masks = [np.ones(len(groups), bool)] + [groups == g for g in range(len(GROUPS))]
+    masks = [np.ones(len(groups), bool)] + [groups == g for g in range(len(PHONE_SEEN))]
     return [(100 * accuracy(y_true[m], y_pred[m]), 100 * macro_f1(y_true[m], y_pred[m]), int(m.sum()))
             if m.any() else (float("nan"), float("nan"), 0) for m in masks]
 
@@ -53,7 +49,7 @@ def scores_by_group(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) 
 def logistic_regression_paths(spec: str, test_len: int) -> tuple[str, np.ndarray]:
     """``DIR:C`` -> (its name, test predictions of the logistic regression refit on DIR's train + val)."""
     from tinyloc_tf.errors import TinylocError
-    from tinyloc_tf.training.baselines import make_estimator, per_step, unique_rows
+    from tinyloc_tf.training.baselines import per_step, refit_estimator
     from tinyloc_tf.training.trainer import load_data
 
     folder, _, c = spec.rpartition(":")
@@ -62,10 +58,8 @@ def logistic_regression_paths(spec: str, test_len: int) -> tuple[str, np.ndarray
     except ValueError:
         raise TinylocError(f"--logistic-regression {spec}: expected DIR:C, C a number") from None
     data = load_data(folder)
-    X = np.concatenate([data.split("train").X, data.split("val").X])
-    y = np.concatenate([data.split("train").y, data.split("val").y])
-    estimator = make_estimator("logistic_regression", {"C": c}, seed=0, n_jobs=1)
-    estimator.fit(*unique_rows(*per_step(X, y)))
+    train, val = (per_step(data.split(name).X, data.split(name).y) for name in ("train", "val"))
+    estimator, _ = refit_estimator("logistic_regression", {"C": c}, train, val)
     test = data.split("test")
     if len(test) != test_len:
         raise TinylocError(f"{folder}: {len(test)} test scans, not the {test_len} of --data")
@@ -82,6 +76,7 @@ def main() -> int:
     if not args.models and not args.logistic_regression:
         parser.error("give --models, --logistic-regression or both")
 
+    from tinyloc_tf.data.uji import PHONE_SEEN
     from tinyloc_tf.deployment.host import predict_paths
     from tinyloc_tf.training.trainer import load_data
 
@@ -94,7 +89,7 @@ def main() -> int:
     rows += [logistic_regression_paths(spec, len(test)) for spec in args.logistic_regression]
 
     counts = scores_by_group(test.y[:, 0], test.y[:, 0], groups)
-    header = ["model", f"all ({counts[0][2]})", *(f"phone {g} ({c[2]})" for g, c in zip(GROUPS, counts[1:]))]
+    header = ["model", f"all ({counts[0][2]})", *(f"phone {g.replace('_', ' ')} ({c[2]})" for g, c in zip(PHONE_SEEN, counts[1:]))]
     print("Test accuracy / macro-F1 (%), by where the scan's phone was seen (scans)\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

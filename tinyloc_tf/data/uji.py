@@ -451,21 +451,33 @@ def label_scans(tables: UjiTables, labels: str, areas: int = DEFAULT_AREAS) -> S
     )
 
 
+#: Where a test scan's phone was seen, in the order :func:`phone_seen` numbers it.
+PHONE_SEEN = ("in_train", "in_val_only", "in_neither")
+
+
+def phone_seen(test_phones: np.ndarray, train_phones: np.ndarray, val_phones: np.ndarray) -> np.ndarray:
+    """Per test scan, the index in :data:`PHONE_SEEN` of where its PHONEID was seen: in the
+    train split, only in val, or in neither."""
+    seen_train, seen_val = set(np.asarray(train_phones).tolist()), set(np.asarray(val_phones).tolist())
+    return np.array([0 if p in seen_train else 1 if p in seen_val else 2 for p in np.asarray(test_phones).tolist()],
+                    dtype=np.int64)
+
+
 def phone_summary(phones: dict[str, np.ndarray]) -> dict:
     """Scans per PHONEID in each split, and how many test scans come from a phone the train
     split has, one only val has, or one in neither: a phone's receiver shifts every reading, so
     this says how far validation (and a refit on train + val) stands from the test."""
-    seen_train, seen_val = set(phones["train"].tolist()), set(phones["val"].tolist())
-    test = phones["test"].tolist()
+    seen = np.bincount(phone_seen(phones["test"], phones["train"], phones["val"]), minlength=len(PHONE_SEEN))
     return {
         "scans_per_phone": {split: {f"P{p}": int(n) for p, n in zip(*np.unique(ids, return_counts=True))}
                             for split, ids in phones.items()},
-        "test_scans_by_phone_seen": {
-            "in_train": sum(p in seen_train for p in test),
-            "in_val_only": sum(p in seen_val and p not in seen_train for p in test),
-            "in_neither": sum(p not in seen_train and p not in seen_val for p in test),
-        },
+        "test_scans_by_phone_seen": {name: int(n) for name, n in zip(PHONE_SEEN, seen)},
     }
+
+
+def group_name(group: int) -> str:
+    """``"U11P13"`` for a :func:`user_phone_groups` id: how ``meta["split"]["val_groups"]`` names it."""
+    return f"U{group // 1000}P{group % 1000}"
 
 
 def user_phone_groups(frame: "pd.DataFrame") -> np.ndarray:
@@ -582,7 +594,7 @@ def prepare_uji(
             "val_fraction": float(val_fraction),
             "realised_val_fraction": round(len(val_idx) / len(index), 4),
             **({"groups": "(USERID, PHONEID)",
-                "val_groups": sorted({f"U{u // 1000}P{u % 1000}" for u in user_phone[val_idx].tolist()}),
+                "val_groups": sorted({group_name(g) for g in user_phone[val_idx].tolist()}),
                 "classes_in_val": int(len(np.unique(area[val_idx])))}
                if split == "grouped" else {"stratify": "area"}),
             "train": f"{TRAIN_CSV} rows not in val",

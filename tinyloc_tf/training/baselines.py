@@ -161,6 +161,14 @@ def _predict(estimator, X: np.ndarray) -> np.ndarray:
     return estimator.predict(X).astype(np.int64)
 
 
+def refit_estimator(name: str, params: dict, train, val, *, seed: int = 0, n_jobs: int = 1):
+    """``(estimator, X)``: grid point ``params`` fitted again on train + val (``(X, y)`` per step
+    each; a row in both once), the baseline's counterpart of a neural model shipped with
+    ``--refit``, and the rows it was fitted on."""
+    X, y = unique_rows(np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]]))
+    return make_estimator(name, params, seed, n_jobs).fit(X, y), X
+
+
 def select_and_score(name, grid, train, val, test, class_names, *, seed=0, n_jobs=1, progress=None) -> dict:
     """Fit every grid point on ``train``, pick by validation macro-F1, score test once.
 
@@ -186,8 +194,7 @@ def select_and_score(name, grid, train, val, test, class_names, *, seed=0, n_job
     params, estimator, fit_seconds = best
     val_scores = score_paths(yva, _predict(estimator, Xva), class_names)
     test_scores = score_paths(yte, _predict(estimator, Xte), class_names)
-    Xall, yall = unique_rows(np.concatenate([Xtr, Xva]), np.concatenate([ytr, yva]))
-    refitted = make_estimator(name, params, seed, n_jobs).fit(Xall, yall)
+    refitted, Xall = refit_estimator(name, params, (Xtr, ytr), (Xva, yva), seed=seed, n_jobs=n_jobs)
     refit_scores = score_paths(yte, _predict(refitted, Xte), class_names)
     refit = {"test_macro_f1": refit_scores["macro_f1"], "test_accuracy": refit_scores["accuracy"],
              "rows": int(len(Xall)), **_iterations(refitted), **footprint(name, refitted, len(Xall), Xall.shape[1], classes)}
