@@ -17,19 +17,22 @@ test split of final models only; nothing here chooses a model.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-def phone_groups(meta: dict) -> np.ndarray:
-    """Per test scan of a grouped UJIIndoorLoc split, the index in ``data.uji.PHONE_SEEN`` of
-    where its phone was seen."""
+def phone_groups(data) -> np.ndarray:
+    """Per test scan of a prepared dataset's grouped UJIIndoorLoc split, the index in
+    ``data.uji.PHONE_SEEN`` of where its phone was seen."""
     from tinyloc_tf.data.uji import group_name, phone_seen, read_uji, user_phone_groups
     from tinyloc_tf.errors import TinylocError
 
+    meta = data.meta
     split = meta.get("split", {})
     if meta.get("dataset") != "ujiindoorloc" or "val_groups" not in split:
-        raise TinylocError("score_by_phone needs a UJIIndoorLoc folder prepared with the grouped split")
+        raise TinylocError(f"{data.path}: not a UJIIndoorLoc folder prepared with the grouped split "
+                           f"(dataset {meta.get('dataset')!r}, split {split.get('scheme')!r})")
     tables = read_uji(meta["source"])
     phones = tables.train["PHONEID"].to_numpy()
     in_val = np.isin([group_name(g) for g in user_phone_groups(tables.train).tolist()], split["val_groups"])
@@ -82,7 +85,7 @@ def main() -> int:
 
     data = load_data(args.data)
     test = data.split("test")
-    groups = phone_groups(data.meta)
+    groups = phone_groups(data)
     if len(groups) != len(test):
         parser.error(f"{args.data}: {len(test)} test scans, but the source's validationData.csv has {len(groups)}")
     rows = [(str(model), predict_paths(model, test.X)[0][:, 0]) for model in args.models]
@@ -99,5 +102,16 @@ def main() -> int:
     return 0
 
 
+def run() -> int:
+    """:func:`main`, with a bad input as one line on stderr and status 2 (as ``tinyloc`` verbs do)."""
+    from tinyloc_tf.errors import TinylocError
+
+    try:
+        return main()
+    except TinylocError as error:
+        print(f"score_by_phone: error: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())

@@ -31,7 +31,7 @@ def grouped(tmp_path):
 
 def test_each_test_scan_is_grouped_by_where_its_phone_was_seen(grouped):
     data, test = grouped
-    groups = score_by_phone.phone_groups(data.meta)
+    groups = score_by_phone.phone_groups(data)
     per_phone = data.meta["uji"]["scans_per_phone"]  # what prepare recorded, read another way
     train_phones, val_phones = ({int(name[1:]) for name in per_phone[split]} for split in ("train", "val"))
     expected = [0 if p in train_phones else 1 if p in val_phones else 2 for p in test["PHONEID"]]
@@ -61,3 +61,5 @@ def test_main_prints_one_row_per_model_and_names_a_bad_spec(grouped, monkeypatch
                                       "--logistic-regression", f"{data.path}:big"])
     with pytest.raises(TinylocError, match="expected DIR:C"):
         score_by_phone.main()
+    assert score_by_phone.run() == 2  # the same bad spec from the command line: one line, status 2
+    assert "score_by_phone: error: --logistic-regression" in capsys.readouterr().err
