@@ -12,7 +12,7 @@ For each int8 .tflite:
     check of ``tinyloc compile --check``);
 
 TFLM and AOT side by side on the emulated Cortex-M targets (flash, RAM, instructions) is
-``scripts/measure_firmware.py --backends tflm aot``.
+``scripts/measure_firmware.py --runtimes tflm-reference aot``.
 
 Without model paths it builds four untrained demo models with the real architectures (MDCSA
 H8L1 and int8-friendly Mamba H8L1 at F=8, K=4, T=20; Mamba H4L1 and MDCSA H8L1 at the
@@ -106,7 +106,7 @@ def plan_table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="*", type=Path, help="int8 .tflite files (default: two demo models)")
+    p.add_argument("models", nargs="*", type=Path, help="int8 .tflite files (default: the four demo models)")
     p.add_argument("--windows", type=int, default=16, help="random windows for the host check (default 16)")
     p.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = p.parse_args(argv)
