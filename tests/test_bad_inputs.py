@@ -122,6 +122,19 @@ def a_file(tmp: Path) -> Path:
     return path
 
 
+def _written(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def scans_csv(tmp: Path, rows: int = 2 * STEPS) -> Path:
+    """A good recording for ``predict``: one column per feature, RSSI in dBm."""
+    values = np.random.default_rng(0).uniform(-100, -40, (rows, FEATURES)).round()
+    header = ",".join(META["features"])
+    return _written(tmp / "scans.csv", (header + "\n" + "\n".join(",".join(f"{v:g}" for v in row) for row in values)
+                                        + "\n").encode())
+
+
 def bad_data(maker):
     """A case over a broken copy of the prepared data, for several verbs."""
     def build(w, tmp, verb):
@@ -266,6 +279,32 @@ CASES = {
     "evaluate: --out exists": lambda w, tmp: (
         ["evaluate", str(w["tflite"]), "--data", str(w["data"]), "--out", str(w["run"] / "config.json")],
         2, "config.json"),
+    "predict: truncated tflite": lambda w, tmp: (
+        ["predict", str(truncated(Path(shutil.copy(w["tflite"], tmp / "t.tflite")))), "--input", str(scans_csv(tmp)),
+         "--out", str(tmp / "rooms.csv")], 2, "t.tflite"),
+    "predict: not a tflite": lambda w, tmp: (
+        ["predict", str(a_file(tmp)), "--input", str(scans_csv(tmp)), "--out", str(tmp / "rooms.csv")], 2, "plain.txt"),
+    "predict: missing input": lambda w, tmp: (
+        ["predict", str(w["tflite"]), "--input", str(tmp / "no.csv"), "--out", str(tmp / "rooms.csv")], 2, "no.csv"),
+    "predict: input is a folder": lambda w, tmp: (
+        ["predict", str(w["tflite"]), "--input", str(w["data"]), "--out", str(tmp / "rooms.csv")], 2, str(w["data"])),
+    "predict: empty input": lambda w, tmp: (
+        ["predict", str(w["tflite"]), "--input", str(_written(tmp / "e.csv", b"")), "--out", str(tmp / "rooms.csv")],
+        2, "e.csv"),
+    "predict: binary input": lambda w, tmp: (
+        ["predict", str(w["tflite"]), "--input", str(_written(tmp / "b.csv", bytes(range(256)) * 8)),
+         "--out", str(tmp / "rooms.csv")], 2, "b.csv"),
+    "predict: header only": lambda w, tmp: (
+        ["predict", str(w["tflite"]), "--input", str(_written(tmp / "h.csv", b"ap0,ap1,ap2,ap3,ap4\n")),
+         "--out", str(tmp / "rooms.csv")], 2, "h.csv"),
+    "predict: fewer rows than a window": lambda w, tmp: (
+        ["predict", str(w["tflite"]), "--input", str(scans_csv(tmp, rows=STEPS - 1)), "--out", str(tmp / "rooms.csv")],
+        2, "scans.csv"),
+    "predict: --out is the input": lambda w, tmp: (
+        ["predict", str(w["tflite"]), "--input", str(scans_csv(tmp)), "--out", str(tmp / "scans.csv")], 2, "scans.csv"),
+    "predict: --lag -1": lambda w, tmp: (
+        ["predict", str(w["tflite"]), "--input", str(scans_csv(tmp)), "--out", str(tmp / "rooms.csv"), "--lag", "-1"],
+        2, "--lag"),
     "export-c: truncated tflite": lambda w, tmp: (
         ["export-c", str(truncated(Path(shutil.copy(w["tflite"], tmp / "e.tflite")))), "--out", str(tmp / "c")],
         2, "e.tflite"),

@@ -1,0 +1,196 @@
+"""``tinyloc predict``: a CSV of RSSI in dBm -> a room per row, as evaluate decodes the same inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import fc_model_bytes
+from tinyloc_tf.cli import main
+from tinyloc_tf.deployment.predict import window_starts
+
+FEATURES = [f"ap{i}" for i in range(6)]
+
+
+def dbm_of(inputs: np.ndarray) -> np.ndarray:
+    """The helpers' models read min-max inputs over [-110, -30] dBm: the dBm that give ``inputs``
+    back exactly (float32 inputs times 80 are exact in float64)."""
+    return -110.0 + 80.0 * inputs.astype(np.float64)
+
+
+def recording(rng, rows: int) -> np.ndarray:
+    return rng.random((rows, len(FEATURES))).astype(np.float32)
+
+
+def write_csv(path, inputs, **other) -> None:
+    table = pd.DataFrame(dbm_of(inputs), columns=FEATURES)
+    for name, values in other.items():
+        table.insert(0, name, values)
+    table.to_csv(path, index=False)
+
+
+def predict(tmp_path, capsys, model_bytes, csv, *extra) -> tuple[int, pd.DataFrame | None, str]:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(model_bytes)
+    out = tmp_path / "rooms.csv"
+    status = main(["predict", str(model), "--input", str(csv), "--out", str(out), "--quiet", *extra])
+    captured = capsys.readouterr()
+    return status, (pd.read_csv(out) if out.exists() else None), captured.out + captured.err
+
+
+def test_window_starts_cover_every_row_once_but_the_last_overlap():
+    assert window_starts(20, 20) == [0]
+    assert window_starts(45, 20) == [0, 20, 25]
+    assert window_starts(40, 20) == [0, 20]
+
+
+def test_per_scan_model_labels_every_row_as_viterbi_does_and_keeps_the_other_columns(tmp_path, capsys):
+    from tinyloc_tf.deployment.host import predict_paths
+    from tinyloc_tf.compression.metadata import read_metadata
+
+    model = fc_model_bytes(steps=1)
+    inputs = recording(np.random.default_rng(0), 40)
+    write_csv(tmp_path / "scans.csv", inputs, scan_id=[f"s{i}" for i in range(40)])
+    status, rooms, text = predict(tmp_path, capsys, model, tmp_path / "scans.csv")
+    assert status == 0, text
+    paths, _ = predict_paths(model, inputs[:, None, :])
+    classes = np.array(read_metadata(model)["classes"])
+    assert list(rooms.columns) == ["scan_id", "room"]
+    assert rooms["scan_id"].tolist() == [f"s{i}" for i in range(40)]
+    assert rooms["room"].tolist() == classes[paths[:, 0]].tolist()
+    summary = json.loads(text[text.index("{"):])
+    assert summary["kind"] == "per scan" and summary["rows"] == 40 and sum(summary["rooms"].values()) == 40
+
+
+def test_window_model_decodes_each_stream_in_windows_the_last_ending_at_its_end(tmp_path, capsys):
+    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.deployment.host import predict_paths
+
+    model = fc_model_bytes(steps=4)
+    rng = np.random.default_rng(1)
+    first, second = recording(rng, 10), recording(rng, 4)
+    # Streams interleaved in the file: each is its rows in file order.
+    order = [0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0]
+    inputs = np.empty((14, len(FEATURES)), np.float32)
+    inputs[np.array(order) == 0], inputs[np.array(order) == 1] = first, second
+    write_csv(tmp_path / "rec.csv", inputs, session=["a" if o == 0 else "b" for o in order])
+    status, rooms, text = predict(tmp_path, capsys, model, tmp_path / "rec.csv", "--stream-column", "session")
+    assert status == 0, text
+
+    classes = np.array(read_metadata(model)["classes"])
+    paths, _ = predict_paths(model, np.stack([first[0:4], first[4:8], first[6:10], second]))
+    expected_first = np.concatenate([paths[0], paths[1], paths[2][2:]])  # rows 6-7 from the second window
+    got = rooms["room"].to_numpy()
+    assert got[np.array(order) == 0].tolist() == classes[expected_first].tolist()
+    assert got[np.array(order) == 1].tolist() == classes[paths[3]].tolist()
+    assert rooms["session"].tolist() == ["a" if o == 0 else "b" for o in order]
+
+
+def test_not_heard_markers_read_as_the_floor(tmp_path, capsys):
+    from tinyloc_tf.compression.metadata import read_metadata, write_metadata
+
+    meta = read_metadata(fc_model_bytes(steps=1))
+    meta["scaling"] = {"representation": "dbm", "not_heard_dbm": -105.0, "not_heard": 100}
+    model = write_metadata(fc_model_bytes(steps=1, metadata=False), meta)
+    table = pd.DataFrame({name: [-105, 100, "", -120, -60] for name in FEATURES})
+    table.to_csv(tmp_path / "scans.csv", index=False)
+    status, rooms, text = predict(tmp_path, capsys, model, tmp_path / "scans.csv")
+    assert status == 0, text
+    assert rooms["room"].nunique() <= 2 and len(set(rooms["room"][:4])) == 1  # four spellings of not heard
+
+
+@pytest.mark.parametrize("cells, message", [
+    ({"ap3": "loud"}, "line 3, column ap3: 'loud' is not a number"),
+    ({"ap2": 5}, "line 3, column ap2: '5' is not an RSSI in dBm"),
+    ({"ap1": "nan"}, "line 3, column ap1"),
+])
+def test_a_bad_cell_is_named_and_nothing_is_written(tmp_path, capsys, cells, message):
+    inputs = recording(np.random.default_rng(2), 3)
+    write_csv(tmp_path / "scans.csv", inputs)
+    table = pd.read_csv(tmp_path / "scans.csv", dtype=str)
+    for column, value in cells.items():
+        table.loc[1, column] = str(value)
+    table.to_csv(tmp_path / "scans.csv", index=False)
+    status, rooms, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv")
+    assert status == 2 and rooms is None
+    assert message in text and "Traceback" not in text
+
+
+def test_missing_features_short_streams_and_existing_outputs_are_refused(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    write_csv(tmp_path / "scans.csv", recording(rng, 3))
+    pd.read_csv(tmp_path / "scans.csv").drop(columns=["ap0", "ap4"]).to_csv(tmp_path / "few.csv", index=False)
+    status, _, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "few.csv")
+    assert status == 2 and "2 of the model's 6 feature columns are missing (ap0, ap4)" in text
+
+    status, _, text = predict(tmp_path, capsys, fc_model_bytes(steps=4), tmp_path / "scans.csv")
+    assert status == 2 and "scans.csv: 3 rows, but" in text and "windows of 4 rows" in text
+
+    status, _, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv", "--stream-column", "id")
+    assert status == 2 and "no column 'id'" in text
+
+    (tmp_path / "rooms.csv").write_text("keep me\n")
+    status, _, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv")
+    assert status == 2 and "--overwrite" in text
+    assert (tmp_path / "rooms.csv").read_text() == "keep me\n"
+
+
+def test_streaming_model_decodes_each_stream_online_from_a_zero_state(tmp_path, capsys):
+    import keras
+
+    from tinyloc_tf.compression.streaming import convert_streaming
+    from tinyloc_tf.deployment.streaming import StreamRunner
+    from tinyloc_tf.models import build_model
+    from tinyloc_tf.models.online_decoding import decode_stream
+
+    keras.utils.set_random_seed(0)
+    tagger = build_model("mamba", features=6, classes=3, hidden=4, layers=1, steps=20, int8_friendly=True)
+    rng = np.random.default_rng(4)
+    first, second = recording(rng, 30), recording(rng, 12)
+    metadata = {"features": FEATURES, "classes": ["a", "b", "c"],
+                "scaling": {"min": [-110.0] * 6, "max": [-30.0] * 6}}
+    model = convert_streaming(tagger, [first], metadata, quant="int8", representative_size=64).tflite
+    write_csv(tmp_path / "rec.csv", np.concatenate([first, second]), visit=[1] * 30 + [2] * 12)
+    status, rooms, text = predict(tmp_path, capsys, model, tmp_path / "rec.csv", "--stream-column", "visit",
+                                  "--lag", "3", "--reset-every", "10")
+    assert status == 0, text
+
+    from tinyloc_tf.compression.metadata import read_metadata
+
+    crf = read_metadata(model)["crf"]
+    runner = StreamRunner(model)
+    expected = []
+    for stream in (first, second):
+        _, emissions = runner.run(stream, reset_every=10)
+        expected += decode_stream(emissions, np.asarray(crf["transitions"], np.float32),
+                                  np.asarray(crf["start"], np.float32), "viterbi", 3).tolist()
+    assert rooms["room"].tolist() == np.array(["a", "b", "c"])[expected].tolist()
+    assert json.loads(text[text.index("{"):])["kind"] == "streaming"
+
+
+def test_uji_validation_file_reads_as_prepare_reads_it(tmp_path, capsys, uji_zip):
+    """UJIIndoorLoc's own test file is valid input; its rooms are the shipped model's paths on
+    the prepared test split (same rows, same order)."""
+    import zipfile
+    from pathlib import Path
+
+    from tinyloc_tf.deployment.host import predict_paths
+
+    model = Path(__file__).resolve().parents[1] / "models" / "ujiindoorloc" / "32kb.tflite"
+    with zipfile.ZipFile(uji_zip) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("validationData.csv"))
+        (tmp_path / "validationData.csv").write_bytes(archive.read(name))
+    status, rooms, text = predict(tmp_path, capsys, model.read_bytes(), tmp_path / "validationData.csv")
+    assert status == 0, text
+    assert len(rooms) == 1111 and "PHONEID" in rooms.columns and "WAP001" not in rooms.columns
+
+    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.data.uji import prepare_uji
+
+    prepared = prepare_uji(uji_zip, tmp_path / "uji", representation="powed")
+    X = np.load(Path(prepared) / "test.npz")["X"]
+    paths, _ = predict_paths(model, X)
+    assert rooms["room"].tolist() == np.array(read_metadata(model)["classes"])[paths[:, 0]].tolist()

@@ -1,0 +1,179 @@
+"""Localise new recordings with a ``.tflite``: raw RSSI in dBm in, one room per row out.
+
+    tinyloc predict M.tflite --input SCANS.csv --out ROOMS.csv [--stream-column COL]
+
+What a model needs to read a recording is in its own metadata (``tinyloc convert`` writes
+it): the feature names (the CSV's columns), the input representation (dBm -> model input,
+``data/representation.py``), the class names and the CRF. Three kinds of model, one rule for
+rows: one row is one scan (UJIIndoorLoc) or one sample at the model's rate (in-home, 5 Hz):
+
+``per scan``   (``T = 1``) every row on its own; UJIIndoorLoc's own CSV files are valid input.
+``windows``    (``T > 1``) each stream cut into windows of ``T`` rows, one after the other, the
+               last one ending at the stream's end (so it may overlap the one before); each
+               window decoded with Viterbi; a row takes the room of the first window holding it.
+``streaming``  (``tinyloc convert --streaming``) each stream fed sample by sample from a zero
+               state, decoded online with fixed-lag Viterbi (``--lag``) or forward filtering,
+               as ``tinyloc evaluate --streaming`` scores it.
+
+A stream is the whole file, or with ``--stream-column`` the rows sharing that column's value
+(in file order). Not heard: an empty cell, the dataset's own marker (UJIIndoorLoc's ``100``,
+from the metadata) or any reading at or below the representation's floor. Columns that are
+not features (ids, timestamps, true labels) are copied to the output, then ``room``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinyloc_tf.errors import DataError, TinylocError, shown
+
+#: The output column with the predicted class name.
+ROOM_COLUMN = "room"
+KINDS = ("per scan", "windows", "streaming")
+
+
+def model_kind(meta: dict) -> str:
+    """Which of :data:`KINDS` a model's metadata describes."""
+    if meta.get("streaming"):
+        return "streaming"
+    return "per scan" if int(meta.get("T", 1)) == 1 else "windows"
+
+
+def read_recording(path: Path, features: list[str], scaling: dict, stream_column: str | None = None):
+    """``(frame of the other columns, dBm float64 [n, F], stream ids [n])`` of a CSV.
+
+    Every feature column must be there; a cell must be empty, a number at most 0 dBm, or the
+    metadata's not-heard marker. Errors name the file, the line and the column.
+    """
+    import pandas as pd
+
+    floor = float(scaling.get("not_heard_dbm", -105.0))
+    marker = scaling.get("not_heard")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a CSV file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({shown(exc, 120)})") from None
+    missing = [name for name in features if name not in frame.columns]
+    if missing:
+        found = "" if len(missing) < len(features) else (
+            f"; its columns are {', '.join(map(str, frame.columns[:3]))}{', ...' if len(frame.columns) > 3 else ''}")
+        raise DataError(f"{path}: {len(missing)} of the model's {len(features)} feature columns are missing "
+                        f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}){found}")
+    if stream_column is not None and stream_column not in frame.columns:
+        raise DataError(f"{path}: no column {stream_column!r} (--stream-column)")
+    if stream_column in features:
+        raise DataError(f"--stream-column {stream_column!r} is one of the model's features")
+    if frame.empty:
+        raise DataError(f"{path}: no rows")
+
+    cells = frame[features].to_numpy()
+    dbm = np.full(cells.shape, floor, dtype=np.float64)
+    filled = cells != ""
+    try:
+        dbm[filled] = cells[filled].astype(np.float64)
+    except ValueError:
+        dbm = _parse_cells(path, cells, filled, features, floor)
+    is_marker = dbm == float(marker) if marker is not None else np.zeros(dbm.shape, dtype=bool)
+    bad = ~np.isfinite(dbm) | ((dbm > 0) & ~is_marker)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise DataError(f"{path}: line {row + 2}, column {features[col]}: {cells[row, col]!r} is not an RSSI "
+                        f"in dBm (at most 0{f', or {marker} for not heard' if marker is not None else ''})")
+    dbm[is_marker] = floor  # a reading at or below the floor is not heard too: the representation says so
+    other = frame.drop(columns=features)
+    streams = frame[stream_column].to_numpy() if stream_column else np.zeros(len(frame), dtype=int)
+    return other, dbm, streams
+
+
+def _parse_cells(path, cells, filled, features, floor) -> np.ndarray:
+    """Cell by cell, to name the first that is not a number."""
+    dbm = np.full(cells.shape, floor, dtype=np.float64)
+    for row, col in np.argwhere(filled):
+        try:
+            dbm[row, col] = float(cells[row, col])
+        except ValueError:
+            raise DataError(f"{path}: line {row + 2}, column {features[col]}: {shown(cells[row, col], 40)} "
+                            "is not a number") from None
+    return dbm
+
+
+def stream_slices(streams: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each stream, streams in order of first appearance, rows in file order."""
+    _, first, inverse = np.unique(streams, return_index=True, return_inverse=True)
+    return [np.flatnonzero(inverse == group) for group in np.argsort(first)]
+
+
+def window_starts(n: int, steps: int) -> list[int]:
+    """Starts of the windows that cover ``n`` rows: one after the other, the last ending at ``n``."""
+    starts = list(range(0, n - steps + 1, steps))
+    if starts[-1] + steps < n:
+        starts.append(n - steps)
+    return starts
+
+
+def predict_rooms(model: Path, dbm: np.ndarray, streams: np.ndarray, runtime: str = "tflm",
+                  method: str = "viterbi", lag: int = 10, reset_every: int | None = None,
+                  progress: bool = False, where: str = "the recording") -> np.ndarray:
+    """Class index per row of ``dbm [n, F]`` (rows grouped by ``streams``); see the module doc.
+    ``where`` names the recording in errors."""
+    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.data.representation import Representation
+
+    meta = read_metadata(model)
+    inputs, _ = Representation.from_meta(meta["scaling"]).apply(dbm)
+    kind = model_kind(meta)
+    rooms = np.empty(len(dbm), dtype=np.int64)
+    if kind == "per scan":
+        from tinyloc_tf.deployment.host import predict_paths
+
+        paths, _ = predict_paths(model, inputs[:, None, :], runtime=runtime, progress=progress)
+        return paths[:, 0].astype(np.int64)
+    slices = stream_slices(streams)
+    if kind == "windows":
+        from tinyloc_tf.deployment.host import predict_paths
+
+        steps = int(meta["T"])
+        short = [(streams[rows[0]], len(rows)) for rows in slices if len(rows) < steps]
+        if short:
+            stream = "" if len(slices) == 1 else f" stream {shown(short[0][0], 40)}"
+            raise DataError(f"{where}:{stream} {short[0][1]} rows, but {model} reads windows of {steps} rows")
+        windows, owners = [], []
+        for rows in slices:
+            for start in window_starts(len(rows), steps):
+                windows.append(inputs[rows[start : start + steps]])
+                owners.append(rows[start : start + steps])
+        paths, _ = predict_paths(model, np.stack(windows), runtime=runtime, progress=progress)
+        done = np.zeros(len(dbm), dtype=bool)
+        for rows, path in zip(owners, paths):  # a row keeps the room of the first window holding it
+            new = ~done[rows]
+            rooms[rows[new]] = path[new]
+            done[rows] = True
+        return rooms
+    if runtime != "tflm":
+        raise TinylocError(f"{model} is a streaming step model: it runs in host TFLM only; drop --runtime")
+    from tinyloc_tf.deployment.streaming import StreamRunner
+    from tinyloc_tf.models.online_decoding import decode_stream
+
+    runner = StreamRunner(model)
+    crf = meta["crf"]
+    for rows in slices:
+        _, emissions = runner.run(inputs[rows], reset_every=reset_every)
+        rooms[rows] = decode_stream(emissions, np.asarray(crf["transitions"], np.float32),
+                                    np.asarray(crf["start"], np.float32), method, lag)
+    return rooms
+
+
+def write_predictions(out: Path, other, classes: list[str], rooms: np.ndarray) -> None:
+    """The input's non-feature columns, then :data:`ROOM_COLUMN`, as CSV, atomically."""
+    from tinyloc_tf.atomic import write_atomic
+
+    if ROOM_COLUMN in other.columns:
+        other = other.rename(columns={ROOM_COLUMN: f"{ROOM_COLUMN}_given"})
+    table = other.assign(**{ROOM_COLUMN: np.asarray(classes, dtype=object)[rooms]})
+    write_atomic(out, table.to_csv(index=False).encode())
