@@ -2,15 +2,13 @@
 
     tinyloc convert RUN --quant float32|int8|dynamic|selective|qat [--data DIR] --out M.tflite
     tinyloc evaluate M.tflite --data DIR [--split test] [--runtime tflm|litert] [--arena-kb N] [--run RUN]
-    tinyloc predict M.tflite --input SCANS.csv --out ROOMS.csv [--stream-column COL]
 
 ``convert`` reads a training run folder (``RUN/model.keras``, ``RUN/config.json``), takes
 the representative windows (and, for ``qat``, the fine-tuning data) from the prepared
 dataset (default: the run's own ``data_dir``), writes the ``.tflite`` atomically and prints a
 JSON summary (size, ops, float ops left, ops kept in float, TFLM deployability).
 ``evaluate`` prints the JSON of :func:`tinyloc_tf.deployment.host.evaluate_tflite`; with an
-``--arena-kb`` below what the model needs it fails, naming the size needed. ``predict`` runs
-a ``.tflite`` on a recording without labels (``tinyloc_tf/deployment/predict.py``).
+``--arena-kb`` below what the model needs it fails, naming the size needed.
 """
 
 from __future__ import annotations
@@ -70,33 +68,6 @@ def register(subparsers) -> None:
     evaluate.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=_evaluate)
-
-    predict = subparsers.add_parser(
-        "predict", help="localise new recordings: a CSV of RSSI in dBm -> a CSV with a room per row",
-        description=predict_doc(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    predict.add_argument("model", type=Path, help=".tflite made by tinyloc convert (window or --streaming)")
-    predict.add_argument("--input", type=Path, required=True,
-                         help="CSV with one column per feature the model reads (its metadata's names), RSSI in dBm")
-    predict.add_argument("--out", type=Path, required=True, help="CSV to write: the input's other columns, then room")
-    predict.add_argument("--stream-column", metavar="COL",
-                         help="rows sharing COL's value form one stream (recording); default: the whole file")
-    predict.add_argument("--runtime", default="tflm", choices=("tflm", "litert"), help="interpreter (default tflm)")
-    predict.add_argument("--decoder", choices=("viterbi", "filter"), default="viterbi",
-                         help="streaming models: fixed-lag Viterbi (default) or forward filtering")
-    predict.add_argument("--lag", type=non_negative_int, default=10,
-                         help="streaming models: fixed-lag Viterbi's lag in samples (default 10)")
-    predict.add_argument("--reset-every", type=positive_int, metavar="N",
-                         help="streaming models: reset the state to zero every N samples (default never)")
-    predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    predict.add_argument("--quiet", action="store_true", help="no progress bar")
-    predict.set_defaults(handler=_predict)
-
-
-def predict_doc() -> str:
-    from tinyloc_tf.deployment import predict
-
-    return predict.__doc__
 
 
 # --------------------------------------------------------------------------- convert
@@ -185,32 +156,3 @@ def _evaluate(args) -> int:
     print(text)
     return 0
 
-
-# --------------------------------------------------------------------------- predict
-
-
-def _predict(args) -> int:
-    import numpy as np
-
-    from tinyloc_tf.compression.metadata import read_metadata
-    from tinyloc_tf.deployment.predict import model_kind, predict_rooms, read_recording, write_predictions
-
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.input))
-    meta = read_metadata(args.model)
-    missing = [key for key in ("features", "scaling", "classes", "crf") if key not in meta]
-    if missing:
-        raise TinylocError(f"{args.model}: its metadata lacks {', '.join(missing)}; convert it again with tinyloc convert")
-    kind = model_kind(meta)
-    if kind != "streaming" and (args.reset_every is not None or args.decoder != "viterbi"):
-        raise TinylocError("--reset-every and --decoder apply to streaming step models")
-    other, dbm, streams = read_recording(args.input, list(meta["features"]), meta["scaling"], args.stream_column)
-    rooms = predict_rooms(args.model, dbm, streams, runtime=args.runtime, method=args.decoder, lag=args.lag,
-                          reset_every=args.reset_every, progress=not args.quiet and sys.stderr.isatty(),
-                          where=str(args.input))
-    write_predictions(args.out, other, list(meta["classes"]), rooms)
-    counts = np.bincount(rooms, minlength=len(meta["classes"]))
-    summary = {"out": str(args.out), "model": str(args.model), "kind": kind, "rows": int(len(rooms)),
-               "streams": int(len(np.unique(streams))),
-               "rooms": {name: int(n) for name, n in zip(meta["classes"], counts) if n}}
-    print(json.dumps(summary, indent=2))
-    return 0

@@ -1,12 +1,14 @@
-"""Verbs of the on-device stage: ``tinyloc export-c`` and ``tinyloc deploy``."""
+"""Verbs of the on-device stage: ``tinyloc export-c``, ``tinyloc deploy`` and ``tinyloc predict``
+(a ``.tflite`` in the host runtime on a recording without labels, ``deployment/predict.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from tinyloc_tf.arguments import positive_int
+from tinyloc_tf.arguments import non_negative_int, positive_int
 from tinyloc_tf.atomic import check_output, write_atomic
 from tinyloc_tf.deployment.export_c import DEFAULT_WINDOWS, WINDOWS_PER_CLASS, class_coverage, default_windows
 from tinyloc_tf.deployment.targets import DEFAULT_TARGET, get_target, target_names
@@ -74,6 +76,33 @@ def register(subparsers) -> None:
     p.add_argument("--reset-every", type=positive_int, metavar="N",
                    help="--streaming: reset the state to zero every N samples (default never)")
     p.set_defaults(handler=_deploy)
+
+    predict = subparsers.add_parser(
+        "predict", help="localise new recordings: a CSV of RSSI in dBm -> a CSV with a room per row",
+        description=predict_doc(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument("model", type=Path, help=".tflite made by tinyloc convert (window or --streaming)")
+    predict.add_argument("--input", type=Path, required=True,
+                         help="CSV with one column per feature the model reads (its metadata's names), RSSI in dBm")
+    predict.add_argument("--out", type=Path, required=True, help="CSV to write: the input's other columns, then room")
+    predict.add_argument("--stream-column", metavar="COL",
+                         help="rows sharing COL's value form one stream (recording); default: the whole file")
+    predict.add_argument("--runtime", default="tflm", choices=("tflm", "litert"), help="interpreter (default tflm)")
+    predict.add_argument("--decoder", choices=("viterbi", "filter"), default="viterbi",
+                         help="streaming models: fixed-lag Viterbi (default) or forward filtering")
+    predict.add_argument("--lag", type=non_negative_int, default=10,
+                         help="streaming models: fixed-lag Viterbi's lag in samples (default 10)")
+    predict.add_argument("--reset-every", type=positive_int, metavar="N",
+                         help="streaming models: reset the state to zero every N samples (default never)")
+    predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=_predict)
+
+
+def predict_doc() -> str:
+    from tinyloc_tf.deployment import predict
+
+    return predict.__doc__
 
 
 def _target_help() -> str:
@@ -201,3 +230,33 @@ def _deploy_streaming(args) -> int:
     except (RamBudgetError, FirmwareError) as exc:
         return _failed(exc)
     return _print_report(report, args.json_out)
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def _predict(args) -> int:
+    import numpy as np
+
+    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.deployment.predict import model_kind, predict_rooms, read_recording, write_predictions
+
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.input))
+    meta = read_metadata(args.model)
+    missing = [key for key in ("features", "scaling", "classes", "crf") if key not in meta]
+    if missing:
+        raise TinylocError(f"{args.model}: its metadata lacks {', '.join(missing)}; convert it again with tinyloc convert")
+    kind = model_kind(meta)
+    if kind != "streaming" and (args.reset_every is not None or args.decoder != "viterbi"):
+        raise TinylocError("--reset-every and --decoder apply to streaming step models")
+    other, dbm, streams = read_recording(args.input, list(meta["features"]), meta["scaling"], args.stream_column)
+    rooms = predict_rooms(args.model, dbm, streams, runtime=args.runtime, method=args.decoder, lag=args.lag,
+                          reset_every=args.reset_every, progress=not args.quiet and sys.stderr.isatty(),
+                          where=str(args.input))
+    write_predictions(args.out, other, list(meta["classes"]), rooms)
+    counts = np.bincount(rooms, minlength=len(meta["classes"]))
+    summary = {"out": str(args.out), "model": str(args.model), "kind": kind, "rows": int(len(rooms)),
+               "streams": int(len(np.unique(streams))),
+               "rooms": {name: int(n) for name, n in zip(meta["classes"], counts) if n}}
+    print(json.dumps(summary, indent=2))
+    return 0
