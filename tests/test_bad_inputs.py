@@ -135,6 +135,14 @@ def scans_csv(tmp: Path, rows: int = 2 * STEPS) -> Path:
                                         + "\n").encode())
 
 
+def _with_config(w, tmp: Path, text: str) -> Path:
+    """A copy of the good run whose config.json holds ``text`` (and with a metrics.json)."""
+    run = Path(shutil.copytree(w["run"], tmp / "run"))
+    (run / "config.json").write_text(text)
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
 def bad_data(maker):
     """A case over a broken copy of the prepared data, for several verbs."""
     def build(w, tmp, verb):
@@ -279,6 +287,24 @@ CASES = {
     "evaluate: --out exists": lambda w, tmp: (
         ["evaluate", str(w["tflite"]), "--data", str(w["data"]), "--out", str(w["run"] / "config.json")],
         2, "config.json"),
+    "convert: --out inside the run": lambda w, tmp: (
+        ["convert", str(Path(shutil.copytree(w["run"], tmp / "run"))), "--quant", "int8",
+         "--out", str(tmp / "run" / "model.keras"), "--overwrite"], 2, "model.keras"),
+    "evaluate: --out inside the data": lambda w, tmp: (
+        ["evaluate", str(w["tflite"]), "--data", str(copy_data(w, tmp)), "--out", str(tmp / "data" / "val.npz"),
+         "--overwrite"], 2, "val.npz"),
+    "refit: --out is the run": lambda w, tmp: (
+        ["refit", str(Path(shutil.copytree(w["run"], tmp / "run"))), "--out", str(tmp / "run"), "--overwrite"],
+        2, "run"),
+    "convert: config.json is a list": lambda w, tmp: (
+        ["convert", str(_with_config(w, tmp, "[]")), "--quant", "int8", "--out", str(tmp / "m.tflite")],
+        2, "config.json"),
+    "convert: build_config is a string": lambda w, tmp: (
+        ["convert", str(_with_config(w, tmp, '{"build_config": "x"}')), "--quant", "int8", "--out", str(tmp / "m.tflite")],
+        2, "build_config"),
+    "refit: config.json without training": lambda w, tmp: (
+        ["refit", str(_with_config(w, tmp, '{"data_fingerprint": "0", "build_config": {}}')), "--out", str(tmp / "r")],
+        2, "training"),
     "predict: truncated tflite": lambda w, tmp: (
         ["predict", str(truncated(Path(shutil.copy(w["tflite"], tmp / "t.tflite")))), "--input", str(scans_csv(tmp)),
          "--out", str(tmp / "rooms.csv")], 2, "t.tflite"),

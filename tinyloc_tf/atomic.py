@@ -101,8 +101,8 @@ def check_output(
     """Check before any long work that ``out`` may be written; returns it as a ``Path``.
 
     Raises :class:`TinylocError` when ``out`` is (or is a folder holding) one of ``inputs``,
-    when it exists and is not an empty folder and ``overwrite`` is false, or when it cannot
-    be created. Also removes staging leftovers of ``out`` from killed runs.
+    when it exists inside an input folder (even with ``overwrite``), when it exists and is not
+    an empty folder and ``overwrite`` is false, or when it cannot be created. Also removes staging leftovers of ``out`` from killed runs.
     """
     out = Path(out)
     target = out.resolve()
@@ -113,6 +113,13 @@ def check_output(
         if _holds(target, source_path):
             raise TinylocError(
                 f"{option} {out} would replace the input {source}; choose an {option} outside it"
+            )
+        # Inside an input folder a new file is fine (a .tflite beside its run), but what is
+        # already there may be what the command reads (model.keras, train.npz, raw sessions).
+        if source_path.is_dir() and source_path in target.parents and (out.exists() or out.is_symlink()):
+            raise TinylocError(
+                f"{option} {out} would replace part of the input {source}; choose an {option} outside it "
+                "or a name that does not exist there"
             )
     if out.is_symlink() or out.exists():
         if out.is_dir() and not out.is_symlink():

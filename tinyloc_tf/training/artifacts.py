@@ -82,6 +82,33 @@ def json_bytes(payload: dict) -> bytes:
     return (json.dumps(payload, indent=2, default=default) + "\n").encode()
 
 
+#: Fields of a run's ``config.json`` that must be JSON objects, and those that must be strings.
+CONFIG_OBJECTS = ("build_config", "training", "distill", "ensemble")
+CONFIG_STRINGS = ("data_dir", "data_fingerprint", "kind")
+
+
+def read_run_json(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict:
+    """A run's ``config.json`` or ``metrics.json`` as a dict, its known fields of the right JSON
+    type and ``required`` present; anything else is an error naming the file and the field."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TinylocError(f"{path}: not found (is {path.parent} a finished run folder?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TinylocError(f"{path}: not valid JSON ({shown(exc, 120)})") from exc
+    if not isinstance(payload, dict):
+        raise TinylocError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    for key in required:
+        if key not in payload:
+            raise TinylocError(f"{path}: no {key!r} field (is {path.parent} a run made by tinyloc train?)")
+    for keys, kind, name in ((CONFIG_OBJECTS, dict, "an object"), (CONFIG_STRINGS, str, "a string")):
+        for key in keys:
+            if payload.get(key) is not None and not isinstance(payload[key], kind):
+                raise TinylocError(f"{path}: {key!r} must be {name}, got {shown(payload[key], 60)}")
+    return payload
+
+
 def load_run(run: str | os.PathLike, what: str = "run"):
     """``(tagger, config)`` of a run folder; ``what`` names it in errors (e.g. "teacher run")."""
     run = Path(run)
@@ -90,12 +117,7 @@ def load_run(run: str | os.PathLike, what: str = "run"):
         raise TinylocError(f"{what} {run} not found")
     if not model_path.is_file():
         raise TinylocError(f"{what} {run} has no model.keras (is it a finished training run folder?)")
-    config = {}
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise TinylocError(f"{config_path}: not valid JSON ({shown(exc, 120)})") from exc
+    config = read_run_json(config_path) if config_path.is_file() else {}
     import keras
 
     import tinyloc_tf.models  # noqa: F401  (registers the custom layers)

@@ -428,11 +428,16 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
     (``tinyloc ensemble``) refits each member this way and assembles them again.
     """
     started = time.perf_counter()
+    from tinyloc_tf.training.artifacts import read_run_json
+
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    source_metrics = json.loads((run_dir / "metrics.json").read_text())
+    out = check_out(out, overwrite, inputs=(run_dir, data_dir))
+    config = read_run_json(run_dir / "config.json", required=("data_fingerprint", "training", "build_config"))
+    source_metrics = read_run_json(run_dir / "metrics.json")
+    if data_dir is None and not config.get("data_dir"):
+        raise TinylocError(f"{run_dir}/config.json names no data_dir; pass --data DIR")
     data_dir = data_dir if data_dir is not None else config["data_dir"]
-    out = check_out(out, overwrite)
+    check_out(out, overwrite, inputs=(run_dir, data_dir))
     data = load_data(data_dir)
     if data.fingerprint() != config["data_fingerprint"]:
         raise TinylocError(f"{data_dir}: not the data {run_dir} was trained on (fingerprint differs)")
