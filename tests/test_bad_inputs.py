@@ -135,6 +135,13 @@ def scans_csv(tmp: Path, rows: int = 2 * STEPS) -> Path:
                                         + "\n").encode())
 
 
+def _written_in(folder: Path, name: str) -> Path:
+    """``folder`` holding a file ``name`` of the user's own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("the user's own\n")
+    return folder
+
+
 def _with_config(w, tmp: Path, text: str) -> Path:
     """A copy of the good run whose config.json holds ``text`` (and with a metrics.json)."""
     run = Path(shutil.copytree(w["run"], tmp / "run"))
@@ -248,6 +255,8 @@ CASES = {
                                        2, "--jobs"),
     "report: missing sweep": lambda w, tmp: (["report", str(tmp / "nosweep")], 2, "nosweep"),
     "report: a report exists": lambda w, tmp: (["report", str(_with_report(tmp))], 2, "report.md"),
+    "report: --out holds a results.csv": lambda w, tmp: (
+        ["report", str(_with_report(tmp)), "--out", str(_written_in(tmp / "mine", "results.csv"))], 2, "results.csv"),
     # ---- conversion
     "convert: --representative-size 0": lambda w, tmp: (
         ["convert", str(w["run"]), "--quant", "int8", "--out", str(tmp / "m.tflite"), "--representative-size", "0"],

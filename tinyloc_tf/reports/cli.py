@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("sweep", type=Path, help="sweep folder made by `tinyloc sweep`")
     parser.add_argument("--out", type=Path, help="folder for the report (default: the sweep folder)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a report already in that folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace a report (report.md, results.csv, the plots) already in that folder")
     parser.add_argument("--timeline-windows", type=positive_int, default=60,
                         help="test windows stitched into the timeline plot (default 60)")
     parser.add_argument("--seeds-of", type=Path, nargs="+", default=[], metavar="SWEEP",
@@ -32,11 +32,12 @@ def register(subparsers) -> None:
 
 def _report(args) -> int:
     from tinyloc_tf.errors import TinylocError
-    from tinyloc_tf.reports.report import write_report
+    from tinyloc_tf.reports.report import existing_report_files, write_report
 
-    existing = (args.out or args.sweep) / "report.md"
-    if existing.exists() and not args.overwrite:
-        raise TinylocError(f"{existing} already exists; pass --overwrite to write the report again")
+    existing = existing_report_files(args.out or args.sweep)
+    if existing and not args.overwrite:
+        raise TinylocError(f"{existing[0]} already exists{f' (and {len(existing) - 1} more the report writes)' if len(existing) > 1 else ''}; "
+                           "pass --overwrite to write the report again, or choose another --out")
     report = write_report(args.sweep, args.out, timeline_windows=args.timeline_windows, seeds_of=args.seeds_of)
     print(report)
     return 0

@@ -516,6 +516,16 @@ def _paper_cells(ref: dict | None) -> str:
     return f"{ref['macro_f1']:.2f} | {accuracy} | {ref['model']} ({ref['size_kb']} KB)"
 
 
+#: What :func:`write_report` may write into its folder (``confusion_*``: one per budget).
+REPORT_FILES = ("report.md", "results.csv", "f1_vs_size.png", "timeline.png", "confusion_*kb.png")
+
+
+def existing_report_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of :data:`REPORT_FILES` already in ``folder``: a report would replace them."""
+    folder = Path(folder)
+    return sorted(path for pattern in REPORT_FILES for path in folder.glob(pattern) if path.is_file())
+
+
 def write_report(sweep_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
                  timeline_windows: int = 60, seeds_of: list = ()) -> Path:
     """Write results.csv, report.md and the PNG plots into ``out`` (default: the sweep
