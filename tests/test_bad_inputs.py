@@ -251,6 +251,14 @@ CASES = {
          "--hidden", "2", "--layers", "1", "--out", str(tmp / "s"), "--alpha", "2"], 2, "--alpha"),
     "baselines: --out is the data folder": lambda w, tmp: (
         ["baselines", "--data", str(w["data"]), "--out", str(w["data"]), "--overwrite"], 2, str(w["data"])),
+    "sweep: --out is the data": lambda w, tmp: (
+        ["sweep", "--data", str(copy_data(w, tmp)), "--out", str(tmp / "data"), "--family", "mlp", "--no-baselines"],
+        2, "data"),
+    "sweep: --out holds other files": lambda w, tmp: (
+        ["sweep", "--data", str(w["data"]), "--out", str(_written_in(tmp / "mine", "notes.txt")), "--family", "mlp",
+         "--no-baselines"], 2, "mine"),
+    "pipeline: --work holds other files": lambda w, tmp: (
+        ["pipeline", "--work", str(_written_in(tmp / "mine", "notes.txt"))], 2, "mine"),
     "sweep: --jobs 0": lambda w, tmp: (["sweep", "--data", str(w["data"]), "--out", str(tmp / "s"), "--jobs", "0"],
                                        2, "--jobs"),
     "report: missing sweep": lambda w, tmp: (["report", str(tmp / "nosweep")], 2, "nosweep"),

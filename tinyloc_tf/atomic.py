@@ -91,6 +91,12 @@ def _holds(outer: Path, inner: Path) -> bool:
     return outer == inner or outer in inner.parents
 
 
+def _resolved_inputs(out: Path, inputs):
+    """``(input as given, its resolved path, out's resolved path)`` for each input given."""
+    target = out.resolve()
+    return [(source, Path(source).resolve(), target) for source in inputs if source is not None]
+
+
 def check_output(
     out: str | os.PathLike,
     *,
@@ -102,14 +108,11 @@ def check_output(
 
     Raises :class:`TinylocError` when ``out`` is (or is a folder holding) one of ``inputs``,
     when it exists inside an input folder (even with ``overwrite``), when it exists and is not
-    an empty folder and ``overwrite`` is false, or when it cannot be created. Also removes staging leftovers of ``out`` from killed runs.
+    an empty folder and ``overwrite`` is false, or when it cannot be created. Also removes
+    staging leftovers of ``out`` from killed runs.
     """
     out = Path(out)
-    target = out.resolve()
-    for source in inputs:
-        if source is None:
-            continue
-        source_path = Path(source).resolve()
+    for source, source_path, target in _resolved_inputs(out, inputs):
         if _holds(target, source_path):
             raise TinylocError(
                 f"{option} {out} would replace the input {source}; choose an {option} outside it"
@@ -130,6 +133,25 @@ def check_output(
             raise TinylocError(f"{out} already exists; choose another {option} or pass --overwrite")
     _check_creatable(out, option)
     clean_stale_partials(out)
+    return out
+
+
+def check_resumable_output(out: str | os.PathLike, *, own: Iterable[str], inputs: Iterable[str | os.PathLike | None] = (),
+                           option: str = "--out") -> Path:
+    """:func:`check_output` for the commands that resume (``sweep``, ``pipeline``): ``out`` may
+    exist when it holds one of the command's ``own`` entries (``sweep.json``), so a rerun
+    continues; a non-empty folder holding none of them is someone else's and is refused, as is
+    an ``out`` that is, holds or lies inside an input."""
+    out = Path(out)
+    for source, source_path, target in _resolved_inputs(out, inputs):
+        if _holds(target, source_path) or _holds(source_path, target):
+            raise TinylocError(f"{option} {out} would write into the input {source}; choose an {option} outside it")
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in own):
+        raise TinylocError(f"{option} {out} is a folder with other content (no {' or '.join(own)} of an earlier run "
+                           f"to resume); choose a new or empty {option}")
+    if out.exists() and not out.is_dir():
+        raise TinylocError(f"{option} {out} is a file, not a folder")
+    _check_creatable(out, option)
     return out
 
 

@@ -24,12 +24,15 @@ import json
 import time
 from pathlib import Path
 
+from tinyloc_tf.atomic import check_resumable_output
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import sweep_run, variant_path
 from tinyloc_tf.workflows.plan import DEFAULT_VARIANTS
 
 #: The streaming variant the pipeline adds for its Mamba runs, and how the sweep scores it: the
 #: lag and reset schedule chosen on the house's validation streams (docs/streaming.md).
+#: What the pipeline writes in its --work folder: a folder holding one of them is resumed.
+PIPELINE_ENTRIES = ("summary.json", "raw", "data", "sweep")
 STREAM_VARIANT = "stream-int16x8"
 STREAM_LAG = 10
 STREAM_RESET_EVERY = 50
@@ -104,6 +107,7 @@ def run_pipeline(args) -> int:
         Recipe(train_steps=args.train_steps).check_distillation()
     work: Path = args.work.absolute()
     args.work = work
+    check_resumable_output(work, own=PIPELINE_ENTRIES, option="--work")
     work.mkdir(parents=True, exist_ok=True)
     summary: dict = {"work": str(work), "seed": args.seed, "grid": args.grid}
 

@@ -30,7 +30,7 @@ import json
 import os
 from pathlib import Path
 
-from tinyloc_tf.atomic import write_atomic
+from tinyloc_tf.atomic import check_resumable_output, write_atomic
 from tinyloc_tf.compression.variants import ConvertOptions, get_variant
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import baselines_dir, json_bytes
@@ -151,6 +151,7 @@ def sweep(
         convert_options=(convert_options or ConvertOptions(seed=seed)).to_dict(),
         threads_per_run=threads, jobs=jobs, ray=ray_address, distill=bool(distill), ensemble=int(ensemble),
     )
+    check_resumable_output(out, own=("sweep.json",), inputs=(data_dir,))
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / "sweep.json"
     _check_resume(settings_path, settings)
