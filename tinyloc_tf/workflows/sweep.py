@@ -151,7 +151,10 @@ def sweep(
         convert_options=(convert_options or ConvertOptions(seed=seed)).to_dict(),
         threads_per_run=threads, jobs=jobs, ray=ray_address, distill=bool(distill), ensemble=int(ensemble),
     )
-    check_resumable_output(out, own=("sweep.json",), inputs=(data_dir,))
+    from tinyloc_tf.tf_log import LOG_NAME
+
+    # The pipeline opens the sweep's TensorFlow log before the sweep starts.
+    check_resumable_output(out, own=("sweep.json", LOG_NAME), inputs=(data_dir,))
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / "sweep.json"
     _check_resume(settings_path, settings)
