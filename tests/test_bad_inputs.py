@@ -142,6 +142,14 @@ def _written_in(folder: Path, name: str) -> Path:
     return folder
 
 
+def _edit_meta(folder: Path, **fields) -> Path:
+    """``folder`` (a prepared copy) with ``fields`` set in its meta.json."""
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.update(fields)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
 def _with_config(w, tmp: Path, text: str) -> Path:
     """A copy of the good run whose config.json holds ``text`` (and with a metrics.json)."""
     run = Path(shutil.copytree(w["run"], tmp / "run"))
@@ -234,6 +242,15 @@ CASES = {
     "train: --out is the data folder": lambda w, tmp: (
         ["train", "--data", str(w["data"]), "--model", "mamba", "--hidden", "2", "--layers", "1",
          "--out", str(w["data"]), "--overwrite"], 2, str(w["data"])),
+    "train: --lr so high the weights overflow": lambda w, tmp: (
+        ["train", "--data", str(w["data"]), "--model", "mlp", "--hidden", "4", "--layers", "1", "--epochs", "3",
+         "--schedule", "constant", "--lr", "1e30", "--out", str(tmp / "run"), "--quiet"], 2, "--lr"),
+    "data info: scaling is not an object": lambda w, tmp: (
+        ["data", "info", str(_edit_meta(copy_data(w, tmp), scaling=None))], 2, "meta.json"),
+    "evaluate: data of another representation": lambda w, tmp: (
+        ["evaluate", str(w["tflite"]), "--data",
+         str(_edit_meta(copy_data(w, tmp), scaling={"representation": "dbm", "not_heard_dbm": -110.0})), "--quiet"],
+        2, "representation"),
     "train: --out exists": lambda w, tmp: (
         ["train", "--data", str(w["data"]), "--model", "mamba", "--hidden", "2", "--layers", "1",
          "--out", str(w["run"])], 2, str(w["run"])),

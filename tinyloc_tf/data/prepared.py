@@ -161,12 +161,11 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
     for key in ("features", "classes"):
         if not isinstance(meta[key], list) or not meta[key]:
             raise DataError(f"{meta_path}: {key!r} must be a non-empty list of names")
-    try:
-        steps = int(meta["T"])
-    except (TypeError, ValueError):
-        steps = 0
+    steps = meta["T"] if isinstance(meta["T"], int) and not isinstance(meta["T"], bool) else 0
     if steps < 1:
         raise DataError(f"{meta_path}: 'T' must be a positive integer, got {shown(meta['T'])}")
+    if "scaling" in meta:
+        _check_scaling(meta_path, meta["scaling"], len(meta["features"]))
     splits = {}
     for name in SPLITS:
         file = path / f"{name}.npz"
@@ -177,6 +176,22 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
         # The contract's dtypes, converted only after the checks (a cast would hide float labels).
         splits[name] = Split(split.X.astype(np.float32, copy=False), split.y.astype(np.int32, copy=False))
     return PreparedDataset(path=path, meta=meta, **splits)
+
+
+def _check_scaling(meta_path: Path, scaling, features: int) -> None:
+    """``meta.json``'s ``scaling`` must rebuild a representation (``data/representation.py``)."""
+    from tinyloc_tf.data.representation import Representation
+
+    if not isinstance(scaling, dict):
+        raise DataError(f"{meta_path}: 'scaling' must be an object, got {shown(scaling, 60)}")
+    try:
+        rep = Representation.from_meta(scaling)
+    except DataError as exc:
+        raise DataError(f"{meta_path}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{meta_path}: 'scaling' is malformed ({shown(exc, 80)})") from None
+    if rep.kind == "minmax" and not (np.shape(rep.minimum) == np.shape(rep.maximum) == (features,)):
+        raise DataError(f"{meta_path}: 'scaling' min and max need one value per feature ({features})")
 
 
 def _read_split(file: Path) -> Split:

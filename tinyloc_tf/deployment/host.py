@@ -553,12 +553,31 @@ def _check_data_matches(meta: dict, dataset) -> None:
             f"model has {len(meta.get('classes', []))} classes, {dataset.path} has {dataset.num_classes}"
         )
     scaling, data_scaling = meta.get("scaling") or {}, dataset.meta.get("scaling") or {}
+    if scaling and data_scaling:
+        from tinyloc_tf.data.representation import Representation
+
+        model_rep, data_rep = Representation.from_meta(scaling), Representation.from_meta(data_scaling)
+        if model_rep != data_rep:
+            raise TinylocError(
+                f"model was converted for {_representation_text(model_rep)} inputs, but {dataset.path} holds "
+                f"{_representation_text(data_rep)} inputs; prepare the data with the model's representation"
+            )
     for key in ("min", "max"):
         if key in scaling and key in data_scaling and not np.allclose(scaling[key], data_scaling[key]):
             raise TinylocError(
                 f"model was converted with a different min-max scaling ('{key}') than {dataset.path}; "
                 "its windows would be scaled differently"
             )
+
+
+def _representation_text(rep) -> str:
+    """``powed (floor -105 dBm, exponent 2.718)``: a representation in words, for errors."""
+    details = [f"floor {rep.floor_dbm:g} dBm"]
+    if rep.kind in ("powed", "relative"):
+        details.append(f"exponent {rep.exponent:.4g}")
+    if rep.reference_dbm is not None:
+        details.append(f"reference {rep.reference_dbm:g} dBm")
+    return f"{rep.kind} ({', '.join(details)})"
 
 
 def _load_run_for(run_dir, dataset):

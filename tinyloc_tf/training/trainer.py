@@ -213,6 +213,14 @@ def fit_with_validation(
         )
     seconds = time.perf_counter() - started
     frame = pd.DataFrame(history.history)
+    if not all(np.isfinite(np.asarray(w)).all() for w in tagger.weights):
+        losses = frame["loss"].to_numpy() if "loss" in frame else np.array([])
+        first = int(np.flatnonzero(~np.isfinite(losses))[0]) + 1 if (~np.isfinite(losses)).any() else None
+        raise TinylocError(
+            "training diverged: the model's weights are not finite"
+            + (f" (the loss was not a number from epoch {first})" if first else "")
+            + "; lower --lr, or check the data; no run was written"
+        )
     # epoch, loss, its parts (distillation), then the validation columns
     order = ["loss"] + sorted(c for c in frame if c != "loss" and not c.startswith("val_"))
     order += [c for c in ("val_nll", "val_macro_f1", "val_accuracy") if c in frame]
