@@ -150,6 +150,26 @@ def _edit_meta(folder: Path, **fields) -> Path:
     return folder
 
 
+def _bad_metadata_name(path: Path) -> Path:
+    """The first metadata entry's name made invalid UTF-8, in place."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tinyloc")
+    data[at] = 0x99
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _batched(path: Path) -> Path:
+    """The model's input tensor given a batch of 3, in place (TFLM would refuse a set_input)."""
+    from tinyloc_tf.compression.flatbuffer import pack_model, read_model
+
+    fb = read_model(path)
+    tensor = fb.tensors[fb.inputs[0]]
+    tensor.shape = [3, *list(tensor.shape)[1:]]
+    path.write_bytes(pack_model(fb.model))
+    return path
+
+
 def _with_config(w, tmp: Path, text: str) -> Path:
     """A copy of the good run whose config.json holds ``text`` (and with a metrics.json)."""
     run = Path(shutil.copytree(w["run"], tmp / "run"))
@@ -251,6 +271,9 @@ CASES = {
         ["evaluate", str(w["tflite"]), "--data",
          str(_edit_meta(copy_data(w, tmp), scaling={"representation": "dbm", "not_heard_dbm": -110.0})), "--quiet"],
         2, "representation"),
+    "train: --seed 2**32": lambda w, tmp: (
+        ["train", "--data", str(w["data"]), "--model", "mlp", "--hidden", "4", "--layers", "1", "--seed", str(2**32),
+         "--out", str(tmp / "run")], 2, "--seed"),
     "train: --out exists": lambda w, tmp: (
         ["train", "--data", str(w["data"]), "--model", "mamba", "--hidden", "2", "--layers", "1",
          "--out", str(w["run"])], 2, str(w["run"])),
@@ -310,6 +333,12 @@ CASES = {
     "evaluate: corrupted body": lambda w, tmp: (
         ["evaluate", str(_scramble(Path(shutil.copy(w["tflite"], tmp / "b.tflite")))), "--data", str(w["data"])],
         2, "b.tflite"),
+    "evaluate: metadata name not UTF-8": lambda w, tmp: (
+        ["evaluate", str(_bad_metadata_name(Path(shutil.copy(w["tflite"], tmp / "n.tflite")))), "--data",
+         str(w["data"])], 2, "n.tflite"),
+    "evaluate: input of several windows": lambda w, tmp: (
+        ["evaluate", str(_batched(Path(shutil.copy(w["tflite"], tmp / "k.tflite")))), "--data", str(w["data"])],
+        2, "k.tflite"),
     "evaluate: not a tflite": lambda w, tmp: (["evaluate", str(a_file(tmp)), "--data", str(w["data"])], 2, "plain.txt"),
     "evaluate: missing model": lambda w, tmp: (["evaluate", str(tmp / "no.tflite"), "--data", str(w["data"])],
                                                2, "no.tflite"),

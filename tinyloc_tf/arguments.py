@@ -39,6 +39,10 @@ positive_int = _bounded("positive_int", int, lambda v: v >= 1, "must be at least
                         "An integer >= 1 (counts, sizes, epochs).")
 non_negative_int = _bounded("non_negative_int", int, lambda v: v >= 0, "must be 0 or more",
                             "An integer >= 0 (seeds, patience).")
+#: Seeds go to NumPy, Keras and scikit-learn, which take 32-bit unsigned seeds.
+MAX_SEED = 2**32 - 1
+seed = _bounded("seed", int, lambda v: 0 <= v <= MAX_SEED, f"must be in 0..{MAX_SEED}",
+                "A random seed: an integer in 0 .. 2**32 - 1.")
 positive_float = _bounded("positive_float", float, lambda v: v > 0, "must be more than 0",
                           "A finite number > 0 (learning rates, sizes in KiB, durations).")
 non_negative_float = _bounded("non_negative_float", float, lambda v: v >= 0, "must be 0 or more",

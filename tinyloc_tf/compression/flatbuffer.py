@@ -237,6 +237,9 @@ def _check_tree(model) -> None:
             for index in indices(operator.inputs) + indices(operator.outputs):
                 if not -1 <= index < len(tensors):
                     raise ValueError(f"operator uses missing tensor {index}")
+    for name in [t.name for g in model.subgraphs or [] for t in g.tensors or []] + [
+            c.customCode for c in model.operatorCodes or []] + [e.name for e in model.metadata or []]:
+        decode_name(name)  # a damaged string is a damaged file (UnicodeDecodeError), not a later crash
     for entry in model.metadata or []:
         if not 0 <= entry.buffer < buffers:
             raise ValueError(f"metadata entry {decode_name(entry.name)!r} points at missing buffer {entry.buffer}")

@@ -150,14 +150,14 @@ class ConvertOptions:
 def add_convert_arguments(parser, *, with_seed: bool = True, sweep: bool = False) -> None:
     """The conversion flags of ``tinyloc convert`` and ``tinyloc sweep`` (one definition);
     ``sweep`` adds how the streaming variants are scored."""
-    from tinyloc_tf.arguments import non_negative_float, non_negative_int, percent, positive_float, positive_int
+    from tinyloc_tf.arguments import non_negative_float, non_negative_int, percent, positive_float, positive_int, seed
 
     d = ConvertOptions()
     group = parser.add_argument_group("conversion (every variant that uses the option)")
     group.add_argument("--representative-size", type=positive_int, default=d.representative_size,
                        help=f"training windows used for int8 calibration (seeded subset; default {d.representative_size})")
     if with_seed:
-        group.add_argument("--seed", type=non_negative_int, default=d.seed,
+        group.add_argument("--seed", type=seed, default=d.seed,
                            help=f"seed of the representative subset and QAT (default {d.seed})")
     group.add_argument("--calibration-trim", type=percent, default=d.calibration_trim, metavar="PCT",
                        help="leave out of int8 calibration the PCT %% of training windows with the most "

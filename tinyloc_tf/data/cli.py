@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinyloc_tf.arguments import fraction, non_negative_int, positive_float, positive_int
+from tinyloc_tf.arguments import fraction, positive_float, positive_int, seed
 from tinyloc_tf.atomic import check_output
 from tinyloc_tf.data.representation import REPRESENTATION_HELP, REPRESENTATIONS
 
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     uji.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the --source)")
     uji.add_argument("--labels", choices=("area", "floor"), default="area",
                      help="area: 59 coordinate areas per building-floor (default); floor: 13 building-floors")
-    uji.add_argument("--seed", type=non_negative_int, default=0, help="seed of the train/val split (default 0)")
+    uji.add_argument("--seed", type=seed, default=0, help="seed of the train/val split (default 0)")
     uji.add_argument("--val-fraction", type=fraction, default=0.25, help="share of trainingData for val (default 0.25)")
     uji.add_argument("--areas", type=positive_int, default=59, help="number of areas for --labels area (default 59)")
     uji.add_argument("--split", choices=("grouped", "stratified"), default="grouped",
@@ -58,7 +58,7 @@ def register(subparsers) -> None:
     inhome.add_argument("--house", required=True, help="house letter, e.g. A")
     inhome.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty; see --overwrite)")
     inhome.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the --source)")
-    inhome.add_argument("--seed", type=non_negative_int, default=0, help="seed of the train/val block split (default 0)")
+    inhome.add_argument("--seed", type=seed, default=0, help="seed of the train/val block split (default 0)")
     inhome.add_argument("--val-fraction", type=fraction, default=0.25, help="share of fingerprint data for val")
     inhome.add_argument("--block-seconds", type=positive_float, default=None,
                         help="length of the contiguous fingerprint blocks the split draws (default 60)")
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
 
     synth = verbs.add_parser("synth", help="write a synthetic house in the raw in-home layout")
     synth.add_argument("--out", type=Path, required=True, help="root folder; the house goes to OUT/house_<H>")
-    synth.add_argument("--seed", type=non_negative_int, default=0, help="same seed, byte-identical files (default 0)")
+    synth.add_argument("--seed", type=seed, default=0, help="same seed, byte-identical files (default 0)")
     synth.add_argument("--house", default="A", help="house letter (default A)")
     synth.add_argument("--floors", type=positive_int, default=2, help="one or two floors (default 2)")
     synth.add_argument("--fingerprint-sessions", type=positive_int, help="scripted walks (default 3)")

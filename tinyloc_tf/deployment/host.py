@@ -229,7 +229,8 @@ def make_runner(model, runtime: str = "tflm", arena_bytes: int | None = None):
     return _TFLMRunner(buf, arena_bytes)
 
 
-def run_tflite(model, X, runtime: str = "tflm", arena_kb: float | None = None, progress: bool = False) -> np.ndarray:
+def run_tflite(model, X, runtime: str = "tflm", arena_kb: float | None = None, progress: bool = False,
+               where: str | None = None) -> np.ndarray:
     """Emissions of a ``.tflite`` on windows ``X`` float ``[N, T, F]`` -> float32 ``[N, T, K]``.
 
     ``runtime`` is ``"tflm"`` (host TFLM, what the MCU runs) or ``"litert"``. ``arena_kb``
@@ -240,6 +241,10 @@ def run_tflite(model, X, runtime: str = "tflm", arena_kb: float | None = None, p
     arena = None if arena_kb is None else int(round(float(arena_kb) * 1024))
     runner = make_runner(model, runtime, arena)
     expected = runner.input.shape
+    if len(expected) and expected[0] != 1:
+        where = where or (str(model) if isinstance(model, (str, os.PathLike)) else "the model")
+        raise TinylocError(f"{where}: its input takes {expected[0]} windows per call where a tinyloc model takes one "
+                           f"(shape {tuple(expected)}); is the file damaged, or not made by tinyloc convert?")
     if X.ndim != len(expected) or tuple(X.shape[1:]) != tuple(expected[1:]):
         raise TinylocError(f"windows have shape {X.shape}, but the model takes {tuple(expected)} per window")
     out = np.empty((len(X), *runner.output.shape[1:]), dtype=np.float32)
@@ -434,13 +439,14 @@ def crf_weights(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def predict_paths(model, X, runtime: str = "tflm", arena_kb: float | None = None,
-                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  progress: bool = False, where: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(paths int32 [N, T], emissions float32 [N, T, K])`` of a ``.tflite`` on windows ``X``:
     run it (:func:`run_tflite`), then Viterbi with the CRF weights in its metadata."""
     from tinyloc_tf.models.crf import viterbi_decode
 
     buf = model_bytes(model)
-    emissions = run_tflite(buf, X, runtime=runtime, arena_kb=arena_kb, progress=progress)
+    where = where or (str(model) if isinstance(model, (str, os.PathLike)) else None)
+    emissions = run_tflite(buf, X, runtime=runtime, arena_kb=arena_kb, progress=progress, where=where)
     return viterbi_decode(emissions, *crf_weights(buf)), emissions
 
 
@@ -522,7 +528,8 @@ def evaluate_tflite(
         blocker = tflm_blocker(buf)
         report["tflm_deployable"], report["note"] = blocker is None, blocker
 
-    paths, emissions = predict_paths(buf, part.X, runtime=report["runtime"], arena_kb=arena_kb, progress=progress)
+    paths, emissions = predict_paths(buf, part.X, runtime=report["runtime"], arena_kb=arena_kb, progress=progress,
+                                     where=report["model"])
     scores = score_paths(part.y, paths, list(meta.get("classes") or dataset.class_names))
     report.update(
         macro_f1=scores["macro_f1"],

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+from tinyloc_tf.arguments import non_negative_float, non_negative_int, positive_float, positive_int, seed, unit_interval
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
 from tinyloc_tf.families import family_names
@@ -41,7 +41,7 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--patience", type=non_negative_int, default=DEFAULTS["patience"],
                        help="epochs without a better validation macro-F1 before stopping "
                             f"(default {DEFAULTS['patience']})")
-    group.add_argument("--seed", type=non_negative_int, default=DEFAULTS["seed"], help=f"random seed (default {DEFAULTS['seed']})")
+    group.add_argument("--seed", type=seed, default=DEFAULTS["seed"], help=f"random seed (default {DEFAULTS['seed']})")
     group.add_argument("--int8-friendly", action="store_true",
                        help="build the int8-friendly form of the model (Mamba: no EXP/LOG ops)")
     group.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -114,7 +114,7 @@ def register(subparsers) -> None:
     baselines.add_argument("--out", type=Path, required=True, help="folder for baselines.json and baselines.csv")
     baselines.add_argument("--models", default="knn,random_forest,logistic_regression",
                            help="comma-separated subset (default: all three)")
-    baselines.add_argument("--seed", type=non_negative_int, default=0, help="random forest / solver seed (default 0)")
+    baselines.add_argument("--seed", type=seed, default=0, help="random forest / solver seed (default 0)")
     baselines.add_argument("--jobs", type=positive_int, default=1, help="parallel jobs for k-NN and the forest (default 1)")
     baselines.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     baselines.add_argument("--quiet", action="store_true", help="no progress bar")

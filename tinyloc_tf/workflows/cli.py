@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int, unit_interval
+from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int, seed, unit_interval
 from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, sweep_variant_names
 from tinyloc_tf.data.representation import REPRESENTATIONS
 from tinyloc_tf.deployment.targets import target_names
@@ -59,7 +59,7 @@ def _register_sweep(subparsers) -> None:
     fit.add_argument("--patience", type=non_negative_int, default=5, help="early-stopping patience on val macro-F1 (default 5)")
     fit.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default 64)")
     fit.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    fit.add_argument("--seed", type=non_negative_int, default=0, help="seed of training and of the conversion (calibration subset, QAT) (default 0)")
+    fit.add_argument("--seed", type=seed, default=0, help="seed of training and of the conversion (calibration subset, QAT) (default 0)")
     fit.add_argument("--exact", action="store_true",
                      help="build the exact models instead of the int8-friendly form TFLM runs in int8")
     add_recipe_arguments(parser)
@@ -112,7 +112,7 @@ def _register_pipeline(subparsers) -> None:
         description=pipeline.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="working folder (default runs/pipeline)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the house, the split and training (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the house, the split and training (default 0)")
     parser.add_argument("--grid", default="small", help="sweep grid: small (default) or paper (hours)")
     # 40 epochs of batch 32 at lr 5e-3: enough optimiser steps for the smallest models on the
     # house's ~700 training windows (25 epochs of batch 64 at 1e-3 left H4 models untrained;
