@@ -128,4 +128,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tinyloc_tf.errors import script_status
+
+    raise SystemExit(script_status(main, "bench_aot"))

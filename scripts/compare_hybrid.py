@@ -14,7 +14,6 @@ A weight that gains on validation would justify building the pair into one ``.tf
 from __future__ import annotations
 
 import argparse
-import sys
 import statistics
 from pathlib import Path
 
@@ -78,16 +77,7 @@ def main() -> int:
     return 0
 
 
-def run() -> int:
-    """:func:`main`, with a bad input as one line on stderr and status 2 (as ``tinyloc`` verbs do)."""
-    from tinyloc_tf.errors import TinylocError
-
-    try:
-        return main()
-    except TinylocError as error:
-        print(f"compare_hybrid: error: {error}", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    raise SystemExit(run())
+    from tinyloc_tf.errors import script_status
+
+    raise SystemExit(script_status(main, "compare_hybrid"))

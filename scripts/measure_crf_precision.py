@@ -68,4 +68,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from tinyloc_tf.errors import script_status
+
+    raise SystemExit(script_status(main, "measure_crf_precision"))

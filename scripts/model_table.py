@@ -60,8 +60,12 @@ def row(card: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
+    from tinyloc_tf.errors import TinylocError
+
     root = Path(argv[0]) if argv else Path("models")
     cards = sorted(root.glob("*/*kb.json"), key=lambda p: (p.parent.name, -int(p.stem[:-2])))
+    if not cards:
+        raise TinylocError(f"{root}: no model cards (<dataset>/<budget>kb.json) in it")
     print("| dataset | budget | model | variant | params | val macro-F1 (selection) | test macro-F1 | test acc "
           "| flash KiB | arena KiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -71,4 +75,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from tinyloc_tf.errors import script_status
+
+    raise SystemExit(script_status(main, "model_table", sys.argv[1:]))

@@ -17,7 +17,6 @@ test split of final models only; nothing here chooses a model.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,16 +101,7 @@ def main() -> int:
     return 0
 
 
-def run() -> int:
-    """:func:`main`, with a bad input as one line on stderr and status 2 (as ``tinyloc`` verbs do)."""
-    from tinyloc_tf.errors import TinylocError
-
-    try:
-        return main()
-    except TinylocError as error:
-        print(f"score_by_phone: error: {error}", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    raise SystemExit(run())
+    from tinyloc_tf.errors import script_status
+
+    raise SystemExit(script_status(main, "score_by_phone"))

@@ -12,7 +12,6 @@ markdown table, then the operator types by count.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -51,4 +50,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tinyloc_tf.errors import script_status
+
+    raise SystemExit(script_status(main, "tflite_breakdown"))

@@ -48,4 +48,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tinyloc_tf.errors import script_status
+
+    raise SystemExit(script_status(main, "uji_stats"))

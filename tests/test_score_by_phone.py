@@ -61,5 +61,7 @@ def test_main_prints_one_row_per_model_and_names_a_bad_spec(grouped, monkeypatch
                                       "--logistic-regression", f"{data.path}:big"])
     with pytest.raises(TinylocError, match="expected DIR:C"):
         score_by_phone.main()
-    assert score_by_phone.run() == 2  # the same bad spec from the command line: one line, status 2
+    from tinyloc_tf.errors import script_status
+
+    assert script_status(score_by_phone.main, "score_by_phone") == 2  # as the command line runs it: one line, status 2
     assert "score_by_phone: error: --logistic-regression" in capsys.readouterr().err

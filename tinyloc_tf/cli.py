@@ -15,7 +15,7 @@ import sys
 import threading
 
 from tinyloc_tf import __version__, lifetime
-from tinyloc_tf.errors import TinylocError
+from tinyloc_tf.errors import EXIT_STDOUT_CLOSED, TinylocError, stdout_closed
 
 # Stage modules in pipeline order; each exposes ``register(subparsers)``.
 STAGES = (
@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Exit statuses of every verb (docs/errors.md).
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
-EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 #: Longest error message printed; a longer one is cut (its value echoes are capped already).
 MESSAGE_LIMIT = 1000
@@ -103,25 +102,6 @@ def _one_line(text: str) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + " ..."
 
 
-def _stdout_closed() -> bool:
-    """Whether the reader of stdout has gone (``tinyloc data info DIR | head``). If so, stdout
-    now writes to the null device, so that Python's flush at exit does not fail again."""
-    import select
-
-    try:
-        fd = sys.stdout.fileno()
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        closed = any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
-    except (OSError, ValueError, AttributeError):  # no real stdout, or no poll() on this platform
-        return False
-    if closed:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-    return closed
-
-
 def _internal_error(command: str, exc: BaseException) -> int:
     """An unexpected exception: one line on the terminal, the traceback in a log file."""
     import tempfile
@@ -162,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if isinstance(exc, SystemExit):
             raise
-        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+        if isinstance(exc, BrokenPipeError) and stdout_closed():
             return EXIT_STDOUT_CLOSED  # as a shell tool does: no message, the reader asked for no more
         if os.environ.get("TINYLOC_TRACEBACK"):
             raise

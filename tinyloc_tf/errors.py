@@ -7,6 +7,9 @@ argparse), 3 ``deploy``: the firmware does not fit the RAM budget, 130 interrupt
 
 from __future__ import annotations
 
+#: Status of a command whose stdout reader went away (128 + SIGPIPE), as a shell reports a tool's.
+EXIT_STDOUT_CLOSED = 141
+
 #: Longest echo of a user's value inside an error message, in characters.
 SHOWN_LIMIT = 80
 
@@ -44,3 +47,43 @@ def not_utf8(data: bytes) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         return f"line {line}, byte {exc.start}: not UTF-8 text (0x{data[exc.start]:02x})"
     return "not UTF-8 text"
+
+
+def script_status(main, prog: str, *args) -> int:
+    """``main(*args)``'s status for a script under ``scripts/``: a :class:`TinylocError` (or a
+    missing file) is one line ``PROG: error: ...`` on stderr and status 2, as ``tinyloc`` verbs
+    report it, not a traceback."""
+    import sys
+
+    try:
+        return main(*args) or 0
+    except BrokenPipeError:
+        if stdout_closed():
+            return EXIT_STDOUT_CLOSED  # ``script.py | head``: the reader asked for no more
+        raise
+    except TinylocError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+    except (FileNotFoundError, IsADirectoryError) as error:
+        print(f"{prog}: error: {error.filename}: {error.strerror.lower()}", file=sys.stderr)
+    return 2
+
+
+def stdout_closed() -> bool:
+    """Whether the reader of stdout has gone (``tinyloc data info DIR | head``). If so, stdout
+    now writes to the null device, so that Python's flush at exit does not fail again."""
+    import os
+    import select
+    import sys
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        closed = any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real stdout, or no poll() on this platform
+        return False
+    if closed:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return closed
