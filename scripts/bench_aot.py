@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyloc_tf.arguments import positive_int
+
 
 DEMO_MODELS = (
     # name, family, hidden, features, classes, steps, int8_friendly
@@ -107,7 +109,7 @@ def plan_table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", type=Path, help="int8 .tflite files (default: the four demo models)")
-    p.add_argument("--windows", type=int, default=16, help="random windows for the host check (default 16)")
+    p.add_argument("--windows", type=positive_int, default=16, help="random windows for the host check (default 16)")
     p.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

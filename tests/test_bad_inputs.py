@@ -397,6 +397,18 @@ CASES = {
     "export-c: truncated tflite": lambda w, tmp: (
         ["export-c", str(truncated(Path(shutil.copy(w["tflite"], tmp / "e.tflite")))), "--out", str(tmp / "c")],
         2, "e.tflite"),
+    "export-c: --crf is a list": lambda w, tmp: (
+        ["export-c", str(w["tflite"]), "--out", str(tmp / "c"), "--crf", str(_written(tmp / "crf.json", b"[1, 2]"))],
+        2, "crf.json"),
+    "export-c: --crf transitions not numbers": lambda w, tmp: (
+        ["export-c", str(w["tflite"]), "--out", str(tmp / "c"), "--crf",
+         str(_written(tmp / "crf.json", b'{"transitions": "abc", "start": [1], "end": [1]}'))], 2, "crf.json"),
+    "evaluate: --arena-kb beyond 1 GiB": lambda w, tmp: (
+        ["evaluate", str(w["tflite"]), "--data", str(w["data"]), "--arena-kb", "3e6"], 2, "--arena-kb"),
+    "compile: --prefix not a C identifier": lambda w, tmp: (
+        ["compile", str(w["tflite"]), "--out", str(tmp / "c"), "--prefix", "123"], 2, "--prefix"),
+    "compile: --check -1": lambda w, tmp: (
+        ["compile", str(w["tflite"]), "--out", str(tmp / "c"), "--check", "-1"], 2, "--check"),
     "export-c: --windows 0": lambda w, tmp: (["export-c", str(w["tflite"]), "--out", str(tmp / "c"), "--windows", "0"],
                                              2, "--windows"),
     "compile: truncated tflite": lambda w, tmp: (

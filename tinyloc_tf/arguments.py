@@ -43,6 +43,24 @@ non_negative_int = _bounded("non_negative_int", int, lambda v: v >= 0, "must be 
 MAX_SEED = 2**32 - 1
 seed = _bounded("seed", int, lambda v: 0 <= v <= MAX_SEED, f"must be in 0..{MAX_SEED}",
                 "A random seed: an integer in 0 .. 2**32 - 1.")
+#: Largest tensor arena a host run accepts, in KiB: 1 GiB, far above any microcontroller's RAM and
+#: below the 2 GiB where TFLM's 32-bit arena size would wrap.
+MAX_ARENA_KIB = 1024 * 1024
+arena_kib = _bounded("arena_kib", float, lambda v: 0 < v <= MAX_ARENA_KIB,
+                     f"must be more than 0 and at most {MAX_ARENA_KIB}", "A tensor arena in KiB: more than 0, at most 1 GiB.")
+
+
+def c_identifier_prefix(text: str) -> str:
+    """A prefix for C symbols: empty, or a C identifier's start (a letter or _, then letters,
+    digits or _)."""
+    import re
+
+    if text and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"must be empty or a C identifier (letters, digits, _; not starting with "
+                                         f"a digit), got {text[:40]!r}")
+    return text
+
+
 positive_float = _bounded("positive_float", float, lambda v: v > 0, "must be more than 0",
                           "A finite number > 0 (learning rates, sizes in KiB, durations).")
 non_negative_float = _bounded("non_negative_float", float, lambda v: v >= 0, "must be 0 or more",

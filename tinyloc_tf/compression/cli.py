@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int
+from tinyloc_tf.arguments import arena_kib, non_negative_int, positive_int
 from tinyloc_tf.atomic import check_output, write_atomic
 from tinyloc_tf.errors import TinylocError
 
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
     evaluate.add_argument("--runtime", default="tflm", choices=("tflm", "litert"), help="interpreter (default tflm)")
-    evaluate.add_argument("--arena-kb", type=positive_float, help="TFLM tensor arena to enforce, in KiB")
+    evaluate.add_argument("--arena-kb", type=arena_kib, help="TFLM tensor arena to enforce, in KiB")
     evaluate.add_argument("--run", type=Path, help="training run folder: report agreement with its Keras model")
     evaluate.add_argument("--streaming", action="store_true",
                           help="score a step model (convert --streaming) on whole test streams, sample by "

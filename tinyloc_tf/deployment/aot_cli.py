@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from tinyloc_tf.arguments import c_identifier_prefix, non_negative_int
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -17,14 +19,15 @@ def register(subparsers) -> None:
     p.add_argument("tflite", help="full-integer .tflite: int8 (tinyloc convert --quant int8), or int16x8 (--quant int16x8 --streaming)")
     p.add_argument("--out", required=True, help="output folder for the C sources (new or empty; see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
-    p.add_argument("--prefix", default="", help="prefix for the runner symbols and file names (default none)")
+    p.add_argument("--prefix", default="", type=c_identifier_prefix,
+                   help="prefix for the runner symbols and file names, a C identifier (default none)")
     p.add_argument("--no-inplace", action="store_true",
                    help="never let an element-wise op overwrite its dying input (larger arena)")
     p.add_argument("--no-tables", action="store_true",
                    help="compute int8 LOGISTIC / TANH / SOFTMAX in fixed point at run time instead of "
                    "compile-time lookup tables (less flash, more instructions)")
     p.add_argument("--alignment", type=int, default=16, help="byte alignment of arena buffers (default 16)")
-    p.add_argument("--check", type=int, default=0, metavar="N",
+    p.add_argument("--check", type=non_negative_int, default=0, metavar="N",
                    help="also build the C with the host compiler and compare N random windows (a step model: N "
                    "calls with random samples and states) with the tflite-micro wheel (exit 1 on any difference)")
     p.add_argument("--json", action="store_true", help="print the compile report as JSON")

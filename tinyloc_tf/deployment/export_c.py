@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinyloc_tf.compression.flatbuffer import Flatbuffer, indices, read_model, tensor_quantization
-from tinyloc_tf.errors import DataError, TinylocError
+from tinyloc_tf.errors import DataError, TinylocError, shown
 
 if TYPE_CHECKING:  # the table class loads with the raw-dBm path only
     from tinyloc_tf.deployment.input_table import InputTable
@@ -225,8 +225,13 @@ def crf_from_metadata(buf: bytes, where: str, side_file: str | os.PathLike | Non
             payload = json.loads(path.read_text())
         except FileNotFoundError:
             raise TinylocError(f"{path}: CRF side file not found") from None
-        except json.JSONDecodeError as exc:
-            raise TinylocError(f"{path}: not valid JSON ({exc})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise TinylocError(f"{path}: not valid JSON ({shown(exc, 120)})") from exc
+        except IsADirectoryError:
+            raise TinylocError(f"{path}: a folder, expected a JSON CRF side file") from None
+        if not isinstance(payload, dict):
+            raise TinylocError(f"{path}: expected a JSON object with transitions, start and end, "
+                               f"got {type(payload).__name__}")
         source = str(path)
         crf = payload.get("crf", payload)
     else:
@@ -237,13 +242,25 @@ def crf_from_metadata(buf: bytes, where: str, side_file: str | os.PathLike | Non
         crf = payload.get("crf")
         if crf is None:
             raise TinylocError(f"{where}: metadata has no 'crf' entry; pass --crf with a JSON side file")
-    for key in ("transitions", "start", "end"):
+    if not isinstance(crf, dict):
+        raise TinylocError(f"{source}: 'crf' must be an object with transitions, start and end")
+    arrays = {}
+    for key, rank in (("transitions", 2), ("start", 1), ("end", 1)):
         if key not in crf:
             raise TinylocError(f"{source}: CRF parameters lack {key!r}")
+        try:
+            arrays[key] = np.asarray(crf[key], dtype=np.float32)
+        except (TypeError, ValueError):
+            arrays[key] = None
+        if arrays[key] is None or arrays[key].ndim != rank or not np.isfinite(arrays[key]).all():
+            raise TinylocError(f"{source}: CRF {key!r} must be a {'matrix' if rank == 2 else 'list'} of finite "
+                               f"numbers, got {shown(crf[key], 60)}")
+    classes = len(arrays["start"])
+    if arrays["transitions"].shape != (classes, classes) or arrays["end"].shape != (classes,):
+        raise TinylocError(f"{source}: CRF shapes disagree (transitions {list(arrays['transitions'].shape)}, "
+                           f"start [{classes}], end {list(arrays['end'].shape)})")
     return {
-        "transitions": np.asarray(crf["transitions"], dtype=np.float32),
-        "start": np.asarray(crf["start"], dtype=np.float32),
-        "end": np.asarray(crf["end"], dtype=np.float32),
+        **arrays,
         "classes": payload.get("classes"),
         "scaling": payload.get("scaling"),
         "source": source,
