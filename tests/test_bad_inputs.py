@@ -297,6 +297,9 @@ CASES = {
     "sweep: --out holds other files": lambda w, tmp: (
         ["sweep", "--data", str(w["data"]), "--out", str(_written_in(tmp / "mine", "notes.txt")), "--family", "mlp",
          "--no-baselines"], 2, "mine"),
+    "pipeline: --grid unknown": lambda w, tmp: (["pipeline", "--work", str(tmp / "p"), "--grid", "foo"], 2, "--grid"),
+    "pipeline: --train-steps shorter than a window": lambda w, tmp: (
+        ["pipeline", "--work", str(tmp / "p"), "--train-steps", "5"], 2, "--train-steps"),
     "pipeline: --work holds other files": lambda w, tmp: (
         ["pipeline", "--work", str(_written_in(tmp / "mine", "notes.txt"))], 2, "mine"),
     "sweep: --jobs 0": lambda w, tmp: (["sweep", "--data", str(w["data"]), "--out", str(tmp / "s"), "--jobs", "0"],

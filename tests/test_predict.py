@@ -10,7 +10,7 @@ import pytest
 
 from helpers import fc_model_bytes
 from tinyloc_tf.cli import main
-from tinyloc_tf.deployment.predict import window_starts
+from tinyloc_tf.deployment.predict import covering_window_starts
 
 FEATURES = [f"ap{i}" for i in range(6)]
 
@@ -41,10 +41,10 @@ def predict(tmp_path, capsys, model_bytes, csv, *extra) -> tuple[int, pd.DataFra
     return status, (pd.read_csv(out) if out.exists() else None), captured.out + captured.err
 
 
-def test_window_starts_cover_every_row_once_but_the_last_overlap():
-    assert window_starts(20, 20) == [0]
-    assert window_starts(45, 20) == [0, 20, 25]
-    assert window_starts(40, 20) == [0, 20]
+def test_covering_window_starts_cover_every_row_once_but_the_last_overlap():
+    assert covering_window_starts(20, 20) == [0]
+    assert covering_window_starts(45, 20) == [0, 20, 25]
+    assert covering_window_starts(40, 20) == [0, 20]
 
 
 def test_per_scan_model_labels_every_row_as_viterbi_does_and_keeps_the_other_columns(tmp_path, capsys):

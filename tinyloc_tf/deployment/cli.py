@@ -153,7 +153,7 @@ def _deploy(args) -> int:
     read_model(args.tflite)  # a missing or broken file is named before any toolchain or TFLM tree
     inputs = (args.tflite, args.data, args.crf)
     if args.json_out:
-        check_output(args.json_out, overwrite=args.overwrite, inputs=inputs, option="--json-out")
+        check_output(args.json_out, overwrite=args.overwrite, inputs=inputs, option="--json-out", file=True)
     if args.build_dir:
         check_output(args.build_dir, overwrite=args.overwrite, inputs=inputs, option="--build-dir")
     if args.streaming:
@@ -241,7 +241,7 @@ def _predict(args) -> int:
     from tinyloc_tf.compression.metadata import read_metadata
     from tinyloc_tf.deployment.predict import model_kind, predict_rooms, read_recording, write_predictions
 
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.input))
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.input), file=True)
     meta = read_metadata(args.model)
     missing = [key for key in ("features", "scaling", "classes", "crf") if key not in meta]
     if missing:

@@ -109,7 +109,7 @@ def stream_slices(streams: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(inverse == group) for group in np.argsort(first)]
 
 
-def window_starts(n: int, steps: int) -> list[int]:
+def covering_window_starts(n: int, steps: int) -> list[int]:
     """Starts of the windows that cover ``n`` rows: one after the other, the last ending at ``n``."""
     starts = list(range(0, n - steps + 1, steps))
     if starts[-1] + steps < n:
@@ -145,7 +145,7 @@ def predict_rooms(model: Path, dbm: np.ndarray, streams: np.ndarray, runtime: st
             raise DataError(f"{where}:{stream} {short[0][1]} rows, but {model} reads windows of {steps} rows")
         windows, owners = [], []
         for rows in slices:
-            for start in window_starts(len(rows), steps):
+            for start in covering_window_starts(len(rows), steps):
                 windows.append(inputs[rows[start : start + steps]])
                 owners.append(rows[start : start + steps])
         paths, _ = predict_paths(model, np.stack(windows), runtime=runtime, progress=progress)

@@ -97,14 +97,21 @@ def _deploy_best(report_rows, budget_kb: int, args, summary: dict) -> None:
 def run_pipeline(args) -> int:
     """The whole job for the ``tinyloc pipeline`` arguments ``args`` (see the module docstring)."""
     from tinyloc_tf.compression.variants import ConvertOptions
-    from tinyloc_tf.data.inhome import prepare_inhome
+    from tinyloc_tf.data.inhome import WINDOW_STEPS, prepare_inhome
     from tinyloc_tf.data.synth import synthesize_house
+    from tinyloc_tf.families import grid_names
     from tinyloc_tf.reports.report import collect_rows, write_report
     from tinyloc_tf.training.recipe import Recipe
     from tinyloc_tf.workflows.sweep import sweep
 
-    if args.distill:  # before any stage runs (the sweep would refuse it later)
+    # Before any stage runs: what the sweep would refuse only after the data stage.
+    if args.distill:
         Recipe(train_steps=args.train_steps).check_distillation()
+    if args.grid not in grid_names():
+        raise TinylocError(f"--grid {args.grid!r}: expected one of {', '.join(grid_names())}")
+    if 0 < args.train_steps < WINDOW_STEPS:
+        raise TinylocError(f"--train-steps {args.train_steps} is shorter than the house's windows (T = {WINDOW_STEPS}); "
+                           f"give 0 (the prepared windows) or at least {WINDOW_STEPS}")
     work: Path = args.work.absolute()
     args.work = work
     check_resumable_output(work, own=PIPELINE_ENTRIES, option="--work")
