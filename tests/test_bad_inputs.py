@@ -297,6 +297,11 @@ CASES = {
     "sweep: --out holds other files": lambda w, tmp: (
         ["sweep", "--data", str(w["data"]), "--out", str(_written_in(tmp / "mine", "notes.txt")), "--family", "mlp",
          "--no-baselines"], 2, "mine"),
+    "baselines: --models names none": lambda w, tmp: (
+        ["baselines", "--data", str(w["data"]), "--out", str(tmp / "b"), "--models", ","], 2, "--models"),
+    "deploy: --arena-bytes with the aot backend": lambda w, tmp: (
+        ["deploy", str(w["tflite"]), "--backend", "aot", "--arena-bytes", "4096", "--data", str(w["data"])],
+        2, "--arena-bytes"),
     "pipeline: --grid unknown": lambda w, tmp: (["pipeline", "--work", str(tmp / "p"), "--grid", "foo"], 2, "--grid"),
     "pipeline: --train-steps shorter than a window": lambda w, tmp: (
         ["pipeline", "--work", str(tmp / "p"), "--train-steps", "5"], 2, "--train-steps"),

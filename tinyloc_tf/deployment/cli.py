@@ -162,6 +162,9 @@ def _deploy(args) -> int:
     if args.reset_every is not None:
         raise TinylocError("--reset-every applies to --streaming step models")
     args.backend = args.backend or "tflm"
+    if args.backend == "aot" and args.arena_bytes is not None:
+        raise TinylocError("--arena-bytes sets the TFLM tensor arena; the aot backend plans its own (drop it, or "
+                           "--backend tflm)")
     args.windows = default_windows(args.data, args.split, args.windows)
     try:
         report = deploy(

@@ -184,6 +184,9 @@ def _baselines(args) -> int:
     from tinyloc_tf.training.baselines import run_baselines
 
     models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+    if not models:
+        raise TinylocError(f"--models {args.models!r} names no model; give a comma-separated subset of "
+                           "knn,random_forest,logistic_regression")
     results = run_baselines(
         args.data, args.out, models=models, seed=args.seed, n_jobs=args.jobs,
         overwrite=args.overwrite, verbose=0 if args.quiet else 1,
