@@ -170,6 +170,16 @@ def _batched(path: Path) -> Path:
     return path
 
 
+def _mlp_run(tmp: Path) -> Path:
+    """An untrained MLP run over the corpus's features and classes: not what its .tflite came from."""
+    run = tmp / "mlp-run"
+    run.mkdir()
+    tagger = build_model("mlp", features=FEATURES, classes=CLASSES, hidden=4, layers=1, steps=STEPS)
+    tagger.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"build_config": tagger.build_config}))
+    return run
+
+
 def _with_config(w, tmp: Path, text: str) -> Path:
     """A copy of the good run whose config.json holds ``text`` (and with a metrics.json)."""
     run = Path(shutil.copytree(w["run"], tmp / "run"))
@@ -355,6 +365,8 @@ CASES = {
     "evaluate: --run from another dataset": lambda w, tmp: (
         ["evaluate", str(w["tflite"]), "--data", str(w["data"]), "--run", str(w["other_run"]), "--quiet"],
         2, str(w["other_run"])),
+    "evaluate: --run of another architecture": lambda w, tmp: (
+        ["evaluate", str(w["tflite"]), "--data", str(w["data"]), "--run", str(_mlp_run(tmp)), "--quiet"], 2, "--run"),
     "evaluate: --out exists": lambda w, tmp: (
         ["evaluate", str(w["tflite"]), "--data", str(w["data"]), "--out", str(w["run"] / "config.json")],
         2, "config.json"),

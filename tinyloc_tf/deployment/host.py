@@ -490,7 +490,7 @@ def evaluate_tflite(
     dataset = data if isinstance(data, PreparedDataset) else load_prepared(data)
     part = dataset.split(split)
     _check_data_matches(meta, dataset)
-    tagger = _load_run_for(run_dir, dataset) if run_dir is not None else None
+    tagger = _load_run_for(run_dir, dataset, meta) if run_dir is not None else None
 
     report = {
         "model": None if isinstance(model, (bytes, bytearray, memoryview)) else str(model),
@@ -587,13 +587,26 @@ def _representation_text(rep) -> str:
     return f"{rep.kind} ({', '.join(details)})"
 
 
-def _load_run_for(run_dir, dataset):
-    """The Keras model of a training run folder, checked against ``dataset`` (before any scoring)."""
+def _load_run_for(run_dir, dataset, meta: dict | None = None):
+    """The Keras model of a training run folder, checked against ``dataset`` and, when the
+    ``.tflite``'s metadata ``meta`` names its architecture, against that (before any scoring)."""
     from tinyloc_tf.training.artifacts import check_model_fits_data, load_run
 
     tagger, _ = load_run(Path(run_dir))
     check_model_fits_data(tagger, dataset, what=f"the model of {run_dir}")
+    check_run_is_the_source(run_dir, tagger.build_config, meta or {})
     return tagger
+
+
+def check_run_is_the_source(run_dir, build_config: dict, meta: dict) -> None:
+    """``--run`` must hold the architecture the ``.tflite`` was converted from (family, width,
+    depth, as its metadata records them): agreement with another model means nothing."""
+    for key in ("family", "hidden", "layers"):
+        if meta.get(key) is not None and build_config.get(key) is not None and meta[key] != build_config[key]:
+            raise TinylocError(f"--run {run_dir}: its model is {build_config.get('family')} "
+                               f"H{build_config.get('hidden')}L{build_config.get('layers')}, the .tflite's is "
+                               f"{meta.get('family')} H{meta.get('hidden')}L{meta.get('layers')}; pass the run it was "
+                               "converted from")
 
 
 def _keras_paths(tagger, X) -> tuple[np.ndarray, np.ndarray]:

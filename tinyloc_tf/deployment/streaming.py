@@ -183,7 +183,8 @@ def evaluate_streaming(model, data, split: str = "test", lags=DEFAULT_LAGS, run_
         "decoders": score_streams(emissions, streams, meta["crf"], classes, lags),
     }
     if run_dir is not None:
-        report["float_agreement"] = _float_agreement(run_dir, streams, emissions, meta["crf"], lags, reset_every)
+        report["float_agreement"] = _float_agreement(run_dir, streams, emissions, meta["crf"], lags, reset_every,
+                                                     meta=meta)
     return report
 
 
@@ -193,14 +194,18 @@ def _tensor_count(buf: bytes) -> int:
     return len(unpack_model(buf).subgraphs[0].tensors)
 
 
-def _float_agreement(run_dir, streams, emissions, crf: dict, lags, reset_every: int | None = None) -> dict:
+def _float_agreement(run_dir, streams, emissions, crf: dict, lags, reset_every: int | None = None,
+                     meta: dict | None = None) -> dict:
     """How far the int8 step model drifts from the float one over whole streams."""
     from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.models.mamba_step import build_step_model, run_stream
     from tinyloc_tf.models.online_decoding import decode_stream
     from pathlib import Path
 
+    from tinyloc_tf.deployment.host import check_run_is_the_source
+
     tagger, _ = load_run(Path(run_dir))
+    check_run_is_the_source(run_dir, tagger.build_config, meta or {})
     step = build_step_model(tagger)
     float_emissions = [run_stream(step, s.X, reset_every=reset_every) for s in streams]
     agreement = {"argmax": float(np.mean(np.concatenate(
