@@ -67,7 +67,7 @@ def test_check_output_rules(tmp_path):
     check_output(full / "sub", inputs=[full / "x"])  # beside an input is fine
     check_output(full / "new.tflite", inputs=[full])  # a new file inside an input folder is fine
     with pytest.raises(TinylocError, match="is a folder; --out names a file"):
-        check_output(tmp_path / "empty", overwrite=True, file=True)
+        check_output(tmp_path / "empty", overwrite=True, kind="file")
     with pytest.raises(TinylocError, match="would replace part of the input"):
         check_output(full / "x", overwrite=True, inputs=[full])  # a file the input holds is not
     with pytest.raises(TinylocError, match="is a file"):

@@ -429,6 +429,9 @@ CASES = {
         ["compile", str(w["tflite"]), "--out", str(tmp / "c"), "--prefix", "123"], 2, "--prefix"),
     "compile: --check -1": lambda w, tmp: (
         ["compile", str(w["tflite"]), "--out", str(tmp / "c"), "--check", "-1"], 2, "--check"),
+    "export-c: --out is a file": lambda w, tmp: (
+        ["export-c", str(w["tflite"]), "--out", str(a_file(tmp)), "--overwrite"], 2, "plain.txt"),
+    "data fetch: --dest is a file": lambda w, tmp: (["data", "fetch", "uji", "--dest", str(a_file(tmp))], 2, "plain.txt"),
     "export-c: --windows 0": lambda w, tmp: (["export-c", str(w["tflite"]), "--out", str(tmp / "c"), "--windows", "0"],
                                              2, "--windows"),
     "compile: truncated tflite": lambda w, tmp: (

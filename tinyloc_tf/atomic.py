@@ -103,14 +103,14 @@ def check_output(
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike | None] = (),
     option: str = "--out",
-    file: bool = False,
+    kind: str | None = None,
 ) -> Path:
     """Check before any long work that ``out`` may be written; returns it as a ``Path``.
 
     Raises :class:`TinylocError` when ``out`` is (or is a folder holding) one of ``inputs``,
     when it exists inside an input folder (even with ``overwrite``), when it exists and is not
-    an empty folder and ``overwrite`` is false, when it is a folder and ``file`` says a file is
-    to be written, or when it cannot be created. Also removes
+    an empty folder and ``overwrite`` is false, when it is a folder where ``kind`` is ``"file"``
+    (or a file where it is ``"folder"``), or when it cannot be created. Also removes
     staging leftovers of ``out`` from killed runs.
     """
     out = Path(out)
@@ -126,8 +126,10 @@ def check_output(
                 f"{option} {out} would replace part of the input {source}; choose an {option} outside it "
                 "or a name that does not exist there"
             )
-    if file and out.is_dir():
+    if kind == "file" and out.is_dir():
         raise TinylocError(f"{option} {out} is a folder; {option} names a file to write")
+    if kind == "folder" and (out.is_file() or (out.is_symlink() and not out.is_dir())):
+        raise TinylocError(f"{option} {out} is a file; {option} names a folder to write")
     if out.is_symlink() or out.exists():
         if out.is_dir() and not out.is_symlink():
             if any(out.iterdir()) and not overwrite:

@@ -76,12 +76,12 @@ def register(subparsers) -> None:
 def _convert(args) -> int:
     if args.quant in STREAMING_ONLY_QUANT and not args.streaming:
         raise TinylocError(f"--quant {args.quant} converts the streaming step model; add --streaming")
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.run, args.data), file=True)
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.run, args.data), kind="file")
     tagger, config = load_run(args.run)
     data_dir = args.data or (Path(config["data_dir"]) if config.get("data_dir") else None)
     if data_dir is None:
         raise TinylocError(f"{args.run}/config.json names no data_dir; pass --data DIR")
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.run, data_dir), file=True)
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.run, data_dir), kind="file")
 
     from tinyloc_tf.compression.convert import convert, data_metadata
     from tinyloc_tf.data import load_prepared
@@ -131,7 +131,7 @@ def _evaluate(args) -> int:
     from tinyloc_tf.deployment.host import evaluate_tflite
 
     if args.out is not None:
-        check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.data, args.run), file=True)
+        check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.data, args.run), kind="file")
     if args.reset_every is not None and not args.streaming:
         raise TinylocError("--reset-every applies to --streaming step models")
     if args.streaming:

@@ -19,6 +19,7 @@ from pathlib import Path
 from tinyloc_tf.arguments import fraction, positive_float, positive_int, seed
 from tinyloc_tf.atomic import check_output
 from tinyloc_tf.data.representation import REPRESENTATION_HELP, REPRESENTATIONS
+from tinyloc_tf.errors import TinylocError
 
 DEFAULT_DEST = Path("data")
 INHOME_ARCHIVE_NAME = "inhome_figshare.zip"
@@ -91,6 +92,8 @@ def _progress() -> bool:
 
 
 def _fetch(args) -> int:
+    if args.dest.exists() and not args.dest.is_dir():
+        raise TinylocError(f"--dest {args.dest} is a file; --dest names the folder to download into")
     if args.dataset == "uji":
         from tinyloc_tf.data.uji import fetch_uji
 
@@ -126,7 +129,7 @@ def _fetch(args) -> int:
 def _prepare_uji(args) -> int:
     from tinyloc_tf.data.uji import prepare_uji
 
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.source,))
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.source,), kind="folder")
     out = prepare_uji(args.source, args.out, labels=args.labels, seed=args.seed,
                       val_fraction=args.val_fraction, areas=args.areas, split=args.split,
                       representation=args.representation, progress=_progress(),
@@ -139,7 +142,7 @@ def _prepare_inhome(args) -> int:
     from tinyloc_tf.data.inhome import prepare_inhome
 
     options = {} if args.block_seconds is None else {"block_seconds": args.block_seconds}
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.source,))
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.source,), kind="folder")
     out = prepare_inhome(args.source, args.house, args.out, seed=args.seed, val_fraction=args.val_fraction,
                          representation=args.representation, progress=_progress(), overwrite=args.overwrite,
                          **options)

@@ -169,6 +169,8 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
     splits = {}
     for name in SPLITS:
         file = path / f"{name}.npz"
+        if file.is_dir():
+            raise DataError(f"{file}: a folder, expected an .npz file")
         if not file.is_file():
             raise DataError(f"{file}: not found")
         split = _read_split(file)

@@ -43,7 +43,7 @@ def _compile(args) -> int:
 
     if args.alignment < 1 or args.alignment & (args.alignment - 1):
         raise TinylocError(f"--alignment must be a power of two, got {args.alignment}")
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.tflite,))
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.tflite,), kind="folder")
     report = compile_tflite(args.tflite, args.out, symbol_prefix=args.prefix,
                             inplace=not args.no_inplace, tables=not args.no_tables,
                             alignment=args.alignment)

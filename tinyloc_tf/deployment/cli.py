@@ -133,7 +133,7 @@ def _window_args(p: argparse.ArgumentParser) -> None:
 def _export_c(args) -> int:
     from tinyloc_tf.deployment.export_c import export_c
 
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.tflite, args.data, args.crf))
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.tflite, args.data, args.crf), kind="folder")
     args.windows = default_windows(args.data, args.split, args.windows)
     manifest = export_c(args.tflite, args.out, data_dir=args.data, windows=args.windows, split=args.split,
                         crf_file=args.crf)
@@ -153,9 +153,9 @@ def _deploy(args) -> int:
     read_model(args.tflite)  # a missing or broken file is named before any toolchain or TFLM tree
     inputs = (args.tflite, args.data, args.crf)
     if args.json_out:
-        check_output(args.json_out, overwrite=args.overwrite, inputs=inputs, option="--json-out", file=True)
+        check_output(args.json_out, overwrite=args.overwrite, inputs=inputs, option="--json-out", kind="file")
     if args.build_dir:
-        check_output(args.build_dir, overwrite=args.overwrite, inputs=inputs, option="--build-dir")
+        check_output(args.build_dir, overwrite=args.overwrite, inputs=inputs, option="--build-dir", kind="folder")
     if args.streaming:
         args.backend = args.backend or "aot"
         return _deploy_streaming(args)
@@ -244,7 +244,7 @@ def _predict(args) -> int:
     from tinyloc_tf.compression.metadata import read_metadata
     from tinyloc_tf.deployment.predict import model_kind, predict_rooms, read_recording, write_predictions
 
-    check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.input), file=True)
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.input), kind="file")
     meta = read_metadata(args.model)
     missing = [key for key in ("features", "scaling", "classes", "crf") if key not in meta]
     if missing:

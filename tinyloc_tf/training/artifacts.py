@@ -113,6 +113,8 @@ def load_run(run: str | os.PathLike, what: str = "run"):
     """``(tagger, config)`` of a run folder; ``what`` names it in errors (e.g. "teacher run")."""
     run = Path(run)
     model_path, config_path = run / "model.keras", run / "config.json"
+    if run.exists() and not run.is_dir():
+        raise TinylocError(f"{what} {run} is a file; expected a run folder (with model.keras and config.json)")
     if not run.is_dir():
         raise TinylocError(f"{what} {run} not found")
     if not model_path.is_file():
@@ -126,6 +128,9 @@ def load_run(run: str | os.PathLike, what: str = "run"):
     family = (config.get("build_config") or {}).get("family")
     if family in FAMILIES.names():
         FAMILIES.get(family).encoder_class()  # imports a registered family's module, registering its encoder
+    if not zipfile.is_zipfile(model_path):  # Keras says "File not found" of a damaged archive
+        raise TinylocError(f"{model_path}: cannot load the Keras model (not a .keras zip archive: truncated or "
+                           "not written by Keras); train the run again")
     try:
         tagger = keras.models.load_model(model_path)
     except (ValueError, TypeError, OSError, KeyError, zipfile.BadZipFile) as exc:

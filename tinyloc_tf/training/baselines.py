@@ -238,7 +238,7 @@ def run_baselines(
     if unknown:
         raise TinylocError(f"unknown baseline {unknown[0]!r}; expected one of {', '.join(BASELINES)}")
     out = Path(out).absolute()
-    check_output(out, overwrite=overwrite, inputs=(data_dir,))
+    check_output(out, overwrite=overwrite, inputs=(data_dir,), kind="folder")
     data = load_prepared(data_dir)
     Xtr, ytr = per_step(data.train.X, data.train.y)
     rows_all = len(Xtr)

@@ -60,7 +60,7 @@ def check_training_args(hidden: int, layers: int, epochs: int, batch_size: int, 
 def check_out(out: str | os.PathLike, overwrite: bool, inputs=()) -> Path:
     """Refuse to clobber a run folder (or an input) unless asked, and an unwritable ``out``,
     before training starts; returns the absolute path."""
-    return check_output(out, overwrite=overwrite, inputs=inputs).absolute()
+    return check_output(out, overwrite=overwrite, inputs=inputs, kind="folder").absolute()
 
 
 # --------------------------------------------------------------------------- determinism
