@@ -307,6 +307,8 @@ CASES = {
     "sweep: --out holds other files": lambda w, tmp: (
         ["sweep", "--data", str(w["data"]), "--out", str(_written_in(tmp / "mine", "notes.txt")), "--family", "mlp",
          "--no-baselines"], 2, "mine"),
+    "baselines: --jobs beyond the machine": lambda w, tmp: (
+        ["baselines", "--data", str(w["data"]), "--out", str(tmp / "b"), "--jobs", "100000"], 2, "--jobs"),
     "baselines: --models names none": lambda w, tmp: (
         ["baselines", "--data", str(w["data"]), "--out", str(tmp / "b"), "--models", ","], 2, "--models"),
     "deploy: --arena-bytes with the aot backend": lambda w, tmp: (

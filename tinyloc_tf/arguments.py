@@ -43,6 +43,12 @@ non_negative_int = _bounded("non_negative_int", int, lambda v: v >= 0, "must be 
 MAX_SEED = 2**32 - 1
 seed = _bounded("seed", int, lambda v: 0 <= v <= MAX_SEED, f"must be in 0..{MAX_SEED}",
                 "A random seed: an integer in 0 .. 2**32 - 1.")
+#: Most parallel jobs (processes or threads) a command starts: beyond it a machine runs out of
+#: threads before it runs out of work.
+MAX_JOBS = 256
+jobs = _bounded("jobs", int, lambda v: 1 <= v <= MAX_JOBS, f"must be in 1..{MAX_JOBS}",
+                "A number of parallel jobs: 1 .. 256.")
+
 #: Largest tensor arena a host run accepts, in KiB: 1 GiB, far above any microcontroller's RAM and
 #: below the 2 GiB where TFLM's 32-bit arena size would wrap.
 MAX_ARENA_KIB = 1024 * 1024

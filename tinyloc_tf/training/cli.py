@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_float, non_negative_int, positive_float, positive_int, seed, unit_interval
+from tinyloc_tf.arguments import jobs, non_negative_float, non_negative_int, positive_float, positive_int, seed, unit_interval
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.recipe import add_recipe_arguments, recipe_from_args
 from tinyloc_tf.families import family_names
@@ -115,7 +115,7 @@ def register(subparsers) -> None:
     baselines.add_argument("--models", default="knn,random_forest,logistic_regression",
                            help="comma-separated subset (default: all three)")
     baselines.add_argument("--seed", type=seed, default=0, help="random forest / solver seed (default 0)")
-    baselines.add_argument("--jobs", type=positive_int, default=1, help="parallel jobs for k-NN and the forest (default 1)")
+    baselines.add_argument("--jobs", type=jobs, default=1, help="parallel jobs for k-NN and the forest (default 1)")
     baselines.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     baselines.add_argument("--quiet", action="store_true", help="no progress bar")
     baselines.set_defaults(handler=_baselines)

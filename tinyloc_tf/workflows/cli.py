@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tinyloc_tf.arguments import non_negative_int, positive_float, positive_int, seed, unit_interval
+from tinyloc_tf.arguments import jobs, non_negative_int, positive_float, positive_int, seed, unit_interval
 from tinyloc_tf.compression.variants import add_convert_arguments, convert_options_from_args, sweep_variant_names
 from tinyloc_tf.data.representation import REPRESENTATIONS
 from tinyloc_tf.deployment.targets import target_names
@@ -49,7 +49,7 @@ def _register_sweep(subparsers) -> None:
                         help="also train every configuration with N-1 more seeds and score the ensembles of its "
                              "first 2..N seeds (emissions and CRF averaged) as candidates (default 1: none)")
     where = parser.add_argument_group("where runs execute")
-    where.add_argument("--jobs", type=positive_int, default=1,
+    where.add_argument("--jobs", type=jobs, default=1,
                        help="parallel worker processes (default 1); with --ray local: the instance's CPUs")
     where.add_argument("--ray", metavar="ADDRESS",
                        help="run each job as a Ray task: 'auto' (running cluster), 'local' (start one here) "
@@ -134,7 +134,7 @@ def _register_pipeline(subparsers) -> None:
                         help="no Mamba streaming step models (stream-int16x8): window models only")
     parser.add_argument("--representation", choices=REPRESENTATIONS, default="powed",
                         help="input representation of the prepared house (default powed; docs/data.md)")
-    parser.add_argument("--jobs", type=positive_int, default=2,
+    parser.add_argument("--jobs", type=jobs, default=2,
                         help="runs in parallel worker processes (default 2: small models use one core well)")
     parser.add_argument("--target", choices=target_names(), default="m55", help="Cortex-M board (default m55; docs/firmware.md)")
     parser.add_argument("--ram-kb", type=positive_int, default=32, help="RAM and flash budget of the deployed model in KiB (default 32)")
