@@ -433,6 +433,10 @@ CASES = {
         ["compile", str(w["tflite"]), "--out", str(tmp / "c"), "--check", "-1"], 2, "--check"),
     "export-c: --out is a file": lambda w, tmp: (
         ["export-c", str(w["tflite"]), "--out", str(a_file(tmp)), "--overwrite"], 2, "plain.txt"),
+    "data samples: no such house": lambda w, tmp: (
+        ["data", "samples", "inhome", "--source", str(w["raw"]), "--house", "Q", "--out", str(tmp / "s.csv")], 2, "Q"),
+    "data samples: --out is the source": lambda w, tmp: (
+        ["data", "samples", "inhome", "--source", str(w["raw"]), "--house", "A", "--out", str(w["raw"])], 2, "raw"),
     "data fetch: --dest is a file": lambda w, tmp: (["data", "fetch", "uji", "--dest", str(a_file(tmp))], 2, "plain.txt"),
     "export-c: --windows 0": lambda w, tmp: (["export-c", str(w["tflite"]), "--out", str(tmp / "c"), "--windows", "0"],
                                              2, "--windows"),

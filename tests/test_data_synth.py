@@ -177,3 +177,29 @@ def test_default_house_is_a_fair_test_bed(tmp_path):
         assert 0 < share[names.index(rare)] < 0.08, (rare, share)
     assert share.max() > 0.2  # long stays dominate free living
     assert sum(data.meta["removed"]["windows_with_unlabelled_steps"].values()) > 0
+
+
+def test_samples_are_the_grid_the_test_windows_are_cut_from(small_house, small_prepared):
+    """``data samples``' rows, through the data's representation, hold every prepared test
+    stream as a contiguous run of one session's rows, labels included."""
+    from tinyloc_tf.data.inhome import session_samples
+    from tinyloc_tf.data.representation import Representation
+    from tinyloc_tf.data.streams import split_streams
+
+    table = session_samples(small_house, "A", "living")
+    features, classes = small_prepared.meta["features"], small_prepared.meta["classes"]
+    assert list(table.columns) == ["session", "time_ms", *features, "room_annotated"]
+    assert all(name.startswith("living_") for name in table["session"].unique())
+    inputs, _ = Representation.from_meta(small_prepared.meta["scaling"]).apply(table[features].to_numpy())
+    streams = split_streams(small_prepared.test)
+    assert streams
+    for stream in streams:
+        starts = np.flatnonzero((inputs == stream.X[0]).all(axis=1))
+        match = [a for a in starts if len(inputs) - a >= len(stream.X) and (inputs[a:a + len(stream.X)] == stream.X).all()]
+        assert match, f"{stream.name} is no run of the samples"
+        rows = table.iloc[match[0]:match[0] + len(stream.X)]
+        assert rows["session"].nunique() == 1
+        assert rows["room_annotated"].tolist() == [classes[k] for k in stream.y]
+    fingerprint = session_samples(small_house, "A", "fingerprint")
+    assert not set(fingerprint["session"]) & set(table["session"])
+    assert len(session_samples(small_house, "A", "all")) == len(table) + len(fingerprint)

@@ -194,3 +194,27 @@ def test_uji_validation_file_reads_as_prepare_reads_it(tmp_path, capsys, uji_zip
     X = np.load(Path(prepared) / "test.npz")["X"]
     paths, _ = predict_paths(model, X)
     assert rooms["room"].tolist() == np.array(read_metadata(model)["classes"])[paths[:, 0]].tolist()
+
+
+def test_a_raw_house_recording_through_samples_and_predict_scores_as_the_card_says(tmp_path, capsys):
+    """Raw in-home files -> ``data samples`` -> ``predict`` with the shipped streaming model: the
+    rooms agree with the annotations about as often as the card's test accuracy (the card scores
+    the same sessions, prepared into streams)."""
+    from pathlib import Path
+
+    from tinyloc_tf.data.synth import synthesize_house
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "synth-house-a-streaming"
+    card = json.loads((shipped / "32kb.json").read_text())
+    assert card["data"]["synthetic"] and card["data"]["house"] == "A"
+    synthesize_house(tmp_path / "raw", seed=0)  # the house the shipped model was trained on
+    assert main(["data", "samples", "inhome", "--source", str(tmp_path / "raw"), "--house", "A",
+                 "--out", str(tmp_path / "samples.csv")]) == 0
+    streaming = card["model"]["streaming"]
+    status, rooms, text = predict(tmp_path, capsys, (shipped / "32kb.tflite").read_bytes(), tmp_path / "samples.csv",
+                                  "--stream-column", "session", "--lag", str(streaming["lag"]),
+                                  "--reset-every", str(streaming["reset_every"]))
+    assert status == 0, text
+    labelled = rooms[rooms["room_annotated"].notna()]
+    accuracy = (labelled["room"] == labelled["room_annotated"]).mean()
+    assert abs(accuracy - card["metrics"]["test"]["accuracy"]) < 0.03, (accuracy, card["metrics"]["test"])

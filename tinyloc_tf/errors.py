@@ -87,3 +87,24 @@ def stdout_closed() -> bool:
         os.dup2(devnull, fd)
         os.close(devnull)
     return closed
+
+
+def read_json_object(path, missing: str = "not found", error=None) -> dict:
+    """The JSON object in the file ``path``; a missing file (``missing`` says what to do), a
+    folder, invalid JSON or another JSON type is an ``error`` (default :class:`TinylocError`)
+    naming the file."""
+    import json
+    from pathlib import Path
+
+    path, error = Path(path), error or TinylocError
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: a folder, expected a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({shown(exc, 120)})") from exc
+    if not isinstance(payload, dict):
+        raise error(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload

@@ -1,10 +1,11 @@
-"""``tinyloc data ...``: fetch, prepare, synthesise and inspect datasets.
+"""``tinyloc data ...``: fetch, prepare, synthesise and inspect datasets, and export samples.
 
     tinyloc data fetch uji|inhome [--dest DIR]
     tinyloc data prepare uji --source ZIP_OR_DIR --out DIR [--labels area|floor] [--seed N]
     tinyloc data prepare inhome --source ROOT --house A --out DIR [--seed N]
     tinyloc data synth --out DIR [--seed N] [--house A] [--floors 2] [--living-minutes M ...]
     tinyloc data info DIR [--json]
+    tinyloc data samples inhome --source ROOT --house A --out SAMPLES.csv [--sessions living|fingerprint|all]
 
 Loaders are imported inside the handlers so ``tinyloc --help`` stays fast.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from tinyloc_tf.arguments import fraction, positive_float, positive_int, seed
 from tinyloc_tf.atomic import check_output
+from tinyloc_tf.data.inhome import SAMPLE_SESSIONS
 from tinyloc_tf.data.representation import REPRESENTATION_HELP, REPRESENTATIONS
 from tinyloc_tf.errors import TinylocError
 
@@ -81,10 +83,34 @@ def register(subparsers) -> None:
                             "activity tags, zoned timestamps; docs/inhome.md); same windows (default plain)")
     synth.set_defaults(handler=_synth)
 
+    samples = verbs.add_parser(
+        "samples", help="an in-home house's sessions as one CSV of 5 Hz samples in dBm (what tinyloc predict reads)")
+    samples.add_argument("dataset", choices=("inhome",), help="the in-home layout (UJIIndoorLoc's CSVs are samples already)")
+    samples.add_argument("--source", type=Path, required=True, help="folder holding house_A .. house_D")
+    samples.add_argument("--house", required=True, help="house letter, e.g. A")
+    samples.add_argument("--sessions", choices=SAMPLE_SESSIONS, default="living",
+                         help="living (free-living: the test split; default), fingerprint (train and val) or all")
+    samples.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    samples.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    samples.set_defaults(handler=_samples)
+
     info = verbs.add_parser("info", help="counts per split and per class of a prepared folder")
     info.add_argument("dir", type=Path, help="prepared dataset folder")
     info.add_argument("--json", action="store_true", help="print JSON instead of tables")
     info.set_defaults(handler=_info)
+
+
+def _samples(args) -> int:
+    from tinyloc_tf.atomic import write_atomic
+    from tinyloc_tf.data.inhome import session_samples
+
+    check_output(args.out, overwrite=args.overwrite, inputs=(args.source,), kind="file")
+    table = session_samples(args.source, args.house, args.sessions, progress=_progress())
+    write_atomic(args.out, table.to_csv(index=False).encode())
+    print(f"{args.out}: {len(table)} samples of {table['session'].nunique()} sessions "
+          f"({', '.join(table['session'].unique())}), {len(table.columns) - 3} access points")
+    print(f"next: tinyloc predict MODEL.tflite --input {args.out} --stream-column session --out ROOMS.csv")
+    return 0
 
 
 def _progress() -> bool:

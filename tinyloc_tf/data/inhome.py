@@ -244,6 +244,19 @@ def _add(total: dict, part: dict) -> None:
         total[key] = total.get(key, 0) + value
 
 
+def house_sessions(source: str | os.PathLike, house: str):
+    """``(house folder, its metadata, its experiments folder, session names in natural order)``."""
+    house_dir = find_house(source, house)
+    metadata = read_metadata(house_dir)
+    experiments = house_dir / "experiments"
+    if not experiments.is_dir():
+        raise DataError(f"{experiments}: missing experiments folder")
+    names = sorted((p.name for p in experiments.iterdir() if p.is_dir()), key=natural_key)
+    if not names:
+        raise DataError(f"{experiments}: no session folders")
+    return house_dir, metadata, experiments, names
+
+
 def prepare_inhome(
     source: str | os.PathLike,
     house: str,
@@ -276,14 +289,7 @@ def prepare_inhome(
                         f"{WINDOW_STEPS * STEP_MS / 1000:g} s window plus {GAP_STEPS * STEP_MS / 1000:g} s "
                         f"guards on both sides")
 
-    house_dir = find_house(source, house)
-    metadata = read_metadata(house_dir)
-    experiments = house_dir / "experiments"
-    if not experiments.is_dir():
-        raise DataError(f"{experiments}: missing experiments folder")
-    names = sorted((p.name for p in experiments.iterdir() if p.is_dir()), key=natural_key)
-    if not names:
-        raise DataError(f"{experiments}: no session folders")
+    house_dir, metadata, experiments, names = house_sessions(source, house)
     kinds = {name: session_kind(name) for name in names}
     for kind, role in (("fingerprint", "train/val"), ("living", "test")):
         if kind not in kinds.values():
@@ -450,6 +456,41 @@ def prepare_inhome(
         },
     }
     return write_prepared(out, splits, meta, overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------- samples
+
+#: Which sessions ``session_samples`` exports: the free-living ones (the test split), the
+#: fingerprint walks (train and val) or all.
+SAMPLE_SESSIONS = ("living", "fingerprint", "all")
+
+
+def session_samples(source: str | os.PathLike, house: str, sessions: str = "living", progress: bool = False):
+    """A house's sessions on the 5 Hz grid, exactly as :func:`prepare_inhome` builds it (mean per
+    200 ms step, forward-filled for up to 1 s, -120 dBm beyond), as one table: a row per step,
+    ``session``, ``time_ms`` (the step's start, ms since the Unix epoch), one column per access
+    point in dBm (the prepared features' names) and ``room_annotated`` (the nearest annotation's
+    room within 500 ms, empty where none). ``tinyloc predict --stream-column session`` reads it.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    if sessions not in SAMPLE_SESSIONS:
+        raise DataError(f"sessions must be one of {', '.join(SAMPLE_SESSIONS)}, got {sessions!r}")
+    house_dir, metadata, experiments, names = house_sessions(source, house)
+    names = [name for name in names if sessions == "all" or session_kind(name) == sessions]
+    if not names:
+        raise DataError(f"{experiments}: no {sessions} session")
+    rooms = np.asarray([*metadata.room_names, ""], dtype=object)  # -1 (no annotation) -> ""
+    tables = []
+    for name in tqdm(names, desc=f"samples house_{house_dir.name[6:]}", unit="session", disable=not progress):
+        grid = session_grid(read_session(experiments / name, metadata), len(metadata.ap_ids))
+        table = pd.DataFrame(grid.X, columns=metadata.feature_names)
+        table.insert(0, "time_ms", grid.start_ms + STEP_MS * np.arange(len(grid.X), dtype=np.int64))
+        table.insert(0, "session", name)
+        table["room_annotated"] = rooms[grid.y]
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 # ----------------------------------------------------------------------------- report

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyloc_tf.atomic import staged_folder
-from tinyloc_tf.errors import DataError, shown
+from tinyloc_tf.errors import DataError, read_json_object, shown
 
 SPLITS = ("train", "val", "test")
 REQUIRED_META = ("features", "classes", "T", "scaling", "labels", "source", "source_sha256")
@@ -147,14 +147,7 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
     """Load a prepared dataset folder, checking it against the contract."""
     path = Path(path)
     meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        raise DataError(f"{meta_path}: not found (run `tinyloc data prepare ...` first)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{meta_path}: not valid JSON ({shown(exc, 120)})") from exc
-    if not isinstance(meta, dict):
-        raise DataError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    meta = read_json_object(meta_path, missing="not found (run `tinyloc data prepare ...` first)", error=DataError)
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise DataError(f"{meta_path}: missing fields {', '.join(missing)}")

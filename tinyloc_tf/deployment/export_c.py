@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinyloc_tf.compression.flatbuffer import Flatbuffer, indices, read_model, tensor_quantization
-from tinyloc_tf.errors import DataError, TinylocError, shown
+from tinyloc_tf.errors import DataError, TinylocError, read_json_object, shown
 
 if TYPE_CHECKING:  # the table class loads with the raw-dBm path only
     from tinyloc_tf.deployment.input_table import InputTable
@@ -221,17 +221,7 @@ def crf_from_metadata(buf: bytes, where: str, side_file: str | os.PathLike | Non
     """
     if side_file is not None:
         path = Path(side_file)
-        try:
-            payload = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise TinylocError(f"{path}: CRF side file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise TinylocError(f"{path}: not valid JSON ({shown(exc, 120)})") from exc
-        except IsADirectoryError:
-            raise TinylocError(f"{path}: a folder, expected a JSON CRF side file") from None
-        if not isinstance(payload, dict):
-            raise TinylocError(f"{path}: expected a JSON object with transitions, start and end, "
-                               f"got {type(payload).__name__}")
+        payload = read_json_object(path, missing="CRF side file not found")
         source = str(path)
         crf = payload.get("crf", payload)
     else:

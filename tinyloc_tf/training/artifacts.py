@@ -21,7 +21,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from tinyloc_tf.errors import TinylocError, shown
+from tinyloc_tf.errors import TinylocError, read_json_object, shown
 
 
 def sweep_runs(sweep_dir: str | os.PathLike) -> Path:
@@ -91,14 +91,7 @@ def read_run_json(path: str | os.PathLike, required: tuple[str, ...] = ()) -> di
     """A run's ``config.json`` or ``metrics.json`` as a dict, its known fields of the right JSON
     type and ``required`` present; anything else is an error naming the file and the field."""
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TinylocError(f"{path}: not found (is {path.parent} a finished run folder?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TinylocError(f"{path}: not valid JSON ({shown(exc, 120)})") from exc
-    if not isinstance(payload, dict):
-        raise TinylocError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    payload = read_json_object(path, missing=f"not found (is {path.parent} a finished run folder?)")
     for key in required:
         if key not in payload:
             raise TinylocError(f"{path}: no {key!r} field (is {path.parent} a run made by tinyloc train?)")
