@@ -213,8 +213,25 @@ def test_a_raw_house_recording_through_samples_and_predict_scores_as_the_card_sa
     streaming = card["model"]["streaming"]
     status, rooms, text = predict(tmp_path, capsys, (shipped / "32kb.tflite").read_bytes(), tmp_path / "samples.csv",
                                   "--stream-column", "session", "--lag", str(streaming["lag"]),
-                                  "--reset-every", str(streaming["reset_every"]))
+                                  "--reset-every", str(streaming["reset_every"]), "--truth-column", "room_annotated")
     assert status == 0, text
     labelled = rooms[rooms["room_annotated"].notna()]
     accuracy = (labelled["room"] == labelled["room_annotated"]).mean()
+    scored = json.loads(text[text.index("{"):])["scored"]
+    assert scored["rows"] == len(labelled) and scored["accuracy"] == pytest.approx(accuracy)
     assert abs(accuracy - card["metrics"]["test"]["accuracy"]) < 0.03, (accuracy, card["metrics"]["test"])
+
+
+def test_truth_column_is_checked_before_any_inference(tmp_path, capsys):
+    inputs = recording(np.random.default_rng(5), 4)
+    write_csv(tmp_path / "scans.csv", inputs, truth=["kitchen", "", "attic", "bedroom"])
+    status, rooms, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv",
+                                  "--truth-column", "truth")
+    assert status == 2 and rooms is None and "'attic', not among the model's classes" in text
+    write_csv(tmp_path / "scans.csv", inputs, truth=["kitchen", "", "kitchen", "bedroom"])
+    status, rooms, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv",
+                                  "--truth-column", "truth")
+    scored = json.loads(text[text.index("{"):])["scored"]
+    assert status == 0 and scored["rows"] == 3
+    hits = [room == truth for room, truth in zip(rooms["room"], rooms["truth"]) if isinstance(truth, str)]
+    assert scored["accuracy"] == pytest.approx(np.mean(hits))

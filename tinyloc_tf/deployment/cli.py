@@ -94,6 +94,8 @@ def register(subparsers) -> None:
                          help="streaming models: fixed-lag Viterbi's lag in samples (default 10)")
     predict.add_argument("--reset-every", type=positive_int, metavar="N",
                          help="streaming models: reset the state to zero every N samples (default never)")
+    predict.add_argument("--truth-column", metavar="COL",
+                         help="a column of true class names (empty: unknown): the summary adds accuracy and macro-F1")
     predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=_predict)
@@ -242,7 +244,8 @@ def _predict(args) -> int:
     import numpy as np
 
     from tinyloc_tf.compression.metadata import read_metadata
-    from tinyloc_tf.deployment.predict import model_kind, predict_rooms, read_recording, write_predictions
+    from tinyloc_tf.deployment.predict import (model_kind, predict_rooms, read_recording, read_truth, score_rooms,
+                                                write_predictions)
 
     check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.input), kind="file")
     meta = read_metadata(args.model)
@@ -253,6 +256,7 @@ def _predict(args) -> int:
     if kind != "streaming" and (args.reset_every is not None or args.decoder != "viterbi"):
         raise TinylocError("--reset-every and --decoder apply to streaming step models")
     other, dbm, streams = read_recording(args.input, list(meta["features"]), meta["scaling"], args.stream_column)
+    truth = read_truth(other, args.truth_column, list(meta["classes"]), str(args.input)) if args.truth_column else None
     rooms = predict_rooms(args.model, dbm, streams, runtime=args.runtime, method=args.decoder, lag=args.lag,
                           reset_every=args.reset_every, progress=not args.quiet and sys.stderr.isatty(),
                           where=str(args.input))
@@ -261,5 +265,7 @@ def _predict(args) -> int:
     summary = {"out": str(args.out), "model": str(args.model), "kind": kind, "rows": int(len(rooms)),
                "streams": int(len(np.unique(streams))),
                "rooms": {name: int(n) for name, n in zip(meta["classes"], counts) if n}}
+    if truth is not None:
+        summary["scored"] = {"column": args.truth_column, **score_rooms(*truth, rooms)}
     print(json.dumps(summary, indent=2))
     return 0

@@ -18,7 +18,8 @@ rows: one row is one scan (UJIIndoorLoc) or one sample at the model's rate (in-h
 A stream is the whole file, or with ``--stream-column`` the rows sharing that column's value
 (in file order). Not heard: an empty cell, the dataset's own marker (UJIIndoorLoc's ``100``,
 from the metadata) or any reading at or below the representation's floor. Columns that are
-not features (ids, timestamps, true labels) are copied to the output, then ``room``.
+not features (ids, timestamps, true labels) are copied to the output, then ``room``. With
+``--truth-column COL`` (true class names, empty where unknown) the summary also scores the rooms.
 """
 
 from __future__ import annotations
@@ -167,6 +168,31 @@ def predict_rooms(model: Path, dbm: np.ndarray, streams: np.ndarray, runtime: st
         rooms[rows] = decode_stream(emissions, np.asarray(crf["transitions"], np.float32),
                                     np.asarray(crf["start"], np.float32), method, lag)
     return rooms
+
+
+def read_truth(other, column: str, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows with a true class [n] bool, their class indices)`` from the class names in
+    ``other[column]`` (empty: unknown); checked before any inference."""
+    if column not in other.columns:
+        raise DataError(f"{where}: no column {column!r} (--truth-column)")
+    truth = other[column].fillna("").astype(str).to_numpy()
+    given = truth != ""
+    unknown = sorted(set(truth[given]) - set(classes))
+    if unknown:
+        raise DataError(f"{where}: column {column!r} holds {', '.join(map(repr, unknown[:3]))}, not among the "
+                        f"model's classes ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
+    if not given.any():
+        raise DataError(f"{where}: column {column!r} is empty on every row")
+    index = {name: k for k, name in enumerate(classes)}
+    return given, np.array([index[name] for name in truth[given]], dtype=np.int64)
+
+
+def score_rooms(given: np.ndarray, truth: np.ndarray, rooms: np.ndarray) -> dict:
+    """Accuracy and macro-F1 of ``rooms`` on the rows with a true class, as ``evaluate`` computes them."""
+    from tinyloc_tf.training.metrics import accuracy, macro_f1
+
+    return {"rows": int(given.sum()), "accuracy": accuracy(truth[None], rooms[given][None]),
+            "macro_f1": macro_f1(truth[None], rooms[given][None])}
 
 
 def write_predictions(out: Path, other, classes: list[str], rooms: np.ndarray) -> None:
