@@ -84,7 +84,7 @@ def read_recording(path: Path, features: list[str], scaling: dict, stream_column
     bad = ~np.isfinite(dbm) | ((dbm > 0) & ~is_marker)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
-        raise DataError(f"{path}: line {row + 2}, column {features[col]}: {cells[row, col]!r} is not an RSSI "
+        raise DataError(f"{path}: line {row + 2}, column {features[col]}: {shown(cells[row, col], 40)} is not an RSSI "
                         f"in dBm (at most 0{f', or {marker} for not heard' if marker is not None else ''})")
     dbm[is_marker] = floor  # a reading at or below the floor is not heard too: the representation says so
     other = frame.drop(columns=features)
