@@ -65,11 +65,14 @@ def test_check_output_rules(tmp_path):
     with pytest.raises(TinylocError, match="would replace the input"):
         check_output(full, overwrite=True, inputs=[full])
     check_output(full / "sub", inputs=[full / "x"])  # beside an input is fine
-    check_output(full / "new.tflite", inputs=[full])  # a new file inside an input folder is fine
+    check_output(full / "new.tflite", inputs=[full])  # a new file inside an input folder is fine,
     with pytest.raises(TinylocError, match="is a folder; --out names a file"):
         check_output(tmp_path / "empty", overwrite=True, kind="file")
-    with pytest.raises(TinylocError, match="would replace part of the input"):
-        check_output(full / "x", overwrite=True, inputs=[full])  # a file the input holds is not
+    check_output(full / "x", overwrite=True, inputs=[full])  # and so is replacing one of the user's,
+    (full / "model.keras").write_text("weights")
+    for read in ("model.keras", "val.npz", "house_A/experiments"):  # but not what commands read there
+        with pytest.raises(TinylocError, match="part of the input"):
+            check_output(full / read, overwrite=True, inputs=[full])
     with pytest.raises(TinylocError, match="is a file"):
         check_output(full / "x" / "deeper" / "out")
 

@@ -132,6 +132,9 @@ def test_missing_features_short_streams_and_existing_outputs_are_refused(tmp_pat
     status, _, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv", "--stream-column", "id")
     assert status == 2 and "no column 'id'" in text
 
+    status, _, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv", "--lag", "3")
+    assert status == 2 and "--lag apply to streaming step models" in text
+
     (tmp_path / "rooms.csv").write_text("keep me\n")
     status, _, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv")
     assert status == 2 and "--overwrite" in text
@@ -210,11 +213,14 @@ def test_a_raw_house_recording_through_samples_and_predict_scores_as_the_card_sa
     synthesize_house(tmp_path / "raw", seed=0)  # the house the shipped model was trained on
     assert main(["data", "samples", "inhome", "--source", str(tmp_path / "raw"), "--house", "A",
                  "--out", str(tmp_path / "samples.csv")]) == 0
-    streaming = card["model"]["streaming"]
+    (tmp_path / "m.json").write_text(json.dumps(card))  # the card beside the model: its decoding is the default
     status, rooms, text = predict(tmp_path, capsys, (shipped / "32kb.tflite").read_bytes(), tmp_path / "samples.csv",
-                                  "--stream-column", "session", "--lag", str(streaming["lag"]),
-                                  "--reset-every", str(streaming["reset_every"]), "--truth-column", "room_annotated")
+                                  "--stream-column", "session", "--truth-column", "room_annotated")
     assert status == 0, text
+    streaming = card["model"]["streaming"]
+    assert json.loads(text[text.index("{"):])["decoding"] == {
+        "method": streaming["decoder"], "lag": streaming["lag"], "reset_every": streaming["reset_every"],
+        "from": "the card m.json and the flags"}
     labelled = rooms[rooms["room_annotated"].notna()]
     accuracy = (labelled["room"] == labelled["room_annotated"]).mean()
     scored = json.loads(text[text.index("{"):])["scored"]

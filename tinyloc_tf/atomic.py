@@ -91,6 +91,19 @@ def _holds(outer: Path, inner: Path) -> bool:
     return outer == inner or outer in inner.parents
 
 
+#: What the commands read inside an input folder: a run's files, a prepared dataset's, the raw
+#: UJIIndoorLoc tables and the in-home houses. An output inside an input folder may not be (or
+#: lie inside) one of them, even with --overwrite; anything else there is the user's to replace.
+INPUT_MEMBERS = ("model.keras", "config.json", "metrics.json", "history.csv", "meta.json", "train.npz", "val.npz",
+                 "test.npz", "trainingData.csv", "validationData.csv", "*.zip", "house_*")
+
+
+def _read_member(relative: Path) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(relative.parts[0], pattern) for pattern in INPUT_MEMBERS)
+
+
 def _resolved_inputs(out: Path, inputs):
     """``(input as given, its resolved path, out's resolved path)`` for each input given."""
     target = out.resolve()
@@ -108,7 +121,8 @@ def check_output(
     """Check before any long work that ``out`` may be written; returns it as a ``Path``.
 
     Raises :class:`TinylocError` when ``out`` is (or is a folder holding) one of ``inputs``,
-    when it exists inside an input folder (even with ``overwrite``), when it exists and is not
+    when it is or lies inside one of an input folder's :data:`INPUT_MEMBERS` (even with
+    ``overwrite``), when it exists and is not
     an empty folder and ``overwrite`` is false, when it is a folder where ``kind`` is ``"file"``
     (or a file where it is ``"folder"``), or when it cannot be created. Also removes
     staging leftovers of ``out`` from killed runs.
@@ -119,12 +133,12 @@ def check_output(
             raise TinylocError(
                 f"{option} {out} would replace the input {source}; choose an {option} outside it"
             )
-        # Inside an input folder a new file is fine (a .tflite beside its run), but what is
-        # already there may be what the command reads (model.keras, train.npz, raw sessions).
-        if source_path.is_dir() and source_path in target.parents and (out.exists() or out.is_symlink()):
+        # Inside an input folder an output of its own is fine (RUN/int8.tflite, written again
+        # with --overwrite), but not one that replaces what the commands read there.
+        if source_path.is_dir() and source_path in target.parents and _read_member(target.relative_to(source_path)):
             raise TinylocError(
-                f"{option} {out} would replace part of the input {source}; choose an {option} outside it "
-                "or a name that does not exist there"
+                f"{option} {out} would replace {source_path.name}/{target.relative_to(source_path).parts[0]}, "
+                f"part of the input {source}; choose an {option} outside it"
             )
     if kind == "file" and out.is_dir():
         raise TinylocError(f"{option} {out} is a folder; {option} names a file to write")

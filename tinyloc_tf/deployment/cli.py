@@ -88,12 +88,14 @@ def register(subparsers) -> None:
     predict.add_argument("--stream-column", metavar="COL",
                          help="rows sharing COL's value form one stream (recording); default: the whole file")
     predict.add_argument("--runtime", default="tflm", choices=("tflm", "litert"), help="interpreter (default tflm)")
-    predict.add_argument("--decoder", choices=("viterbi", "filter"), default="viterbi",
-                         help="streaming models: fixed-lag Viterbi (default) or forward filtering")
-    predict.add_argument("--lag", type=non_negative_int, default=10,
-                         help="streaming models: fixed-lag Viterbi's lag in samples (default 10)")
-    predict.add_argument("--reset-every", type=positive_int, metavar="N",
-                         help="streaming models: reset the state to zero every N samples (default never)")
+    predict.add_argument("--decoder", choices=("viterbi", "filter"),
+                         help="streaming models: fixed-lag Viterbi or forward filtering (default: the model card's, "
+                              "else viterbi)")
+    predict.add_argument("--lag", type=non_negative_int,
+                         help="streaming models: fixed-lag Viterbi's lag in samples (default: the card's, else 10)")
+    predict.add_argument("--reset-every", type=non_negative_int, metavar="N",
+                         help="streaming models: reset the state to zero every N samples, 0 never (default: the "
+                              "card's, else never)")
     predict.add_argument("--truth-column", metavar="COL",
                          help="a column of true class names (empty: unknown): the summary adds accuracy and macro-F1")
     predict.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -245,7 +247,7 @@ def _predict(args) -> int:
 
     from tinyloc_tf.compression.metadata import read_metadata
     from tinyloc_tf.deployment.predict import (model_kind, predict_rooms, read_recording, read_truth, score_rooms,
-                                                write_predictions)
+                                                streaming_decoding, write_predictions)
 
     check_output(args.out, overwrite=args.overwrite, inputs=(args.model, args.input), kind="file")
     meta = read_metadata(args.model)
@@ -253,18 +255,22 @@ def _predict(args) -> int:
     if missing:
         raise TinylocError(f"{args.model}: its metadata lacks {', '.join(missing)}; convert it again with tinyloc convert")
     kind = model_kind(meta)
-    if kind != "streaming" and (args.reset_every is not None or args.decoder != "viterbi"):
-        raise TinylocError("--reset-every and --decoder apply to streaming step models")
+    given = [flag for flag, value in (("--decoder", args.decoder), ("--lag", args.lag),
+                                      ("--reset-every", args.reset_every)) if value is not None]
+    if kind != "streaming" and given:
+        raise TinylocError(f"{' and '.join(given)} apply to streaming step models; {args.model} is a {kind} model")
+    decoding = streaming_decoding(args.model, args.decoder, args.lag, args.reset_every) if kind == "streaming" else None
     other, dbm, streams = read_recording(args.input, list(meta["features"]), meta["scaling"], args.stream_column)
     truth = read_truth(other, args.truth_column, list(meta["classes"]), str(args.input)) if args.truth_column else None
-    rooms = predict_rooms(args.model, dbm, streams, runtime=args.runtime, method=args.decoder, lag=args.lag,
-                          reset_every=args.reset_every, progress=not args.quiet and sys.stderr.isatty(),
-                          where=str(args.input))
+    rooms = predict_rooms(args.model, dbm, streams, runtime=args.runtime, **(decoding or {}).get("settings", {}),
+                          progress=not args.quiet and sys.stderr.isatty(), where=str(args.input))
     write_predictions(args.out, other, list(meta["classes"]), rooms)
     counts = np.bincount(rooms, minlength=len(meta["classes"]))
     summary = {"out": str(args.out), "model": str(args.model), "kind": kind, "rows": int(len(rooms)),
                "streams": int(len(np.unique(streams))),
                "rooms": {name: int(n) for name, n in zip(meta["classes"], counts) if n}}
+    if decoding is not None:
+        summary["decoding"] = {**decoding["settings"], "from": decoding["from"]}
     if truth is not None:
         summary["scored"] = {"column": args.truth_column, **score_rooms(*truth, rooms)}
     print(json.dumps(summary, indent=2))

@@ -13,12 +13,14 @@ rows: one row is one scan (UJIIndoorLoc) or one sample at the model's rate (in-h
                window decoded with Viterbi; a row takes the room of the first window holding it.
 ``streaming``  (``tinyloc convert --streaming``) each stream fed sample by sample from a zero
                state, decoded online with fixed-lag Viterbi (``--lag``) or forward filtering,
-               as ``tinyloc evaluate --streaming`` scores it.
+               as ``tinyloc evaluate --streaming`` scores it; the decoder, lag and state reset
+               default to the model card's (``M.json`` beside ``M.tflite``), as it was scored.
 
 A stream is the whole file, or with ``--stream-column`` the rows sharing that column's value
 (in file order). Not heard: an empty cell, the dataset's own marker (UJIIndoorLoc's ``100``,
 from the metadata) or any reading at or below the representation's floor. Columns that are
-not features (ids, timestamps, true labels) are copied to the output, then ``room``. With
+not features (ids, timestamps, true labels) are copied to the output, then ``room`` (an input
+column already called ``room`` is copied as ``room_given``). With
 ``--truth-column COL`` (true class names, empty where unknown) the summary also scores the rooms.
 """
 
@@ -45,21 +47,16 @@ def model_kind(meta: dict) -> str:
 def read_recording(path: Path, features: list[str], scaling: dict, stream_column: str | None = None):
     """``(frame of the other columns, dBm float64 [n, F], stream ids [n])`` of a CSV.
 
-    Every feature column must be there; a cell must be empty, a number at most 0 dBm, or the
-    metadata's not-heard marker. Errors name the file, the line and the column.
+    Every feature column must be there, once; a cell must be empty, a number at most 0 dBm, or
+    the metadata's not-heard marker. Errors name the file, the line and the column.
     """
-    import pandas as pd
-
     floor = float(scaling.get("not_heard_dbm", -105.0))
     marker = scaling.get("not_heard")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a CSV file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({shown(exc, 120)})") from None
+    frame = _read_csv(path, nrows=0)  # the header alone first: columns are checked before the values are read
+    header = list(_read_csv(path, nrows=1, header=None).iloc[0]) if len(frame.columns) else []
+    repeated = sorted({name for name in header if header.count(name) > 1 and name in features})
+    if repeated:
+        raise DataError(f"{path}: the feature column {repeated[0]!r} appears more than once")
     missing = [name for name in features if name not in frame.columns]
     if missing:
         found = "" if len(missing) < len(features) else (
@@ -70,26 +67,45 @@ def read_recording(path: Path, features: list[str], scaling: dict, stream_column
         raise DataError(f"{path}: no column {stream_column!r} (--stream-column)")
     if stream_column in features:
         raise DataError(f"--stream-column {stream_column!r} is one of the model's features")
+
+    # Features as numbers straight away (a 100,000-scan file as text takes gigabytes), the other
+    # columns as text, copied through unchanged. A file with an empty cell (not heard) or one that
+    # is not a number is read again as text, cell by cell.
+    try:
+        frame = _read_csv(path, dtype=dict.fromkeys(frame.columns, str) | dict.fromkeys(features, "float64"),
+                          na_filter=False)
+        dbm, cells = frame[features].to_numpy(dtype=np.float64), None
+    except ValueError:
+        frame = _read_csv(path, dtype=str)
+        cells = frame[features].to_numpy()
+        dbm = _parse_cells(path, cells, cells != "", features, floor)
     if frame.empty:
         raise DataError(f"{path}: no rows")
-
-    cells = frame[features].to_numpy()
-    dbm = np.full(cells.shape, floor, dtype=np.float64)
-    filled = cells != ""
-    try:
-        dbm[filled] = cells[filled].astype(np.float64)
-    except ValueError:
-        dbm = _parse_cells(path, cells, filled, features, floor)
     is_marker = dbm == float(marker) if marker is not None else np.zeros(dbm.shape, dtype=bool)
     bad = ~np.isfinite(dbm) | ((dbm > 0) & ~is_marker)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
-        raise DataError(f"{path}: line {row + 2}, column {features[col]}: {shown(cells[row, col], 40)} is not an RSSI "
-                        f"in dBm (at most 0{f', or {marker} for not heard' if marker is not None else ''})")
+        cell = cells[row, col] if cells is not None else format(float(frame[features[col]].iloc[row]), "g")
+        raise DataError(f"{path}: line {row + 2}, column {features[col]}: {shown(cell, 40)} is not an RSSI in dBm "
+                        f"(at most 0{f', or {marker} for not heard' if marker is not None else ''})")
     dbm[is_marker] = floor  # a reading at or below the floor is not heard too: the representation says so
     other = frame.drop(columns=features)
     streams = frame[stream_column].to_numpy() if stream_column else np.zeros(len(frame), dtype=int)
     return other, dbm, streams
+
+
+def _read_csv(path: Path, **options):
+    """``pandas.read_csv`` with text kept as written (no "NA" guessing); errors name the file."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, keep_default_na=False, **options)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a CSV file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({shown(exc, 120)})") from None
 
 
 def _parse_cells(path, cells, filled, features, floor) -> np.ndarray:
@@ -168,6 +184,28 @@ def predict_rooms(model: Path, dbm: np.ndarray, streams: np.ndarray, runtime: st
         rooms[rows] = decode_stream(emissions, np.asarray(crf["transitions"], np.float32),
                                     np.asarray(crf["start"], np.float32), method, lag)
     return rooms
+
+
+def streaming_decoding(model: Path, decoder: str | None, lag: int | None, reset_every: int | None) -> dict:
+    """How a streaming model's samples are decoded: ``{"settings": predict_rooms' method, lag and
+    reset_every, "from": where they came from}``. Each one not given is the model card's (the
+    ``.json`` beside the ``.tflite``, as ``ship_models.py`` writes it; its ``model.streaming``),
+    else Viterbi, lag 10, never reset; ``reset_every`` 0 is never."""
+    from tinyloc_tf.errors import read_json_object
+
+    card_path = Path(model).with_suffix(".json")
+    card = {}
+    if card_path.is_file():
+        payload = read_json_object(card_path)
+        card = (payload.get("model") or {}).get("streaming") or {} if isinstance(payload.get("model"), dict) else {}
+    settings = {
+        "method": decoder or card.get("decoder") or "viterbi",
+        "lag": int(lag if lag is not None else card.get("lag", 10)),
+        "reset_every": (reset_every if reset_every is not None else card.get("reset_every")) or None,
+    }
+    from_card = card and any(value is None for value in (decoder, lag, reset_every))
+    source = f"the card {card_path.name} and the flags" if from_card else "the flags and defaults"
+    return {"settings": settings, "from": source}
 
 
 def read_truth(other, column: str, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:

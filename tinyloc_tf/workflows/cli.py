@@ -113,7 +113,8 @@ def _register_pipeline(subparsers) -> None:
     )
     parser.add_argument("--work", type=Path, default=Path("runs/pipeline"), help="working folder (default runs/pipeline)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the house, the split and training (default 0)")
-    parser.add_argument("--grid", default="small", help="sweep grid: small (default) or paper (hours)")
+    parser.add_argument("--grid", default="small",
+                        help=f"sweep grid: {' | '.join(grid_names())} (default small; paper: hours)")
     # 40 epochs of batch 32 at lr 5e-3: enough optimiser steps for the smallest models on the
     # house's ~700 training windows (25 epochs of batch 64 at 1e-3 left H4 models untrained;
     # docs/training.md, "Recipe").
