@@ -120,12 +120,11 @@ def check_output(
 ) -> Path:
     """Check before any long work that ``out`` may be written; returns it as a ``Path``.
 
-    Raises :class:`TinylocError` when ``out`` is (or is a folder holding) one of ``inputs``,
+    Raises :class:`TinylocError` when ``out`` is (or is a folder holding) one of ``inputs``;
     when it is or lies inside one of an input folder's :data:`INPUT_MEMBERS` (even with
-    ``overwrite``), when it exists and is not
-    an empty folder and ``overwrite`` is false, when it is a folder where ``kind`` is ``"file"``
-    (or a file where it is ``"folder"``), or when it cannot be created. Also removes
-    staging leftovers of ``out`` from killed runs.
+    ``overwrite``); when it exists and is not an empty folder and ``overwrite`` is false; when
+    it is a folder where ``kind`` is ``"file"`` (or a file where it is ``"folder"``); or when it
+    cannot be created. Also removes staging leftovers of ``out`` from killed runs.
     """
     out = Path(out)
     for source, source_path, target in _resolved_inputs(out, inputs):
@@ -156,8 +155,8 @@ def check_output(
     return out
 
 
-def check_resumable_output(out: str | os.PathLike, *, own: Iterable[str], inputs: Iterable[str | os.PathLike | None] = (),
-                           option: str = "--out") -> Path:
+def check_resumable_output(out: str | os.PathLike, *, own: Iterable[str],
+                           inputs: Iterable[str | os.PathLike | None] = (), option: str = "--out") -> Path:
     """:func:`check_output` for the commands that resume (``sweep``, ``pipeline``): ``out`` may
     exist when it holds one of the command's ``own`` entries (``sweep.json``), so a rerun
     continues; a non-empty folder holding none of them is someone else's and is refused, as is
