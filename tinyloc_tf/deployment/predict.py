@@ -20,8 +20,8 @@ A stream is the whole file, or with ``--stream-column`` the rows sharing that co
 (in file order). Not heard: an empty cell, the dataset's own marker (UJIIndoorLoc's ``100``,
 from the metadata) or any reading at or below the representation's floor. Columns that are
 not features (ids, timestamps, true labels) are copied to the output, then ``room`` (an input
-column already called ``room`` is copied as ``room_given``). With
-``--truth-column COL`` (true class names, empty where unknown) the summary also scores the rooms.
+column already called ``room`` is copied as ``room_given``). With ``--truth-column COL`` (true
+class names, empty where unknown) the summary also scores the rooms.
 """
 
 from __future__ import annotations
