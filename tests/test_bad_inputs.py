@@ -319,6 +319,12 @@ CASES = {
         ["pipeline", "--work", str(tmp / "p"), "--train-steps", "5"], 2, "--train-steps"),
     "pipeline: --work holds other files": lambda w, tmp: (
         ["pipeline", "--work", str(_written_in(tmp / "mine", "notes.txt"))], 2, "mine"),
+    "sweep: --ray where nothing answers": lambda w, tmp: (
+        ["sweep", "--data", str(w["data"]), "--out", str(tmp / "s"), "--ray", "127.0.0.1:1", "--family", "mlp"],
+        2, "127.0.0.1:1"),
+    "sweep: --ray not an address": lambda w, tmp: (
+        ["sweep", "--data", str(w["data"]), "--out", str(tmp / "s"), "--ray", "nowhere", "--family", "mlp"],
+        2, "--ray"),
     "sweep: --jobs 0": lambda w, tmp: (["sweep", "--data", str(w["data"]), "--out", str(tmp / "s"), "--jobs", "0"],
                                        2, "--jobs"),
     "report: missing sweep": lambda w, tmp: (["report", str(tmp / "nosweep")], 2, "nosweep"),

@@ -144,6 +144,24 @@ def _run_ray(task, items, settings: dict):
                 yield name, exc
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A Ray address ``HOST:PORT`` (or ``ray://HOST:PORT``) must accept a connection within
+    ``timeout`` seconds: Ray itself retries a wrong one for minutes before it gives up. No
+    address, ``local`` and ``auto`` pass."""
+    import socket
+
+    if not address or address in ("local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise TinylocError(f"--ray {address!r}: expected HOST:PORT, ray://HOST:PORT, auto or local")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise TinylocError(f"cannot connect to the Ray cluster at {address!r}: nothing answers at {host}:{port} "
+                           f"({exc.strerror or exc}); start it with `ray start --head`, or use --ray local") from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None):
     """Connect to Ray for the sweep (``local``: start a private instance with ``num_cpus``),

@@ -36,7 +36,7 @@ from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.training.artifacts import baselines_dir, json_bytes
 from tinyloc_tf.training.recipe import Recipe
 from tinyloc_tf.workflows.compress import execute_compression
-from tinyloc_tf.workflows.execute import ray_session, run_specs, run_tasks
+from tinyloc_tf.workflows.execute import check_reachable, ray_session, run_specs, run_tasks
 from tinyloc_tf.workflows.plan import (
     DEFAULT_VARIANTS,
     check_families,
@@ -155,6 +155,7 @@ def sweep(
 
     # The pipeline opens the sweep's TensorFlow log before the sweep starts.
     check_resumable_output(out, own=("sweep.json", LOG_NAME), inputs=(data_dir,))
+    check_reachable(ray_address)  # before sweep.json records the address
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / "sweep.json"
     _check_resume(settings_path, settings)
