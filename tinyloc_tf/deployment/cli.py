@@ -259,10 +259,16 @@ def _predict(args) -> int:
                                       ("--reset-every", args.reset_every)) if value is not None]
     if kind != "streaming" and given:
         raise TinylocError(f"{' and '.join(given)} apply to streaming step models; {args.model} is a {kind} model")
-    decoding = streaming_decoding(args.model, args.decoder, args.lag, args.reset_every) if kind == "streaming" else None
+    decoding = None
+    if kind == "streaming":  # decoded as its card (the .json beside it, as ship_models.py writes it) says
+        from tinyloc_tf.reports.card import read_card
+
+        card_path = args.model.with_suffix(".json")
+        card = read_card(card_path) if card_path.is_file() else None
+        decoding = streaming_decoding(card, args.decoder, args.lag, args.reset_every, f"the card {card_path.name}")
     other, dbm, streams = read_recording(args.input, list(meta["features"]), meta["scaling"], args.stream_column)
     truth = read_truth(other, args.truth_column, list(meta["classes"]), str(args.input)) if args.truth_column else None
-    rooms = predict_rooms(args.model, dbm, streams, runtime=args.runtime, **(decoding or {}).get("settings", {}),
+    rooms = predict_rooms(args.model, meta, dbm, streams, runtime=args.runtime, **(decoding or {}).get("settings", {}),
                           progress=not args.quiet and sys.stderr.isatty(), where=str(args.input))
     write_predictions(args.out, other, list(meta["classes"]), rooms)
     counts = np.bincount(rooms, minlength=len(meta["classes"]))

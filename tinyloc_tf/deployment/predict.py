@@ -52,18 +52,18 @@ def read_recording(path: Path, features: list[str], scaling: dict, stream_column
     """
     floor = float(scaling.get("not_heard_dbm", -105.0))
     marker = scaling.get("not_heard")
-    frame = _read_csv(path, nrows=0)  # the header alone first: columns are checked before the values are read
-    header = list(_read_csv(path, nrows=1, header=None).iloc[0]) if len(frame.columns) else []
+    # The header as written (pandas would rename a repeated column), checked before the values are read.
+    header = [str(name) for name in _read_csv(path, nrows=1, header=None, dtype=str).iloc[0]]
     repeated = sorted({name for name in header if header.count(name) > 1 and name in features})
     if repeated:
         raise DataError(f"{path}: the feature column {repeated[0]!r} appears more than once")
-    missing = [name for name in features if name not in frame.columns]
+    missing = [name for name in features if name not in header]
     if missing:
         found = "" if len(missing) < len(features) else (
-            f"; its columns are {', '.join(map(str, frame.columns[:3]))}{', ...' if len(frame.columns) > 3 else ''}")
+            f"; its columns are {', '.join(header[:3])}{', ...' if len(header) > 3 else ''}")
         raise DataError(f"{path}: {len(missing)} of the model's {len(features)} feature columns are missing "
                         f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}){found}")
-    if stream_column is not None and stream_column not in frame.columns:
+    if stream_column is not None and stream_column not in header:
         raise DataError(f"{path}: no column {stream_column!r} (--stream-column)")
     if stream_column in features:
         raise DataError(f"--stream-column {stream_column!r} is one of the model's features")
@@ -72,7 +72,7 @@ def read_recording(path: Path, features: list[str], scaling: dict, stream_column
     # columns as text, copied through unchanged. A file with an empty cell (not heard) or one that
     # is not a number is read again as text, cell by cell.
     try:
-        frame = _read_csv(path, dtype=dict.fromkeys(frame.columns, str) | dict.fromkeys(features, "float64"),
+        frame = _read_csv(path, dtype=dict.fromkeys(header, str) | dict.fromkeys(features, "float64"),
                           na_filter=False)
         dbm, cells = frame[features].to_numpy(dtype=np.float64), None
     except ValueError:
@@ -134,27 +134,23 @@ def covering_window_starts(n: int, steps: int) -> list[int]:
     return starts
 
 
-def predict_rooms(model: Path, dbm: np.ndarray, streams: np.ndarray, runtime: str = "tflm",
+def predict_rooms(model: Path, meta: dict, dbm: np.ndarray, streams: np.ndarray, runtime: str = "tflm",
                   method: str = "viterbi", lag: int = 10, reset_every: int | None = None,
                   progress: bool = False, where: str = "the recording") -> np.ndarray:
-    """Class index per row of ``dbm [n, F]`` (rows grouped by ``streams``); see the module doc.
-    ``where`` names the recording in errors."""
-    from tinyloc_tf.compression.metadata import read_metadata
+    """Class index per row of ``dbm [n, F]`` (rows grouped by ``streams``) for the ``.tflite``
+    ``model`` whose metadata is ``meta``; see the module doc. ``where`` names the recording in
+    errors."""
     from tinyloc_tf.data.representation import Representation
+    from tinyloc_tf.deployment.host import predict_paths
 
-    meta = read_metadata(model)
     inputs, _ = Representation.from_meta(meta["scaling"]).apply(dbm)
     kind = model_kind(meta)
     rooms = np.empty(len(dbm), dtype=np.int64)
     if kind == "per scan":
-        from tinyloc_tf.deployment.host import predict_paths
-
         paths, _ = predict_paths(model, inputs[:, None, :], runtime=runtime, progress=progress)
         return paths[:, 0].astype(np.int64)
     slices = stream_slices(streams)
     if kind == "windows":
-        from tinyloc_tf.deployment.host import predict_paths
-
         steps = int(meta["T"])
         short = [(streams[rows[0]], len(rows)) for rows in slices if len(rows) < steps]
         if short:
@@ -186,26 +182,20 @@ def predict_rooms(model: Path, dbm: np.ndarray, streams: np.ndarray, runtime: st
     return rooms
 
 
-def streaming_decoding(model: Path, decoder: str | None, lag: int | None, reset_every: int | None) -> dict:
+def streaming_decoding(card: dict | None, decoder: str | None, lag: int | None, reset_every: int | None,
+                       card_name: str = "the model card") -> dict:
     """How a streaming model's samples are decoded: ``{"settings": predict_rooms' method, lag and
-    reset_every, "from": where they came from}``. Each one not given is the model card's (the
-    ``.json`` beside the ``.tflite``, as ``ship_models.py`` writes it; its ``model.streaming``),
-    else Viterbi, lag 10, never reset; ``reset_every`` 0 is never."""
-    from tinyloc_tf.errors import read_json_object
-
-    card_path = Path(model).with_suffix(".json")
-    card = {}
-    if card_path.is_file():
-        payload = read_json_object(card_path)
-        card = (payload.get("model") or {}).get("streaming") or {} if isinstance(payload.get("model"), dict) else {}
+    reset_every, "from": where they came from}``. Each one not given is the model card's
+    ``model.streaming`` (``card``: the card beside the ``.tflite``, or None), else Viterbi, lag 10,
+    never reset; ``reset_every`` 0 is never."""
+    scored = ((card or {}).get("model") or {}).get("streaming") or {}
     settings = {
-        "method": decoder or card.get("decoder") or "viterbi",
-        "lag": int(lag if lag is not None else card.get("lag", 10)),
-        "reset_every": (reset_every if reset_every is not None else card.get("reset_every")) or None,
+        "method": decoder or scored.get("decoder") or "viterbi",
+        "lag": int(lag if lag is not None else scored.get("lag", 10)),
+        "reset_every": (reset_every if reset_every is not None else scored.get("reset_every")) or None,
     }
-    from_card = card and any(value is None for value in (decoder, lag, reset_every))
-    source = f"the card {card_path.name} and the flags" if from_card else "the flags and defaults"
-    return {"settings": settings, "from": source}
+    from_card = bool(scored) and None in (decoder, lag, reset_every)
+    return {"settings": settings, "from": f"{card_name} and the flags" if from_card else "the flags and defaults"}
 
 
 def read_truth(other, column: str, classes: list[str], where: str) -> tuple[np.ndarray, np.ndarray]:

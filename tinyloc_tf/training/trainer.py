@@ -439,13 +439,12 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
     from tinyloc_tf.training.artifacts import read_run_json
 
     run_dir = Path(run_dir)
-    out = check_out(out, overwrite, inputs=(run_dir, data_dir))
     config = read_run_json(run_dir / "config.json", required=("data_fingerprint", "training", "build_config"))
-    source_metrics = read_run_json(run_dir / "metrics.json")
+    source_metrics = read_run_json(run_dir / "metrics.json", required=("val_macro_f1",))
     if data_dir is None and not config.get("data_dir"):
         raise TinylocError(f"{run_dir}/config.json names no data_dir; pass --data DIR")
     data_dir = data_dir if data_dir is not None else config["data_dir"]
-    check_out(out, overwrite, inputs=(run_dir, data_dir))
+    out = check_out(out, overwrite, inputs=(run_dir, data_dir))
     data = load_data(data_dir)
     if data.fingerprint() != config["data_fingerprint"]:
         raise TinylocError(f"{data_dir}: not the data {run_dir} was trained on (fingerprint differs)")
@@ -486,8 +485,10 @@ def refit_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, data_dir=No
 def _refit_model(run_dir: Path, data, verbose: int):
     """``(model, history frame, epochs, fit seconds)``: ``run_dir``'s configuration, recipe and
     seed trained on train + val for its best epoch count."""
-    config = json.loads((run_dir / "config.json").read_text())
-    source_metrics = json.loads((run_dir / "metrics.json").read_text())
+    from tinyloc_tf.training.artifacts import read_run_json
+
+    config = read_run_json(run_dir / "config.json", required=("training",))
+    source_metrics = read_run_json(run_dir / "metrics.json", required=("best_epoch",))
     if config.get("kind") == "distill":
         # Retraining without the teacher would ship a plain model under the student's name.
         raise TinylocError(f"{run_dir}: a distilled run; refit retrains plain runs only (it has no teacher term)")
