@@ -30,7 +30,7 @@ def log_probabilities(estimator, X: np.ndarray, num_classes: int) -> np.ndarray:
 
 def hybrid_scores(tagger, val, lr_log_p: np.ndarray, weights) -> list[float]:
     """Validation macro-F1 (percent) of the run alone, then of the pair at each weight."""
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
     from tinyloc_tf.training.metrics import macro_f1
 
     emissions = tagger.emissions(val.X)

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     from tinyloc_tf.data import load_prepared
     from tinyloc_tf.data.streams import split_streams
     from tinyloc_tf.deployment.streaming import StreamRunner, check_reset_every, decoder_names, score_decoded
-    from tinyloc_tf.models.online_decoding import decode_stream
+    from tinyloc_tf.decoding import decode_stream
     from tinyloc_tf.training.artifacts import load_run
 
     check_reset_every(args.reset_every)

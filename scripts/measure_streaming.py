@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 def _window_on_streams(buf, streams, crf, T):
     from tinyloc_tf.deployment.host import run_tflite
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
 
     paths = []
     for s in streams:
@@ -44,7 +44,7 @@ def _window_on_streams(buf, streams, crf, T):
 
 def _float_resets(step, streams, crf, resets, lag, classes):
     from tinyloc_tf.models.mamba_step import run_stream
-    from tinyloc_tf.models.online_decoding import decode_stream
+    from tinyloc_tf.decoding import decode_stream
     from tinyloc_tf.training.metrics import score_paths
 
     out = {}

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tinyloc_tf"
 
 #: Stage packages, lowest first; modules directly in tinyloc_tf/ (errors, atomic, arguments,
-#: lifetime, tf_log, families) are the foundation every stage may use.
+#: lifetime, tf_log, families, decoding, ...) are the foundation every stage may use.
 STAGES = ("data", "models", "training", "compression", "deployment", "reports", "workflows")
 
 

@@ -378,7 +378,7 @@ def test_evaluate_scores_with_the_embedded_crf(mamba, mamba_int8, toy, tmp_path)
     assert report["runtime"] == "tflm" and report["tflm_deployable"] is True
     assert report["flash_bytes"] == path.stat().st_size and report["arena_bytes"] > 0
     assert report["windows"] == 24 and report["steps"] == 24 * STEPS
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
     from tinyloc_tf.training.metrics import macro_f1
 
     crf = [np.asarray(getattr(mamba.crf, n)).astype(np.float16) for n in ("transitions", "start", "end")]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tinyloc_tf.errors import TinylocError
-from tinyloc_tf.models import CRF, viterbi_decode
+from tinyloc_tf.decoding import viterbi_decode
+from tinyloc_tf.models import CRF
 
 
 def path_score(emissions, tags, transitions, start, end):

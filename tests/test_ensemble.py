@@ -56,7 +56,7 @@ def test_plan_names_members_and_ensembles_and_respects_max_params():
 
 
 def test_ensemble_is_the_mean_of_its_members(toy, seeds, tmp_path):
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
     from tinyloc_tf.training.ensemble import ensemble_run
     from tinyloc_tf.training.metrics import macro_f1
     from tinyloc_tf.training.trainer import load_data

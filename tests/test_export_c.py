@@ -132,7 +132,7 @@ def test_export_writes_every_file_with_host_expectations(exported, fc_tflite):
     # the model and of the export's plumbing (TFLM rounding may differ by one LSB).
     assert arrays["host_emissions"].shape == (5, T, K)
     from tinyloc_tf.deployment.host import run_tflite
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
 
     info = ec.inspect_tflite(fc_tflite.read_bytes())
     x = (arrays["inputs"].astype(np.float32) - info.input_zero_point) * np.float32(info.input_scale)

@@ -131,7 +131,7 @@ def test_cpp_viterbi_matches_brute_force(viterbi_exe):
 @needs_gxx
 def test_cpp_viterbi_matches_numpy_on_dequantized_int8(viterbi_exe):
     """Coarse int8 emissions and rounded CRF weights make ties: the tie-break must match too."""
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
 
     rng = np.random.default_rng(1)
     for steps, k, scale, zp in [(20, 5, 0.25, 3), (1, 59, 0.1, -20), (8, 13, 0.5, 0), (20, 3, 0.03125, -128)]:

@@ -222,7 +222,7 @@ def test_small_mdcsa_trains_and_runs_int8_in_tflm(layers):
     per-step argmax and Viterbi paths agree with Keras on at least 95 % of the steps."""
     from tinyloc_tf.compression.convert import convert_model, float_ops, op_counts
     from tinyloc_tf.deployment.host import run_tflite
-    from tinyloc_tf.models import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
 
     steps, features, classes = 20, 8, 4
     keras.utils.set_random_seed(0)

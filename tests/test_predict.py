@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -119,6 +121,23 @@ def test_a_bad_cell_is_named_and_nothing_is_written(tmp_path, capsys, cells, mes
     assert message in text and "Traceback" not in text
 
 
+@pytest.mark.parametrize("steps", [1, 4])
+def test_predict_loads_neither_tensorflow_nor_keras(tmp_path, steps):
+    # A firmware engineer's check of a recording should start in a second, not in the seconds
+    # and the 0.7 GB that importing TensorFlow costs: reading and decoding need neither.
+    model = tmp_path / "m.tflite"
+    model.write_bytes(fc_model_bytes(steps=steps))
+    write_csv(tmp_path / "scans.csv", recording(np.random.default_rng(2), 12))
+    code = ("import sys; from tinyloc_tf.cli import main; "
+            f"status = main(['predict', {str(model)!r}, '--input', {str(tmp_path / 'scans.csv')!r}, "
+            f"'--out', {str(tmp_path / 'rooms.csv')!r}, '--quiet']); "
+            "print(status, sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "0 []", done.stdout + done.stderr
+    assert len(pd.read_csv(tmp_path / "rooms.csv")) == 12
+
+
 def test_missing_features_short_streams_and_existing_outputs_are_refused(tmp_path, capsys):
     rng = np.random.default_rng(3)
     write_csv(tmp_path / "scans.csv", recording(rng, 3))
@@ -145,9 +164,9 @@ def test_streaming_model_decodes_each_stream_online_from_a_zero_state(tmp_path, 
     import keras
 
     from tinyloc_tf.compression.streaming import convert_streaming
+    from tinyloc_tf.decoding import decode_stream
     from tinyloc_tf.deployment.streaming import StreamRunner
     from tinyloc_tf.models import build_model
-    from tinyloc_tf.models.online_decoding import decode_stream
 
     keras.utils.set_random_seed(0)
     tagger = build_model("mamba", features=6, classes=3, hidden=4, layers=1, steps=20, int8_friendly=True)

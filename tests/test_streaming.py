@@ -13,8 +13,8 @@ from helpers import tiny_run_folder
 from tinyloc_tf.data.prepared import Split
 from tinyloc_tf.data.streams import split_streams, stream_windows
 from tinyloc_tf.errors import TinylocError
-from tinyloc_tf.models.crf import viterbi_decode
-from tinyloc_tf.models.online_decoding import (
+from tinyloc_tf.decoding import viterbi_decode
+from tinyloc_tf.decoding import (
     FixedLagViterbi, ForwardFilter, decode_stream, exp_nonpositive,
 )
 

@@ -8,7 +8,8 @@ import pytest
 
 import tinyloc_tf.models  # noqa: F401  (registers the custom layers for load_model)
 from tinyloc_tf.errors import TinylocError
-from tinyloc_tf.models import CRF, SequenceTagger, build_model, viterbi_decode
+from tinyloc_tf.decoding import viterbi_decode
+from tinyloc_tf.models import CRF, SequenceTagger, build_model
 
 SMALL = dict(features=6, classes=4, hidden=8, steps=10)
 

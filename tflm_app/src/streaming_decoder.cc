@@ -10,7 +10,7 @@
 namespace {
 
 constexpr float kLog2e = 0x1.715476p+0f;
-// 2^f = exp(f ln 2) on [0, 1): float32(ln2^n / n!), highest degree first (online_decoding.py).
+// 2^f = exp(f ln 2) on [0, 1): float32(ln2^n / n!), highest degree first (decoding.py).
 constexpr int kPolyTerms = 8;
 constexpr float kExp2Poly[kPolyTerms] = {
     0x1.ffcbfcp-17f, 0x1.430912p-13f, 0x1.5d87fep-10f, 0x1.3b2ab6p-7f,

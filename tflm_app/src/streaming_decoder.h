@@ -1,7 +1,7 @@
 // Online CRF decoding on the device: one room per sample, with O(K) state (plus L x K
 // backpointers), however long the stream runs.
 //
-// A port of tinyloc_tf/models/online_decoding.py that keeps its float32 operation order, so
+// A port of tinyloc_tf/decoding.py that keeps its float32 operation order, so
 // host and device decide identically from identical emissions:
 //  - forward filtering: argmax of p(y_t | x_1..t), the normalised forward recursion in the
 //    probability domain with M = exp(transitions - max) and w_t = exp(e_t - max e_t);
@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-// exp(x) for x <= 0, bit-identical with online_decoding.exp_nonpositive.
+// exp(x) for x <= 0, bit-identical with decoding.exp_nonpositive.
 float stream_exp_nonpositive(float x);
 
 struct ForwardFilter {

@@ -1,7 +1,7 @@
 // Viterbi decoding of a linear-chain CRF on the device, after the model: the .tflite graph
 // ends at the emissions (PLATFORM.md: Viterbi inside the graph does not quantize).
 //
-// A port of tinyloc_tf.models.crf.viterbi_decode that keeps its float32 operation order
+// A port of tinyloc_tf.decoding.viterbi_decode that keeps its float32 operation order
 // (score[prev] + transitions[prev, next], max over prev with ties to the lowest index, then
 // + emissions[t, next]), so host and device pick identical paths from identical emissions.
 #ifndef TINYLOC_VITERBI_H_

@@ -122,7 +122,7 @@ def fine_tune(
     from tqdm import tqdm
 
     from tinyloc_tf.compression.calibration import representative_subset
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
     from tinyloc_tf.training.metrics import macro_f1
 
     X = np.asarray(X, dtype=np.float32)

@@ -21,7 +21,7 @@ The CRF parameters, class names and scaling come from the model's ``tinyloc`` me
 (:func:`tinyloc_tf.compression.metadata.read_metadata`); a JSON side file (``--crf``) can stand
 in for models converted without it. Host expectations are computed with the tflite-micro wheel
 (TFLM's reference kernels, the same code as on the device) and
-:func:`tinyloc_tf.models.crf.viterbi_decode` on the dequantized emissions.
+:func:`tinyloc_tf.decoding.viterbi_decode` on the dequantized emissions.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def host_expectations(buf: bytes, inputs_q: np.ndarray, info: ModelInfo, crf: di
 
 def host_paths(emissions_q: np.ndarray, info: ModelInfo, crf: dict) -> np.ndarray:
     """Viterbi on dequantized int8 emissions, in float32 exactly as the firmware does it."""
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
 
     if len(emissions_q) == 0:
         return np.zeros((0, info.steps), dtype=np.int32)

@@ -442,7 +442,7 @@ def predict_paths(model, X, runtime: str = "tflm", arena_kb: float | None = None
                   progress: bool = False, where: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(paths int32 [N, T], emissions float32 [N, T, K])`` of a ``.tflite`` on windows ``X``:
     run it (:func:`run_tflite`), then Viterbi with the CRF weights in its metadata."""
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
 
     buf = model_bytes(model)
     where = where or (str(model) if isinstance(model, (str, os.PathLike)) else None)
@@ -611,7 +611,7 @@ def check_run_is_the_source(run_dir, build_config: dict, meta: dict) -> None:
 
 def _keras_paths(tagger, X) -> tuple[np.ndarray, np.ndarray]:
     """Viterbi paths and emissions of a run's Keras model."""
-    from tinyloc_tf.models.crf import viterbi_decode
+    from tinyloc_tf.decoding import viterbi_decode
 
     emissions = tagger.emissions(X)
     return viterbi_decode(emissions, *tagger.crf.get_weights()), emissions

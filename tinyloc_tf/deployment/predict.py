@@ -171,7 +171,7 @@ def predict_rooms(model: Path, meta: dict, dbm: np.ndarray, streams: np.ndarray,
     if runtime != "tflm":
         raise TinylocError(f"{model} is a streaming step model: it runs in host TFLM only; drop --runtime")
     from tinyloc_tf.deployment.streaming import StreamRunner
-    from tinyloc_tf.models.online_decoding import decode_stream
+    from tinyloc_tf.decoding import decode_stream
 
     runner = StreamRunner(model)
     crf = meta["crf"]

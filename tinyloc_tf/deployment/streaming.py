@@ -113,7 +113,7 @@ def score_decoded(emissions: list[np.ndarray], streams, crf: dict, class_names: 
                   lag: int = 0) -> dict:
     """Every score (:func:`~tinyloc_tf.training.metrics.score_paths`) of per-stream emissions
     ``[n, K]`` decoded online with one decoder, over all samples of ``streams``."""
-    from tinyloc_tf.models.online_decoding import decode_stream
+    from tinyloc_tf.decoding import decode_stream
     from tinyloc_tf.training.metrics import score_paths
 
     truth = np.concatenate([s.y for s in streams])[None]
@@ -199,7 +199,7 @@ def _float_agreement(run_dir, streams, emissions, crf: dict, lags, reset_every: 
     """How far the int8 step model drifts from the float one over whole streams."""
     from tinyloc_tf.training.artifacts import load_run
     from tinyloc_tf.models.mamba_step import build_step_model, run_stream
-    from tinyloc_tf.models.online_decoding import decode_stream
+    from tinyloc_tf.decoding import decode_stream
     from pathlib import Path
 
     from tinyloc_tf.deployment.host import check_run_is_the_source

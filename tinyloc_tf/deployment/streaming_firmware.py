@@ -73,7 +73,7 @@ def export_stream(tflite_path, out_dir, data_dir, split: str = "test", stream: i
     from tinyloc_tf.deployment.export_c import _array_body, _header, _hexfloat, _write_text, firmware_model, model_sources
     from tinyloc_tf.deployment.host import _check_data_matches, dequantize, model_bytes, quantize
     from tinyloc_tf.deployment.streaming import StreamRunner
-    from tinyloc_tf.models.online_decoding import METHODS, decode_stream
+    from tinyloc_tf.decoding import METHODS, decode_stream
     from tinyloc_tf.compression.metadata import read_metadata
 
     if method not in METHODS:

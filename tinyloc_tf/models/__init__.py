@@ -8,7 +8,7 @@ Importing this package registers every custom layer with Keras, so
 """
 
 from tinyloc_tf.models import ensemble, layers, mamba, mdcsa, mlp, shortcut  # noqa: F401  (register custom layers)
-from tinyloc_tf.models.crf import CRF, viterbi_decode
+from tinyloc_tf.models.crf import CRF
 from tinyloc_tf.models.tagger import SequenceTagger, build_model
 
-__all__ = ["CRF", "SequenceTagger", "build_model", "viterbi_decode"]
+__all__ = ["CRF", "SequenceTagger", "build_model"]

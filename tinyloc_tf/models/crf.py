@@ -1,4 +1,4 @@
-"""Linear-chain conditional random field (CRF) for Keras 3, plus a numpy Viterbi.
+"""Linear-chain conditional random field (CRF) for Keras 3 (its numpy Viterbi: ``tinyloc_tf.decoding``).
 
 No maintained Keras 3 CRF exists (tensorflow-addons is end-of-life), so this is written
 here, after the forward algorithm and Viterbi of ``pytorch-crf`` that the reference MDCSA
@@ -16,7 +16,6 @@ steps, so there is no mask. Loops run over the static ``T`` in Python: windows a
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 from tinyloc_tf.errors import TinylocError
@@ -37,7 +36,7 @@ class CRF(keras.layers.Layer):
 
     ``call(emissions)`` returns the emissions unchanged, so a model's graph (and its
     ``.tflite``) ends at the emissions and decoding stays outside. Use :meth:`nll` as the
-    training loss and :meth:`viterbi` (graph) or :func:`viterbi_decode` (numpy) to decode.
+    training loss and :meth:`viterbi` (graph) or :func:`tinyloc_tf.decoding.viterbi_decode` (numpy) to decode.
     """
 
     def __init__(self, num_tags: int, **kwargs):
@@ -145,7 +144,8 @@ class CRF(keras.layers.Layer):
         """Best path in the graph: ``[B, T, K] -> int32 [B, T]``.
 
         Same recursion, summation order and tie-breaking (lowest tag index) as
-        :func:`viterbi_decode`, so both give identical paths on float32 emissions.
+        :func:`tinyloc_tf.decoding.viterbi_decode`, so both give identical paths on float32
+        emissions.
         """
         emissions = self._check(emissions)
         steps = _static_steps(emissions, "emissions")
@@ -162,43 +162,3 @@ class CRF(keras.layers.Layer):
             path.append(tag)
         path.reverse()
         return ops.stack(path, axis=1)
-
-
-def viterbi_decode(emissions, transitions, start, end) -> np.ndarray:
-    """Best CRF path in numpy (host side, also for TFLM's dequantized emissions).
-
-    ``emissions`` float ``[B, T, K]`` (or ``[T, K]``), ``transitions [K, K]``, ``start [K]``,
-    ``end [K]`` -> int32 ``[B, T]`` (or ``[T]``). Computed in float32 in the order
-    ``score[prev] + transitions[prev, next]``, max over ``prev`` (ties: lowest index), then
-    ``+ emissions[t, next]``; a C port that keeps this order decodes identically.
-    """
-    emissions = np.asarray(emissions, dtype=np.float32)
-    single = emissions.ndim == 2
-    if single:
-        emissions = emissions[None]
-    if emissions.ndim != 3:
-        raise TinylocError(f"emissions must be [batch, steps, tags], got shape {emissions.shape}")
-    batch, steps, k = emissions.shape
-    transitions = np.asarray(transitions, dtype=np.float32)
-    start = np.asarray(start, dtype=np.float32)
-    end = np.asarray(end, dtype=np.float32)
-    if transitions.shape != (k, k) or start.shape != (k,) or end.shape != (k,):
-        raise TinylocError(
-            f"CRF weights do not match {k} tags: transitions {transitions.shape}, "
-            f"start {start.shape}, end {end.shape}"
-        )
-    if steps == 0:
-        path = np.zeros((batch, 0), dtype=np.int32)
-        return path[0] if single else path
-    score = start[None, :] + emissions[:, 0]
-    backpointers = np.empty((max(steps - 1, 0), batch, k), dtype=np.int32)
-    for t in range(1, steps):
-        candidates = score[:, :, None] + transitions[None]
-        backpointers[t - 1] = np.argmax(candidates, axis=1)
-        score = np.max(candidates, axis=1) + emissions[:, t]
-    path = np.empty((batch, steps), dtype=np.int32)
-    path[:, -1] = np.argmax(score + end[None, :], axis=1)
-    rows = np.arange(batch)
-    for t in range(steps - 1, 0, -1):
-        path[:, t - 1] = backpointers[t - 1][rows, path[:, t]]
-    return path[0] if single else path

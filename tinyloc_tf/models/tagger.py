@@ -16,9 +16,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tinyloc_tf.decoding import viterbi_decode
 from tinyloc_tf.errors import TinylocError
 from tinyloc_tf.families import get_family
-from tinyloc_tf.models.crf import CRF, viterbi_decode
+from tinyloc_tf.models.crf import CRF
 
 
 @keras.saving.register_keras_serializable(package="tinyloc")
@@ -85,7 +86,7 @@ class SequenceTagger(keras.Model):
         """Viterbi paths for ``x`` float ``[N, T, F]`` -> int32 ``[N, T]`` (inference mode).
 
         Emissions come from :meth:`emissions`; the path from
-        :func:`~tinyloc_tf.models.crf.viterbi_decode`, which gives exactly the paths of the
+        :func:`~tinyloc_tf.decoding.viterbi_decode`, which gives exactly the paths of the
         graph :meth:`CRF.viterbi` (tested) and is what decodes TFLM's emissions too.
         """
         emissions = self.emissions(x, batch_size)

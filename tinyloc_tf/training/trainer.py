@@ -108,7 +108,7 @@ def _keras_callbacks():
             self.tagger, self.X, self.y, self.batch_size = tagger, X, y, batch_size
 
         def on_epoch_end(self, epoch, logs=None):
-            from tinyloc_tf.models.crf import viterbi_decode
+            from tinyloc_tf.decoding import viterbi_decode
             from tinyloc_tf.training.metrics import accuracy, macro_f1
 
             emissions = self.tagger.emissions(self.X, self.batch_size)

@@ -1,6 +1,8 @@
-"""Online CRF decoding: one room per sample, as the samples arrive.
+"""CRF decoding in numpy: the best path of a whole sequence, and one room per sample online.
 
 ::
+
+    path = viterbi_decode(emissions, transitions, start, end)   # [B, T, K] -> [B, T]
 
     decoder = ForwardFilter(transitions, start)          # argmax of the filtered marginal
     decoder = FixedLagViterbi(transitions, start, lag=5) # best path, each decision L samples late
@@ -10,9 +12,13 @@
 
     path = decode_stream(emissions, transitions, start, method="viterbi", lag=5)   # [n] -> [n]
 
-A window decoder (:func:`~tinyloc_tf.models.crf.viterbi_decode`) sees the whole window
-before it decides; on a stream there is no end, so neither decoder uses the CRF's ``end``
-scores. Both keep O(K) state (plus ``L x K`` backpointers) however long the stream runs:
+Plain numpy, without Keras, so that the tools that read a ``.tflite`` (``evaluate``,
+``predict``, the firmware checks) decode without loading TensorFlow; the Keras CRF layer
+(:class:`tinyloc_tf.models.crf.CRF`) decodes in its graph with the same order of operations.
+
+:func:`viterbi_decode` sees the whole window before it decides; on a stream there is no end,
+so neither online decoder uses the CRF's ``end`` scores. Both keep O(K) state (plus ``L x K``
+backpointers) however long the stream runs:
 
 - **Forward filtering**: ``p(y_t | x_1..t)`` by the normalised forward recursion in the
   probability domain, ``alpha_t = normalise(w_t * (alpha_{t-1} @ M))`` with
@@ -22,11 +28,11 @@ scores. Both keep O(K) state (plus ``L x K`` backpointers) however long the stre
   bounded over hours; the room of sample ``t - L`` is read by backtracking ``L`` steps from
   the best current state. ``L = 0`` is the argmax of the current Viterbi score.
 
-The firmware's C port (``tflm_app/src/streaming_decoder.cc``) must give the same paths,
-bit for bit. So every float32 operation here is written out in the C loop order (no numpy
-reduction, whose pairwise summation the C loop would not match), and ``exp`` is the
-hand-written :func:`exp_nonpositive` (a power-of-two split and a fixed polynomial), since
-numpy's, glibc's and newlib's ``expf`` may differ in the last bit.
+The firmware's C ports (``tflm_app/src/viterbi.cc``, ``tflm_app/src/streaming_decoder.cc``)
+must give the same paths, bit for bit. So every float32 operation of the online decoders is
+written out in the C loop order (no numpy reduction, whose pairwise summation the C loop would
+not match), and ``exp`` is the hand-written :func:`exp_nonpositive` (a power-of-two split and a
+fixed polynomial), since numpy's, glibc's and newlib's ``expf`` may differ in the last bit.
 """
 
 from __future__ import annotations
@@ -97,6 +103,46 @@ def _emission(emission, classes: int) -> np.ndarray:
     if not np.isfinite(emission).all():
         raise TinylocError("an emission holds NaN or infinite values")
     return emission
+
+
+def viterbi_decode(emissions, transitions, start, end) -> np.ndarray:
+    """Best CRF path in numpy (host side, also for TFLM's dequantized emissions).
+
+    ``emissions`` float ``[B, T, K]`` (or ``[T, K]``), ``transitions [K, K]``, ``start [K]``,
+    ``end [K]`` -> int32 ``[B, T]`` (or ``[T]``). Computed in float32 in the order
+    ``score[prev] + transitions[prev, next]``, max over ``prev`` (ties: lowest index), then
+    ``+ emissions[t, next]``; a C port that keeps this order decodes identically.
+    """
+    emissions = np.asarray(emissions, dtype=np.float32)
+    single = emissions.ndim == 2
+    if single:
+        emissions = emissions[None]
+    if emissions.ndim != 3:
+        raise TinylocError(f"emissions must be [batch, steps, tags], got shape {emissions.shape}")
+    batch, steps, k = emissions.shape
+    transitions = np.asarray(transitions, dtype=np.float32)
+    start = np.asarray(start, dtype=np.float32)
+    end = np.asarray(end, dtype=np.float32)
+    if transitions.shape != (k, k) or start.shape != (k,) or end.shape != (k,):
+        raise TinylocError(
+            f"CRF weights do not match {k} tags: transitions {transitions.shape}, "
+            f"start {start.shape}, end {end.shape}"
+        )
+    if steps == 0:
+        path = np.zeros((batch, 0), dtype=np.int32)
+        return path[0] if single else path
+    score = start[None, :] + emissions[:, 0]
+    backpointers = np.empty((max(steps - 1, 0), batch, k), dtype=np.int32)
+    for t in range(1, steps):
+        candidates = score[:, :, None] + transitions[None]
+        backpointers[t - 1] = np.argmax(candidates, axis=1)
+        score = np.max(candidates, axis=1) + emissions[:, t]
+    path = np.empty((batch, steps), dtype=np.int32)
+    path[:, -1] = np.argmax(score + end[None, :], axis=1)
+    rows = np.arange(batch)
+    for t in range(steps - 1, 0, -1):
+        path[:, t - 1] = backpointers[t - 1][rows, path[:, t]]
+    return path[0] if single else path
 
 
 class ForwardFilter:
