@@ -13,6 +13,7 @@ import pytest
 from helpers import fc_model_bytes
 from tinyloc_tf.cli import main
 from tinyloc_tf.deployment.predict import covering_window_starts
+from tinyloc_tf.errors import DataError
 
 FEATURES = [f"ap{i}" for i in range(6)]
 
@@ -119,6 +120,36 @@ def test_a_bad_cell_is_named_and_nothing_is_written(tmp_path, capsys, cells, mes
     status, rooms, text = predict(tmp_path, capsys, fc_model_bytes(steps=1), tmp_path / "scans.csv")
     assert status == 2 and rooms is None
     assert message in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("bad, message", [
+    (None, None),
+    ("5", "line 12, column ap2: '5' is not an RSSI in dBm"),  # read as numbers
+    ("loud", "line 12, column ap2: 'loud' is not a number"),  # read again as text
+])
+def test_reading_in_chunks_gives_the_whole_file_and_names_lines_across_chunks(tmp_path, bad, message):
+    from tinyloc_tf.compression.metadata import read_metadata
+    from tinyloc_tf.data.representation import Representation
+    from tinyloc_tf.deployment.predict import read_recording
+
+    inputs = recording(np.random.default_rng(5), 23)
+    write_csv(tmp_path / "scans.csv", inputs, visit=[i // 5 for i in range(23)])
+    if bad is not None:
+        table = pd.read_csv(tmp_path / "scans.csv", dtype=str)
+        table.loc[10, "ap2"] = bad  # line 12 of the file, in the third chunk of 4 rows
+        table.to_csv(tmp_path / "scans.csv", index=False)
+    scaling = read_metadata(fc_model_bytes(steps=1))["scaling"]
+    if message is not None:
+        with pytest.raises(DataError, match=message):
+            read_recording(tmp_path / "scans.csv", FEATURES, scaling, "visit", chunk_rows=4)
+        return
+    whole = read_recording(tmp_path / "scans.csv", FEATURES, scaling, "visit")
+    chunked = read_recording(tmp_path / "scans.csv", FEATURES, scaling, "visit", chunk_rows=4)
+    expected, _ = Representation.from_meta(scaling).apply(dbm_of(inputs))
+    for got in (whole, chunked):
+        np.testing.assert_array_equal(got[1], expected)
+        assert got[2].tolist() == [str(i // 5) for i in range(23)]  # other columns stay text
+        assert got[0]["visit"].tolist() == got[2].tolist()
 
 
 @pytest.mark.parametrize("steps", [1, 4])

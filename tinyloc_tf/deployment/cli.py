@@ -266,9 +266,9 @@ def _predict(args) -> int:
         card_path = args.model.with_suffix(".json")
         card = read_card(card_path) if card_path.is_file() else None
         decoding = streaming_decoding(card, args.decoder, args.lag, args.reset_every, f"the card {card_path.name}")
-    other, dbm, streams = read_recording(args.input, list(meta["features"]), meta["scaling"], args.stream_column)
+    other, inputs, streams = read_recording(args.input, list(meta["features"]), meta["scaling"], args.stream_column)
     truth = read_truth(other, args.truth_column, list(meta["classes"]), str(args.input)) if args.truth_column else None
-    rooms = predict_rooms(args.model, meta, dbm, streams, runtime=args.runtime, **(decoding or {}).get("settings", {}),
+    rooms = predict_rooms(args.model, meta, inputs, streams, runtime=args.runtime, **(decoding or {}).get("settings", {}),
                           progress=not args.quiet and sys.stderr.isatty(), where=str(args.input))
     write_predictions(args.out, other, list(meta["classes"]), rooms)
     counts = np.bincount(rooms, minlength=len(meta["classes"]))

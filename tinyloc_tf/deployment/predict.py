@@ -44,13 +44,23 @@ def model_kind(meta: dict) -> str:
     return "per scan" if int(meta.get("T", 1)) == 1 else "windows"
 
 
-def read_recording(path: Path, features: list[str], scaling: dict, stream_column: str | None = None):
-    """``(frame of the other columns, dBm float64 [n, F], stream ids [n])`` of a CSV.
+#: Rows read and turned into model inputs at a time: memory stays near the inputs' own
+#: (float32), however wide the file (UJIIndoorLoc: 520 features plus 9 text columns).
+CHUNK_ROWS = 8192
+
+
+def read_recording(path: Path, features: list[str], scaling: dict, stream_column: str | None = None,
+                   chunk_rows: int = CHUNK_ROWS):
+    """``(frame of the other columns, model inputs float32 [n, F], stream ids [n])`` of a CSV of dBm.
 
     Every feature column must be there, once; a cell must be empty, a number at most 0 dBm, or
-    the metadata's not-heard marker. Errors name the file, the line and the column.
+    the metadata's not-heard marker. Errors name the file, the line and the column. The inputs
+    are the representation of ``scaling`` (``data/representation.py``), applied row by row as
+    the file is read in chunks of ``chunk_rows``.
     """
-    floor = float(scaling.get("not_heard_dbm", -105.0))
+    from tinyloc_tf.data.representation import Representation
+
+    representation = Representation.from_meta(scaling)
     marker = scaling.get("not_heard")
     # The header as written (pandas would rename a repeated column), checked before the values are read.
     header = [str(name) for name in _read_csv(path, nrows=1, header=None, dtype=str).iloc[0]]
@@ -72,34 +82,67 @@ def read_recording(path: Path, features: list[str], scaling: dict, stream_column
     # columns as text, copied through unchanged. A file with an empty cell (not heard) or one that
     # is not a number is read again as text, cell by cell.
     try:
-        frame = _read_csv(path, dtype=dict.fromkeys(header, str) | dict.fromkeys(features, "float64"),
-                          na_filter=False)
-        dbm, cells = frame[features].to_numpy(dtype=np.float64), None
-    except ValueError:
-        frame = _read_csv(path, dtype=str)
-        cells = frame[features].to_numpy()
-        dbm = _parse_cells(path, cells, cells != "", features, floor)
-    if frame.empty:
+        chunks = _read_inputs(path, features, header, representation, marker, chunk_rows, as_text=False)
+    except ValueError:  # pandas: a feature cell is not a float
+        chunks = _read_inputs(path, features, header, representation, marker, chunk_rows, as_text=True)
+    if sum(len(inputs) for _, inputs in chunks) == 0:
         raise DataError(f"{path}: no rows")
+    import pandas as pd
+
+    other = pd.concat([chunk_other for chunk_other, _ in chunks], ignore_index=True)
+    inputs = np.concatenate([chunk_inputs for _, chunk_inputs in chunks])
+    streams = other[stream_column].to_numpy() if stream_column else np.zeros(len(other), dtype=int)
+    return other, inputs, streams
+
+
+def _read_inputs(path: Path, features: list[str], header: list[str], representation, marker, chunk_rows: int,
+                 as_text: bool) -> list[tuple]:
+    """``[(the other columns, model inputs float32)]``, one pair per chunk of rows; the features
+    are read as float64, or with ``as_text`` as text and parsed cell by cell."""
+    dtype = str if as_text else dict.fromkeys(header, str) | dict.fromkeys(features, "float64")
+    chunks, line = [], 2  # the file line of the chunk's first row
+    for frame in _csv_chunks(path, chunk_rows, dtype=dtype, na_filter=False):
+        chunks.append(_chunk_inputs(path, frame, features, representation, marker, line, as_text))
+        line += len(frame)
+    return chunks
+
+
+def _chunk_inputs(path: Path, frame, features: list[str], representation, marker, first_line: int, as_text: bool):
+    """``(the other columns, model inputs float32)`` of one chunk, its cells checked; ``marker``
+    is the dataset's not-heard value (UJIIndoorLoc's 100) or None."""
+    floor = float(representation.floor_dbm)
+    if as_text:
+        cells = frame[features].to_numpy()
+        dbm = _parse_cells(path, cells, cells != "", features, floor, first_line)
+    else:
+        dbm, cells = frame[features].to_numpy(dtype=np.float64), None
     is_marker = dbm == float(marker) if marker is not None else np.zeros(dbm.shape, dtype=bool)
     bad = ~np.isfinite(dbm) | ((dbm > 0) & ~is_marker)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
-        cell = cells[row, col] if cells is not None else format(float(frame[features[col]].iloc[row]), "g")
-        raise DataError(f"{path}: line {row + 2}, column {features[col]}: {shown(cell, 40)} is not an RSSI in dBm "
-                        f"(at most 0{f', or {marker} for not heard' if marker is not None else ''})")
+        cell = cells[row, col] if cells is not None else format(float(dbm[row, col]), "g")
+        raise DataError(f"{path}: line {first_line + row}, column {features[col]}: {shown(cell, 40)} is not an RSSI "
+                        f"in dBm (at most 0{f', or {marker} for not heard' if marker is not None else ''})")
     dbm[is_marker] = floor  # a reading at or below the floor is not heard too: the representation says so
-    other = frame.drop(columns=features)
-    streams = frame[stream_column].to_numpy() if stream_column else np.zeros(len(frame), dtype=int)
-    return other, dbm, streams
+    inputs, _ = representation.apply(dbm)
+    return frame.drop(columns=features), inputs
 
 
 def _read_csv(path: Path, **options):
     """``pandas.read_csv`` with text kept as written (no "NA" guessing); errors name the file."""
+    return next(_csv_chunks(path, None, **options))
+
+
+def _csv_chunks(path: Path, chunk_rows: int | None, **options):
+    """:func:`_read_csv` in frames of ``chunk_rows`` rows (None: one frame of the whole file)."""
     import pandas as pd
 
     try:
-        return pd.read_csv(path, keep_default_na=False, **options)
+        if chunk_rows is None:
+            yield pd.read_csv(path, keep_default_na=False, **options)
+            return
+        with pd.read_csv(path, keep_default_na=False, chunksize=chunk_rows, **options) as reader:
+            yield from reader
     except FileNotFoundError:
         raise DataError(f"{path}: not found") from None
     except IsADirectoryError:
@@ -108,15 +151,15 @@ def _read_csv(path: Path, **options):
         raise DataError(f"{path}: not a readable CSV file ({shown(exc, 120)})") from None
 
 
-def _parse_cells(path, cells, filled, features, floor) -> np.ndarray:
-    """Cell by cell, to name the first that is not a number."""
+def _parse_cells(path, cells, filled, features, floor, first_line: int = 2) -> np.ndarray:
+    """Cell by cell, to name the first that is not a number (``first_line``: the file line of row 0)."""
     dbm = np.full(cells.shape, floor, dtype=np.float64)
     for row, col in np.argwhere(filled):
         try:
             dbm[row, col] = float(cells[row, col])
         except ValueError:
-            raise DataError(f"{path}: line {row + 2}, column {features[col]}: {shown(cells[row, col], 40)} "
-                            "is not a number") from None
+            raise DataError(f"{path}: line {first_line + row}, column {features[col]}: "
+                            f"{shown(cells[row, col], 40)} is not a number") from None
     return dbm
 
 
@@ -134,18 +177,16 @@ def covering_window_starts(n: int, steps: int) -> list[int]:
     return starts
 
 
-def predict_rooms(model: Path, meta: dict, dbm: np.ndarray, streams: np.ndarray, runtime: str = "tflm",
+def predict_rooms(model: Path, meta: dict, inputs: np.ndarray, streams: np.ndarray, runtime: str = "tflm",
                   method: str = "viterbi", lag: int = 10, reset_every: int | None = None,
                   progress: bool = False, where: str = "the recording") -> np.ndarray:
-    """Class index per row of ``dbm [n, F]`` (rows grouped by ``streams``) for the ``.tflite``
-    ``model`` whose metadata is ``meta``; see the module doc. ``where`` names the recording in
-    errors."""
-    from tinyloc_tf.data.representation import Representation
+    """Class index per row of the model inputs ``inputs [n, F]`` (:func:`read_recording`; rows
+    grouped by ``streams``) for the ``.tflite`` ``model`` whose metadata is ``meta``; see the module
+    doc. ``where`` names the recording in errors."""
     from tinyloc_tf.deployment.host import predict_paths
 
-    inputs, _ = Representation.from_meta(meta["scaling"]).apply(dbm)
     kind = model_kind(meta)
-    rooms = np.empty(len(dbm), dtype=np.int64)
+    rooms = np.empty(len(inputs), dtype=np.int64)
     if kind == "per scan":
         paths, _ = predict_paths(model, inputs[:, None, :], runtime=runtime, progress=progress)
         return paths[:, 0].astype(np.int64)
@@ -162,7 +203,7 @@ def predict_rooms(model: Path, meta: dict, dbm: np.ndarray, streams: np.ndarray,
                 windows.append(inputs[rows[start : start + steps]])
                 owners.append(rows[start : start + steps])
         paths, _ = predict_paths(model, np.stack(windows), runtime=runtime, progress=progress)
-        done = np.zeros(len(dbm), dtype=bool)
+        done = np.zeros(len(inputs), dtype=bool)
         for rows, path in zip(owners, paths):  # a row keeps the room of the first window holding it
             new = ~done[rows]
             rooms[rows[new]] = path[new]
@@ -170,8 +211,8 @@ def predict_rooms(model: Path, meta: dict, dbm: np.ndarray, streams: np.ndarray,
         return rooms
     if runtime != "tflm":
         raise TinylocError(f"{model} is a streaming step model: it runs in host TFLM only; drop --runtime")
-    from tinyloc_tf.deployment.streaming import StreamRunner
     from tinyloc_tf.decoding import decode_stream
+    from tinyloc_tf.deployment.streaming import StreamRunner
 
     runner = StreamRunner(model)
     crf = meta["crf"]
